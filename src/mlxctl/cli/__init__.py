@@ -1,0 +1,1 @@
+"""The `mlxctl` command line."""

@@ -1,0 +1,59 @@
+"""The `mlxctl` entry point: the command group and the one place errors are printed."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.markup import escape
+
+from mlxctl import __version__
+from mlxctl.cli.dev import dev
+from mlxctl.cli.models import init, list_models, register, rm, show
+from mlxctl.cli.output import err_console
+from mlxctl.cli.registry import registry
+from mlxctl.errors import MlxctlError
+from mlxctl.settings import Settings, describe
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlxctl")
+def cli() -> None:
+    """mlxctl: run and manage local LLMs on MLX."""
+
+
+@cli.command("settings")
+def settings_cmd() -> None:
+    """Show every setting, its environment variable and its current value."""
+    current = Settings.from_env()
+    for name, env, default, help_text in describe():
+        value = getattr(current, name)
+        click.echo(f"{env}={value}\n    {help_text} (default: {default or 'computed'})")
+
+
+for command in (init, list_models, show, rm, register, registry, dev):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; known errors become one line on stderr and a non-zero exit."""
+    try:
+        cli.main(args=argv, prog_name="mlxctl", standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except MlxctlError as e:
+        if Settings.from_env().debug:
+            raise
+        err_console.print(f"[red]error:[/red] {escape(e.message)}")
+        if e.hint:
+            err_console.print(f"  {escape(e.hint)}")
+        sys.exit(e.exit_code)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The inference engine that runs inside a worker process, on mlx-lm."""

@@ -1,0 +1,229 @@
+"""The one door to mlx-lm.
+
+mlx-lm moves fast and many useful pieces are internal (`_get_classes`, the
+tokenizer wrapper, the batch generator). Everything mlxctl uses from it is
+imported here, so an mlx-lm upgrade touches this module only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import mlx.core as mx
+from mlx.nn.layers.base import Module
+from mlx_lm import utils as _utils
+from mlx_lm.generate import BatchGenerator, StopSequences, stream_generate
+from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
+from mlx_lm.sample_utils import (
+    apply_min_p,
+    apply_top_k,
+    apply_top_p,
+    greedy_sampler,
+    make_logits_processors,
+)
+from mlx_lm.tokenizer_utils import BPEStreamingDetokenizer, TokenizerWrapper
+
+__all__ = [
+    "TokenizerWrapper",
+    "load",
+    "model_classes",
+    "quantize_model",
+    "save_config",
+    "save_weights",
+    "stream_generate",
+    "total_parameters",
+]
+
+
+def model_classes(config: dict[str, Any]) -> tuple[type[Any], type[Any]]:
+    """(Model, ModelArgs) classes for a config's `model_type`."""
+    model_cls, args_cls = _utils._get_classes(config)
+    return model_cls, args_cls
+
+
+def load(path: str | Path, **kwargs: Any) -> tuple[Module, TokenizerWrapper]:
+    model, tokenizer = _utils.load(str(path), **kwargs)[:2]
+    return model, tokenizer
+
+
+def save_weights(path: Path, model: Module) -> None:
+    _utils.save_model(path, model)
+
+
+def save_config(config: dict[str, Any], path: Path) -> None:
+    _utils.save_config(dict(config), config_path=path)
+
+
+def quantize_model(
+    model: Module, config: dict[str, Any], bits: int, group_size: int
+) -> tuple[Module, dict[str, Any]]:
+    quantized, new_config = _utils.quantize_model(model, dict(config), group_size, bits)
+    return quantized, new_config
+
+
+def total_parameters(model: Module) -> int:
+    count: Callable[[Any], object] = _utils.get_total_parameters
+    return int(str(count(model)))
+
+
+# --- The engine's side: continuous batching, sampling, the prompt cache. ---
+
+__all__ += [
+    "Batch",
+    "BatchResponse",
+    "LogitsProcessor",
+    "PromptCacheStore",
+    "Sampler",
+    "apply_min_p",
+    "apply_top_k",
+    "apply_top_p",
+    "greedy_sampler",
+    "make_logits_processors",
+    "streaming_detokenizer",
+]
+
+# mlx-lm's callables: a sampler maps (1, vocab) logprobs to (1,) token ids; a
+# logits processor maps (tokens so far, (1, vocab) logits) to new logits.
+Sampler = Callable[[mx.array], mx.array]
+LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
+
+
+class BatchResponse(Protocol):
+    """One token of one sequence from `Batch.step` (mlx-lm's GenerationBatch.Response)."""
+
+    uid: int
+    token: int
+    logprobs: mx.array  # log-softmax over the vocabulary, already evaluated
+    finish_reason: str | None  # "stop", "length" or None
+    prompt_cache: list[Any] | None  # the sequence's KV cache, once finished
+    all_tokens: list[int] | None  # the tokens that cache holds, once finished
+
+
+class Batch:
+    """A typed face on mlx-lm's `BatchGenerator` (continuous batching).
+
+    Not thread-safe: create and use it on the generation thread only.
+    """
+
+    def __init__(self, model: Any, *, max_batch: int, prefill_step_size: int, stream: Any) -> None:
+        # Typed Any: mlx-lm's methods carry no annotations.
+        self._gen: Any = BatchGenerator(
+            model,
+            completion_batch_size=max_batch,
+            prefill_batch_size=max_batch,
+            prefill_step_size=prefill_step_size,
+            stream=stream,
+        )
+
+    def insert(
+        self,
+        tokens: list[int],
+        *,
+        max_tokens: int,
+        cache: list[Any] | None,
+        cached_tokens: list[int],
+        sampler: Sampler,
+        processors: list[LogitsProcessor],
+        stop: Sequence[Sequence[int]],
+    ) -> int:
+        """Queue one sequence; `tokens` follow the `cached_tokens` already in `cache`."""
+        (uid,) = self._gen.insert(
+            [tokens],
+            max_tokens=[max_tokens],
+            caches=[cache] if cache is not None else None,
+            all_tokens=[cached_tokens],
+            samplers=[sampler],
+            logits_processors=[processors],
+            stop_sequences=[StopSequences(stop)],
+        )
+        return int(uid)
+
+    def step(self) -> tuple[int, list[BatchResponse]]:
+        """One scheduling step: (prompt chunks processed, tokens generated)."""
+        prompt, generated = self._gen.next()
+        return len(prompt), generated
+
+    def remove(self, uids: list[int]) -> None:
+        self._gen.remove(uids)
+
+    def close(self) -> None:
+        self._gen.close()
+
+
+class PromptCacheStore:
+    """mlx-lm's `LRUPromptCache` for one model, with recency refreshed on every hit.
+
+    mlx-lm evicts in insertion order; `fetch` moves the entry it used to the back,
+    which reaches into the cache's private trie and order (hence it lives here).
+    """
+
+    _MODEL = "model"  # one worker serves one model
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self._lru: Any = LRUPromptCache(max_size=max_entries, max_bytes=max_bytes)
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._lru.nbytes)
+
+    def fetch(self, tokens: list[int]) -> tuple[list[Any] | None, int]:
+        """A private copy of the nearest cache for `tokens` and how many leading tokens it holds.
+
+        At most `len(tokens) - 1`: the model must still run the last token.
+        """
+        found = self._lru._trie.search(self._MODEL, tokens)
+        cache, rest = self._lru.fetch_nearest_cache(self._MODEL, tokens)
+        if cache is None:
+            return None, 0
+        if not rest:
+            # An exact hit: step back one token so there is something to feed.
+            if not can_trim_prompt_cache(cache):
+                return None, 0
+            trim_prompt_cache(cache, 1)
+            rest = tokens[-1:]
+        self._touch(found, len(tokens) - len(rest))
+        return cache, len(tokens) - len(rest)
+
+    def insert(self, tokens: list[int], cache: list[Any]) -> None:
+        self._lru.insert_cache(self._MODEL, list(tokens), cache)
+
+    def _touch(self, found: Any, reused: int) -> None:
+        # Which entry fetch_nearest_cache copied: exact, a trimmed longer one, or a prefix.
+        key = found.exact
+        if key is None:
+            shorter = found.shorter or []
+            key = found.longer if reused > len(shorter) or not shorter else shorter
+        entry = self._lru._trie.get(self._MODEL, key)
+        self._lru._lru.remove(self._MODEL, key)
+        self._lru._lru.push(self._MODEL, key, entry.cache_type)
+
+
+def streaming_detokenizer(tokenizer: TokenizerWrapper) -> Any:
+    """A fresh streaming detokenizer whose segments add up to `tokenizer.decode(tokens)`.
+
+    mlx-lm's BPE detokenizer drops the leading space of the first token, which a
+    completion like "The capital is" → " Paris" needs; this one keeps it.
+    """
+    detokenizer = tokenizer.detokenizer
+    if isinstance(detokenizer, BPEStreamingDetokenizer):
+        # An instance attribute shadows the method.
+        detokenizer._maybe_trim_space = _keep_text  # type: ignore[method-assign]
+    return detokenizer
+
+
+def _keep_text(text: str) -> str:
+    return text
+
+
+def infer_tool_parser(hf_tokenizer: Any) -> str | None:
+    """The tool-call parser mlx-lm picks for a Hugging Face tokenizer (None: no tool calls)."""
+    from mlx_lm import tokenizer_utils
+
+    infer: Callable[[Any], object] = tokenizer_utils._infer_tool_parser
+    name = infer(hf_tokenizer)
+    return None if name is None else str(name)

@@ -1,0 +1,111 @@
+"""The inventory: what the store finds becomes registered models, and back.
+
+Sits above `registry` and `store` and joins them: `init` registers every usable
+model of the Hugging Face cache, `register_path` adds a folder by hand, and
+`plan_rm`/`rm` remove a model (files only where mlxctl owns them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from mlxctl.errors import Conflict, InvalidInput
+from mlxctl.registry import ModelRecord, Registry
+from mlxctl.registry.record import check_slug, slugify
+from mlxctl.store.hfcache import scan_hf_cache
+from mlxctl.store.modelinfo import inspect_model_dir, to_record
+from mlxctl.store.removal import RemovalPlan, execute_removal, plan_removal
+
+
+@dataclass
+class InitReport:
+    cache_dir: str
+    added: list[ModelRecord] = field(default_factory=list)
+    unchanged: list[ModelRecord] = field(default_factory=list)
+    skipped: list[dict[str, str | None]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    missing: list[ModelRecord] = field(default_factory=list)
+
+
+def init_from_hf_cache(registry: Registry, cache_dir: Path) -> InitReport:
+    """Register every usable model in the HF cache; a second run changes nothing."""
+    scan = scan_hf_cache(cache_dir)
+    report = InitReport(cache_dir=str(cache_dir), warnings=[*scan.warnings, *scan.notes])
+    report.skipped = [
+        {"repo_id": s.repo_id, "revision": s.revision, "path": str(s.path), "reason": s.reason}
+        for s in scan.skipped
+    ]
+    known = registry.list()
+    taken = {r.slug for r in known}
+    by_path = {r.cache_path: r for r in known}
+    new: list[ModelRecord] = []
+    # `found` lists each repo's refs/main revision first, so it gets the plain slug.
+    for found in (f.record for f in scan.found):
+        existing = by_path.get(found.cache_path)
+        if existing is not None:
+            report.unchanged.append(existing)
+            continue
+        slug = _free_slug(found, taken)
+        taken.add(slug)
+        new.append(replace(found, slug=slug))
+    if new:
+        registry.add_many(new)
+    report.added = new
+    seen = {f.record.cache_path for f in scan.found}
+    report.missing = [
+        r
+        for r in known
+        if r.source == "hf-cache" and r.cache_path not in seen and not Path(r.cache_path).exists()
+    ]
+    return report
+
+
+def _free_slug(record: ModelRecord, taken: set[str]) -> str:
+    # The main revision gets the plain name; other revisions (and clashes) get a suffix.
+    if record.slug not in taken:
+        return record.slug
+    base = record.slug
+    if record.revision:
+        candidate = f"{base}-{record.revision[:7]}"
+        if candidate not in taken:
+            return candidate
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def register_path(
+    registry: Registry, path: Path, *, slug: str | None = None, port: int | None = None
+) -> ModelRecord:
+    """Register a model folder the user keeps outside the HF cache (never deleted by rm)."""
+    path = path.expanduser().resolve()
+    if not path.is_dir():
+        raise InvalidInput(f"{path} is not a folder")
+    info = inspect_model_dir(path)
+    name = check_slug(slug) if slug else slugify(path.name)
+    if registry.get(name) is not None:
+        raise Conflict(
+            f"a model named '{name}' is already registered", hint="choose another with --slug"
+        )
+    record = to_record(info, slug=name, cache_path=str(path), source="manual")
+    record = replace(record, port=port)
+    return registry.add(record)
+
+
+def plan_rm(registry: Registry, reference: str) -> tuple[ModelRecord, RemovalPlan]:
+    record = registry.resolve(reference)
+    others = [r for r in registry.list() if r.slug != record.slug]
+    return record, plan_removal(record, others)
+
+
+def rm(registry: Registry, record: ModelRecord, plan: RemovalPlan) -> int:
+    """Unregister first, then delete files: a crash in between leaves no dangling entry."""
+    if plan.blocked_by:
+        raise Conflict(
+            f"'{record.slug}' shares files with {', '.join(plan.blocked_by)}",
+            hint="remove those models first, or keep this one",
+        )
+    registry.remove(record.slug)
+    return execute_removal(plan)

@@ -1,0 +1,33 @@
+"""Shared fixtures: every test gets its own MLXCTL_HOME and HF cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlxctl.registry import Registry, open_registry
+from mlxctl.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """No test touches the user's files: home and HF cache live in a temp dir."""
+    home = tmp_path / "mlxctl-home"
+    monkeypatch.setenv("MLXCTL_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv("MLXCTL_DEBUG", raising=False)
+    yield home
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture
+def registry(settings: Settings) -> Iterator[Registry]:
+    reg = open_registry(settings)
+    yield reg
+    reg.db.close()
