@@ -51,6 +51,12 @@ class Settings:
         "Seconds a registry writer waits for another process's write to finish.",
         30.0,
     )
+    blas: str = _setting(
+        "MLXCTL_BLAS",
+        "Linux only: BLAS library preloaded into worker processes under MLX's CPU backend "
+        "('auto' finds OpenBLAS, 'off' keeps the wheel's reference BLAS, or a path).",
+        "auto",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

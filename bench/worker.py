@@ -1,0 +1,303 @@
+"""Benchmark: our worker against mlx_lm.server and mlx-openai-server on one factory model.
+
+    python bench/worker.py [--size small] [--tokens 64] [--peers mlx_lm,mlx_openai]
+
+Measures, on the same factory-made model, in one run:
+  - raw `stream_generate` in-process (the ceiling for single-stream decode);
+  - per server: single-stream TTFT and decode tokens/s, aggregate tokens/s at 4 and 8
+    concurrent streams, and cold vs warm TTFT for a second chat turn sharing a ~2k-token prefix.
+Prints a table and the ratios the issue sets as targets. mlx-openai-server is installed into
+its own virtual environment (.bench/peers) on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / ".bench"
+PEER_VENV = BENCH_DIR / "peers"
+
+
+@dataclass
+class Figures:
+    name: str
+    ttft: float = float("nan")
+    decode_tps: float = float("nan")
+    aggregate: dict[int, float] = field(default_factory=dict)
+    cold_ttft: float = float("nan")
+    warm_ttft: float = float("nan")
+    note: str = ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_model(size: str, arch: str) -> Path:
+    from mlxctl.factory import make_model
+
+    path = BENCH_DIR / "models" / f"{arch}-{size}"
+    if not (path / "config.json").exists():
+        make_model(path, arch=arch, size=size)
+    return path
+
+
+def raw_rate(model_path: Path, tokens: int, prompt: str) -> Figures:
+    """The in-process ceiling: mlx-lm's stream_generate on the same prompt."""
+    from mlxctl.engine import mlxlm
+
+    model, tokenizer = mlxlm.load(model_path)
+    messages = [{"role": "user", "content": prompt}]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    for _ in mlxlm.stream_generate(model, tokenizer, ids, max_tokens=4):
+        pass  # warm-up
+    best = Figures("raw stream_generate")
+    rates, ttfts = [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        first = None
+        last = None
+        for response in mlxlm.stream_generate(model, tokenizer, ids, max_tokens=tokens):
+            last = response
+            if first is None:
+                first = time.perf_counter() - start
+        assert last is not None
+        rates.append(last.generation_tps)
+        ttfts.append(first or 0.0)
+    best.decode_tps = statistics.median(rates)
+    best.ttft = statistics.median(ttfts)
+    return best
+
+
+def start_server(kind: str, model_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    python = sys.executable
+    if kind == "mlxctl":
+        cmd = [python, "-m", "mlxctl.cli.main", "worker", str(model_path), "--port", str(port)]
+        cmd += ["--max-batch", "8"]
+    elif kind == "mlx_lm":
+        cmd = [python, "-m", "mlx_lm", "server", "--model", str(model_path), "--port", str(port)]
+    elif kind == "mlx_openai":
+        cmd = [
+            str(PEER_VENV / "bin" / "mlx-openai-server"),
+            "launch",
+            "--model-path",
+            str(model_path),
+            "--model-type",
+            "lm",
+            "--port",
+            str(port),
+            "--no-log-file",
+            "--max-concurrency",
+            "8",
+        ]
+    else:
+        raise ValueError(kind)
+    out = log.open("wb")
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=BENCH_DIR)
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+            if r.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("server did not become ready")
+
+
+async def one_stream(
+    client: httpx.AsyncClient, url: str, model: str, messages: list[dict[str, str]], tokens: int
+) -> tuple[float, float, int, str]:
+    """(ttft, decode seconds after the first token, tokens, text) of one streamed chat."""
+    body = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": tokens,
+        "temperature": 0.0,
+        "stream": True,
+    }
+    start = time.perf_counter()
+    first = last = 0.0
+    count = 0
+    text = []
+    async with client.stream("POST", url, json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            for choice in chunk.get("choices", []):
+                delta = choice.get("delta", {})
+                piece = (delta.get("content") or "") + (delta.get("reasoning_content") or "")
+                piece += delta.get("reasoning") or ""
+                if piece:
+                    now = time.perf_counter()
+                    if count == 0:
+                        first = now
+                    last = now
+                    count += 1
+                    text.append(piece)
+    return first - start, last - first, count, "".join(text)
+
+
+async def measure_server(
+    name: str, port: int, model: str, tokens: int, prompt: str, prefix: str
+) -> Figures:
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    fig = Figures(name)
+    limits = httpx.Limits(max_connections=32)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        await one_stream(client, url, model, [{"role": "user", "content": "warm up"}], 4)
+        runs = [
+            await one_stream(client, url, model, [{"role": "user", "content": prompt}], tokens)
+            for _ in range(3)
+        ]
+        fig.ttft = statistics.median(r[0] for r in runs)
+        fig.decode_tps = statistics.median((r[2] - 1) / r[1] for r in runs if r[1] > 0)
+        for streams in (4, 8):
+            start = time.perf_counter()
+            results = await asyncio.gather(
+                *[
+                    one_stream(
+                        client,
+                        url,
+                        model,
+                        [{"role": "user", "content": f"{prompt} (stream {i})"}],
+                        tokens,
+                    )
+                    for i in range(streams)
+                ]
+            )
+            wall = time.perf_counter() - start
+            fig.aggregate[streams] = sum(r[2] for r in results) / wall
+        # Second chat turn over a shared ~2k-token prefix: cold (new prefix) vs warm (same).
+        turn1 = [{"role": "system", "content": prefix}, {"role": "user", "content": "Summarise."}]
+        _, _, _, reply = await one_stream(client, url, model, turn1, 8)
+        turn2 = [
+            *turn1,
+            {"role": "assistant", "content": reply},
+            {"role": "user", "content": "And now in one line?"},
+        ]
+        warm, _, _, _ = await one_stream(client, url, model, turn2, 8)
+        cold_prefix = [{"role": "system", "content": "Other. " + prefix}, *turn2[1:]]
+        cold, _, _, _ = await one_stream(client, url, model, cold_prefix, 8)
+        fig.cold_ttft, fig.warm_ttft = cold, warm
+    return fig
+
+
+def ensure_peer_env() -> bool:
+    if (PEER_VENV / "bin" / "mlx-openai-server").exists():
+        return True
+    print("installing mlx-openai-server into .bench/peers (one time) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+    pkgs = ["mlx[cpu]" if sys.platform == "linux" else "mlx", "mlx-openai-server"]
+    done = subprocess.run([str(PEER_VENV / "bin" / "pip"), "install", "-q", *pkgs])
+    return done.returncode == 0
+
+
+def run_server(
+    kind: str, model_path: Path, args: argparse.Namespace, prompt: str, prefix: str
+) -> Figures:
+    port = free_port()
+    log = BENCH_DIR / f"{kind}.log"
+    proc = start_server(kind, model_path, port, log)
+    try:
+        wait_ready(port, proc)
+        model = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"]
+        return asyncio.run(measure_server(kind, port, model, args.tokens, prompt, prefix))
+    except Exception as e:  # a peer that cannot run here is reported, not fatal
+        return Figures(kind, note=f"failed: {e} (see {log})")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def table(rows: Sequence[Figures]) -> str:
+    head = f"{'server':22} {'TTFT ms':>8} {'decode t/s':>10} {'agg@4':>8} {'agg@8':>8}"
+    head += f" {'cold ms':>8} {'warm ms':>8}  note"
+    lines = [head, "-" * len(head)]
+    for f in rows:
+        lines.append(
+            f"{f.name:22} {f.ttft * 1000:8.0f} {f.decode_tps:10.1f} "
+            f"{f.aggregate.get(4, float('nan')):8.1f} {f.aggregate.get(8, float('nan')):8.1f} "
+            f"{f.cold_ttft * 1000:8.0f} {f.warm_ttft * 1000:8.0f}  {f.note}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="small")
+    parser.add_argument("--arch", default="qwen2")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--peers", default="mlx_lm,mlx_openai")
+    args = parser.parse_args()
+    BENCH_DIR.mkdir(exist_ok=True)
+    model_path = build_model(args.size, args.arch)
+    prompt = "Write a short story about a lighthouse keeper and a cat."
+    prefix = " ".join(
+        f"Rule {i}: answer politely and cite the manual section {i}." for i in range(180)
+    )
+    print(f"model: factory {args.arch}/{args.size} at {model_path}", flush=True)
+    rows = [raw_rate(model_path, args.tokens, prompt)]
+    for kind in ["mlxctl", *[p for p in args.peers.split(",") if p]]:
+        if kind == "mlx_openai" and not ensure_peer_env():
+            rows.append(Figures(kind, note="could not be installed"))
+            continue
+        print(f"measuring {kind} ...", flush=True)
+        rows.append(run_server(kind, model_path, args, prompt, prefix))
+    print()
+    print(table(rows))
+    raw, ours, peers = rows[0], rows[1], rows[2:]
+    print()
+    print(
+        f"single-stream decode vs raw stream_generate: {ours.decode_tps / raw.decode_tps:.2f}x"
+        " (target >= 0.97)"
+    )
+    print(
+        f"aggregate@8 vs single stream: {ours.aggregate.get(8, 0) / ours.decode_tps:.2f}x"
+        " (target >= 4)"
+    )
+    print(f"warm vs cold second-turn TTFT: {ours.warm_ttft / ours.cold_ttft:.2f}x (target <= 0.2)")
+    for peer in peers:
+        if peer.note:
+            continue
+        print(
+            f"vs {peer.name}: TTFT {peer.ttft / ours.ttft:.2f}x faster, decode "
+            f"{ours.decode_tps / peer.decode_tps:.2f}x, agg@8 "
+            f"{ours.aggregate.get(8, 0) / max(peer.aggregate.get(8, 0), 1e-9):.2f}x, warm TTFT "
+            f"{peer.warm_ttft / ours.warm_ttft:.2f}x faster"
+        )
+    print(
+        f"\nplatform: {sys.platform}, cpus: {os.cpu_count()}, "
+        f"MLXCTL_BLAS={os.environ.get('MLXCTL_BLAS', 'auto')}"
+    )
+
+
+if __name__ == "__main__":
+    main()
