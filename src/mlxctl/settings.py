@@ -51,11 +51,100 @@ class Settings:
         "Seconds a registry writer waits for another process's write to finish.",
         30.0,
     )
+    worker_test_hooks: bool = _setting(
+        "MLXCTL_WORKER_TEST_HOOKS",
+        "Test only: workers honour the `mlxctl_test_force` request field, which forces a "
+        "token sequence through the engine (how tests exercise tool calls and reasoning).",
+        False,
+    )
     blas: str = _setting(
         "MLXCTL_BLAS",
         "Linux only: BLAS library preloaded into worker processes under MLX's CPU backend "
         "('auto' finds OpenBLAS, 'off' keeps the wheel's reference BLAS, or a path).",
         "auto",
+    )
+
+    # The daemon (`mlxctl serve`) and the CLI that talks to it.
+    host: str = _setting(
+        "MLXCTL_HOST",
+        "Where `mlxctl serve` listens and where the CLI finds it: host:port or http://host:port. "
+        "Binding a non-loopback address requires MLXCTL_API_KEY.",
+        "127.0.0.1:11500",
+    )
+    api_key: str | None = _setting(
+        "MLXCTL_API_KEY",
+        "When set, every daemon route but /health needs `Authorization: Bearer <key>` "
+        "(or `x-api-key`); the CLI sends it.",
+        None,
+    )
+    keep_alive: str = _setting(
+        "MLXCTL_KEEP_ALIVE",
+        "How long an idle model stays loaded: a duration (30s, 5m, 1h), seconds, "
+        "-1 (until evicted) or 0 (unload after each request). Requests may override it.",
+        "5m",
+    )
+    memory_budget: str = _setting(
+        "MLXCTL_MEMORY_BUDGET",
+        "Memory the loaded models may use together (estimated weights + KV cache): "
+        "a share of physical RAM (75%) or a size (16GiB).",
+        "75%",
+    )
+    max_loaded_models: int = _setting(
+        "MLXCTL_MAX_LOADED_MODELS",
+        "Most models loaded at once; loading one more evicts the least recently used idle one.",
+        3,
+    )
+    max_queue: int = _setting(
+        "MLXCTL_MAX_QUEUE",
+        "Requests per model that may wait for it to load; more are refused with 429.",
+        64,
+    )
+    queue_timeout: float = _setting(
+        "MLXCTL_QUEUE_TIMEOUT",
+        "Seconds a request waits for busy models to free memory before a 503.",
+        120.0,
+    )
+    load_timeout: float = _setting(
+        "MLXCTL_LOAD_TIMEOUT",
+        "Seconds a worker may take to load its model before the load counts as failed.",
+        300.0,
+    )
+    load_cooldown: float = _setting(
+        "MLXCTL_LOAD_COOLDOWN",
+        "Seconds after a failed load during which requests for that model fail at once.",
+        10.0,
+    )
+    kv_context: int = _setting(
+        "MLXCTL_KV_CONTEXT",
+        "Tokens of KV cache reserved per concurrent sequence when estimating a model's memory "
+        "(capped at the model's context length).",
+        4096,
+    )
+    worker_max_batch: int = _setting(
+        "MLXCTL_WORKER_MAX_BATCH",
+        "Sequences a worker decodes together (its --max-batch).",
+        8,
+    )
+    worker_max_queue: int = _setting(
+        "MLXCTL_WORKER_MAX_QUEUE",
+        "Requests a worker queues beyond its batch before answering 429 (its --max-queue).",
+        64,
+    )
+    worker_stop_grace: float = _setting(
+        "MLXCTL_WORKER_STOP_GRACE",
+        "Seconds a stopping worker gets after SIGTERM before SIGKILL.",
+        10.0,
+    )
+    worker_command: str = _setting(
+        "MLXCTL_WORKER_COMMAND",
+        "Command that starts a worker, before MODEL and its options "
+        "(default: this Python with `-m mlxctl.cli.main worker`).",
+        "",
+    )
+    shutdown_grace: float = _setting(
+        "MLXCTL_SHUTDOWN_GRACE",
+        "Seconds `mlxctl serve` lets running requests finish after SIGTERM before stopping.",
+        30.0,
     )
 
     @classmethod

@@ -12,6 +12,7 @@ from mlxctl.cli.dev import dev
 from mlxctl.cli.models import init, list_models, register, rm, show
 from mlxctl.cli.output import err_console
 from mlxctl.cli.registry import registry
+from mlxctl.cli.worker import worker
 from mlxctl.errors import MlxctlError
 from mlxctl.settings import Settings, describe
 
@@ -31,7 +32,7 @@ def settings_cmd() -> None:
         click.echo(f"{env}={value}\n    {help_text} (default: {default or 'computed'})")
 
 
-for command in (init, list_models, show, rm, register, registry, dev):
+for command in (init, list_models, show, rm, register, registry, dev, worker):
     cli.add_command(command)
 
 

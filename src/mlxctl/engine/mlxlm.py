@@ -227,3 +227,27 @@ def infer_tool_parser(hf_tokenizer: Any) -> str | None:
     infer: Callable[[Any], object] = tokenizer_utils._infer_tool_parser
     name = infer(hf_tokenizer)
     return None if name is None else str(name)
+
+
+# --- The store's side: `mlxctl create` with QUANTIZE. ---
+
+__all__ += ["quantize_dir"]
+
+
+def quantize_dir(source: Path, target: Path, *, bits: int, group_size: int) -> dict[str, Any]:
+    """Write `source`'s weights, quantized, and its config.json into `target`; the new config.
+
+    Only weights and config are written: tokenizer files stay the source's (the
+    store shares those blobs). Loads lazily, so memory holds one copy at most.
+    """
+    import contextlib
+    import io
+
+    model, _, config = _utils.load(str(source), lazy=True, return_config=True)
+    # mlx-lm reports bits per weight on stdout; the CLI owns stdout.
+    with contextlib.redirect_stdout(io.StringIO()):
+        model, config = _utils.quantize_model(model, dict(config), group_size, bits)
+    target.mkdir(parents=True, exist_ok=True)
+    _utils.save_model(target, model)
+    _utils.save_config(dict(config), config_path=target / "config.json")
+    return dict(config)

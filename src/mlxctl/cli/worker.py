@@ -1,0 +1,196 @@
+"""`mlxctl worker MODEL`: serve one model over an OpenAI-compatible API.
+
+The process the daemon supervises per loaded model, and a drop-in for
+`mlx_lm.server` when run by hand. MODEL is a registered name (slug, repo id or
+unambiguous prefix) or a path to a model folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from mlxctl.errors import InvalidInput, Unavailable
+
+if TYPE_CHECKING:
+    from mlxctl.worker.app import ModelInfo
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `2147483648`, `2GiB`, `512MB` or `1.5g` (binary with an `i`)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise InvalidInput(f"{text!r} is not a size: use bytes or a unit like 512MiB or 2GB")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    scale = 1 << (10 * "_kmgt".index(unit[0])) if unit.endswith("i") else _UNITS[unit]
+    return int(number * scale)
+
+
+@click.command("worker")
+@click.argument("model")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port (0: any free).")
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    help="Sequences decoded together.",
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(0),
+    default=64,
+    show_default=True,
+    help="Requests waiting beyond the batch; more get 429 with Retry-After.",
+)
+@click.option(
+    "--prompt-cache-entries",
+    type=click.IntRange(0),
+    default=16,
+    show_default=True,
+    help="KV caches of past prompts kept for reuse.",
+)
+@click.option(
+    "--prompt-cache-bytes",
+    default="2GiB",
+    show_default=True,
+    help="Memory cap of the prompt cache (bytes, or e.g. 512MiB).",
+)
+@click.option(
+    "--prefill-step-size",
+    type=click.IntRange(1),
+    default=2048,
+    show_default=True,
+    help="Prompt tokens processed per step.",
+)
+@click.option(
+    "--chat-template",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Jinja chat template file (overrides the registry and the tokenizer).",
+)
+@click.option("--tool-call-parser", help="mlx-lm tool parser name (default: inferred).")
+@click.option("--reasoning-parser", help="think, harmony or none (default: inferred).")
+@click.option(
+    "--graceful-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds running requests get to finish on SIGTERM.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def worker(
+    model: str,
+    host: str,
+    port: int,
+    max_batch: int,
+    max_queue: int,
+    prompt_cache_entries: int,
+    prompt_cache_bytes: str,
+    prefill_step_size: int,
+    chat_template: Path | None,
+    tool_call_parser: str | None,
+    reasoning_parser: str | None,
+    graceful_timeout: float,
+    log_level: str,
+) -> None:
+    """Serve MODEL (a registered name or a model folder) on HOST:PORT.
+
+    Logs one JSON `worker.listening` line at once and one `worker.ready` audit
+    line with the effective settings when the model has loaded.
+    """
+    from dataclasses import replace
+
+    _reexec_with_blas()
+    from mlxctl.engine.generator import Engine
+    from mlxctl.worker.server import run_worker
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    info = resolve_model(model)
+    if chat_template is not None:
+        info = replace(info, chat_template=str(chat_template))
+    if tool_call_parser:
+        info = replace(info, tool_call_parser=tool_call_parser)
+    if reasoning_parser:
+        info = replace(info, reasoning_parser=reasoning_parser)
+    cache_bytes = parse_size(prompt_cache_bytes)
+
+    def load_engine() -> Engine:
+        engine = Engine(
+            info.path,
+            max_batch=max_batch,
+            max_queue=max_queue,
+            prompt_cache_entries=prompt_cache_entries,
+            prompt_cache_bytes=cache_bytes,
+            prefill_step_size=prefill_step_size,
+        )
+        engine.start()
+        return engine
+
+    code = run_worker(
+        info,
+        load_engine,
+        host=host,
+        port=port,
+        graceful_timeout=graceful_timeout,
+        log_level=log_level,
+    )
+    if code:
+        raise Unavailable(f"the worker for '{info.id}' stopped: the model failed to load")
+
+
+def resolve_model(reference: str) -> ModelInfo:
+    """A model folder path as is, else a registered model with its overrides."""
+    from mlxctl.registry import open_registry
+    from mlxctl.worker.app import ModelInfo
+
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        return ModelInfo(id=path.resolve().name, path=path.resolve())
+    registry = open_registry()
+    try:
+        record = registry.resolve(reference)
+    finally:
+        registry.db.close()
+    return ModelInfo(
+        id=record.slug,
+        path=Path(record.cache_path),
+        repo_id=record.repo_id,
+        chat_template=record.chat_template,
+        tool_call_parser=record.tool_call_parser,
+        reasoning_parser=record.reasoning_parser,
+    )
+
+
+def _reexec_with_blas() -> None:
+    """Run this command again, once, with OpenBLAS preloaded (Linux; see engine/blas.py)."""
+    from mlxctl.engine.blas import MARKER, preload_env
+    from mlxctl.settings import Settings
+
+    env = preload_env(os.environ, Settings.from_env().blas)
+    if env is None:
+        return
+    # Only a real `mlxctl worker` process re-execs; in-process callers just get the marker.
+    if env.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD") or sys.argv[1:2] != ["worker"]:
+        os.environ[MARKER] = env[MARKER]
+        return
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "mlxctl.cli.main", *sys.argv[1:]], env)

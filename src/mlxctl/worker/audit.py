@@ -1,0 +1,70 @@
+"""The startup audit: one JSON line stating what this worker actually runs with.
+
+Written once, when the model has loaded, to stderr (where the supervisor keeps
+the worker's log). It records effective values, after registry overrides and
+mlx-lm's inference, so "why did it parse tool calls like that?" has an answer
+in the log: model path, template source, tool and reasoning parsers, cache and
+batch limits, and the versions of mlxctl, mlx, mlx-lm and llguidance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TextIO
+
+from mlxctl import __version__
+from mlxctl.engine.blas import loaded_blas
+from mlxctl.worker.app import WorkerState
+
+_PACKAGES = ("mlx", "mlx-lm", "llguidance", "starlette", "uvicorn")
+_ENGINE_LIMITS = ("max_batch", "max_queue", "prefill_step_size")
+_CACHE_LIMITS = ("prompt_cache_entries", "prompt_cache_bytes")
+
+
+def audit_record(state: WorkerState, *, host: str, port: int) -> dict[str, Any]:
+    """The effective settings of a loaded worker, as plain JSON-able data."""
+    engine = state.engine
+    syntax = state.syntax
+    return {
+        "event": "worker.ready",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "pid": os.getpid(),
+        "listen": {"host": host, "port": port},
+        "load_seconds": round(time.monotonic() - state.started, 3),
+        "model": {
+            "id": state.model.id,
+            "path": str(state.model.path),
+            "repo_id": state.model.repo_id,
+            "context_length": engine.context_length,
+            "vocab_size": state.vocab_size,
+        },
+        "chat_template": state.prompter.template_source,
+        "tool_call_parser": (syntax.tool.name or "inferred") if syntax.tool else None,
+        "tool_call_markers": [syntax.tool.start, syntax.tool.end] if syntax.tool else None,
+        "reasoning_parser": syntax.reasoning_parser,
+        "think_markers": list(syntax.think) if syntax.think else None,
+        "structured_output": "llguidance",
+        "batch": {name: getattr(engine, name, None) for name in _ENGINE_LIMITS},
+        "prompt_cache": {name: getattr(engine, name, None) for name in _CACHE_LIMITS},
+        "test_hooks": state.test_hooks,
+        "versions": {"mlxctl": __version__, **{p: _version(p) for p in _PACKAGES}},
+        "blas": loaded_blas(),
+    }
+
+
+def emit(record: dict[str, Any], stream: TextIO | None = None) -> None:
+    """Write the record as exactly one line of JSON."""
+    out = stream if stream is not None else sys.stderr
+    out.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+    out.flush()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None

@@ -1,0 +1,119 @@
+"""Chat messages → prompt token ids, through the model's chat template.
+
+`ChatPrompter` renders with the tokenizer's own template, or with the registry's
+override file when one is set, passing tools, tool results and template kwargs
+such as `enable_thinking`. It also reports whether the rendered prompt leaves a
+`<think>` block open (Qwen3-style templates that start the answer in reasoning),
+so the text stream can begin in reasoning mode.
+
+Rendering is CPU-bound Jinja plus tokenization: callers on the event loop run
+`render` in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlxctl.worker.openai_errors import invalid_request
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    tokens: list[int]
+    text: str
+    starts_in_reasoning: bool
+
+
+class ChatPrompter:
+    """Renders chat requests for one tokenizer (an mlx-lm `TokenizerWrapper`)."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        template_path: str | Path | None = None,
+        think_markers: tuple[str, str] | None = None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.template: str | None = None
+        self.template_source = "tokenizer"
+        if template_path:
+            self.template = Path(template_path).expanduser().read_text(encoding="utf-8")
+            self.template_source = f"registry:{template_path}"
+        elif not getattr(tokenizer, "has_chat_template", False):
+            self.template_source = "none"
+        self.think_markers = think_markers
+
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        template_kwargs: dict[str, Any] | None = None,
+    ) -> RenderedPrompt:
+        """Token ids of the prompt, ending with the assistant's generation header."""
+        if self.template_source == "none":
+            raise invalid_request(
+                "This model has no chat template; use /v1/completions or register a "
+                "template with `mlxctl register --chat-template`.",
+                "messages",
+                code="no_chat_template",
+            )
+        kwargs = dict(template_kwargs or {})
+        if self.template is not None:
+            kwargs["chat_template"] = self.template
+        try:
+            text = self.tokenizer.apply_chat_template(
+                [_template_message(m) for m in messages],
+                tools=tools,
+                add_generation_prompt=True,
+                tokenize=False,
+                **kwargs,
+            )
+        except Exception as e:  # Jinja raises its own error types, often with useful text
+            raise invalid_request(
+                f"The chat template could not render these messages: {e}", "messages"
+            ) from e
+        tokens = list(self.tokenizer.encode(text, add_special_tokens=False))
+        return RenderedPrompt(tokens, text, self._opens_reasoning(text))
+
+    def _opens_reasoning(self, text: str) -> bool:
+        if self.think_markers is None:
+            return False
+        start, end = self.think_markers
+        return text.rfind(start) > text.rfind(end)
+
+
+def encode_prompt(tokenizer: Any, prompt: str | list[int]) -> list[int]:
+    """Completion prompts: text is encoded as the model expects (BOS included), ids kept."""
+    if isinstance(prompt, list):
+        return list(prompt)
+    return list(tokenizer.encode(prompt))
+
+
+def _template_message(message: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI message → what HF templates expect (tool-call arguments as objects)."""
+    out = {k: v for k, v in message.items() if v is not None or k == "content"}
+    if out.get("content") is None:
+        out["content"] = ""
+    calls = message.get("tool_calls")
+    if calls:
+        out["tool_calls"] = [_template_tool_call(call) for call in calls]
+    return out
+
+
+def _template_tool_call(call: Any) -> dict[str, Any]:
+    if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+        raise invalid_request("Each tool call must have a 'function' object", "messages")
+    fn = dict(call["function"])
+    args = fn.get("arguments")
+    if isinstance(args, str):
+        # Templates render `arguments | tojson`; a JSON string would be quoted twice.
+        try:
+            fn["arguments"] = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError:
+            fn["arguments"] = args
+    return {**call, "function": fn}

@@ -1,0 +1,77 @@
+"""Run a worker app under uvicorn, on a socket bound before the model loads.
+
+Binding first lets `--port 0` pick a free port (reported in the audit line and
+in a `listening` line) and lets `/health` say `loading` while the model loads.
+SIGINT/SIGTERM start uvicorn's graceful shutdown: stop accepting, let running
+requests finish for up to `graceful_timeout` seconds, then the app's lifespan
+closes the engine. A model that fails to load ends the process with exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable
+
+import uvicorn
+
+from mlxctl.worker import audit
+from mlxctl.worker.app import ModelInfo, WorkerEngine, WorkerState, create_app
+
+log = logging.getLogger("mlxctl.worker")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket (IPv6 when `host` is an IPv6 address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_worker(
+    model: ModelInfo,
+    load_engine: Callable[[], WorkerEngine],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    graceful_timeout: float = 30.0,
+    log_level: str = "info",
+) -> int:
+    """Serve until told to stop; returns the process exit code."""
+    sock = bind(host, port)
+    actual_port = int(sock.getsockname()[1])
+    failed: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def ready(state: WorkerState) -> None:
+        audit.emit(audit.audit_record(state, host=host, port=actual_port))
+
+    def failure(error: BaseException) -> None:
+        failed.append(error)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(model, load_engine, on_ready=ready, on_failure=failure)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, round(graceful_timeout)),
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    listening = {"event": "worker.listening", "host": host, "port": actual_port, "pid": os.getpid()}
+    sys.stderr.write(json.dumps(listening) + "\n")
+    sys.stderr.flush()
+    server.run(sockets=[sock])
+    if failed:
+        log.error("worker stopped: the model failed to load: %s", failed[0])
+        return 1
+    return 0

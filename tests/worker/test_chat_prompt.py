@@ -1,0 +1,81 @@
+"""Messages → prompt through the model's template, the registry override, tools and kwargs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlxctl.worker.chat import ChatPrompter, encode_prompt
+from mlxctl.worker.openai_errors import APIError
+
+THINK = ("<think>", "</think>")
+
+
+def test_renders_with_the_tokenizer_template(tokenizer: Any) -> None:
+    prompter = ChatPrompter(tokenizer, think_markers=THINK)
+    rendered = prompter.render([{"role": "user", "content": "hi"}])
+    assert prompter.template_source == "tokenizer"
+    assert rendered.text.endswith("<|im_start|>assistant\n")
+    assert rendered.tokens == tokenizer.encode(rendered.text, add_special_tokens=False)
+    assert not rendered.starts_in_reasoning
+
+
+def test_tools_and_tool_results(tokenizer: Any) -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    messages = [
+        {"role": "user", "content": "Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]
+    text = ChatPrompter(tokenizer).render(messages, tools=tools).text
+    assert "get_weather" in text.split("<|im_end|>")[0]  # tools listed in the system turn
+    # Arguments sent as a JSON string are rendered once, not as a quoted string.
+    assert '"arguments": {"city": "Paris"}' in text
+    assert "<tool_response>\nsunny\n</tool_response>" in text
+
+
+def test_enable_thinking_false(tokenizer: Any) -> None:
+    prompter = ChatPrompter(tokenizer, think_markers=THINK)
+    off = prompter.render(
+        [{"role": "user", "content": "hi"}], template_kwargs={"enable_thinking": False}
+    )
+    assert off.text.endswith("<think>\n\n</think>\n\n")
+    assert not off.starts_in_reasoning
+
+
+def test_registry_template_override(tokenizer: Any, tmp_path: Path) -> None:
+    template = tmp_path / "t.jinja"
+    template.write_text(
+        "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant] <think>\n{% endif %}"
+    )
+    prompter = ChatPrompter(tokenizer, template_path=template, think_markers=THINK)
+    rendered = prompter.render([{"role": "user", "content": "hi"}])
+    assert prompter.template_source == f"registry:{template}"
+    assert rendered.text == "[user] hi\n[assistant] <think>\n"
+    assert rendered.starts_in_reasoning
+
+
+def test_broken_template_is_a_400(tokenizer: Any, tmp_path: Path) -> None:
+    template = tmp_path / "bad.jinja"
+    template.write_text("{{ raise_exception('no system messages') }}")
+    with pytest.raises(APIError) as info:
+        ChatPrompter(tokenizer, template_path=template).render([{"role": "user", "content": "x"}])
+    assert info.value.status == 400 and "no system messages" in info.value.message
+
+
+def test_encode_prompt(tokenizer: Any) -> None:
+    assert encode_prompt(tokenizer, [1, 2]) == [1, 2]
+    assert encode_prompt(tokenizer, "hello") == tokenizer.encode("hello")

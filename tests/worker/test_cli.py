@@ -1,0 +1,177 @@
+"""`mlxctl worker` as a real process: audit line, port 0, graceful SIGTERM, load failure."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mlxctl.cli.worker import parse_size, resolve_model
+from mlxctl.errors import InvalidInput, NotFound
+from mlxctl.registry import ModelRecord, open_registry
+
+# Runs the real entry point with the worker command registered, as cli/main.py will.
+_ENTRY = (
+    "import sys\n"
+    "from mlxctl.cli.main import cli, main\n"
+    "from mlxctl.cli.worker import worker\n"
+    "if 'worker' not in cli.commands:\n"
+    "    cli.add_command(worker)\n"
+    "main(sys.argv[1:])\n"
+)
+
+
+class Proc:
+    def __init__(self, *args: str) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-c", _ENTRY, "worker", *args],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stderr is not None
+        for line in self.popen.stderr:
+            self.lines.put(line)
+
+    def event(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        """The first JSON stderr line whose `event` is `name`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.popen.poll() is not None and self.lines.empty():
+                    break
+                continue
+            self.seen.append(line)
+            if line.startswith("{") and json.loads(line).get("event") == name:
+                return dict(json.loads(line))
+        raise AssertionError(f"no {name} line; stderr so far:\n{''.join(self.seen)}")
+
+    def drain(self) -> str:
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "".join(self.seen)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait()
+        self.reader.join(timeout=10)
+        assert self.popen.stderr is not None
+        self.popen.stderr.close()
+
+
+def test_worker_process_serves_and_stops_gracefully(model_path: Path) -> None:
+    proc = Proc(str(model_path), "--port", "0", "--max-batch", "3", "--prompt-cache-bytes", "64MiB")
+    try:
+        listening = proc.event("worker.listening")
+        audit = proc.event("worker.ready")
+        url = f"http://127.0.0.1:{listening['port']}"
+        assert audit["listen"]["port"] == listening["port"] != 0
+        assert audit["model"]["path"] == str(model_path)
+        assert audit["model"]["id"] == model_path.name
+        assert audit["chat_template"] == "tokenizer"
+        assert audit["tool_call_parser"] == "json_tools"
+        assert audit["reasoning_parser"] == "think"
+        assert audit["batch"] == {"max_batch": 3, "max_queue": 64, "prefill_step_size": 2048}
+        assert audit["prompt_cache"]["prompt_cache_bytes"] == 64 << 20
+        assert set(audit["versions"]) >= {"mlxctl", "mlx", "mlx-lm", "llguidance"}
+        assert audit["test_hooks"] is False
+        assert httpx.get(f"{url}/health").json()["status"] == "ok"
+        reply = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3},
+            timeout=30,
+        )
+        assert reply.status_code == 200
+        # Without MLXCTL_WORKER_TEST_HOOKS the forcing field is an unknown field.
+        forced = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}], "mlxctl_test_force": "x"},
+        )
+        assert forced.status_code == 400
+        proc.popen.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal so the parent sees it.
+        assert proc.popen.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in proc.drain()
+    finally:
+        proc.kill()
+
+
+def test_worker_exits_non_zero_when_the_model_cannot_load(tmp_path: Path) -> None:
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    proc = Proc(str(empty), "--port", "0")
+    try:
+        assert proc.popen.wait(timeout=60) != 0
+        assert "failed to load" in proc.drain()
+    finally:
+        proc.kill()
+
+
+def test_resolve_by_path_and_by_registry_name(model_path: Path, tmp_path: Path) -> None:
+    assert resolve_model(str(model_path)).id == model_path.name
+    template = tmp_path / "t.jinja"
+    template.write_text("{{ messages }}")
+    registry = open_registry()
+    try:
+        registry.add(
+            ModelRecord(
+                slug="tiny-chat",
+                cache_path=str(model_path),
+                repo_id="mlxctl-factory/tiny-chat",
+                chat_template=str(template),
+                tool_call_parser="json_tools",
+                reasoning_parser="none",
+            )
+        )
+    finally:
+        registry.db.close()
+    info = resolve_model("tiny-chat")
+    assert (info.id, info.path, info.repo_id) == (
+        "tiny-chat",
+        model_path,
+        "mlxctl-factory/tiny-chat",
+    )
+    assert (info.chat_template, info.tool_call_parser, info.reasoning_parser) == (
+        str(template),
+        "json_tools",
+        "none",
+    )
+    with pytest.raises(NotFound):
+        resolve_model("no-such-model")
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("1024", 1024),
+        ("2GiB", 2 << 30),
+        ("512MB", 512 * 10**6),
+        ("1.5g", 1_500_000_000),
+        ("8 KiB", 8192),
+    ],
+)
+def test_parse_size(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+def test_parse_size_rejects_junk() -> None:
+    with pytest.raises(InvalidInput):
+        parse_size("lots")
