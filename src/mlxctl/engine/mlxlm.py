@@ -243,7 +243,8 @@ def quantize_dir(source: Path, target: Path, *, bits: int, group_size: int) -> d
     import contextlib
     import io
 
-    model, _, config = _utils.load(str(source), lazy=True, return_config=True)
+    loaded: Any = _utils.load(str(source), lazy=True, return_config=True)
+    model, config = loaded[0], loaded[-1]
     # mlx-lm reports bits per weight on stdout; the CLI owns stdout.
     with contextlib.redirect_stdout(io.StringIO()):
         model, config = _utils.quantize_model(model, dict(config), group_size, bits)
