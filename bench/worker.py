@@ -3,11 +3,14 @@
     python bench/worker.py [--size small] [--tokens 64] [--peers mlx_lm,mlx_openai]
 
 Measures, on the same factory-made model, in one run:
-  - raw `stream_generate` in-process (the ceiling for single-stream decode);
+  - raw `stream_generate` (the ceiling for single-stream decode), once with the wheel's
+    reference BLAS and once with OpenBLAS preloaded as our workers do on Linux;
   - per server: single-stream TTFT and decode tokens/s, aggregate tokens/s at 4 and 8
     concurrent streams, and cold vs warm TTFT for a second chat turn sharing a ~2k-token prefix.
-Prints a table and the ratios the issue sets as targets. mlx-openai-server is installed into
-its own virtual environment (.bench/peers) on first use.
+Our worker runs as shipped (OpenBLAS on Linux when installed) and with MLXCTL_BLAS=off;
+mlx_lm.server runs as shipped and with the same OpenBLAS preloaded, so engine overhead is
+compared like for like. Prints a table and the ratios the issue sets as targets.
+mlx-openai-server is installed into its own virtual environment (.bench/peers) on first use.
 """
 
 from __future__ import annotations
@@ -58,7 +61,15 @@ def build_model(size: str, arch: str) -> Path:
     return path
 
 
-def raw_rate(model_path: Path, tokens: int, prompt: str) -> Figures:
+def raw_rate(model_path: Path, tokens: int, prompt: str, name: str, env: dict[str, str]) -> Figures:
+    """mlx-lm's stream_generate on the same prompt, in a child process with `env`."""
+    cmd = [sys.executable, __file__, "--raw", str(model_path), "--tokens", str(tokens)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    return Figures(name, ttft=data["ttft"], decode_tps=data["decode_tps"])
+
+
+def raw_in_process(model_path: Path, tokens: int, prompt: str) -> dict[str, float]:
     """The in-process ceiling: mlx-lm's stream_generate on the same prompt."""
     from mlxctl.engine import mlxlm
 
@@ -67,7 +78,6 @@ def raw_rate(model_path: Path, tokens: int, prompt: str) -> Figures:
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     for _ in mlxlm.stream_generate(model, tokenizer, ids, max_tokens=4):
         pass  # warm-up
-    best = Figures("raw stream_generate")
     rates, ttfts = [], []
     for _ in range(3):
         start = time.perf_counter()
@@ -80,12 +90,12 @@ def raw_rate(model_path: Path, tokens: int, prompt: str) -> Figures:
         assert last is not None
         rates.append(last.generation_tps)
         ttfts.append(first or 0.0)
-    best.decode_tps = statistics.median(rates)
-    best.ttft = statistics.median(ttfts)
-    return best
+    return {"decode_tps": statistics.median(rates), "ttft": statistics.median(ttfts)}
 
 
-def start_server(kind: str, model_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    kind: str, model_path: Path, port: int, log: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     python = sys.executable
     if kind == "mlxctl":
         cmd = [python, "-m", "mlxctl.cli.main", "worker", str(model_path), "--port", str(port)]
@@ -109,7 +119,7 @@ def start_server(kind: str, model_path: Path, port: int, log: Path) -> subproces
     else:
         raise ValueError(kind)
     out = log.open("wb")
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=BENCH_DIR)
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=BENCH_DIR, env=env)
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
@@ -218,17 +228,25 @@ def ensure_peer_env() -> bool:
 
 
 def run_server(
-    kind: str, model_path: Path, args: argparse.Namespace, prompt: str, prefix: str
+    kind: str,
+    name: str,
+    env: dict[str, str],
+    model_path: Path,
+    args: argparse.Namespace,
+    prompt: str,
+    prefix: str,
 ) -> Figures:
     port = free_port()
-    log = BENCH_DIR / f"{kind}.log"
-    proc = start_server(kind, model_path, port, log)
+    log = BENCH_DIR / f"{name}.log"
+    proc = start_server(kind, model_path, port, log, env)
     try:
         wait_ready(port, proc)
-        model = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"]
-        return asyncio.run(measure_server(kind, port, model, args.tokens, prompt, prefix))
+        model = str(model_path)  # mlx_lm.server serves its --model under its path
+        if kind != "mlx_lm":
+            model = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"]
+        return asyncio.run(measure_server(name, port, model, args.tokens, prompt, prefix))
     except Exception as e:  # a peer that cannot run here is reported, not fatal
-        return Figures(kind, note=f"failed: {e} (see {log})")
+        return Figures(name, note=f"failed: {e} (see {log})")
     finally:
         proc.terminate()
         try:
@@ -238,16 +256,48 @@ def run_server(
 
 
 def table(rows: Sequence[Figures]) -> str:
-    head = f"{'server':22} {'TTFT ms':>8} {'decode t/s':>10} {'agg@4':>8} {'agg@8':>8}"
+    head = f"{'server':26} {'TTFT ms':>8} {'decode t/s':>10} {'agg@4':>8} {'agg@8':>8}"
     head += f" {'cold ms':>8} {'warm ms':>8}  note"
     lines = [head, "-" * len(head)]
     for f in rows:
         lines.append(
-            f"{f.name:22} {f.ttft * 1000:8.0f} {f.decode_tps:10.1f} "
+            f"{f.name:26} {f.ttft * 1000:8.0f} {f.decode_tps:10.1f} "
             f"{f.aggregate.get(4, float('nan')):8.1f} {f.aggregate.get(8, float('nan')):8.1f} "
             f"{f.cold_ttft * 1000:8.0f} {f.warm_ttft * 1000:8.0f}  {f.note}"
         )
     return "\n".join(lines)
+
+
+def environments() -> tuple[dict[str, str], dict[str, str], str]:
+    """(reference BLAS env, OpenBLAS env, library name) for child processes."""
+    from mlxctl.engine.blas import MARKER, preload_env
+
+    hf = BENCH_DIR / "hf"  # mlx_lm.server's /v1/models needs an HF cache folder to exist
+    hf.mkdir(exist_ok=True)
+    base = {**os.environ, "HF_HUB_CACHE": str(hf)}
+    reference = {**base, "MLXCTL_BLAS": "off", MARKER: "none"}
+    fast = preload_env(base, "auto") or base
+    return reference, fast, fast.get(MARKER, "none")
+
+
+def compare(ours: Figures, raw: Figures, peers: Sequence[Figures]) -> None:
+    print(f"\n{ours.name}:")
+    print(
+        f"  single-stream decode vs {raw.name}: {ours.decode_tps / raw.decode_tps:.2f}x (>= 0.97)"
+    )
+    agg = ours.aggregate.get(8, 0) / ours.decode_tps
+    print(f"  aggregate@8 vs single stream: {agg:.2f}x (target >= 4)")
+    print(f"  warm vs cold second-turn TTFT: {ours.warm_ttft / ours.cold_ttft:.3f}x (<= 0.2)")
+    for peer in peers:
+        if peer.note:
+            continue
+        print(
+            f"  vs {peer.name}: TTFT {peer.ttft / ours.ttft:.2f}x faster, decode "
+            f"{ours.decode_tps / peer.decode_tps:.2f}x, agg@4 "
+            f"{ours.aggregate.get(4, 0) / max(peer.aggregate.get(4, 0), 1e-9):.2f}x, agg@8 "
+            f"{ours.aggregate.get(8, 0) / max(peer.aggregate.get(8, 0), 1e-9):.2f}x, warm TTFT "
+            f"{peer.warm_ttft / ours.warm_ttft:.2f}x faster"
+        )
 
 
 def main() -> None:
@@ -256,47 +306,45 @@ def main() -> None:
     parser.add_argument("--arch", default="qwen2")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--peers", default="mlx_lm,mlx_openai")
+    parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)  # child: raw rate only
     args = parser.parse_args()
+    prompt = "Write a short story about a lighthouse keeper and a cat."
+    if args.raw:
+        print(json.dumps(raw_in_process(args.raw, args.tokens, prompt)))
+        return
     BENCH_DIR.mkdir(exist_ok=True)
     model_path = build_model(args.size, args.arch)
-    prompt = "Write a short story about a lighthouse keeper and a cat."
     prefix = " ".join(
         f"Rule {i}: answer politely and cite the manual section {i}." for i in range(180)
     )
-    print(f"model: factory {args.arch}/{args.size} at {model_path}", flush=True)
-    rows = [raw_rate(model_path, args.tokens, prompt)]
-    for kind in ["mlxctl", *[p for p in args.peers.split(",") if p]]:
+    reference, fast, library = environments()
+    print(f"model: factory {args.arch}/{args.size} at {model_path}; OpenBLAS: {library}")
+    peers = [p for p in args.peers.split(",") if p]
+    runs: list[tuple[str, str, dict[str, str]]] = [("mlxctl", "mlxctl (reference BLAS)", reference)]
+    if library != "none":
+        runs.insert(0, ("mlxctl", "mlxctl (OpenBLAS)", fast))
+    for peer in peers:
+        runs.append((peer, f"{peer} (as shipped)", reference))
+        if peer == "mlx_lm" and library != "none":
+            runs.append((peer, "mlx_lm (OpenBLAS)", fast))
+    rows = [raw_rate(model_path, args.tokens, prompt, "raw (reference BLAS)", reference)]
+    if library != "none":
+        rows.append(raw_rate(model_path, args.tokens, prompt, "raw (OpenBLAS)", fast))
+    for kind, name, env in runs:
         if kind == "mlx_openai" and not ensure_peer_env():
-            rows.append(Figures(kind, note="could not be installed"))
+            rows.append(Figures(name, note="could not be installed"))
             continue
-        print(f"measuring {kind} ...", flush=True)
-        rows.append(run_server(kind, model_path, args, prompt, prefix))
+        print(f"measuring {name} ...", flush=True)
+        rows.append(run_server(kind, name, env, model_path, args, prompt, prefix))
     print()
     print(table(rows))
-    raw, ours, peers = rows[0], rows[1], rows[2:]
-    print()
-    print(
-        f"single-stream decode vs raw stream_generate: {ours.decode_tps / raw.decode_tps:.2f}x"
-        " (target >= 0.97)"
-    )
-    print(
-        f"aggregate@8 vs single stream: {ours.aggregate.get(8, 0) / ours.decode_tps:.2f}x"
-        " (target >= 4)"
-    )
-    print(f"warm vs cold second-turn TTFT: {ours.warm_ttft / ours.cold_ttft:.2f}x (target <= 0.2)")
-    for peer in peers:
-        if peer.note:
-            continue
-        print(
-            f"vs {peer.name}: TTFT {peer.ttft / ours.ttft:.2f}x faster, decode "
-            f"{ours.decode_tps / peer.decode_tps:.2f}x, agg@8 "
-            f"{ours.aggregate.get(8, 0) / max(peer.aggregate.get(8, 0), 1e-9):.2f}x, warm TTFT "
-            f"{peer.warm_ttft / ours.warm_ttft:.2f}x faster"
-        )
-    print(
-        f"\nplatform: {sys.platform}, cpus: {os.cpu_count()}, "
-        f"MLXCTL_BLAS={os.environ.get('MLXCTL_BLAS', 'auto')}"
-    )
+    by_name = {r.name: r for r in rows}
+    served = [r for r in rows if not r.name.startswith(("raw", "mlxctl"))]
+    for blas in ("OpenBLAS", "reference BLAS"):
+        ours = by_name.get(f"mlxctl ({blas})")
+        if ours is not None and not ours.note:
+            compare(ours, by_name[f"raw ({blas})"], served)
+    print(f"\nplatform: {sys.platform}, cpus: {os.cpu_count()}")
 
 
 if __name__ == "__main__":

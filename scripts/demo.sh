@@ -32,4 +32,21 @@ step list
 step show demo
 step dev generate demo --prompt "Say hello in five words." --max-tokens 24
 
+# The daemon: one front door; models load on the first request and stay warm (keep_alive).
+export MLXCTL_HOST="127.0.0.1:${MLXCTL_DEMO_PORT:-11500}"
+printf '\n\033[1m$ mlxctl serve &\033[0m   (log: %s/demo-serve.log)\n' "$MLXCTL_HOME"
+.venv/bin/mlxctl serve >"$MLXCTL_HOME/demo-serve.log" 2>&1 &
+daemon=$!
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+    curl -sf "http://$MLXCTL_HOST/health" >/dev/null 2>&1 && break
+    sleep 0.5
+done
+printf '\n\033[1m$ curl http://%s/v1/chat/completions\033[0m\n' "$MLXCTL_HOST"
+curl -sf "http://$MLXCTL_HOST/v1/chat/completions" -H 'content-type: application/json' \
+    -d '{"model": "demo", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}'
+echo
+step ps
+step status
+
 printf '\nDemo home: %s (export MLXCTL_HOME and HF_HUB_CACHE as above to keep playing)\n' "$MLXCTL_HOME"

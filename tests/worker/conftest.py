@@ -22,8 +22,8 @@ from mlx_lm.tokenizer_utils import load as load_tokenizer
 
 from mlxctl.engine.generator import Engine
 from mlxctl.factory import make_model
+from mlxctl.listen import bind
 from mlxctl.worker.app import ModelInfo, WorkerEngine, WorkerState, create_app
-from mlxctl.worker.server import bind
 
 
 @dataclass

@@ -19,21 +19,11 @@ from mlxctl.cli.worker import parse_size, resolve_model
 from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.registry import ModelRecord, open_registry
 
-# Runs the real entry point with the worker command registered, as cli/main.py will.
-_ENTRY = (
-    "import sys\n"
-    "from mlxctl.cli.main import cli, main\n"
-    "from mlxctl.cli.worker import worker\n"
-    "if 'worker' not in cli.commands:\n"
-    "    cli.add_command(worker)\n"
-    "main(sys.argv[1:])\n"
-)
-
 
 class Proc:
     def __init__(self, *args: str) -> None:
         self.popen = subprocess.Popen(
-            [sys.executable, "-c", _ENTRY, "worker", *args],
+            [sys.executable, "-m", "mlxctl.cli.main", "worker", *args],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,

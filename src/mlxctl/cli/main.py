@@ -8,6 +8,7 @@ import click
 from rich.markup import escape
 
 from mlxctl import __version__
+from mlxctl.cli.daemon import load, ps, serve, status, stop, unload
 from mlxctl.cli.dev import dev
 from mlxctl.cli.models import init, list_models, register, rm, show
 from mlxctl.cli.output import err_console
@@ -32,7 +33,10 @@ def settings_cmd() -> None:
         click.echo(f"{env}={value}\n    {help_text} (default: {default or 'computed'})")
 
 
-for command in (init, list_models, show, rm, register, registry, dev, worker):
+for command in (
+    init, list_models, show, rm, register, registry, dev, worker,
+    serve, ps, load, unload, stop, status,
+):  # fmt: skip
     cli.add_command(command)
 
 

@@ -12,26 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import sys
 from collections.abc import Callable
 
 import uvicorn
 
+from mlxctl.listen import bind
 from mlxctl.worker import audit
 from mlxctl.worker.app import ModelInfo, WorkerEngine, WorkerState, create_app
 
 log = logging.getLogger("mlxctl.worker")
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket (IPv6 when `host` is an IPv6 address)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
-    return sock
 
 
 def run_worker(

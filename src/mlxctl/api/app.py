@@ -1,0 +1,101 @@
+"""The daemon's HTTP app: the dialects, the admin API and /metrics over one scheduler.
+
+`create_app(settings)` builds a Starlette app whose lifespan opens the registry,
+cleans up workers a crashed daemon left behind, starts the scheduler, and on
+shutdown stops every worker before returning. One dialect module per API
+(`openai.py` today; Ollama and Anthropic plug in beside it), each with its own
+error envelope.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+
+from mlxctl.api import admin, metrics, openai
+from mlxctl.api.errors import http_exception_handler
+from mlxctl.api.middleware import DaemonMiddleware
+from mlxctl.errors import InvalidInput
+from mlxctl.registry import open_registry
+from mlxctl.router import Router
+from mlxctl.scheduler import Scheduler, SchedulerConfig
+from mlxctl.settings import Settings
+from mlxctl.workers import WorkerFactory, orphans
+from mlxctl.workers.process import process_factory
+
+
+def create_app(
+    settings: Settings,
+    *,
+    worker_factory: WorkerFactory | None = None,
+    config: SchedulerConfig | None = None,
+) -> Starlette:
+    """The daemon app; `worker_factory` and `config` replace the real ones in tests."""
+    scheduler_config = config or SchedulerConfig.from_settings(settings)
+    daemon_metrics = metrics.Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        http = worker_client()
+        registry = open_registry(settings)
+        orphans.reap(orphans.run_dir(settings.home))
+        scheduler = Scheduler(scheduler_config, worker_factory or process_factory(settings, http))
+        scheduler.start()
+        app.state.http = http
+        app.state.scheduler = scheduler
+        app.state.router = Router(registry, scheduler, http)
+        try:
+            yield
+        finally:
+            await scheduler.close()
+            await http.aclose()
+            registry.db.close()
+
+    app = Starlette(
+        routes=[*openai.routes(), *admin.routes(), *metrics.routes()],
+        lifespan=lifespan,
+        middleware=[Middleware(DaemonMiddleware, api_key=settings.api_key, metrics=daemon_metrics)],
+        exception_handlers={HTTPException: http_exception_handler},
+    )
+    app.state.settings = settings
+    app.state.metrics = daemon_metrics
+    app.state.started = time.monotonic()
+    app.state.draining = False
+    return app
+
+
+def worker_client() -> httpx.AsyncClient:
+    """The client for talking to workers: no proxies from the environment, no read timeout
+    (a long prompt may take minutes before its first token)."""
+    return httpx.AsyncClient(
+        trust_env=False,
+        timeout=httpx.Timeout(connect=5.0, read=None, write=60.0, pool=None),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    """Refuse to listen beyond this machine without an API key."""
+    if not is_loopback(host) and not api_key:
+        raise InvalidInput(
+            f"refusing to listen on {host} without an API key: anyone who can reach it "
+            "could run models here",
+            hint="set MLXCTL_API_KEY (clients then send `Authorization: Bearer <key>`), "
+            "or listen on 127.0.0.1",
+        )

@@ -1,0 +1,37 @@
+"""Reading request bodies: a JSON object, its `model`, its `keep_alive`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlxctl.api.errors import APIError
+from mlxctl.errors import InvalidInput
+from mlxctl.scheduler import KeepAlive
+from mlxctl.scheduler.keepalive import parse_keep_alive
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise APIError(
+            400, f"The request body is not valid JSON: {e}", code="invalid_json"
+        ) from None
+    if not isinstance(body, dict):
+        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def model_field(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise APIError(400, "You must provide a model parameter.", param="model", code="missing")
+    return model
+
+
+def keep_alive_field(value: object, param: str = "keep_alive") -> KeepAlive:
+    try:
+        return parse_keep_alive(value, param=param)
+    except InvalidInput as e:
+        raise APIError(400, e.message, param=param, code="invalid_value") from None

@@ -1,0 +1,144 @@
+"""The daemon's one middleware: request id, access log, metrics, API key, draining.
+
+Pure ASGI (no BaseHTTPMiddleware) so streamed responses pass straight through.
+For every HTTP request it:
+  - takes `X-Request-Id` from the client or makes one, and returns it;
+  - answers 503 while the daemon drains, and 401 without the API key (when one is
+    set) on every route but /health;
+  - writes one JSON log line when the response ends: id, model, status, tokens,
+    time to first byte, duration; and feeds the same figures to /metrics.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mlxctl.api.errors import APIError
+from mlxctl.api.metrics import Metrics
+from mlxctl.router import Exchange
+
+access_log = logging.getLogger("mlxctl.access")
+
+OPEN_PATHS = frozenset({"/health"})
+# Route labels for metrics: known paths as is, anything else lumped together.
+KNOWN_ROUTES = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
+        "/health",
+        "/metrics",
+        "/api/admin/ps",
+        "/api/admin/status",
+        "/api/admin/load",
+        "/api/admin/unload",
+    }
+)
+
+
+class DaemonMiddleware:
+    def __init__(self, app: ASGIApp, *, api_key: str | None, metrics: Metrics) -> None:
+        self.app = app
+        self.api_key = api_key
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        request_id = headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        exchange = Exchange(request_id=request_id)
+        scope.setdefault("state", {})["exchange"] = exchange
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        path: str = scope["path"]
+        try:
+            refusal = self._refusal(scope, path, headers)
+            if refusal is not None:
+                exchange.error = refusal.code
+                await _send_error(refusal, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - exchange.started
+            route = path if path in KNOWN_ROUTES else "other"
+            self.metrics.observe(route, status, exchange, seconds)
+            _log(scope, path, status, exchange, seconds)
+
+    def _refusal(self, scope: Scope, path: str, headers: dict[str, str]) -> APIError | None:
+        if path in OPEN_PATHS:
+            return None
+        app = scope.get("app")
+        if app is not None and getattr(app.state, "draining", False):
+            return APIError(
+                503,
+                "mlxctl is shutting down and takes no new requests.",
+                code="shutting_down",
+                headers={"Retry-After": "5"},
+            )
+        if self.api_key and not _authorized(headers, self.api_key):
+            return APIError(
+                401,
+                "Missing or wrong API key: send `Authorization: Bearer <MLXCTL_API_KEY>` "
+                "(or `x-api-key`).",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return None
+
+
+def _authorized(headers: dict[str, str], key: str) -> bool:
+    given = headers.get("x-api-key")
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    return given is not None and hmac.compare_digest(given.encode(), key.encode())
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def _send_error(error: APIError, send: Send) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _log(scope: Scope, path: str, status: int, exchange: Exchange, seconds: float) -> None:
+    ttft = exchange.ttft
+    line: dict[str, Any] = {
+        "event": "request",
+        "id": exchange.request_id,
+        "method": scope.get("method"),
+        "path": path,
+        "model": exchange.model,
+        "status": status,
+        "prompt_tokens": exchange.prompt_tokens,
+        "completion_tokens": exchange.completion_tokens,
+        "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
+        "duration_ms": round(seconds * 1000, 1),
+    }
+    if exchange.error:
+        line["error"] = exchange.error
+    access_log.info("%s", json.dumps(line))

@@ -1,0 +1,103 @@
+"""The OpenAI dialect: the worker's own API, in front of every registered model.
+
+    POST /v1/chat/completions     POST /v1/completions     (JSON or SSE, proxied)
+    GET  /v1/models               GET  /v1/models/{model}  (registered models)
+
+The body goes to the worker byte for byte, with one exception: mlxctl's extra
+field `keep_alive` (how long the model stays loaded after this request:
+`"10m"`, `300`, `-1` forever, `0` unload after it) is taken out first. With the
+official client: `client.chat.completions.create(..., extra_body={"keep_alive": "1h"})`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mlxctl.api.body import json_object, keep_alive_field, model_field
+from mlxctl.api.errors import OPENAI
+from mlxctl.registry import ModelRecord
+from mlxctl.router import Call, Exchange, Router
+from mlxctl.scheduler import DEFAULT, KeepAlive
+
+KEEP_ALIVE_FIELD = "keep_alive"
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+    ]
+
+
+async def chat_completions(request: Request) -> Response:
+    return await _proxy(request, "/v1/chat/completions")
+
+
+async def completions(request: Request) -> Response:
+    return await _proxy(request, "/v1/completions")
+
+
+async def _proxy(request: Request, path: str) -> Response:
+    router: Router = request.app.state.router
+    exchange = exchange_of(request)
+    try:
+        raw = await request.body()
+        body = json_object(raw)
+        record = router.resolve(model_field(body))
+        exchange.model = record.slug
+        keep_alive: KeepAlive = DEFAULT
+        if KEEP_ALIVE_FIELD in body:
+            keep_alive = keep_alive_field(body.pop(KEEP_ALIVE_FIELD))
+            raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    except Exception as e:
+        exchange.error = type(e).__name__
+        return OPENAI.error_response(e)
+    call = Call(record, path, raw, keep_alive, exchange.request_id)
+    return await router.forward(call, OPENAI, exchange)
+
+
+async def list_models(request: Request) -> Response:
+    router: Router = request.app.state.router
+    cards = [model_card(record) for record in router.registry.list()]
+    return JSONResponse({"object": "list", "data": cards})
+
+
+async def retrieve_model(request: Request) -> Response:
+    router: Router = request.app.state.router
+    try:
+        record = router.resolve(request.path_params["model"])
+    except Exception as e:
+        return OPENAI.error_response(e)
+    return JSONResponse(model_card(record))
+
+
+def model_card(record: ModelRecord) -> dict[str, Any]:
+    try:
+        created = int(os.stat(record.cache_path).st_mtime)
+    except OSError:
+        created = 0
+    return {
+        "id": record.slug,
+        "object": "model",
+        "created": created,
+        "owned_by": "mlxctl",
+        "repo_id": record.repo_id,
+        "context_length": record.context_length,
+    }
+
+
+def exchange_of(request: Request) -> Exchange:
+    """The request's Exchange, created by the access-log middleware (or here)."""
+    exchange = getattr(request.state, "exchange", None)
+    if not isinstance(exchange, Exchange):
+        exchange = Exchange()
+        request.state.exchange = exchange
+    return exchange

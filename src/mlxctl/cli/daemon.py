@@ -1,0 +1,171 @@
+"""Daemon commands: serve, and the client commands ps, load, unload, stop, status.
+
+`serve` runs the daemon in this process; the others talk to it over HTTP through
+`mlxctl.client` (MLXCTL_HOST, MLXCTL_API_KEY), as Ollama's CLI does.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from typing import Any
+
+import click
+
+from mlxctl.cli.output import console, human_bytes, print_fields, print_json, print_table
+from mlxctl.client import DaemonClient, parse_address
+from mlxctl.settings import Settings, describe
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _settings_epilog() -> str:
+    # \b keeps click from re-wrapping each block.
+    blocks = ["Settings (environment variables; `mlxctl settings` shows current values):"]
+    for _name, env, default, help_text in describe():
+        text = textwrap.fill(help_text, 76, initial_indent="    ", subsequent_indent="    ")
+        blocks.append(f"\b\n{env}  [default: {default or '-'}]\n{text}")
+    return "\n\n".join(blocks)
+
+
+@click.command(epilog=_settings_epilog())
+@click.option("--host", help="Address to listen on (default: from MLXCTL_HOST).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: from MLXCTL_HOST).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def serve(host: str | None, port: int | None, log_level: str) -> None:
+    """Run the daemon: one OpenAI-compatible front door for every registered model.
+
+    Models load on first request and unload after MLXCTL_KEEP_ALIVE idle; the
+    memory budget and MLXCTL_MAX_LOADED_MODELS decide who is evicted.
+    Listens on 127.0.0.1:11500 unless MLXCTL_HOST says otherwise.
+    """
+    from mlxctl.api.server import serve as run_server
+
+    settings = Settings.from_env()
+    address = parse_address(settings.host)
+    code = run_server(
+        settings, host or address.host, address.port if port is None else port, log_level=log_level
+    )
+    raise SystemExit(code)
+
+
+@click.command()
+@json_option
+def ps(as_json: bool) -> None:
+    """List loaded models: state, memory, requests in flight, when they unload."""
+    with DaemonClient.from_settings() as client:
+        models = client.ps()
+    if as_json:
+        print_json(models)
+        return
+    _models_table(models)
+
+
+@click.command()
+@click.argument("model")
+@click.option("--keep-alive", help="How long it stays loaded when idle (5m, 1h, -1 forever).")
+@json_option
+def load(model: str, keep_alive: str | None, as_json: bool) -> None:
+    """Load MODEL now and wait until it is ready."""
+    started = time.monotonic()
+    with DaemonClient.from_settings() as client:
+        row = client.load(model, keep_alive)
+    if as_json:
+        print_json(row)
+        return
+    seconds = time.monotonic() - started
+    idle = row.get("keep_alive_text")
+    stays = "until evicted" if idle == "forever" else f"for {idle} when idle"
+    console.print(
+        f"Loaded {row.get('model', model)} (pid {row.get('pid')}) in {seconds:.1f} s; "
+        f"it stays loaded {stays}"
+    )
+
+
+@click.command()
+@click.argument("model")
+@json_option
+def unload(model: str, as_json: bool) -> None:
+    """Unload MODEL now (after its running requests finish)."""
+    _unload(model, as_json)
+
+
+@click.command()
+@click.argument("model")
+@json_option
+def stop(model: str, as_json: bool) -> None:
+    """Stop a running model (the same as `unload`)."""
+    _unload(model, as_json)
+
+
+@click.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Show the daemon: memory budget, used and free, and the loaded models."""
+    client = DaemonClient.from_settings()
+    with client:
+        data = client.status()
+    if as_json:
+        print_json(data)
+        return
+    print_fields(
+        [
+            ("daemon", f"{client.base_url} (pid {data.get('pid')}, v{data.get('version')})"),
+            ("uptime", f"{data.get('uptime_s', 0):.0f} s"),
+            ("budget", f"{human_bytes(data.get('budget_bytes'))} ({data.get('budget')})"),
+            ("used", f"{human_bytes(data.get('used_bytes'))} estimated"),
+            ("free", human_bytes(data.get("free_bytes"))),
+            ("measured", human_bytes(data.get("measured_bytes"))),
+            ("models", f"{data.get('loaded_models')} of {data.get('max_loaded_models')} loaded"),
+        ]
+    )
+    if data.get("models"):
+        console.print()
+        _models_table(data["models"])
+
+
+def _unload(model: str, as_json: bool) -> None:
+    with DaemonClient.from_settings() as client:
+        result = client.unload(model)
+    if as_json:
+        print_json(result)
+    elif result.get("unloaded"):
+        console.print(f"Unloaded {result['model']}")
+    else:
+        console.print(f"{result['model']} was not loaded")
+
+
+def _models_table(models: list[dict[str, Any]]) -> None:
+    if not models:
+        console.print("No models loaded.")
+        return
+    rows = [
+        (
+            m["model"],
+            m["state"],
+            m.get("pid"),
+            m.get("in_flight"),
+            human_bytes(m.get("estimated_bytes")),
+            human_bytes((m.get("measured") or {}).get("total_bytes")),
+            _until(m),
+        )
+        for m in models
+    ]
+    print_table(["NAME", "STATE", "PID", "IN FLIGHT", "ESTIMATED", "MEASURED", "UNTIL"], rows)
+
+
+def _until(row: dict[str, Any]) -> str:
+    if row.get("state") not in ("ready", None):
+        return str(row.get("state"))
+    if row.get("in_flight"):
+        return "in use"
+    expires = row.get("expires_in")
+    if expires is None:
+        return "forever" if row.get("keep_alive") is None else "now"
+    minutes, seconds = divmod(int(expires), 60)
+    return f"{minutes}m {seconds}s" if minutes else f"{seconds}s"

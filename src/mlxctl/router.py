@@ -1,0 +1,259 @@
+"""The router: a request's `model` → a ready worker → the worker's bytes, back to the client.
+
+`resolve` turns what the client typed (slug, repo id, unambiguous prefix) into a
+registered model; `forward` leases a worker from the scheduler and proxies one
+request to it with httpx streaming. The lease (the worker's ref count) is held
+until the last byte has gone out. Bytes pass through untouched; a client that
+disconnects closes the upstream stream (the worker then cancels the generation);
+a worker that dies mid-stream ends the stream with the dialect's error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+import httpx
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from mlxctl.registry import ModelRecord, Registry
+from mlxctl.scheduler import DEFAULT, KeepAlive, Lease, Scheduler, WorkerLost
+
+# Response headers that describe one hop, not the body: never passed on.
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
+# How much of a response the usage tap keeps to find `usage` at the end.
+_TAIL_BYTES = 16384
+_BODY_BYTES = 1 << 20
+
+
+class Dialect(Protocol):
+    """How one API dialect reports errors before and after the first byte."""
+
+    name: str
+
+    def error_response(self, exc: BaseException) -> Response: ...
+
+    def stream_error(self, exc: BaseException) -> bytes: ...
+
+
+@dataclass
+class Exchange:
+    """What the access log and metrics learn about one proxied request."""
+
+    request_id: str | None = None
+    model: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    first_byte: float | None = None  # perf_counter at the first body byte (≈ first token)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+
+    @property
+    def ttft(self) -> float | None:
+        return None if self.first_byte is None else self.first_byte - self.started
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to pass to a worker."""
+
+    record: ModelRecord
+    path: str
+    body: bytes
+    keep_alive: KeepAlive = DEFAULT
+    request_id: str | None = None
+
+
+class Router:
+    def __init__(self, registry: Registry, scheduler: Scheduler, http: httpx.AsyncClient) -> None:
+        self.registry = registry
+        self.scheduler = scheduler
+        self.http = http
+
+    def resolve(self, reference: str) -> ModelRecord:
+        """The registered model; NotFound names the closest names (a fresh read each time)."""
+        return self.registry.resolve(reference)
+
+    async def forward(self, call: Call, dialect: Dialect, exchange: Exchange) -> Response:
+        """Lease a worker and proxy `call` to it; errors before the first byte are responses."""
+        exchange.model = call.record.slug
+        try:
+            lease, upstream = await self._open(call)
+        except Exception as e:
+            exchange.error = type(e).__name__
+            return dialect.error_response(e)
+        return ProxyResponse(upstream, lease, dialect, exchange)
+
+    async def _open(self, call: Call) -> tuple[Lease, httpx.Response]:
+        for attempt in (1, 2):
+            lease = await self.scheduler.acquire(call.record, call.keep_alive)
+            try:
+                return lease, await self._send(lease, call)
+            except httpx.ConnectError:
+                lease.release()
+                # The worker died between grant and connect: once the scheduler has seen
+                # the exit, a second lease starts a fresh worker.
+                if attempt == 2 or not await _exited(lease, 2.0):
+                    raise WorkerLost(_lost(lease, "could not be reached")) from None
+                await asyncio.sleep(0)
+            except httpx.HTTPError:
+                lease.release()
+                await _exited(lease, 0.5)
+                raise WorkerLost(_lost(lease, "stopped before answering")) from None
+            except BaseException:
+                lease.release()
+                raise
+        raise AssertionError("unreachable")
+
+    async def _send(self, lease: Lease, call: Call) -> httpx.Response:
+        headers = {"content-type": "application/json", "accept": "*/*"}
+        if call.request_id:
+            headers["x-request-id"] = call.request_id
+        request = self.http.build_request(
+            "POST", lease.base_url + call.path, content=call.body, headers=headers
+        )
+        return await self.http.send(request, stream=True)
+
+
+class ProxyResponse(Response):
+    """Streams an upstream response to the client; owns (and always ends) the lease.
+
+    Runs the copy loop and a disconnect listener together: whichever ends first
+    cancels the other, then the upstream stream is closed and the lease released.
+    """
+
+    def __init__(
+        self, upstream: httpx.Response, lease: Lease, dialect: Dialect, exchange: Exchange
+    ) -> None:
+        self.upstream = upstream
+        self.lease = lease
+        self.dialect = dialect
+        self.exchange = exchange
+        self.status_code = upstream.status_code
+        self.background = None
+        kept = [(k, v) for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS]
+        self.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in kept]
+        content_type = upstream.headers.get("content-type", "")
+        self.is_sse = content_type.startswith("text/event-stream")
+        self.tap = UsageTap(keep_all=not self.is_sse)
+        self.complete = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def until_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    if not self.complete:
+                        self.exchange.error = self.exchange.error or "client_disconnected"
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(until_disconnect)
+                await self._copy(send)
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.upstream.aclose()
+            self.lease.release()
+            self.tap.finish(self.exchange)
+
+    async def _copy(self, send: Send) -> None:
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            try:
+                async for chunk in self.upstream.aiter_raw():
+                    if self.exchange.first_byte is None:
+                        self.exchange.first_byte = time.perf_counter()
+                    self.tap.feed(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except httpx.HTTPError:
+                await self._worker_lost(send)
+            self.complete = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # servers that raise on a send to a closed connection
+            self.exchange.error = self.exchange.error or "client_disconnected"
+
+    async def _worker_lost(self, send: Send) -> None:
+        """The worker died mid-body: SSE gets a final error event; JSON just ends short."""
+        self.exchange.error = "worker_lost"
+        if not self.is_sse:
+            return
+        await _exited(self.lease, 0.5)
+        error = WorkerLost(_lost(self.lease, "stopped mid-stream"))
+        body = self.dialect.stream_error(error)
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+class UsageTap:
+    """Finds `usage` in the bytes going by (the last SSE events, or the JSON body)."""
+
+    def __init__(self, *, keep_all: bool) -> None:
+        self.keep_all = keep_all
+        self.buffer = bytearray()
+        self.events = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        if self.keep_all:
+            if len(self.buffer) > _BODY_BYTES:
+                self.keep_all = False
+            return
+        self.events += chunk.count(b"data: ")
+        if len(self.buffer) > _TAIL_BYTES:
+            del self.buffer[: len(self.buffer) - _TAIL_BYTES]
+
+    def finish(self, exchange: Exchange) -> None:
+        usage = self._usage()
+        if usage:
+            exchange.prompt_tokens = _int(usage.get("prompt_tokens"))
+            exchange.completion_tokens = _int(usage.get("completion_tokens"))
+
+    def _usage(self) -> dict[str, Any] | None:
+        if self.keep_all:
+            return _usage_of(bytes(self.buffer))
+        for line in reversed(bytes(self.buffer).split(b"\n")):
+            if line.startswith(b"data: {") and b'"usage"' in line:
+                usage = _usage_of(line[6:])
+                if usage:
+                    return usage
+        return None
+
+
+def _usage_of(raw: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    usage = data.get("usage") if isinstance(data, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+async def _exited(lease: Lease, timeout: float) -> bool:
+    """Wait up to `timeout` for the leased worker to be gone; True if it is."""
+    try:
+        await asyncio.wait_for(lease.worker.wait_exit(), timeout)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _lost(lease: Lease, what: str) -> str:
+    detail = lease.worker.exit_message() if lease.worker.returncode is not None else None
+    message = f"the worker for '{lease.slug}' {what}"
+    return f"{message}: {detail}" if detail else message

@@ -1,0 +1,95 @@
+"""Why the scheduler could not hand out a worker; each API dialect maps them to a status.
+
+    Unavailable (mlxctl.errors)
+    ├── Busy           the model's wait queue is full             → 429 + Retry-After
+    ├── CannotFit      the memory budget cannot take the model    → 503 + Retry-After
+    ├── LoadFailed     the worker failed to load (cooling down)   → 503 + Retry-After
+    ├── WorkerLost     the worker died while serving the request  → 502 (or a final event)
+    └── ShuttingDown   the daemon is draining                     → 503 + Retry-After
+
+Every one carries `retry_after` in seconds (None where retrying cannot help). The
+functions at the end write the messages, each naming the setting that would help.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from mlxctl.errors import Unavailable
+from mlxctl.registry import ModelRecord
+from mlxctl.scheduler.budget import human_bytes
+from mlxctl.scheduler.config import SchedulerConfig
+
+
+class SchedulerError(Unavailable):
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+
+
+class Busy(SchedulerError):
+    status = 429
+    code = "queue_full"
+
+
+class CannotFit(SchedulerError):
+    code = "memory_budget"
+
+
+class LoadFailed(SchedulerError):
+    code = "load_failed"
+
+
+class WorkerLost(SchedulerError):
+    status = 502
+    code = "worker_lost"
+
+
+class ShuttingDown(SchedulerError):
+    code = "shutting_down"
+
+
+def queue_full(slug: str, waiting: int, config: SchedulerConfig, retry_after: float) -> Busy:
+    return Busy(
+        f"model '{slug}' already has {waiting} request(s) waiting for it to load "
+        f"(MLXCTL_MAX_QUEUE={config.max_queue}); retry shortly",
+        retry_after=max(1.0, retry_after),
+    )
+
+
+def too_big(record: ModelRecord, estimate: int, config: SchedulerConfig) -> CannotFit:
+    """No eviction can help: the model alone exceeds the budget."""
+    if config.max_loaded < 1:
+        return CannotFit("no model may be loaded: MLXCTL_MAX_LOADED_MODELS is 0")
+    weights = record.size_bytes or 0
+    ctx = min(config.kv_context, record.context_length or config.kv_context)
+    return CannotFit(
+        f"model '{record.slug}' needs about {human_bytes(estimate)} "
+        f"(weights {human_bytes(weights)} + KV cache for {config.max_batch} × {ctx} "
+        f"tokens) but the memory budget is {budget_words(config)}: raise "
+        "MLXCTL_MEMORY_BUDGET, or lower MLXCTL_KV_CONTEXT or MLXCTL_WORKER_MAX_BATCH",
+        retry_after=60,
+    )
+
+
+def no_room(slug: str, config: SchedulerConfig, busy: Sequence[str]) -> CannotFit:
+    """Waited `queue_timeout` for busy models to free memory, in vain."""
+    return CannotFit(
+        f"model '{slug}' waited {config.queue_timeout:g} s for memory: the budget "
+        f"({budget_words(config)}) is held by busy models: {', '.join(busy)}",
+        retry_after=5,
+    )
+
+
+def budget_words(config: SchedulerConfig) -> str:
+    text = f" ({config.budget_text})" if config.budget_text else ""
+    return f"{human_bytes(config.budget)}{text}"

@@ -1,0 +1,487 @@
+"""The scheduler: one asyncio task owns which models are loaded, and decides.
+
+Handlers post events (`events.py`) to a queue; the loop task applies them one at
+a time to the state in `state.py`, so nothing needs a lock. Handlers are plain
+functions that must not block or await: starting and stopping workers go out as
+tasks, whose results come back as events. Who to evict is `policy.evict_for`.
+
+    acquire ─▶ ready?  grant a Lease (ref count +1)
+               loading? wait for that one load (bounded: Busy → 429)
+               else     queue for memory; the FIFO head evicts idle models (LRU)
+                        and loads once it fits; too big for the budget → CannotFit
+    release ─▶ ref count -1; idle → unload now (keep_alive 0), at a deadline, or never (-1)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
+
+from mlxctl.registry import ModelRecord
+from mlxctl.scheduler import errors, policy
+from mlxctl.scheduler.budget import human_bytes
+from mlxctl.scheduler.config import SchedulerConfig
+from mlxctl.scheduler.errors import Busy, LoadFailed, SchedulerError, ShuttingDown
+from mlxctl.scheduler.events import (
+    Acquire,
+    Event,
+    Expire,
+    LoadDone,
+    Query,
+    Release,
+    Shutdown,
+    Unload,
+    WaitExpired,
+    WorkerExited,
+)
+from mlxctl.scheduler.events import LoadFailed as LoadFailedEvent
+from mlxctl.scheduler.lease import Lease
+from mlxctl.scheduler.state import Counters, Entry, Pending, SchedulerStatus, Waiter
+from mlxctl.workers.base import Worker, WorkerFactory
+
+log = logging.getLogger("mlxctl.scheduler")
+
+DEFAULT: Literal["default"] = "default"
+KeepAlive = float | None | Literal["default"]
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig, factory: WorkerFactory) -> None:
+        self.config = config
+        self._factory = factory
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._entries: dict[str, Entry] = {}
+        self._pending: dict[str, Pending] = {}
+        self._cooldown: dict[str, tuple[float, str]] = {}  # slug → (until, message)
+        self._ids = itertools.count(1)
+        self._effects: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self._closed: list[asyncio.Future[None]] = []
+        self._counters = Counters()
+        self._task: asyncio.Task[None] | None = None
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            Acquire: self._on_acquire,
+            Release: self._on_release,
+            LoadDone: self._on_load_done,
+            LoadFailedEvent: self._on_load_failed,
+            WorkerExited: self._on_exited,
+            Expire: self._on_expire,
+            WaitExpired: self._on_wait_expired,
+            Unload: self._on_unload,
+            Query: self._on_query,
+            Shutdown: self._on_shutdown,
+        }
+
+    # Public API (any coroutine on the daemon's event loop) ----------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="mlxctl-scheduler")
+
+    async def acquire(self, record: ModelRecord, keep_alive: KeepAlive = DEFAULT) -> Lease:
+        """A lease on a ready worker for `record`; raises a SchedulerError subclass."""
+        self._check_running()
+        ka = self.config.keep_alive if isinstance(keep_alive, str) else keep_alive
+        future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        self._post(Acquire(record, Waiter(future, ka)))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Granted just as the caller gave up: hand the ref count back.
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result().release()
+            raise
+
+    async def load(self, record: ModelRecord, keep_alive: KeepAlive = DEFAULT) -> None:
+        """Load without a request (admin); the keep-alive clock starts at once."""
+        lease = await self.acquire(record, keep_alive)
+        lease.release()
+
+    async def unload(self, slug: str) -> bool:
+        """Unload now, or once in-flight requests end; False when it was not loaded."""
+        self._check_running()
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._post(Unload(slug, future))
+        return await future
+
+    async def status(self) -> SchedulerStatus:
+        self._check_running()
+        future: asyncio.Future[SchedulerStatus] = asyncio.get_running_loop().create_future()
+        self._post(Query(future))
+        return await future
+
+    async def close(self) -> None:
+        """Refuse new work, stop every worker, wait for their exits, end the loop."""
+        if self._task is None:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._post(Shutdown(future))
+        await future
+        self._events.put_nowait(None)
+        await self._task
+        self._task = None
+        await asyncio.gather(*self._effects, return_exceptions=True)
+
+    def estimate(self, record: ModelRecord) -> int:
+        return policy.estimate_bytes(record, self.config.kv_context, self.config.max_batch)
+
+    # The loop --------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self._task is None or self._task.done():
+            raise ShuttingDown("mlxctl is shutting down", retry_after=5)
+
+    def _post(self, event: Event) -> None:
+        self._events.put_nowait(event)
+
+    async def _run(self) -> None:
+        while (event := await self._events.get()) is not None:
+            try:
+                self._handlers[type(event)](event)
+            except Exception:  # a bug in one decision must not take the daemon down
+                log.exception("scheduler: error handling %s", type(event).__name__)
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    # Handlers: on the loop task, never block, never await -------------------------
+
+    def _on_acquire(self, event: Acquire) -> None:
+        waiter, record = event.waiter, event.record
+        if waiter.future.done():
+            return
+        if self._closing:
+            return self._fail(waiter, ShuttingDown("mlxctl is shutting down", retry_after=5))
+        slug = record.slug
+        entry = self._entries.get(slug)
+        if entry is not None and entry.state == "ready":
+            return self._grant(entry, waiter)
+        cooling = self._cooldown.get(slug)
+        if cooling is not None and cooling[0] > self._now():
+            return self._fail(waiter, LoadFailed(cooling[1], retry_after=cooling[0] - self._now()))
+        self._cooldown.pop(slug, None)
+        if entry is not None and entry.state == "loading":
+            entry.waiters = _live(entry.waiters)
+            if len(entry.waiters) >= self.config.max_queue:
+                return self._fail(waiter, self._busy(slug, len(entry.waiters)))
+            entry.waiters.append(waiter)
+            return
+        pending = self._pending.get(slug)
+        if pending is None:
+            pending = Pending(record, self.estimate(record), self._now())
+            self._pending[slug] = pending
+        pending.prune()
+        if len(pending.waiters) >= self.config.max_queue:
+            return self._fail(waiter, self._busy(slug, len(pending.waiters)))
+        loop = asyncio.get_running_loop()
+        timeout = self.config.queue_timeout
+        waiter.timer = loop.call_later(timeout, self._post, WaitExpired(slug, waiter))
+        pending.waiters.append(waiter)
+        self._drain()
+
+    def _on_release(self, event: Release) -> None:
+        entry = self._entry(event.slug, event.worker_id)
+        if entry is None:
+            return
+        entry.refs -= 1
+        entry.last_used = self._now()
+        entry.keep_alive = event.keep_alive
+        if entry.refs == 0:
+            self._idle(entry)
+        self._drain()
+
+    def _on_load_done(self, event: LoadDone) -> None:
+        entry = self._entry(event.slug, event.worker_id)
+        if entry is None or entry.state != "loading":
+            return
+        now = self._now()
+        entry.state, entry.ready_at, entry.last_used = "ready", now, now
+        seconds = now - entry.started
+        self._counters.loads[entry.slug, "ok"] += 1
+        self._counters.load_seconds[entry.slug] = seconds
+        log.info("loaded %s in %.2f s (pid %s)", entry.slug, seconds, entry.worker.pid)
+        waiters, entry.waiters = entry.waiters, deque()
+        for waiter in waiters:
+            self._grant(entry, waiter)
+        if entry.refs == 0:
+            self._idle(entry)
+        self._drain()
+
+    def _on_load_failed(self, event: LoadFailedEvent) -> None:
+        entry = self._entry(event.slug, event.worker_id)
+        if entry is not None and entry.state == "loading":
+            self._load_failed(entry, event.message)
+
+    def _on_exited(self, event: WorkerExited) -> None:
+        entry = self._entry(event.slug, event.worker_id)
+        if entry is None:
+            return
+        if entry.state == "loading":
+            self._load_failed(entry, entry.worker.exit_message())
+        elif entry.state == "ready":
+            self._counters.crashes[entry.slug] += 1
+            log.warning(
+                "worker for %s stopped unexpectedly (%d request(s) in flight): %s",
+                entry.slug,
+                entry.refs,
+                entry.worker.exit_message(),
+            )
+        self._remove(entry)
+
+    def _on_expire(self, event: Expire) -> None:
+        entry = self._entry(event.slug, event.worker_id)
+        if entry is None or entry.expiry_token != event.token:
+            return
+        if entry.state == "ready" and entry.refs == 0:
+            self._stop(entry, "expired")
+
+    def _on_wait_expired(self, event: WaitExpired) -> None:
+        pending = self._pending.get(event.slug)
+        waiter = event.waiter
+        if pending is None or waiter not in pending.waiters or waiter.future.done():
+            return
+        pending.waiters.remove(waiter)
+        busy = [e.slug for e in self._entries.values() if e.refs > 0 or e.state == "loading"]
+        self._fail(waiter, errors.no_room(event.slug, self.config, busy))
+        if not pending.waiters:
+            del self._pending[event.slug]
+
+    def _on_unload(self, event: Unload) -> None:
+        entry = self._entries.get(event.slug)
+        if entry is None:
+            event.future.set_result(False)
+            return
+        entry.unload_futures.append(event.future)
+        entry.unload_requested = True
+        if entry.state == "ready" and entry.refs == 0:
+            self._stop(entry, "unload")
+
+    def _on_query(self, event: Query) -> None:
+        if not event.future.done():
+            event.future.set_result(self._snapshot())
+
+    def _on_shutdown(self, event: Shutdown) -> None:
+        self._closing = True
+        self._closed.append(event.future)
+        error = ShuttingDown("mlxctl is shutting down", retry_after=5)
+        for pending in self._pending.values():
+            for waiter in pending.waiters:
+                self._fail(waiter, error)
+        self._pending.clear()
+        for entry in list(self._entries.values()):
+            for waiter in entry.waiters:
+                self._fail(waiter, error)
+            entry.waiters.clear()
+            if entry.state != "unloading":
+                self._stop(entry, "shutdown")
+        self._maybe_closed()
+
+    # Decisions -------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Start loads for queued models in arrival order while they fit (FIFO for memory)."""
+        if self._closing:
+            return
+        for slug, pending in list(self._pending.items()):
+            pending.prune()
+            if not pending.waiters:
+                del self._pending[slug]
+                continue
+            entry = self._entries.get(slug)
+            if entry is not None and entry.state != "unloading":
+                del self._pending[slug]  # it came back meanwhile: join it
+                for waiter in pending.waiters:
+                    waiter.cancel_timer()
+                    if entry.state == "ready":
+                        self._grant(entry, waiter)
+                    else:
+                        entry.waiters.append(waiter)
+                continue
+            if entry is not None:
+                return  # its previous worker is still stopping
+            budget, max_loaded = self.config.budget, self.config.max_loaded
+            victims = policy.evict_for(pending.estimate, self._views(), budget, max_loaded)
+            if victims is None:
+                if pending.estimate > budget or max_loaded < 1:
+                    del self._pending[slug]
+                    error = errors.too_big(pending.record, pending.estimate, self.config)
+                    for waiter in pending.waiters:
+                        self._fail(waiter, error)
+                    continue
+                return  # busy models hold the memory: wait for a release
+            for name in victims:
+                self._stop(self._entries[name], "evicted")
+            if policy.waits_for_exits(pending.estimate, self._views(), budget, max_loaded):
+                return
+            del self._pending[slug]
+            self._start_load(pending)
+
+    def _grant(self, entry: Entry, waiter: Waiter) -> None:
+        waiter.cancel_timer()
+        if waiter.future.done():
+            return
+        entry.refs += 1
+        entry.requests_total += 1
+        entry.last_used = self._now()
+        entry.disarm()
+        lease = Lease(entry.slug, entry.worker_id, entry.worker, waiter.keep_alive, self._release)
+        waiter.future.set_result(lease)
+
+    def _release(self, lease: Lease) -> None:
+        self._post(Release(lease.slug, lease.worker_id, lease.keep_alive))
+
+    def _idle(self, entry: Entry) -> None:
+        """No request in flight: unload now, arm the keep-alive deadline, or keep forever."""
+        if entry.state != "ready":
+            return
+        if entry.unload_requested or entry.keep_alive == 0:
+            self._stop(entry, "unload" if entry.unload_requested else "keep_alive=0")
+            return
+        entry.disarm()
+        if entry.keep_alive is None:
+            return
+        entry.expiry_token += 1
+        entry.expires_at = self._now() + entry.keep_alive
+        event = Expire(entry.slug, entry.worker_id, entry.expiry_token)
+        entry.timer = asyncio.get_running_loop().call_later(entry.keep_alive, self._post, event)
+
+    def _load_failed(self, entry: Entry, message: str) -> None:
+        text = f"model '{entry.slug}' failed to load: {message}"
+        log.error("%s", text)
+        self._counters.loads[entry.slug, "failed"] += 1
+        cooldown = self.config.cooldown
+        self._cooldown[entry.slug] = (self._now() + cooldown, text)
+        error = LoadFailed(text, retry_after=cooldown)
+        for waiter in entry.waiters:
+            self._fail(waiter, error)
+        entry.waiters.clear()
+        self._stop(entry, "load failed", count=False)
+
+    def _stop(self, entry: Entry, reason: str, *, count: bool = True) -> None:
+        if entry.state == "unloading":
+            return
+        log.info("unloading %s (%s)", entry.slug, reason)
+        if count:
+            self._counters.evictions[entry.slug, reason] += 1
+        entry.state, entry.reason = "unloading", reason
+        entry.disarm()
+        if entry.load_task is not None and not entry.load_task.done():
+            entry.load_task.cancel()
+        self._spawn(entry.worker.stop(self.config.stop_grace))
+
+    def _start_load(self, pending: Pending) -> None:
+        record = pending.record
+        worker_id = next(self._ids)
+        worker = self._factory(record)
+        entry = Entry(
+            record=record,
+            worker_id=worker_id,
+            worker=worker,
+            estimate=pending.estimate,
+            state="loading",
+            started=self._now(),
+            keep_alive=self.config.keep_alive,
+        )
+        for waiter in pending.waiters:
+            waiter.cancel_timer()  # from here the load timeout bounds the wait
+        entry.waiters = pending.waiters
+        self._entries[record.slug] = entry
+        log.info("loading %s (estimate %s)", record.slug, human_bytes(entry.estimate))
+        entry.load_task = self._spawn(self._load(record.slug, worker_id, worker))
+        self._spawn(self._watch(record.slug, worker_id, worker))
+
+    def _remove(self, entry: Entry) -> None:
+        entry.disarm()
+        del self._entries[entry.slug]
+        for future in entry.unload_futures:
+            if not future.done():
+                future.set_result(True)
+        self._drain()
+        self._maybe_closed()
+
+    def _maybe_closed(self) -> None:
+        if self._closing and not self._entries:
+            for future in self._closed:
+                if not future.done():
+                    future.set_result(None)
+
+    # Effects: tasks whose outcome comes back as events ---------------------------------
+
+    async def _load(self, slug: str, worker_id: int, worker: Worker) -> None:
+        try:
+            await worker.start()
+            await worker.wait_ready(self.config.load_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._post(LoadFailedEvent(slug, worker_id, str(e) or type(e).__name__))
+        else:
+            self._post(LoadDone(slug, worker_id))
+
+    async def _watch(self, slug: str, worker_id: int, worker: Worker) -> None:
+        code = await worker.wait_exit()
+        self._post(WorkerExited(slug, worker_id, code))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._effects.add(task)
+        task.add_done_callback(self._effect_done)
+        return task
+
+    def _effect_done(self, task: asyncio.Task[None]) -> None:
+        self._effects.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("scheduler effect failed", exc_info=task.exception())
+
+    # Helpers ---------------------------------------------------------------------
+
+    def _entry(self, slug: str, worker_id: int) -> Entry | None:
+        entry = self._entries.get(slug)
+        return entry if entry is not None and entry.worker_id == worker_id else None
+
+    def _views(self) -> list[policy.LoadedView]:
+        return [
+            policy.LoadedView(
+                name=e.slug,
+                estimate=e.estimate,
+                in_flight=e.refs,
+                last_used=e.last_used,
+                state=e.state,
+                pinned=e.keep_alive is None,
+            )
+            for e in self._entries.values()
+        ]
+
+    def _fail(self, waiter: Waiter, error: SchedulerError) -> None:
+        waiter.cancel_timer()
+        if not waiter.future.done():
+            waiter.future.set_exception(error)
+
+    def _busy(self, slug: str, waiting: int) -> Busy:
+        retry = self._counters.load_seconds.get(slug, 2.0)
+        return errors.queue_full(slug, waiting, self.config, retry)
+
+    def _snapshot(self) -> SchedulerStatus:
+        now = self._now()
+        rows = [entry.status(now) for entry in self._entries.values()]
+        rows += [pending.status() for pending in self._pending.values()]
+        return SchedulerStatus(
+            budget=self.config.budget,
+            budget_text=self.config.budget_text,
+            max_loaded=self.config.max_loaded,
+            used=sum(e.estimate for e in self._entries.values()),
+            models=rows,
+            counters=self._counters.copy(),
+            closing=self._closing,
+        )
+
+
+def _live(waiters: deque[Waiter]) -> deque[Waiter]:
+    return deque(w for w in waiters if not w.future.done())
+
+
+__all__ = ["DEFAULT", "KeepAlive", "Scheduler"]

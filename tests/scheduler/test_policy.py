@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from mlxctl.scheduler.policy import LoadedView, estimate_bytes, evict_for, waits_for_exits
+from tests.scheduler.fakes import MB, record
+
+GB = 1000 * MB
+
+
+def view(
+    name: str, gb: float, *, in_flight: int = 0, used: float = 0.0, **kw: object
+) -> LoadedView:
+    return LoadedView(name, int(gb * GB), in_flight=in_flight, last_used=used, **kw)  # type: ignore[arg-type]
+
+
+def test_fits_without_evicting() -> None:
+    assert evict_for(2 * GB, [view("a", 4)], budget=8 * GB, max_loaded=3) == []
+    assert evict_for(2 * GB, [], budget=2 * GB, max_loaded=1) == []
+
+
+def test_evicts_least_recently_used_idle_models_first() -> None:
+    loaded = [view("old", 3, used=1), view("new", 3, used=3), view("mid", 3, used=2)]
+    assert evict_for(3 * GB, loaded, budget=9 * GB, max_loaded=5) == ["old"]
+    assert evict_for(6 * GB, loaded, budget=9 * GB, max_loaded=5) == ["old", "mid"]
+
+
+def test_never_evicts_a_model_with_requests_in_flight() -> None:
+    loaded = [view("busy", 4, in_flight=1, used=0), view("idle", 4, used=5)]
+    assert evict_for(4 * GB, loaded, budget=8 * GB, max_loaded=5) == ["idle"]
+    both_busy = [view("a", 4, in_flight=2), view("b", 4, in_flight=1)]
+    assert evict_for(4 * GB, both_busy, budget=8 * GB, max_loaded=5) is None
+
+
+def test_loading_models_are_not_evictable() -> None:
+    loaded = [view("loading", 4, state="loading"), view("idle", 2, used=9)]
+    assert evict_for(4 * GB, loaded, budget=8 * GB, max_loaded=5) == ["idle"]
+    assert evict_for(5 * GB, loaded, budget=8 * GB, max_loaded=5) is None
+
+
+def test_larger_than_the_budget_is_none_even_when_empty() -> None:
+    assert evict_for(9 * GB, [], budget=8 * GB, max_loaded=3) is None
+    assert evict_for(1, [], budget=8 * GB, max_loaded=0) is None
+
+
+def test_max_loaded_evicts_even_when_memory_fits() -> None:
+    loaded = [view("a", 1, used=2), view("b", 1, used=1)]
+    assert evict_for(1 * GB, loaded, budget=100 * GB, max_loaded=2) == ["b"]
+
+
+def test_pinned_models_go_after_every_unpinned_idle_one() -> None:
+    loaded = [view("pinned", 3, used=0, pinned=True), view("recent", 3, used=9)]
+    assert evict_for(3 * GB, loaded, budget=6 * GB, max_loaded=5) == ["recent"]
+    assert evict_for(6 * GB, loaded, budget=6 * GB, max_loaded=5) == ["recent", "pinned"]
+
+
+def test_unloading_models_count_as_gone_but_must_exit_first() -> None:
+    loaded = [view("leaving", 4, state="unloading"), view("idle", 2, used=1)]
+    assert evict_for(6 * GB, loaded, budget=8 * GB, max_loaded=5) == []
+    assert waits_for_exits(6 * GB, loaded, budget=8 * GB, max_loaded=5)
+    assert not waits_for_exits(2 * GB, loaded, budget=8 * GB, max_loaded=5)
+
+
+def test_estimate_is_weights_plus_kv_for_every_sequence() -> None:
+    rec = record("m", size_mb=100, kv=1000, ctx=2048)
+    assert estimate_bytes(rec, ctx=1024, max_batch=4) == 100 * MB + 1000 * 1024 * 4
+    # The reserved context never exceeds the model's own.
+    assert estimate_bytes(rec, ctx=8192, max_batch=1) == 100 * MB + 1000 * 2048
+    assert estimate_bytes(record("unknown", size_mb=0), ctx=4096, max_batch=8) == 0
