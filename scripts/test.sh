@@ -7,12 +7,17 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-# Linux: OpenBLAS under MLX's CPU backend (workers preload it; see docs/performance.md).
-# Best effort: only as root with apt; without it workers keep the wheel's reference BLAS.
-if [ "$(uname -s)" = Linux ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-    && ! ls /usr/lib/*-linux-gnu/openblas-pthread/libopenblas.so.0 >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        libopenblas0-pthread >/dev/null) || echo "note: OpenBLAS not installed; workers stay slower"
+# System packages the tests use, best effort (root with apt only; elsewhere install them yourself):
+# OpenBLAS for MLX's CPU backend, a real OCI registry (docker-registry) with htpasswd and openssl.
+if [ "$(uname -s)" = Linux ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    missing=""
+    for pkg in libopenblas0-pthread docker-registry apache2-utils openssl; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+    done
+    if [ -n "$missing" ]; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends $missing >/dev/null) || echo "note: could not install:$missing"
+    fi
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"

@@ -1,4 +1,4 @@
-"""Shared fixtures: every test gets its own MLXCTL_HOME and HF cache."""
+"""Shared fixtures: every test gets its own MLXCTL_HOME and HF cache; `run` runs the CLI."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from mlxctl.cli.main import main
 from mlxctl.registry import Registry, open_registry
 from mlxctl.settings import Settings
+from tests.cli.runner import Result, Run
 
 
 @pytest.fixture(autouse=True)
@@ -31,3 +33,23 @@ def registry(settings: Settings) -> Iterator[Registry]:
     reg = open_registry(settings)
     yield reg
     reg.db.close()
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
+    def _run(*args: str, input: str | None = None) -> Result:
+        if input is not None:
+            import io
+
+            monkeypatch.setattr("sys.stdin", io.StringIO(input))
+        capsys.readouterr()
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = int(e.code or 0)
+        else:  # pragma: no cover - main always exits
+            code = 0
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return _run

@@ -39,10 +39,13 @@ def init_from_hf_cache(registry: Registry, cache_dir: Path) -> InitReport:
     known = registry.list()
     taken = {r.slug for r in known}
     by_path = {r.cache_path: r for r in known}
+    # A snapshot a store model was pulled or imported from is that model already.
+    by_origin = {r.extra.get("origin"): r for r in known if r.source == "store"}
     new: list[ModelRecord] = []
     # `found` lists each repo's refs/main revision first, so it gets the plain slug.
     for found in (f.record for f in scan.found):
-        existing = by_path.get(found.cache_path)
+        origin = f"hf://{found.repo_id}@{found.revision}"
+        existing = by_path.get(found.cache_path) or by_origin.get(origin)
         if existing is not None:
             report.unchanged.append(existing)
             continue

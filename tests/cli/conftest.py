@@ -6,29 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlxctl.cli.main import main
 from mlxctl.factory import lay_out_hf_cache, make_model
-from tests.cli.runner import Result, Run
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    def _run(*args: str, input: str | None = None) -> Result:
-        if input is not None:
-            import io
-
-            monkeypatch.setattr("sys.stdin", io.StringIO(input))
-        capsys.readouterr()
-        try:
-            main(list(args))
-        except SystemExit as e:
-            code = int(e.code or 0)
-        else:  # pragma: no cover - main always exits
-            code = 0
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return _run
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from mlxctl.cli.dev import dev
 from mlxctl.cli.models import init, list_models, register, rm, show
 from mlxctl.cli.output import err_console
 from mlxctl.cli.registry import registry
+from mlxctl.cli.store import STORE_COMMANDS
 from mlxctl.cli.worker import worker
 from mlxctl.errors import MlxctlError
 from mlxctl.settings import Settings, describe
@@ -35,7 +36,7 @@ def settings_cmd() -> None:
 
 for command in (
     init, list_models, show, rm, register, registry, dev, worker,
-    serve, ps, load, unload, stop, status,
+    serve, ps, load, unload, stop, status, *STORE_COMMANDS,
 ):  # fmt: skip
     cli.add_command(command)
 

@@ -108,9 +108,15 @@ def _show_data(record: ModelRecord) -> dict[str, Any]:
 
 @click.command()
 @click.argument("model")
+@click.option("--modelfile", is_flag=True, help="Print the ModelSpec that builds this model.")
 @json_option
-def show(model: str, as_json: bool) -> None:
+def show(model: str, modelfile: bool, as_json: bool) -> None:
     """Show every field of a model, its capabilities and sizes."""
+    if modelfile:
+        from mlxctl.cli.store import print_modelfile
+
+        print_modelfile(model)
+        return
     record = open_registry().resolve(model)
     data = _show_data(record)
     if as_json:
@@ -162,7 +168,7 @@ def rm(model: str, dry_run: bool, yes: bool, as_json: bool) -> None:
     for path in plan.deletes:
         console.print(f"  delete  {path}", markup=False)
     for path in plan.kept:
-        console.print(f"  keep    {path} (another snapshot uses it)", markup=False)
+        console.print(f"  keep    {path} (another snapshot or tag uses it)", markup=False)
     for note in plan.notes:
         console.print(f"  note    {note}", markup=False)
     if plan.blocked_by:

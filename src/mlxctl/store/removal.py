@@ -12,6 +12,10 @@ blobs no other snapshot of the repo links to. Blobs another snapshot still
 links are kept whether or not that snapshot is registered, so two registered
 revisions sharing a tokenizer never block each other. The last snapshot of a
 repo takes the whole `models--org--name` folder with it.
+
+Store models (`source="store"`) go through `store.garbage`: the tag, the model
+folder of links when no other tag shares it, and the blobs no other tag uses;
+blobs another tag uses are `kept`, never a reason to block.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ from huggingface_hub import (
 )
 from huggingface_hub.errors import CacheNotFound
 
-from mlxctl.errors import Conflict
+from mlxctl.errors import Conflict, InvalidInput
 from mlxctl.registry.record import ModelRecord
+from mlxctl.store.garbage import UntagPlan, execute_untag, plan_untag
 from mlxctl.store.hfcache import HF_SOURCE
+from mlxctl.store.layout import STORE_SOURCE, StoreLayout
+from mlxctl.store.tags import parse_name
 
 _MAX_LINK_HOPS = 40
 
@@ -57,6 +64,7 @@ class RemovalPlan:
     blocked_by: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     strategy: DeleteCacheStrategy | None = field(default=None, repr=False, compare=False)
+    untag: UntagPlan | None = field(default=None, repr=False, compare=False)
 
     @property
     def blocked(self) -> bool:
@@ -74,6 +82,8 @@ def plan_removal(record: ModelRecord, others: Sequence[ModelRecord]) -> RemovalP
     itself (matched by slug, then ignored). Never raises for a missing or
     corrupted cache entry: the plan deletes nothing and says why in `notes`.
     """
+    if record.source == STORE_SOURCE:
+        return _plan_store_removal(record)
     if record.source != HF_SOURCE:
         origin = "registered by path" if record.source == "manual" else f"source {record.source!r}"
         return RemovalPlan(
@@ -137,6 +147,9 @@ def execute_removal(plan: RemovalPlan) -> int:
             "nothing was deleted",
             hint="Remove those models first, or unregister this one without deleting files.",
         )
+    if plan.untag is not None:
+        freed, _ = execute_untag(StoreLayout(plan.untag.root), plan.untag)
+        return freed
     if plan.strategy is None:
         return 0
     before = _real_files(plan.deletes)
@@ -150,6 +163,34 @@ def execute_removal(plan: RemovalPlan) -> int:
     )
     live.execute()
     return sum(size for path, size in before.items() if not os.path.lexists(path))
+
+
+def _plan_store_removal(record: ModelRecord) -> RemovalPlan:
+    keep = RemovalPlan(slug=record.slug, source=record.source)
+    store = record.extra.get("store")
+    try:
+        if not isinstance(store, dict):
+            raise InvalidInput("no store entry")
+        layout = StoreLayout(Path(str(store["root"])))
+        untag = plan_untag(layout, parse_name(str(store["name"])))
+    except (InvalidInput, KeyError) as e:
+        why = e.message if isinstance(e, InvalidInput) else f"missing {e}"
+        note = f"store entry of '{record.slug}' is unreadable ({why}); left in place"
+        return replace(keep, notes=(note,))
+    notes: tuple[str, ...] = ()
+    if untag.manifest_digest is None:
+        notes = (f"tag {untag.name} is already gone from the store",)
+    elif untag.kept:
+        notes = (f"{len(untag.kept)} blob(s) stay: other tags use them",)
+    return RemovalPlan(
+        slug=record.slug,
+        source=record.source,
+        deletes=untag.deletes(layout) if untag.manifest_digest else (),
+        kept=tuple(layout.blobs.path(d) for d in untag.kept),
+        freed_bytes=untag.freed_bytes,
+        notes=notes,
+        untag=untag,
+    )
 
 
 def _find_revision(

@@ -1,0 +1,286 @@
+"""Store models as registered models: importing folders, tagging, registering.
+
+A store model is registered with `source="store"` and `cache_path` = its model
+folder (`store/models/sha256-<manifest>/`, links into the blobs), so everything
+that loads registered models loads it unchanged. The registry row is written
+last, after blobs, tag and folder exist: a crash before it leaves an
+unregistered tag (visible to `prune`'s accounting), never a row without files.
+
+The row carries what the manifest says about serving: `chat_template` (the
+template layer's path), `tool_call_parser`, `reasoning_parser`, and in `extra`
+the sampling `options`, `system` prompt, few-shot `messages`, `adapter_path`
+and `store` = {name, root, manifest}.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mlxctl.errors import Conflict, InvalidInput, NotFound
+from mlxctl.registry import ModelRecord, Registry
+from mlxctl.settings import Settings
+from mlxctl.store.blobs import Blob
+from mlxctl.store.hfcache import HF_SOURCE
+from mlxctl.store.layout import STORE_SOURCE, StoreLayout
+from mlxctl.store.manifest import (
+    CONFIG,
+    MESSAGES_FILE,
+    MODEL_FILE_PATTERNS,
+    PARAMS_FILE,
+    SYSTEM_FILE,
+    TEMPLATE_FILE,
+    TITLE,
+    Descriptor,
+    Manifest,
+    ModelConfig,
+    media_type_for,
+)
+from mlxctl.store.modelinfo import ModelInfo, inspect_model_dir, to_record
+from mlxctl.store.tags import ModelName, parse_name
+
+
+def open_store(settings: Settings | None = None) -> StoreLayout:
+    return StoreLayout((settings or Settings.from_env()).store_dir)
+
+
+# Building manifests --------------------------------------------------------
+
+
+def import_folder(layout: StoreLayout, folder: Path, *, link: bool) -> dict[str, Descriptor]:
+    """The model files of `folder` as stored layers.
+
+    With `link`, files are hard-linked (no bytes copied): only for files nobody
+    rewrites in place, the HF cache's and our own temp files. Folders a user
+    keeps are copied, so editing them later cannot damage a blob. Only the
+    files mlx-lm uses (`MODEL_FILE_PATTERNS`) are taken; call while holding
+    `layout.writing()`.
+    """
+    layers: dict[str, Descriptor] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or not any(
+            fnmatch.fnmatch(path.name, p) for p in MODEL_FILE_PATTERNS
+        ):
+            continue
+        blob = layout.blobs.import_file(path) if link else copy_file(layout, path)
+        layers[path.name] = layer(path.name, blob.digest, blob.size)
+    return layers
+
+
+def copy_file(layout: StoreLayout, path: Path) -> Blob:
+    """Store a copy of `path` (hashed while copying)."""
+    with path.open("rb") as f:
+        return layout.blobs.write(iter(lambda: f.read(1 << 20), b""))
+
+
+def layer(title: str, digest: str, size: int) -> Descriptor:
+    return Descriptor(media_type_for(title), digest, size, {TITLE: title})
+
+
+def config_for(info: ModelInfo, **settings: Any) -> ModelConfig:
+    """The config blob's model facts from an inspected folder, plus `settings`."""
+    return ModelConfig(
+        format=info.format,
+        model_type=info.model_type,
+        architectures=info.architectures,
+        parameters=info.parameters,
+        quant_bits=info.quant_bits,
+        quant_group_size=info.quant_group_size,
+        context_length=info.context_length,
+        dtype=info.dtype,
+        **settings,
+    )
+
+
+def write_manifest(
+    layout: StoreLayout, name: ModelName, config: ModelConfig, layers: dict[str, Descriptor]
+) -> tuple[Manifest, str]:
+    """Store the config blob, tag `name` with the manifest; layers sorted by file name."""
+    blob = layout.blobs.write_bytes(config.to_bytes())
+    config_descriptor = Descriptor(CONFIG, blob.digest, blob.size)
+    manifest = Manifest(config_descriptor, tuple(layers[t] for t in sorted(layers)))
+    return manifest, layout.put(name, manifest)
+
+
+# Registering ------------------------------------------------------------------
+
+
+def check_name_free(registry: Registry, name: ModelName, *, repo_id: str | None = None) -> None:
+    """Refuse a name taken by a model outside the store (an HF-cache entry of the same
+    repo may be replaced: pulling a model `init` registered moves it into the store)."""
+    existing = registry.get(name.slug)
+    if existing is None or existing.source == STORE_SOURCE:
+        return
+    if repo_id is not None and existing.source == HF_SOURCE and existing.repo_id == repo_id:
+        return
+    raise Conflict(
+        f"'{name.slug}' is already registered ({existing.source}: {existing.cache_path})",
+        hint=f"choose another name (e.g. {name.name}-2:{name.tag}), or `mlxctl rm {name.slug}`",
+    )
+
+
+def register(
+    registry: Registry,
+    layout: StoreLayout,
+    name: ModelName,
+    *,
+    repo_id: str | None = None,
+) -> ModelRecord:
+    """Materialise `name`'s folder and write its registry row (replacing an older one)."""
+    manifest, digest = layout.manifest(name)
+    with layout.writing():
+        folder = layout.materialise(manifest, digest)
+    config = layout.config(manifest)
+    info = inspect_model_dir(folder)
+    record = to_record(
+        info,
+        slug=name.slug,
+        cache_path=folder,
+        repo_id=repo_id,
+        model_id=str(name),
+        revision=digest,
+        source=STORE_SOURCE,
+    )
+    files = manifest.files()
+    extra = {
+        **record.extra,
+        "store": {"name": str(name), "root": str(layout.root), "manifest": digest},
+        "origin": config.origin,
+        "base": config.base,
+        "options": _json_layer(layout, files.get(PARAMS_FILE)) or {},
+        "system": _text_layer(layout, files.get(SYSTEM_FILE)),
+        "messages": _json_layer(layout, files.get(MESSAGES_FILE)) or [],
+        "adapter_path": str(folder / config.adapter) if config.adapter else None,
+    }
+    record = replace(
+        record,
+        chat_template=str(folder / config.chat_template) if config.chat_template else None,
+        tool_call_parser=config.tool_call_parser,
+        reasoning_parser=config.reasoning_parser,
+        extra=extra,
+    )
+    existing = registry.get(name.slug)
+    if existing is not None:
+        check_name_free(registry, name, repo_id=repo_id)
+        record = replace(record, port=existing.port)  # a re-pull keeps the slot it had
+    registry.add_many([record])
+    return record
+
+
+def _json_layer(layout: StoreLayout, descriptor: Descriptor | None) -> Any:
+    if descriptor is None:
+        return None
+    try:
+        return json.loads(layout.read_blob(descriptor))
+    except ValueError:
+        raise InvalidInput(f"layer {descriptor.title} is not valid JSON") from None
+
+
+def _text_layer(layout: StoreLayout, descriptor: Descriptor | None) -> str | None:
+    return layout.read_blob(descriptor).decode() if descriptor is not None else None
+
+
+# Finding and copying --------------------------------------------------------
+
+
+def store_name_of(record: ModelRecord) -> ModelName | None:
+    store = record.extra.get("store")
+    if record.source != STORE_SOURCE or not isinstance(store, dict):
+        return None
+    return parse_name(str(store.get("name", "")))
+
+
+def find(registry: Registry, layout: StoreLayout, reference: str) -> ModelName | ModelRecord:
+    """A store tag by `name[:tag]`, else the registered model `reference` names.
+
+    Returns the ModelName for store models and the ModelRecord for others.
+    """
+    try:
+        name = parse_name(reference)
+    except InvalidInput:
+        name = None
+    if name is not None and layout.tags.read(name) is not None:
+        return name
+    record = registry.resolve(reference)
+    return store_name_of(record) or record
+
+
+def require_store_model(registry: Registry, layout: StoreLayout, reference: str) -> ModelName:
+    found = find(registry, layout, reference)
+    if isinstance(found, ModelName):
+        return found
+    raise InvalidInput(
+        f"'{found.slug}' is not in the store (source {found.source})",
+        hint=f"add it to the store first: mlxctl cp {found.slug} {found.slug}-store",
+    )
+
+
+def copy(registry: Registry, layout: StoreLayout, source: str, target: str) -> ModelRecord:
+    """`mlxctl cp`: a new tag for a store model, or a registered folder imported by links."""
+    new = parse_name(target)
+    check_name_free(registry, new)
+    found = find(registry, layout, source)
+    if isinstance(found, ModelName):
+        data = layout.tags.read(found)
+        if data is None:
+            raise NotFound(f"model '{found}' is not in the store")
+        with layout.writing():
+            layout.put_bytes(new, data)
+        source_record = registry.get(found.slug)
+        repo_id = source_record.repo_id if source_record is not None else None
+        return register(registry, layout, new, repo_id=repo_id)
+    folder = Path(found.cache_path)
+    info = inspect_model_dir(folder)
+    origin = (
+        f"hf://{found.repo_id}@{found.revision}"
+        if found.source == HF_SOURCE and found.repo_id
+        else str(folder)
+    )
+    template = Path(found.chat_template) if found.chat_template else None
+    with layout.writing():
+        layers = import_folder(layout, folder, link=found.source == HF_SOURCE)
+        if template is not None:  # the registry's template override travels with the model
+            blob = copy_file(layout, template)
+            layers[TEMPLATE_FILE] = layer(TEMPLATE_FILE, blob.digest, blob.size)
+        config = config_for(
+            info,
+            chat_template=TEMPLATE_FILE if template is not None else None,
+            tool_call_parser=found.tool_call_parser,
+            reasoning_parser=found.reasoning_parser,
+            origin=origin,
+        )
+        write_manifest(layout, new, config, layers)
+    return register(registry, layout, new, repo_id=found.repo_id)
+
+
+def orphan_tags(registry: Registry, layout: StoreLayout) -> tuple[ModelName, ...]:
+    """Tags no registry row names: left by a crash between tagging and registering
+    (or between unregistering and untagging). The registry is the truth: they go."""
+    registered = {str(n) for n in map(store_name_of, registry.list()) if n is not None}
+    return tuple(n for n in layout.tags.names() if str(n) not in registered)
+
+
+def mark_integrity(registry: Registry, checked: dict[str, list[str]]) -> list[str]:
+    """Record `verify` results on store rows: `extra["store_damaged"]` lists bad files.
+
+    `checked` maps each verified store name (`name:tag`) to its damaged file
+    titles (empty: intact); other rows are left alone. Returns the slugs whose
+    mark changed.
+    """
+    changed: list[ModelRecord] = []
+    for record in registry.list():
+        name = store_name_of(record)
+        if name is None or str(name) not in checked:
+            continue
+        files = checked[str(name)]
+        if record.extra.get("store_damaged", []) != files:
+            extra = {k: v for k, v in record.extra.items() if k != "store_damaged"}
+            if files:
+                extra["store_damaged"] = files
+            changed.append(replace(record, extra=extra))
+    if changed:
+        registry.add_many(changed)
+    return [r.slug for r in changed]

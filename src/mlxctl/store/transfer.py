@@ -1,0 +1,128 @@
+"""Moving a tagged model between the store and an OCI registry.
+
+`push` sends what the registry lacks: a HEAD per blob skips those it has, a
+cross-repository mount reuses a blob it holds in another repository we pushed
+to or pulled from, anything else is uploaded; the manifest goes last, so a
+registry never serves a manifest whose blobs are missing. `pull` fetches the
+manifest, downloads only the blobs the store lacks (resuming partial ones) and
+tags the model once every blob is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlxctl.errors import NotFound
+from mlxctl.store.layout import StoreLayout
+from mlxctl.store.manifest import Manifest
+from mlxctl.store.oci import OciReference, RegistryClient
+from mlxctl.store.progress import NoProgress, Progress
+from mlxctl.store.tags import ModelName
+
+
+@dataclass
+class PushReport:
+    target: OciReference
+    manifest_digest: str
+    uploaded: list[str] = field(default_factory=list)
+    mounted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    bytes_uploaded: int = 0
+
+
+@dataclass
+class PullReport:
+    source: OciReference
+    name: ModelName
+    manifest: Manifest
+    manifest_digest: str
+    downloaded: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    resumed: dict[str, int] = field(default_factory=dict)  # digest → bytes already there
+    bytes_downloaded: int = 0
+
+
+def push(
+    layout: StoreLayout,
+    name: ModelName,
+    target: OciReference,
+    client: RegistryClient,
+    progress: Progress | None = None,
+) -> PushReport:
+    progress = progress or NoProgress()
+    data = layout.tags.read(name)
+    manifest, digest = layout.manifest(name)
+    assert data is not None  # layout.manifest raised NotFound otherwise
+    missing = [d for d in manifest.blobs() if not layout.blobs.has(d.digest, d.size)]
+    if missing:
+        raise NotFound(
+            f"'{name}' is incomplete: {len(missing)} blob(s) missing from the store",
+            hint="pull the model again, or run `mlxctl store verify` to see what is damaged",
+        )
+    repo = target.repository
+    report = PushReport(target=target, manifest_digest=digest)
+    for descriptor in manifest.blobs():
+        key, label = descriptor.digest, descriptor.title or "config"
+        progress.start(key, label, descriptor.size)
+        if client.blob_exists(repo, descriptor.digest):
+            report.skipped.append(descriptor.digest)
+            progress.finish(key, "exists")
+            continue
+        location = None
+        sources = [r for r in layout.remote_repos(client.host, descriptor.digest) if r != repo]
+        if sources:
+            # A refused mount opens an ordinary upload session: use it rather than start another.
+            location = client.mount(repo, descriptor.digest, sources[0])
+            if location is None:
+                report.mounted.append(descriptor.digest)
+                progress.finish(key, f"mounted from {sources[0]}")
+                continue
+        client.upload(
+            repo,
+            layout.blobs.path(descriptor.digest),
+            descriptor.digest,
+            descriptor.size,
+            location=location,
+            progress=progress,
+            key=key,
+        )
+        report.uploaded.append(descriptor.digest)
+        report.bytes_uploaded += descriptor.size
+        progress.finish(key, "uploaded")
+    reference = target.tag if target.digest is None and target.tag else digest
+    client.put_manifest(repo, reference, data)
+    layout.remember_remote(client.host, repo, [d.digest for d in manifest.blobs()])
+    return report
+
+
+def pull(
+    layout: StoreLayout,
+    source: OciReference,
+    name: ModelName,
+    client: RegistryClient,
+    progress: Progress | None = None,
+) -> PullReport:
+    """Download what is missing and tag `name`; the caller holds `layout.writing()`."""
+    progress = progress or NoProgress()
+    data, digest = client.get_manifest(source)
+    manifest = Manifest.from_bytes(data, where=f"manifest of {source}")
+    report = PullReport(source=source, name=name, manifest=manifest, manifest_digest=digest)
+    for descriptor in manifest.blobs():
+        key, label = descriptor.digest, descriptor.title or "config"
+        if layout.blobs.has(descriptor.digest, descriptor.size):
+            progress.start(key, label, descriptor.size, descriptor.size)
+            progress.finish(key, "already stored")
+            report.reused.append(descriptor.digest)
+            continue
+        _, resumed = client.download(
+            source.repository, descriptor, layout.blobs, progress=progress, key=key
+        )
+        if resumed:
+            report.resumed[descriptor.digest] = resumed
+        report.downloaded.append(descriptor.digest)
+        report.bytes_downloaded += descriptor.size - resumed
+        progress.finish(key, f"resumed at {resumed} bytes" if resumed else "downloaded")
+    layout.config(manifest)  # a config blob that does not parse stops here, before the tag
+    layout.put_bytes(name, data)
+    layout.remember_remote(client.host, source.repository, [d.digest for d in manifest.blobs()])
+    return report
