@@ -306,6 +306,9 @@ def main() -> None:
     parser.add_argument("--arch", default="qwen2")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--peers", default="mlx_lm,mlx_openai")
+    parser.add_argument(
+        "--all", action="store_true", help="Also run our worker with the reference BLAS."
+    )
     parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)  # child: raw rate only
     args = parser.parse_args()
     prompt = "Write a short story about a lighthouse keeper and a cat."
@@ -315,14 +318,16 @@ def main() -> None:
     BENCH_DIR.mkdir(exist_ok=True)
     model_path = build_model(args.size, args.arch)
     prefix = " ".join(
-        f"Rule {i}: answer politely and cite the manual section {i}." for i in range(180)
+        f"Rule {i}: answer politely and cite the manual section {i}." for i in range(90)
     )
     reference, fast, library = environments()
     print(f"model: factory {args.arch}/{args.size} at {model_path}; OpenBLAS: {library}")
     peers = [p for p in args.peers.split(",") if p]
-    runs: list[tuple[str, str, dict[str, str]]] = [("mlxctl", "mlxctl (reference BLAS)", reference)]
+    runs: list[tuple[str, str, dict[str, str]]] = []
     if library != "none":
-        runs.insert(0, ("mlxctl", "mlxctl (OpenBLAS)", fast))
+        runs.append(("mlxctl", "mlxctl (OpenBLAS)", fast))
+    if args.all or library == "none":
+        runs.append(("mlxctl", "mlxctl (reference BLAS)", reference))
     for peer in peers:
         runs.append((peer, f"{peer} (as shipped)", reference))
         if peer == "mlx_lm" and library != "none":

@@ -141,6 +141,7 @@ def worker(
             prompt_cache_entries=prompt_cache_entries,
             prompt_cache_bytes=cache_bytes,
             prefill_step_size=prefill_step_size,
+            adapter_path=info.adapter_path,
         )
         engine.start()
         return engine
@@ -158,9 +159,14 @@ def worker(
 
 
 def resolve_model(reference: str) -> ModelInfo:
-    """A model folder path as is, else a registered model with its overrides."""
+    """A model folder path as is, else a registered model with its overrides.
+
+    A store model also brings its ModelSpec: adapter, PARAMETER defaults, SYSTEM
+    and MESSAGE turns. One `store verify` marked damaged is refused.
+    """
     from mlxctl.registry import open_registry
     from mlxctl.worker.app import ModelInfo
+    from mlxctl.worker.requests import request_defaults
 
     path = Path(reference).expanduser()
     if path.is_dir():
@@ -170,6 +176,26 @@ def resolve_model(reference: str) -> ModelInfo:
         record = registry.resolve(reference)
     finally:
         registry.db.close()
+    extra = record.extra
+    damaged = extra.get("store_damaged")
+    if damaged:
+        store = extra.get("store")
+        name = store.get("name", record.slug) if isinstance(store, dict) else record.slug
+        raise Unavailable(
+            f"model '{record.slug}' is damaged in the store: {', '.join(map(str, damaged))} "
+            "failed verification",
+            hint=f"check it with `mlxctl store verify {name}`, then re-pull it "
+            f"(`mlxctl pull {name}`) or re-create it",
+        )
+    options = extra.get("options") or {}
+    if not isinstance(options, dict):
+        raise InvalidInput(f"model '{record.slug}': its options are not an object")
+    defaults, ignored = request_defaults(options)
+    if ignored:
+        logging.getLogger("mlxctl.worker").warning(
+            "model '%s': options not applied by this worker: %s", record.slug, ", ".join(ignored)
+        )
+    adapter, system = extra.get("adapter_path"), extra.get("system")
     return ModelInfo(
         id=record.slug,
         path=Path(record.cache_path),
@@ -177,7 +203,23 @@ def resolve_model(reference: str) -> ModelInfo:
         chat_template=record.chat_template,
         tool_call_parser=record.tool_call_parser,
         reasoning_parser=record.reasoning_parser,
+        adapter_path=Path(adapter) if adapter else None,
+        defaults=defaults,
+        system=system if isinstance(system, str) else None,
+        messages=_few_shot(record.slug, extra.get("messages")),
     )
+
+
+def _few_shot(slug: str, value: object) -> list[dict[str, str]]:
+    """MESSAGE turns from the registry, checked (the row is data a user may edit)."""
+    turns: list[dict[str, str]] = []
+    for turn in value if isinstance(value, list) else [value] if value else []:
+        role = turn.get("role") if isinstance(turn, dict) else None
+        content = turn.get("content") if isinstance(turn, dict) else None
+        if role not in ("system", "user", "assistant") or not isinstance(content, str):
+            raise InvalidInput(f"model '{slug}': its few-shot messages are malformed: {value!r}")
+        turns.append({"role": str(role), "content": content})
+    return turns
 
 
 def _reexec_with_blas() -> None:

@@ -110,10 +110,13 @@ class Engine:
         prompt_cache_entries: int = 16,
         prompt_cache_bytes: int = 2 << 30,
         prefill_step_size: int = 2048,
+        adapter_path: Path | str | None = None,
     ) -> None:
         if max_batch < 1 or max_queue < 0 or prefill_step_size < 1:
             raise ValueError("max_batch and prefill_step_size must be >= 1, max_queue >= 0")
         self.model_path = Path(model_path)
+        # A LoRA adapter folder (mlx_lm.lora's output) applied on load; None: the base weights.
+        self.adapter_path = Path(adapter_path) if adapter_path is not None else None
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.prompt_cache_entries = prompt_cache_entries
@@ -138,6 +141,8 @@ class Engine:
             raise RuntimeError("Engine.start() was already called")
         if not self.model_path.is_dir():
             raise NotFound(f"Model directory {self.model_path} not found.")
+        if self.adapter_path is not None and not self.adapter_path.is_dir():
+            raise NotFound(f"Adapter directory {self.adapter_path} not found.")
         self._thread = threading.Thread(target=self._run, name="mlxctl-generation", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -225,7 +230,7 @@ class Engine:
         _release_thread_streams()
 
     def _load(self) -> _Generation:
-        model, tokenizer = mlxlm.load(self.model_path)
+        model, tokenizer = mlxlm.load(self.model_path, adapter_path=self.adapter_path)
         config = json.loads((self.model_path / "config.json").read_text())
         self.tokenizer = tokenizer
         self.context_length = _context_length(config, tokenizer)

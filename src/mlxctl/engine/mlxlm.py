@@ -43,7 +43,12 @@ def model_classes(config: dict[str, Any]) -> tuple[type[Any], type[Any]]:
     return model_cls, args_cls
 
 
-def load(path: str | Path, **kwargs: Any) -> tuple[Module, TokenizerWrapper]:
+def load(
+    path: str | Path, *, adapter_path: str | Path | None = None, **kwargs: Any
+) -> tuple[Module, TokenizerWrapper]:
+    """Model and tokenizer of a folder; `adapter_path` applies a LoRA adapter folder."""
+    if adapter_path is not None:
+        kwargs["adapter_path"] = str(adapter_path)
     model, tokenizer = _utils.load(str(path), **kwargs)[:2]
     return model, tokenizer
 

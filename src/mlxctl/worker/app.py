@@ -19,9 +19,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -71,7 +71,12 @@ class WorkerEngine(Protocol):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """The served model: its public id and the registry's overrides, if any."""
+    """The served model: its public id and the registry's overrides, if any.
+
+    A store model adds what its ModelSpec says: a LoRA `adapter_path`, request
+    `defaults` (PARAMETER, already mapped by `requests.request_defaults`), a
+    `system` prompt and few-shot `messages`.
+    """
 
     id: str
     path: Path
@@ -79,6 +84,10 @@ class ModelInfo:
     chat_template: str | None = None
     tool_call_parser: str | None = None
     reasoning_parser: str | None = None
+    adapter_path: Path | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    system: str | None = None
+    messages: Sequence[Mapping[str, Any]] = ()
 
 
 class WorkerState:
@@ -102,7 +111,11 @@ class WorkerState:
             reasoning_parser=self.model.reasoning_parser,
         )
         self.prompter = ChatPrompter(
-            tok, template_path=self.model.chat_template, think_markers=self.syntax.think
+            tok,
+            template_path=self.model.chat_template,
+            think_markers=self.syntax.think,
+            system=self.model.system,
+            few_shot=[dict(m) for m in self.model.messages],
         )
         self.grammars = JsonGrammars(tok, engine.eos_token_ids)
         self.vocab_size = len(tok)
@@ -204,7 +217,10 @@ def create_app(
 async def chat_completions(request: Request, state: WorkerState) -> Response:
     state.require_engine()
     spec = parse_chat(
-        await _json(request), vocab_size=state.vocab_size, test_hooks=state.test_hooks
+        await _json(request),
+        vocab_size=state.vocab_size,
+        test_hooks=state.test_hooks,
+        defaults=state.model.defaults,
     )
     prompt = await anyio.to_thread.run_sync(
         functools.partial(
@@ -230,7 +246,10 @@ async def chat_completions(request: Request, state: WorkerState) -> Response:
 async def completions(request: Request, state: WorkerState) -> Response:
     engine = state.engine
     spec = parse_completion(
-        await _json(request), vocab_size=state.vocab_size, test_hooks=state.test_hooks
+        await _json(request),
+        vocab_size=state.vocab_size,
+        test_hooks=state.test_hooks,
+        defaults=state.model.defaults,
     )
     assert spec.prompt is not None
     tokens = await anyio.to_thread.run_sync(encode_prompt, engine.tokenizer, spec.prompt)

@@ -3,8 +3,9 @@
 Written once, when the model has loaded, to stderr (where the supervisor keeps
 the worker's log). It records effective values, after registry overrides and
 mlx-lm's inference, so "why did it parse tool calls like that?" has an answer
-in the log: model path, template source, tool and reasoning parsers, cache and
-batch limits, and the versions of mlxctl, mlx, mlx-lm and llguidance.
+in the log: model path, LoRA adapter, template source, tool and reasoning
+parsers, the model's request defaults, system prompt and few-shot turns, cache
+and batch limits, and the versions of mlxctl, mlx, mlx-lm and llguidance.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _CACHE_LIMITS = ("prompt_cache_entries", "prompt_cache_bytes")
 
 def audit_record(state: WorkerState, *, host: str, port: int) -> dict[str, Any]:
     """The effective settings of a loaded worker, as plain JSON-able data."""
-    engine = state.engine
+    engine, model = state.engine, state.model
     syntax = state.syntax
     return {
         "event": "worker.ready",
@@ -36,12 +37,16 @@ def audit_record(state: WorkerState, *, host: str, port: int) -> dict[str, Any]:
         "listen": {"host": host, "port": port},
         "load_seconds": round(time.monotonic() - state.started, 3),
         "model": {
-            "id": state.model.id,
-            "path": str(state.model.path),
-            "repo_id": state.model.repo_id,
+            "id": model.id,
+            "path": str(model.path),
+            "repo_id": model.repo_id,
             "context_length": engine.context_length,
             "vocab_size": state.vocab_size,
+            "adapter_path": str(model.adapter_path) if model.adapter_path else None,
         },
+        "defaults": dict(model.defaults),
+        "system_prompt": model.system is not None,
+        "few_shot_messages": len(model.messages),
         "chat_template": state.prompter.template_source,
         "tool_call_parser": (syntax.tool.name or "inferred") if syntax.tool else None,
         "tool_call_markers": [syntax.tool.start, syntax.tool.end] if syntax.tool else None,

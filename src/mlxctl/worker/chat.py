@@ -6,6 +6,10 @@ such as `enable_thinking`. It also reports whether the rendered prompt leaves a
 `<think>` block open (Qwen3-style templates that start the answer in reasoning),
 so the text stream can begin in reasoning mode.
 
+A store model's `SYSTEM` and `MESSAGE` turns are applied here, as Ollama applies
+a Modelfile's: the system prompt when the conversation has none, the few-shot
+turns after the system message and before the conversation.
+
 Rendering is CPU-bound Jinja plus tokenization: callers on the event loop run
 `render` in a worker thread.
 """
@@ -13,6 +17,7 @@ Rendering is CPU-bound Jinja plus tokenization: callers on the event loop run
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +41,12 @@ class ChatPrompter:
         *,
         template_path: str | Path | None = None,
         think_markers: tuple[str, str] | None = None,
+        system: str | None = None,
+        few_shot: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.tokenizer = tokenizer
+        self.system = system
+        self.few_shot = [dict(m) for m in few_shot]
         self.template: str | None = None
         self.template_source = "tokenizer"
         if template_path:
@@ -67,7 +76,7 @@ class ChatPrompter:
             kwargs["chat_template"] = self.template
         try:
             text = self.tokenizer.apply_chat_template(
-                [_template_message(m) for m in messages],
+                [_template_message(m) for m in self.with_preamble(messages)],
                 tools=tools,
                 add_generation_prompt=True,
                 tokenize=False,
@@ -79,6 +88,16 @@ class ChatPrompter:
             ) from e
         tokens = list(self.tokenizer.encode(text, add_special_tokens=False))
         return RenderedPrompt(tokens, text, self._opens_reasoning(text))
+
+    def with_preamble(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`messages` with the model's system prompt (unless they bring one) and few-shot turns."""
+        split = 0
+        while split < len(messages) and messages[split].get("role") == "system":
+            split += 1
+        head = list(messages[:split])
+        if self.system is not None and not any(m.get("role") == "system" for m in messages):
+            head = [{"role": "system", "content": self.system}]
+        return [*head, *self.few_shot, *messages[split:]]
 
     def _opens_reasoning(self, text: str) -> bool:
         if self.think_markers is None:

@@ -5,15 +5,20 @@ or raise a 400 `APIError` naming the param. What we cannot honour is refused,
 never silently ignored: `n > 1`, image/audio parts, unknown `response_format`
 types, and every OpenAI field we do not implement. A short list of harmless
 fields (`user`, `metadata`, `store`, ...) is accepted and ignored.
+
+A model's own defaults (ModelSpec `PARAMETER`s) come in as `defaults`, built
+once by `request_defaults`: they fill the fields a request leaves unset.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mlxctl.engine.types import SamplingParams
+from mlxctl.errors import InvalidInput
 from mlxctl.worker.openai_errors import APIError, invalid_request, unsupported
 
 # The test-only field that forces output through a logits processor (see structured.py);
@@ -82,9 +87,74 @@ class RequestSpec:
     force_text: str | None = None
 
 
-def parse_chat(body: Any, *, vocab_size: int, test_hooks: bool = False) -> RequestSpec:
+# Model options (ModelSpec PARAMETER names, and Ollama's) → the request field they default.
+_OPTION_FIELDS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "seed": "seed",
+    "repetition_penalty": "repetition_penalty",
+    "repeat_penalty": "repetition_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "max_tokens": "max_tokens",
+    "num_predict": "max_tokens",
+    "stop": "stop",
+}
+
+
+def request_defaults(options: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A model's options as request-field defaults, checked like a request; and the
+    option names the worker cannot apply (e.g. `repetition_context_size`, `num_ctx`).
+
+    Raises InvalidInput for a value no request could carry, so a bad model fails at
+    startup instead of turning every request into a 400.
+    """
+    defaults: dict[str, Any] = {}
+    ignored: list[str] = []
+    for name, value in options.items():
+        target = _OPTION_FIELDS.get(name)
+        if target is None or value is None:
+            ignored.append(name)
+        elif name == target or target not in defaults:  # the canonical name wins an alias
+            defaults[target] = value
+    if defaults.get("max_tokens") == -1:
+        del defaults["max_tokens"]  # Ollama's num_predict -1: no limit
+    try:
+        _sampling(defaults, 0, logprobs=False, top_logprobs=0)
+        _stop(defaults)
+        _int(defaults, "max_tokens", 1, None)
+    except APIError as e:
+        raise InvalidInput(f"the model's PARAMETER {e.param}: {e.message}") from None
+    return defaults, ignored
+
+
+def _with_defaults(data: dict[str, Any], defaults: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The request with unset fields taken from the model's defaults (request values win)."""
+    if not defaults:
+        return data
+    merged = dict(data)
+    for name, value in defaults.items():
+        # max_completion_tokens is the chat spelling of max_tokens: either one in the request wins.
+        if name == "max_tokens" and data.get("max_completion_tokens") is not None:
+            continue
+        if merged.get(name) is None:
+            merged[name] = value
+    return merged
+
+
+def parse_chat(
+    body: Any,
+    *,
+    vocab_size: int,
+    test_hooks: bool = False,
+    defaults: Mapping[str, Any] | None = None,
+) -> RequestSpec:
+    """A chat request; `defaults` (from `request_defaults`) fill the fields it leaves unset."""
     data = _object(body)
     _check_fields(data, _IGNORED | _SAMPLING | _CHAT, test_hooks)
+    data = _with_defaults(data, defaults)
     messages = _messages(data.get("messages"))
     tools = _tools(data)
     logprobs = _bool(data, "logprobs")
@@ -112,9 +182,17 @@ def parse_chat(body: Any, *, vocab_size: int, test_hooks: bool = False) -> Reque
     )
 
 
-def parse_completion(body: Any, *, vocab_size: int, test_hooks: bool = False) -> RequestSpec:
+def parse_completion(
+    body: Any,
+    *,
+    vocab_size: int,
+    test_hooks: bool = False,
+    defaults: Mapping[str, Any] | None = None,
+) -> RequestSpec:
+    """A completion request; `defaults` as for `parse_chat`."""
     data = _object(body)
     _check_fields(data, _IGNORED | _SAMPLING | _COMPLETION, test_hooks)
+    data = _with_defaults(data, defaults)
     if _bool(data, "echo"):
         raise unsupported("echo", "= true is not supported")
     if data.get("suffix") not in (None, ""):
@@ -384,4 +462,11 @@ def _is_number(value: Any) -> bool:
     return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
-__all__ = ["TEST_FORCE_FIELD", "APIError", "RequestSpec", "parse_chat", "parse_completion"]
+__all__ = [
+    "TEST_FORCE_FIELD",
+    "APIError",
+    "RequestSpec",
+    "parse_chat",
+    "parse_completion",
+    "request_defaults",
+]
