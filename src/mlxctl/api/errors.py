@@ -1,9 +1,8 @@
 """The daemon's OpenAI error envelope, built in one place.
 
-`{"error": {"message", "type", "param", "code"}}`, the same shape as the worker's
-`mlxctl.worker.openai_errors.error_body` (tests/api/test_errors.py holds them
-equal). The worker module is not imported: it pulls in MLX, which the daemon
-never loads. Before the first byte an error is a JSON response with a real
+`{"error": {"message", "type", "param", "code"}}`, built by the shared
+`mlxctl.openai_error` (the worker uses the same module); this one maps the
+daemon's own exceptions onto it. Before the first byte an error is a JSON response with a real
 status (`error_response`); after streaming began it is a final SSE event
 (`error_event`), and the stream ends without `[DONE]`.
 
@@ -19,55 +18,26 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
-from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mlxctl.errors import Conflict, InvalidInput, MlxctlError, NotFound
+from mlxctl.openai_error import APIError, error_body, from_starlette
 from mlxctl.scheduler.errors import SchedulerError
 
+__all__ = [
+    "OPENAI",
+    "APIError",
+    "OpenAIDialect",
+    "error_body",
+    "error_event",
+    "error_response",
+    "http_exception_handler",
+    "to_api_error",
+]
+
 log = logging.getLogger("mlxctl.api")
-
-_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    409: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
-@dataclass
-class APIError(Exception):
-    """An error answered to the client: status, envelope fields and headers."""
-
-    status: int
-    message: str
-    code: str | None = None
-    param: str | None = None
-    type: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        super().__init__(self.message)
-        if self.type is None:
-            self.type = _TYPES.get(self.status, "server_error")
-
-    def body(self) -> dict[str, Any]:
-        return error_body(
-            self.message, type=self.type or "server_error", param=self.param, code=self.code
-        )
-
-
-def error_body(
-    message: str, *, type: str, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    """The one OpenAI error envelope of the daemon."""
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
 def to_api_error(exc: BaseException) -> APIError:
@@ -102,16 +72,7 @@ def error_event(exc: BaseException) -> bytes:
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (unknown route, wrong method) in the same envelope."""
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        message = f"Unknown route: {request.method} {request.url.path}"
-    elif exc.status_code == 405:
-        message = f"Method {request.method} is not allowed on {request.url.path}"
-    else:
-        message = str(exc.detail)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-    error = APIError(exc.status_code, message, code=code, headers=dict(exc.headers or {}))
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+    return error_response(from_starlette(request, exc))
 
 
 class OpenAIDialect:

@@ -16,59 +16,26 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mlxctl.engine.generator import ContextOverflow, QueueFull
 from mlxctl.errors import Unavailable
+from mlxctl.openai_error import APIError, error_body, from_starlette
+
+__all__ = [
+    "APIError",
+    "api_error_handler",
+    "error_body",
+    "error_response",
+    "from_exception",
+    "http_exception_handler",
+    "invalid_request",
+    "unsupported",
+]
 
 log = logging.getLogger("mlxctl.worker")
-
-# The `type` OpenAI uses for each status we answer with.
-_TYPES = {
-    400: "invalid_request_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-    500: "server_error",
-    503: "server_error",
-}
-
-
-class APIError(Exception):
-    """An error answered to the client; `headers` (e.g. Retry-After) go on the response."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        type: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.type = type or _TYPES.get(status, "server_error" if status >= 500 else "api_error")
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.message, type=self.type, param=self.param, code=self.code)
-
-
-def error_body(
-    message: str, *, type: str, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    """The one OpenAI error envelope; every error body the worker sends comes from here."""
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
 def invalid_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
@@ -116,16 +83,4 @@ async def api_error_handler(request: Request, exc: Exception) -> Response:
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (unknown route, wrong method) in the OpenAI envelope."""
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        message = f"Unknown route: {request.method} {request.url.path}"
-    elif exc.status_code == 405:
-        message = f"Method {request.method} is not allowed on {request.url.path}"
-    else:
-        message = str(exc.detail)
-    error = APIError(exc.status_code, message, code=_code_for(exc.status_code))
-    return JSONResponse(error.body(), status_code=exc.status_code, headers=dict(exc.headers or {}))
-
-
-def _code_for(status: int) -> str | None:
-    return {404: "not_found", 405: "method_not_allowed"}.get(status)
+    return error_response(from_starlette(request, exc))
