@@ -83,17 +83,25 @@ class Router:
         """Lease a worker and proxy `call` to it; errors before the first byte are responses."""
         exchange.model = call.record.slug
         try:
-            lease, upstream = await self._open(call)
+            lease, upstream, _ = await self._open(call)
         except Exception as e:
             exchange.error = type(e).__name__
             return dialect.error_response(e)
         return ProxyResponse(upstream, lease, dialect, exchange)
 
-    async def _open(self, call: Call) -> tuple[Lease, httpx.Response]:
+    async def open(self, call: Call) -> Upstream:
+        """For translating dialects: lease a worker and send `call`; the caller reads the
+        response and must `aclose()` it. Raises what `forward` would answer as an error."""
+        lease, response, load_seconds = await self._open(call)
+        return Upstream(lease, response, load_seconds)
+
+    async def _open(self, call: Call) -> tuple[Lease, httpx.Response, float]:
         for attempt in (1, 2):
+            asked = time.perf_counter()
             lease = await self.scheduler.acquire(call.record, call.keep_alive)
+            acquired = time.perf_counter() - asked
             try:
-                return lease, await self._send(lease, call)
+                return lease, await self._send(lease, call), acquired
             except httpx.ConnectError:
                 lease.release()
                 # The worker died between grant and connect: once the scheduler has seen
@@ -118,6 +126,24 @@ class Router:
             "POST", lease.base_url + call.path, content=call.body, headers=headers
         )
         return await self.http.send(request, stream=True)
+
+
+@dataclass
+class Upstream:
+    """An open worker response and its lease (see `Router.open`).
+
+    `load_seconds` is how long the lease took: the model's load, or ~0 when it was ready.
+    """
+
+    lease: Lease
+    response: httpx.Response
+    load_seconds: float
+
+    async def aclose(self) -> None:
+        try:
+            await self.response.aclose()
+        finally:
+            self.lease.release()
 
 
 class ProxyResponse(Response):

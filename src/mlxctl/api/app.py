@@ -3,7 +3,7 @@
 `create_app(settings)` builds a Starlette app whose lifespan opens the registry,
 cleans up workers a crashed daemon left behind, starts the scheduler, and on
 shutdown stops every worker before returning. One dialect module per API
-(`openai.py` today; Ollama and Anthropic plug in beside it), each with its own
+(`openai.py`, `ollama.py` + `ollama_models.py`, `anthropic.py`), each with its own
 error envelope.
 """
 
@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from mlxctl.api import admin, metrics, openai
+from mlxctl.api import admin, anthropic, metrics, ollama, ollama_models, openai
 from mlxctl.api.errors import http_exception_handler
 from mlxctl.api.middleware import DaemonMiddleware
 from mlxctl.errors import InvalidInput
@@ -59,7 +59,14 @@ def create_app(
             registry.db.close()
 
     app = Starlette(
-        routes=[*openai.routes(), *admin.routes(), *metrics.routes()],
+        routes=[
+            *openai.routes(),
+            *ollama.routes(),
+            *ollama_models.routes(),
+            *anthropic.routes(),
+            *admin.routes(),
+            *metrics.routes(),
+        ],
         lifespan=lifespan,
         middleware=[Middleware(DaemonMiddleware, api_key=settings.api_key, metrics=daemon_metrics)],
         exception_handlers={HTTPException: http_exception_handler},

@@ -1,0 +1,368 @@
+"""The Anthropic dialect: the Messages API, translated to the worker's chat completions.
+
+    POST /v1/messages                 JSON, or SSE with Anthropic's event sequence
+    POST /v1/messages/count_tokens    {"input_tokens": n}
+
+`system` (string or text blocks), multi-turn `messages` with text, `tool_use`
+and `tool_result` blocks, `max_tokens` (required), `stop_sequences`,
+`temperature`, `top_p`, `top_k`, `tools` (`input_schema` → parameters),
+`thinking` (`enabled` → the template's `enable_thinking`, reasoning back as
+thinking blocks). count_tokens asks the worker for one token and reads
+`usage.prompt_tokens`: the exact count through the model's own chat template.
+Errors use Anthropic's envelope (`anthropic_errors.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from mlxctl.api.anthropic_errors import error_event, error_response
+from mlxctl.api.body import json_object, model_field
+from mlxctl.api.errors import APIError
+from mlxctl.api.openai import exchange_of
+from mlxctl.api.turn import TEST_FORCE_FIELD, Finish, Text, Timings, ToolArgs, ToolStart, Turn
+from mlxctl.router import Router
+from mlxctl.scheduler import DEFAULT
+
+_COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking"}
+_FIELDS = _COUNT_FIELDS | {
+    "max_tokens",
+    "stop_sequences",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stream",
+    "metadata",
+    "service_tier",
+    TEST_FORCE_FIELD,
+}
+_STOP_REASONS = {"length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+    ]
+
+
+async def messages(request: Request) -> Response:
+    timings = Timings(time.perf_counter())
+    exchange = exchange_of(request)
+    try:
+        body = json_object(await request.body())
+        _check_fields(body, _FIELDS)
+        max_tokens = body.get("max_tokens")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise _bad("max_tokens: Field required (a positive integer)")
+        router: Router = request.app.state.router
+        record = router.resolve(model_field(body))
+        openai = {**_chat(body), "max_tokens": max_tokens, **_sampling(body)}
+        turn = await Turn.open(
+            router, record, "/v1/chat/completions", openai, DEFAULT, exchange, timings
+        )
+    except Exception as e:
+        exchange.error = type(e).__name__
+        return error_response(e)
+    if body.get("stream"):
+        return StreamingResponse(_events(turn, record.slug), media_type="text/event-stream")
+    return _Collected(turn, record.slug)
+
+
+async def count_tokens(request: Request) -> Response:
+    exchange = exchange_of(request)
+    try:
+        body = json_object(await request.body())
+        _check_fields(body, _COUNT_FIELDS)
+        router: Router = request.app.state.router
+        record = router.resolve(model_field(body))
+        openai = {**_chat(body), "max_tokens": 1}
+        timings = Timings(time.perf_counter())
+        turn = await Turn.open(
+            router, record, "/v1/chat/completions", openai, DEFAULT, exchange, timings
+        )
+        prompt = 0
+        try:
+            async for piece in turn.pieces():
+                if isinstance(piece, Finish):
+                    prompt = piece.prompt_tokens
+        finally:
+            await turn.aclose()
+    except Exception as e:
+        exchange.error = type(e).__name__
+        return error_response(e)
+    return JSONResponse({"input_tokens": prompt})
+
+
+# --- the reply ---------------------------------------------------------------------------
+
+
+def _message_head(model: str) -> dict[str, Any]:
+    return {
+        "id": f"msg_{uuid.uuid4().hex[:24]}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0},
+    }
+
+
+class _Collected(Response):
+    """The non-streaming reply: blocks gathered in the order they began."""
+
+    def __init__(self, turn: Turn, model: str) -> None:
+        super().__init__(media_type="application/json")
+        self.turn, self.model = turn, model
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        blocks: list[dict[str, Any]] = []
+        tools: dict[int, dict[str, Any]] = {}
+        args: dict[int, str] = {}
+        response: Response | None = None
+        try:
+            async for piece in self.turn.pieces():
+                if isinstance(piece, Text):
+                    kind, text = (
+                        ("thinking", piece.thinking) if piece.thinking else ("text", piece.content)
+                    )
+                    if not blocks or blocks[-1]["type"] != kind:
+                        blocks.append({"type": kind, kind: ""})
+                        if kind == "thinking":
+                            blocks[-1]["signature"] = ""
+                    blocks[-1][kind] += text
+                elif isinstance(piece, ToolStart):
+                    tools[piece.index] = {"type": "tool_use", "id": piece.id, "name": piece.name}
+                    blocks.append(tools[piece.index])
+                    args[piece.index] = ""
+                elif isinstance(piece, ToolArgs):
+                    args[piece.index] += piece.json
+                elif isinstance(piece, Finish):
+                    for index, block in tools.items():
+                        block["input"] = _input(args[index])
+                    body = _message_head(self.model)
+                    body["content"] = blocks
+                    body["stop_reason"] = _STOP_REASONS.get(piece.reason, "end_turn")
+                    body["usage"] = _usage(piece)
+                    response = JSONResponse(body)
+        except Exception as e:
+            self.turn.exchange.error = type(e).__name__
+            response = error_response(e)
+        finally:
+            await self.turn.aclose()
+        assert response is not None  # pieces() ends with Finish or raises
+        await response(scope, receive, send)
+
+
+async def _events(turn: Turn, model: str) -> AsyncIterator[bytes]:
+    """message_start, per block start/delta…/stop, message_delta, message_stop."""
+    open_block: str | None = None  # "text", "thinking" or "tool:<index>"
+    index = -1
+    try:
+        yield _event("message_start", {"message": _message_head(model)})
+        async for piece in turn.pieces():
+            if isinstance(piece, Finish):
+                if open_block is not None:
+                    yield _event("content_block_stop", {"index": index})
+                reason = _STOP_REASONS.get(piece.reason, "end_turn")
+                stop = {"stop_reason": reason, "stop_sequence": None}
+                yield _event("message_delta", {"delta": stop, "usage": _usage(piece)})
+                yield _event("message_stop", {})
+                return
+            if isinstance(piece, ToolArgs):
+                partial = {"type": "input_json_delta", "partial_json": piece.json}
+                yield _event("content_block_delta", {"index": index, "delta": partial})
+                continue
+            kind = (
+                f"tool:{piece.index}"
+                if isinstance(piece, ToolStart)
+                else ("thinking" if piece.thinking else "text")
+            )
+            if kind != open_block:
+                if open_block is not None:
+                    yield _event("content_block_stop", {"index": index})
+                index, open_block = index + 1, kind
+                yield _event(
+                    "content_block_start", {"index": index, "content_block": _start(piece)}
+                )
+            if isinstance(piece, Text):
+                delta = (
+                    {"type": "thinking_delta", "thinking": piece.thinking}
+                    if piece.thinking
+                    else {"type": "text_delta", "text": piece.content}
+                )
+                yield _event("content_block_delta", {"index": index, "delta": delta})
+    except Exception as e:
+        turn.exchange.error = type(e).__name__
+        yield error_event(e)
+    finally:
+        await turn.aclose()
+
+
+def _start(piece: Text | ToolStart) -> dict[str, Any]:
+    if isinstance(piece, ToolStart):
+        return {"type": "tool_use", "id": piece.id, "name": piece.name, "input": {}}
+    if piece.thinking:
+        return {"type": "thinking", "thinking": "", "signature": ""}
+    return {"type": "text", "text": ""}
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    payload = json.dumps({"type": name, **data}, ensure_ascii=False)
+    return f"event: {name}\ndata: {payload}\n\n".encode()
+
+
+def _usage(finish: Finish) -> dict[str, int]:
+    return {"input_tokens": finish.prompt_tokens, "output_tokens": finish.completion_tokens}
+
+
+def _input(arguments: str) -> Any:
+    try:
+        return json.loads(arguments or "{}")
+    except ValueError:
+        return {"_unparsed": arguments}  # the model wrote invalid JSON; keep it visible
+
+
+# --- the request -------------------------------------------------------------------------
+
+
+def _check_fields(body: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise _bad(f"{', '.join(unknown)}: Extra inputs are not permitted")
+
+
+def _chat(body: dict[str, Any]) -> dict[str, Any]:
+    """messages, system, tools, tool_choice and thinking as OpenAI chat fields."""
+    out: dict[str, Any] = {"messages": [*_system(body.get("system")), *_messages(body)]}
+    tools = body.get("tools")
+    if tools:
+        out["tools"] = [_tool(tool, i) for i, tool in enumerate(tools)]
+    choice = body.get("tool_choice")
+    if choice is not None:
+        kind = choice.get("type") if isinstance(choice, dict) else None
+        if kind not in ("auto", "none"):
+            raise _bad(f"tool_choice {kind!r} cannot be enforced here; use 'auto' or 'none'")
+        if kind == "none":
+            out.pop("tools", None)
+    thinking = body.get("thinking")
+    if thinking is not None:
+        kind = thinking.get("type") if isinstance(thinking, dict) else None
+        if kind not in ("enabled", "disabled"):
+            raise _bad("thinking.type must be 'enabled' or 'disabled'")
+        out["chat_template_kwargs"] = {"enable_thinking": kind == "enabled"}
+    if TEST_FORCE_FIELD in body:
+        out[TEST_FORCE_FIELD] = body[TEST_FORCE_FIELD]
+    return out
+
+
+def _sampling(body: dict[str, Any]) -> dict[str, Any]:
+    out = {k: body[k] for k in ("temperature", "top_p", "top_k") if body.get(k) is not None}
+    stops = body.get("stop_sequences")
+    if stops:
+        out["stop"] = stops
+    return out
+
+
+def _system(system: Any) -> list[dict[str, Any]]:
+    if system is None or system == "":
+        return []
+    if isinstance(system, str):
+        return [{"role": "system", "content": system}]
+    if isinstance(system, list):
+        return [{"role": "system", "content": "".join(_texts(system, "system"))}]
+    raise _bad("system: must be a string or an array of text blocks")
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("messages: Field required (a non-empty array)")
+    out: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ("user", "assistant"):
+            raise _bad(f"messages.{i}.role: must be 'user' or 'assistant'")
+        content = message.get("content")
+        if isinstance(content, str):
+            out.append({"role": role, "content": content})
+        elif isinstance(content, list):
+            out.extend(_blocks(role, content, i))
+        else:
+            raise _bad(f"messages.{i}.content: must be a string or an array of blocks")
+    return out
+
+
+def _blocks(role: str, blocks: list[Any], i: int) -> list[dict[str, Any]]:
+    """One Anthropic message → OpenAI messages: tool results become `tool` messages."""
+    texts, thinking, calls, results = [], [], [], []
+    for j, block in enumerate(blocks):
+        kind = block.get("type") if isinstance(block, dict) else None
+        where = f"messages.{i}.content.{j}"
+        if kind == "text":
+            texts.append(str(block.get("text", "")))
+        elif kind in ("thinking", "redacted_thinking"):
+            thinking.append(str(block.get("thinking", "")))
+        elif kind == "tool_use" and role == "assistant":
+            arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
+            function = {"name": block.get("name"), "arguments": arguments}
+            calls.append({"id": block.get("id"), "type": "function", "function": function})
+        elif kind == "tool_result" and role == "user":
+            content = block.get("content")
+            if isinstance(content, list):
+                content = "".join(_texts(content, where))
+            if block.get("is_error"):
+                content = f"Error: {content}"
+            results.append(
+                {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": content or ""}
+            )
+        else:
+            raise _bad(f"{where}: a {kind!r} block is not supported in a {role} message")
+    out: list[dict[str, Any]] = list(results)
+    if texts or calls or thinking or not results:
+        message: dict[str, Any] = {
+            "role": role,
+            "content": "".join(texts) or (None if calls else ""),
+        }
+        if calls:
+            message["tool_calls"] = calls
+        if thinking:
+            message["reasoning_content"] = "".join(thinking)
+        out.append(message)
+    return out
+
+
+def _texts(blocks: list[Any], where: str) -> list[str]:
+    texts = []
+    for j, block in enumerate(blocks):
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise _bad(f"{where}.{j}: only text blocks are supported here")
+        texts.append(str(block.get("text", "")))
+    return texts
+
+
+def _tool(tool: Any, i: int) -> dict[str, Any]:
+    if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+        raise _bad(f"tools.{i}: a tool needs a name and an input_schema")
+    if tool.get("type") not in (None, "custom"):
+        raise _bad(f"tools.{i}: server tools ({tool['type']}) are not supported")
+    function = {
+        "name": tool["name"],
+        "description": tool.get("description") or "",
+        "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
+    }
+    return {"type": "function", "function": function}
+
+
+def _bad(message: str) -> APIError:
+    return APIError(400, message, code="invalid_request")

@@ -1,0 +1,379 @@
+"""The Ollama dialect, inference: `/api/chat` and `/api/generate`, translated to the worker.
+
+    POST /api/chat       {model, messages, tools?, format?, options?, think?, stream?, keep_alive?}
+    POST /api/generate   {model, prompt, system?, raw?, format?, options?, think?, stream?, ...}
+
+`stream` defaults to true (NDJSON lines, the last one `done: true` with real
+nanosecond timings). `options` map to sampling (`num_predict` → max_tokens,
+`repeat_penalty` → repetition_penalty; `num_ctx` is accepted and changes nothing:
+the model keeps its context, so it never reloads); `format` ("json" or a schema)
+→ response_format; `think` → the template's `enable_thinking` and `thinking`
+out; tool calls come back as `message.tool_calls` with object arguments. An
+empty prompt (or no messages) only loads the model (`keep_alive: 0` unloads it),
+as Ollama does. Anything we cannot honour is a 400 that names it. The model
+management routes live in `ollama_models.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from mlxctl.api.body import json_object, keep_alive_field, model_field
+from mlxctl.api.errors import APIError
+from mlxctl.api.ollama_errors import error_line, error_response
+from mlxctl.api.openai import exchange_of
+from mlxctl.api.turn import TEST_FORCE_FIELD, Finish, Text, Timings, ToolArgs, ToolStart, Turn
+from mlxctl.registry import ModelRecord
+from mlxctl.router import Router
+from mlxctl.scheduler import DEFAULT, KeepAlive
+
+_COMMON = {"model", "format", "options", "stream", "keep_alive", "think", TEST_FORCE_FIELD}
+_CHAT_FIELDS = _COMMON | {"messages", "tools"}
+_GENERATE_FIELDS = _COMMON | {"prompt", "suffix", "images", "system", "template", "context", "raw"}
+_MESSAGE_FIELDS = {"role", "content", "images", "thinking", "tool_calls", "tool_name"}
+_OPTIONS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "seed": "seed",
+    "stop": "stop",
+    "num_predict": "max_tokens",
+    "repeat_penalty": "repetition_penalty",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+}
+# Accepted and left alone: the model keeps the context it was loaded with (no reload).
+_ACCEPTED_OPTIONS = {"num_ctx"}
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/api/chat", chat, methods=["POST"]),
+        Route("/api/generate", generate, methods=["POST"]),
+    ]
+
+
+async def chat(request: Request) -> Response:
+    timings = Timings(time.perf_counter())
+    exchange = exchange_of(request)
+    try:
+        body = json_object(await request.body())
+        _check_fields(body, _CHAT_FIELDS, "/api/chat")
+        router: Router = request.app.state.router
+        record = router.resolve(model_field(body))
+        keep_alive = _keep_alive(body)
+        if not body.get("messages"):
+            return await _load_only(request, record, keep_alive, chat=True)
+        openai = {"messages": _messages(body["messages"]), **_common(body)}
+        if body.get("tools"):
+            openai["tools"] = body["tools"]
+        turn = await Turn.open(
+            router, record, "/v1/chat/completions", openai, keep_alive, exchange, timings
+        )
+    except Exception as e:
+        exchange.error = type(e).__name__
+        return error_response(e)
+    return _respond(turn, record.slug, chat=True, stream=_stream(body))
+
+
+async def generate(request: Request) -> Response:
+    timings = Timings(time.perf_counter())
+    exchange = exchange_of(request)
+    try:
+        body = json_object(await request.body())
+        _check_fields(body, _GENERATE_FIELDS, "/api/generate")
+        router: Router = request.app.state.router
+        record = router.resolve(model_field(body))
+        keep_alive = _keep_alive(body)
+        _refuse_generate_fields(body)
+        prompt = body.get("prompt") or ""
+        if not isinstance(prompt, str):
+            raise _bad("'prompt' must be a string")
+        if not prompt:
+            return await _load_only(request, record, keep_alive, chat=False)
+        if body.get("raw"):
+            path, openai = "/v1/completions", {"prompt": prompt, **_common(body)}
+        else:
+            system = body.get("system")
+            messages = [{"role": "system", "content": system}] if system else []
+            messages.append({"role": "user", "content": prompt})
+            path, openai = "/v1/chat/completions", {"messages": messages, **_common(body)}
+        turn = await Turn.open(router, record, path, openai, keep_alive, exchange, timings)
+    except Exception as e:
+        exchange.error = type(e).__name__
+        return error_response(e)
+    return _respond(turn, record.slug, chat=False, stream=_stream(body))
+
+
+# --- the reply ---------------------------------------------------------------------------
+
+
+def _respond(turn: Turn, model: str, *, chat: bool, stream: bool) -> Response:
+    if stream:
+        lines = _stream_lines(turn, model, chat=chat)
+        return StreamingResponse(lines, media_type="application/x-ndjson")
+    return _Collected(turn, model, chat=chat)
+
+
+async def _stream_lines(turn: Turn, model: str, *, chat: bool) -> AsyncIterator[bytes]:
+    calls: dict[int, list[str]] = {}
+    try:
+        async for piece in turn.pieces():
+            if isinstance(piece, Text):
+                yield _line(_part(model, chat, piece.content, piece.thinking))
+            elif isinstance(piece, ToolStart):
+                calls[piece.index] = [piece.name, ""]
+            elif isinstance(piece, ToolArgs):
+                calls[piece.index][1] += piece.json
+            elif isinstance(piece, Finish):
+                if calls:  # Ollama sends whole calls, in their own line
+                    part = _part(model, chat, "", "")
+                    part["message"]["tool_calls"] = _tool_calls(calls)
+                    yield _line(part)
+                yield _line(_final(turn, model, chat, piece))
+    except Exception as e:
+        turn.exchange.error = type(e).__name__
+        yield error_line(e)
+    finally:
+        await turn.aclose()
+
+
+class _Collected(Response):
+    """The non-streaming reply: the whole generation gathered into one JSON object."""
+
+    def __init__(self, turn: Turn, model: str, *, chat: bool) -> None:
+        super().__init__(media_type="application/json")
+        self.turn, self.model, self.chat = turn, model, chat
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        content: list[str] = []
+        thinking: list[str] = []
+        calls: dict[int, list[str]] = {}
+        response: Response | None = None
+        try:
+            async for piece in self.turn.pieces():
+                if isinstance(piece, Text):
+                    content.append(piece.content)
+                    thinking.append(piece.thinking)
+                elif isinstance(piece, ToolStart):
+                    calls[piece.index] = [piece.name, ""]
+                elif isinstance(piece, ToolArgs):
+                    calls[piece.index][1] += piece.json
+                elif isinstance(piece, Finish):
+                    body = _final(self.turn, self.model, self.chat, piece)
+                    field = "message" if self.chat else "response"
+                    part = _part(self.model, self.chat, "".join(content), "".join(thinking))
+                    body[field] = part[field]
+                    if not self.chat and "thinking" in part:
+                        body["thinking"] = part["thinking"]
+                    if calls:
+                        body["message"]["tool_calls"] = _tool_calls(calls)
+                    response = JSONResponse(body)
+        except Exception as e:
+            self.turn.exchange.error = type(e).__name__
+            response = error_response(e)
+        finally:
+            await self.turn.aclose()
+        assert response is not None  # pieces() ends with Finish or raises
+        await response(scope, receive, send)
+
+
+def _part(model: str, chat: bool, content: str, thinking: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": model, "created_at": _now()}
+    if chat:
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if thinking:
+            message["thinking"] = thinking
+        out["message"] = message
+    else:
+        out["response"] = content
+        if thinking:
+            out["thinking"] = thinking
+    out["done"] = False
+    return out
+
+
+def _final(turn: Turn, model: str, chat: bool, finish: Finish) -> dict[str, Any]:
+    out = _part(model, chat, "", "")
+    out["done"] = True
+    out["done_reason"] = "length" if finish.reason == "length" else "stop"
+    durations = turn.timings.durations()
+    return {
+        **out,
+        "total_duration": durations["total_duration"],
+        "load_duration": durations["load_duration"],
+        "prompt_eval_count": finish.prompt_tokens,
+        "prompt_eval_duration": durations["prompt_eval_duration"],
+        "eval_count": finish.completion_tokens,
+        "eval_duration": durations["eval_duration"],
+    }
+
+
+def _tool_calls(calls: dict[int, list[str]]) -> list[dict[str, Any]]:
+    out = []
+    for index in sorted(calls):
+        name, arguments = calls[index]
+        try:
+            parsed: Any = json.loads(arguments or "{}")
+        except ValueError:
+            parsed = arguments  # not JSON: passed on as the model wrote it
+        out.append({"function": {"index": index, "name": name, "arguments": parsed}})
+    return out
+
+
+async def _load_only(
+    request: Request, record: ModelRecord, keep_alive: KeepAlive, *, chat: bool
+) -> Response:
+    """Ollama's empty request: load the model (or unload it with keep_alive 0)."""
+    router: Router = request.app.state.router
+    if keep_alive == 0:
+        await router.scheduler.unload(record.slug)
+        reason = "unload"
+    else:
+        await router.scheduler.load(record, keep_alive)
+        reason = "load"
+    body = _part(record.slug, chat, "", "")
+    body.update(done=True, done_reason=reason)
+    return JSONResponse(body)
+
+
+# --- the request -------------------------------------------------------------------------
+
+
+def _check_fields(body: dict[str, Any], allowed: set[str], route: str) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise _bad(f"{route} does not support the field(s) {', '.join(unknown)}")
+
+
+def _refuse_generate_fields(body: dict[str, Any]) -> None:
+    if body.get("context"):
+        raise _bad(
+            "'context' (the token state of an earlier /api/generate) is not supported; "
+            "send the conversation to /api/chat instead"
+        )
+    if body.get("template"):
+        raise _bad(
+            "'template' (a Go template) is not supported; send a formatted prompt with "
+            "raw: true, or let the model's chat template apply"
+        )
+    if body.get("suffix"):
+        raise _bad("'suffix' (fill-in-the-middle) is not supported")
+    if body.get("images"):
+        raise _bad("'images' are not supported: the models mlxctl serves are text-only")
+    if body.get("raw") and (body.get("system") or body.get("think") is not None):
+        raise _bad("'system' and 'think' need the chat template, which raw: true skips")
+
+
+def _common(body: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAI fields from options, format, think and the test hook."""
+    out = _options(body.get("options"))
+    fmt = body.get("format")
+    if fmt == "json":
+        out["response_format"] = {"type": "json_object"}
+    elif isinstance(fmt, dict):
+        schema = {"name": "format", "schema": fmt, "strict": True}
+        out["response_format"] = {"type": "json_schema", "json_schema": schema}
+    elif fmt not in (None, ""):
+        raise _bad("'format' must be \"json\" or a JSON schema object")
+    think = body.get("think")
+    if isinstance(think, bool):
+        out["chat_template_kwargs"] = {"enable_thinking": think}
+    elif think is not None:
+        raise _bad(f"'think' must be true or false (levels like {think!r} are not supported)")
+    if TEST_FORCE_FIELD in body:
+        out[TEST_FORCE_FIELD] = body[TEST_FORCE_FIELD]
+    return out
+
+
+def _options(options: Any) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise _bad("'options' must be an object")
+    unknown = sorted(set(options) - set(_OPTIONS) - _ACCEPTED_OPTIONS)
+    if unknown:
+        raise _bad(f"unsupported option(s): {', '.join(unknown)}")
+    out = {_OPTIONS[k]: v for k, v in options.items() if k in _OPTIONS and v is not None}
+    if isinstance(out.get("max_tokens"), int) and out["max_tokens"] < 0:
+        del out["max_tokens"]  # -1 (no limit) and -2 (fill the context): up to the model
+    if "num_ctx" in options and not _positive_int(options["num_ctx"]):
+        raise _bad("option 'num_ctx' must be a positive integer")
+    return out
+
+
+def _messages(messages: Any) -> list[dict[str, Any]]:
+    if not isinstance(messages, list):
+        raise _bad("'messages' must be an array")
+    out: list[dict[str, Any]] = []
+    call_ids: dict[str, str] = {}  # tool name → id of its latest call, for tool results
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _bad(f"messages[{i}] must be an object")
+        unknown = sorted(set(message) - _MESSAGE_FIELDS)
+        if unknown:
+            raise _bad(f"messages[{i}] has unsupported field(s) {', '.join(unknown)}")
+        if message.get("images"):
+            raise _bad(f"messages[{i}].images: the models mlxctl serves are text-only")
+        role = message.get("role")
+        item: dict[str, Any] = {"role": role, "content": message.get("content") or ""}
+        if message.get("thinking"):
+            item["reasoning_content"] = message["thinking"]
+        if message.get("tool_calls"):
+            item["tool_calls"] = [
+                _openai_call(call, f"call_{i}_{j}", call_ids)
+                for j, call in enumerate(message["tool_calls"])
+            ]
+        if role == "tool" and message.get("tool_name"):
+            item["name"] = message["tool_name"]
+            item["tool_call_id"] = call_ids.get(message["tool_name"], "call_0")
+        out.append(item)
+    return out
+
+
+def _openai_call(call: Any, ident: str, call_ids: dict[str, str]) -> dict[str, Any]:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise _bad('a tool call must be {"function": {"name", "arguments"}}')
+    arguments = function.get("arguments") or {}
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+    call_ids[function["name"]] = ident
+    return {
+        "id": ident,
+        "type": "function",
+        "function": {"name": function["name"], "arguments": text},
+    }
+
+
+def _keep_alive(body: dict[str, Any]) -> KeepAlive:
+    return keep_alive_field(body["keep_alive"]) if body.get("keep_alive") is not None else DEFAULT
+
+
+def _stream(body: dict[str, Any]) -> bool:
+    stream = body.get("stream", True)
+    return True if stream is None else bool(stream)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _bad(message: str) -> APIError:
+    return APIError(400, message, code="invalid_value")
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")

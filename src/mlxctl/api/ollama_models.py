@@ -1,0 +1,256 @@
+"""The Ollama dialect, model management: what Ollama's clients list, show, copy and delete.
+
+    GET  /  HEAD /        "mlxctl is running"        GET  /api/version
+    GET  /api/tags        registered models          GET  /api/ps    loaded models
+    POST /api/show        details, template, capabilities, model_info
+    POST /api/copy        {source, destination}      DELETE /api/delete   {model}
+    POST /api/pull        501 for now (use `mlxctl pull`)
+    POST /api/embed, /api/embeddings                 501: no embedding models yet
+
+Errors use the Ollama envelope (`ollama_errors.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from mlxctl import __version__, inventory
+from mlxctl.api.admin import describe
+from mlxctl.api.body import json_object
+from mlxctl.api.errors import APIError
+from mlxctl.api.ollama_errors import error_response
+from mlxctl.library import catalog
+from mlxctl.registry import ModelRecord
+from mlxctl.router import Router
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/", root, methods=["GET", "HEAD"]),
+        Route("/api/version", version, methods=["GET"]),
+        Route("/api/tags", tags, methods=["GET"]),
+        Route("/api/ps", ps, methods=["GET"]),
+        Route("/api/show", show, methods=["POST"]),
+        Route("/api/copy", copy, methods=["POST"]),
+        Route("/api/delete", delete, methods=["DELETE"]),
+        Route("/api/pull", not_implemented, methods=["POST"]),
+        Route("/api/push", not_implemented, methods=["POST"]),
+        Route("/api/create", not_implemented, methods=["POST"]),
+        Route("/api/embed", not_implemented, methods=["POST"]),
+        Route("/api/embeddings", not_implemented, methods=["POST"]),
+    ]
+
+
+_NEXT_STEP = {
+    "/api/pull": "pull with the CLI: mlxctl pull <model>",
+    "/api/push": "push with the CLI: mlxctl push <model>",
+    "/api/create": "create with the CLI: mlxctl create <name> -f <ModelSpec>",
+    "/api/embed": "mlxctl serves no embedding models yet",
+    "/api/embeddings": "mlxctl serves no embedding models yet",
+}
+
+
+async def root(request: Request) -> Response:
+    return PlainTextResponse("mlxctl is running")
+
+
+async def version(request: Request) -> Response:
+    return JSONResponse({"version": __version__})
+
+
+async def not_implemented(request: Request) -> Response:
+    path = request.url.path
+    message = f"{path} is not implemented by mlxctl; {_NEXT_STEP[path]}"
+    return error_response(APIError(501, message, code="not_implemented"))
+
+
+async def tags(request: Request) -> Response:
+    router: Router = request.app.state.router
+    return JSONResponse({"models": [_entry(r) for r in router.registry.list()]})
+
+
+async def ps(request: Request) -> Response:
+    router: Router = request.app.state.router
+    snapshot = await router.scheduler.status()
+    rows = await describe(snapshot.models, request.app.state.http)
+    models = []
+    for row in rows:
+        record = router.registry.get(row["model"])
+        if record is None or row["state"] == "queued":
+            continue
+        size = row["measured"]["total_bytes"] or row["estimated_bytes"]
+        models.append(
+            {
+                **_entry(record),
+                "size": size,
+                "size_vram": size,  # unified memory: all of it is the GPU's
+                "expires_at": _expires_at(row),
+                "context_length": record.context_length,
+            }
+        )
+    return JSONResponse({"models": models})
+
+
+async def show(request: Request) -> Response:
+    try:
+        body = json_object(await request.body())
+        record = _resolve(request, body, "model", "name")
+    except Exception as e:
+        return error_response(e)
+    template = _chat_template(record)
+    return JSONResponse(
+        {
+            "license": "",
+            "modelfile": _modelfile(request, record),
+            "parameters": "",
+            "template": template,
+            "details": _details(record),
+            "model_info": _model_info(record),
+            "capabilities": _capabilities(record, template),
+            "modified_at": _modified(record),
+        }
+    )
+
+
+async def copy(request: Request) -> Response:
+    router: Router = request.app.state.router
+    try:
+        body = json_object(await request.body())
+        source, target = body.get("source"), body.get("destination")
+        if not isinstance(source, str) or not isinstance(target, str) or not target:
+            raise APIError(400, "'source' and 'destination' must be model names", code="missing")
+        layout = catalog.open_store(request.app.state.settings)
+        catalog.copy(router.registry, layout, source, target)
+    except Exception as e:
+        return error_response(e)
+    return Response(status_code=200)
+
+
+async def delete(request: Request) -> Response:
+    router: Router = request.app.state.router
+    try:
+        body = json_object(await request.body())
+        record = _resolve(request, body, "model", "name")
+        await router.scheduler.unload(record.slug)
+        record, plan = inventory.plan_rm(router.registry, record.slug)
+        inventory.rm(router.registry, record, plan)
+    except Exception as e:
+        return error_response(e)
+    return Response(status_code=200)
+
+
+def _resolve(request: Request, body: dict[str, Any], *fields: str) -> ModelRecord:
+    router: Router = request.app.state.router
+    for name in fields:
+        value = body.get(name)
+        if isinstance(value, str) and value.strip():
+            return router.resolve(value)
+    raise APIError(400, f"'{fields[0]}' is required", code="missing")
+
+
+def _entry(record: ModelRecord) -> dict[str, Any]:
+    return {
+        "name": record.slug,
+        "model": record.slug,
+        "modified_at": _modified(record),
+        "size": record.size_bytes or 0,
+        "details": _details(record),
+    }
+
+
+def _details(record: ModelRecord) -> dict[str, Any]:
+    family = record.model_type or "unknown"
+    return {
+        "parent_model": "",
+        "format": record.format,
+        "family": family,
+        "families": [family],
+        "parameter_size": _parameter_size(record.parameters),
+        "quantization_level": f"Q{record.quant_bits}" if record.quant_bits else "unquantized",
+    }
+
+
+def _model_info(record: ModelRecord) -> dict[str, Any]:
+    arch = record.model_type or "unknown"
+    info: dict[str, Any] = {"general.architecture": arch}
+    if record.parameters is not None:
+        info["general.parameter_count"] = record.parameters
+    if record.repo_id:
+        info["general.basename"] = record.repo_id
+    if record.context_length is not None:
+        info[f"{arch}.context_length"] = record.context_length
+    return info
+
+
+def _capabilities(record: ModelRecord, template: str) -> list[str]:
+    found = ["completion"]
+    if "tools" in template or record.tool_call_parser:
+        found.append("tools")
+    if "enable_thinking" in template or "<think>" in template or record.reasoning_parser:
+        found.append("thinking")
+    return found
+
+
+def _chat_template(record: ModelRecord) -> str:
+    """The registry's template override, else the tokenizer's own."""
+    if record.chat_template:
+        try:
+            return Path(record.chat_template).read_text()
+        except OSError:
+            return ""
+    folder = Path(record.cache_path)
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    template = config.get("chat_template")
+    return template if isinstance(template, str) else ""
+
+
+def _modelfile(request: Request, record: ModelRecord) -> str:
+    from mlxctl.library.build import modelfile
+
+    router: Router = request.app.state.router
+    try:
+        return modelfile(
+            router.registry, catalog.open_store(request.app.state.settings), record.slug
+        )
+    except Exception:  # a spec is a courtesy: a model without one still shows
+        return f"FROM {record.cache_path}\n"
+
+
+def _parameter_size(parameters: int | None) -> str:
+    if not parameters:
+        return ""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if parameters >= scale:
+            return f"{parameters / scale:.2f}{unit}"
+    return str(parameters)
+
+
+def _modified(record: ModelRecord) -> str:
+    try:
+        stamp = Path(record.cache_path).stat().st_mtime
+    except OSError:
+        stamp = 0.0
+    return datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _expires_at(row: dict[str, Any]) -> str:
+    """When the model unloads: in use counts from now, forever is far away (as Ollama)."""
+    seconds = row["expires_in"] if row["expires_in"] is not None else row["keep_alive"]
+    if seconds is None:
+        return "2318-11-24T00:00:00Z"
+    moment = datetime.fromtimestamp(time.time() + float(seconds), UTC)
+    return moment.isoformat().replace("+00:00", "Z")

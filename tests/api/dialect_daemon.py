@@ -1,0 +1,61 @@
+"""One real `mlxctl serve` per test module for the dialect tests, with the real worker.
+
+The function-scoped `start_daemon` of conftest.py would start a daemon (and load a
+worker) per test; the dialect tests share one, with its own home, to stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlxctl.factory import make_model
+from mlxctl.inventory import register_path
+from mlxctl.registry import open_registry
+from mlxctl.settings import Settings
+from tests.api.conftest import Daemon, _wait_listening, serve_command
+
+TOOLS_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+THOUGHT = "<think>\nFirst, the sky.\n</think>\n\nIt is sunny."
+
+
+@contextmanager
+def module_daemon(root: Path) -> Iterator[Daemon]:
+    """A daemon whose registry holds the tiny qwen2 model as `q` (test hooks on)."""
+    home = root / "home"
+    env = {
+        **os.environ,
+        "MLXCTL_HOME": str(home),
+        "HF_HUB_CACHE": str(root / "hf-cache"),
+        "MLXCTL_HOST": "127.0.0.1:0",
+        "MLXCTL_WORKER_COMMAND": "",
+        "MLXCTL_WORKER_TEST_HOOKS": "1",
+    }
+    model = make_model(root / "models" / "qwen2", arch="qwen2", size="tiny")
+    registry = open_registry(Settings.from_env(env))
+    try:
+        register_path(registry, model, slug="q")
+    finally:
+        registry.db.close()
+    log_path = root / "daemon.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*serve_command(), "--port", "0"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    daemon = Daemon(proc, _wait_listening(proc, log_path), log_path)
+    try:
+        yield daemon
+    finally:
+        daemon.stop(signal.SIGTERM, timeout=30)
+
+
+def ps_pids(daemon: Daemon) -> dict[str, int | None]:
+    return {name: row["pid"] for name, row in daemon.ps().items()}
