@@ -106,7 +106,10 @@ def test_on_demand_two_models_options_and_metrics(
     ps = daemon.ps()
     assert {m: r["state"] for m, r in ps.items()} == {"q": "ready", "l": "ready"}
     assert ps["q"]["pid"] == pid and ps["l"]["measured"]["rss_bytes"] > 0
-    assert [m.id for m in client.models.list()] == ["l", "q"]
+    models = {m.id: m.model_dump() for m in client.models.list()}
+    assert list(models) == ["l", "q"]
+    assert {"chat", "tools", "reasoning"} <= set(models["q"]["capabilities"])
+    assert models["q"]["context_length"] > 0
     with pytest.raises(openai.NotFoundError, match="did you mean"):
         client.chat.completions.create(model="qq", messages=MESSAGES)
     families = {

@@ -12,7 +12,6 @@ Errors use the Ollama envelope (`ollama_errors.py`).
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from mlxctl.api.admin import describe
 from mlxctl.api.body import json_object
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama_errors import error_response
+from mlxctl.capabilities import capabilities, chat_template, ollama_names
 from mlxctl.library import catalog
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Router
@@ -105,7 +105,7 @@ async def show(request: Request) -> Response:
         record = _resolve(request, body, "model", "name")
     except Exception as e:
         return error_response(e)
-    template = _chat_template(record)
+    template = chat_template(record)
     return JSONResponse(
         {
             "license": "",
@@ -114,7 +114,7 @@ async def show(request: Request) -> Response:
             "template": template,
             "details": _details(record),
             "model_info": _model_info(record),
-            "capabilities": _capabilities(record, template),
+            "capabilities": ollama_names(capabilities(record, template)),
             "modified_at": _modified(record),
         }
     )
@@ -188,34 +188,6 @@ def _model_info(record: ModelRecord) -> dict[str, Any]:
     if record.context_length is not None:
         info[f"{arch}.context_length"] = record.context_length
     return info
-
-
-def _capabilities(record: ModelRecord, template: str) -> list[str]:
-    found = ["completion"]
-    if "tools" in template or record.tool_call_parser:
-        found.append("tools")
-    if "enable_thinking" in template or "<think>" in template or record.reasoning_parser:
-        found.append("thinking")
-    return found
-
-
-def _chat_template(record: ModelRecord) -> str:
-    """The registry's template override, else the tokenizer's own."""
-    if record.chat_template:
-        try:
-            return Path(record.chat_template).read_text()
-        except OSError:
-            return ""
-    folder = Path(record.cache_path)
-    jinja = folder / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text()
-    try:
-        config = json.loads((folder / "tokenizer_config.json").read_text())
-    except (OSError, ValueError):
-        return ""
-    template = config.get("chat_template")
-    return template if isinstance(template, str) else ""
 
 
 def _modelfile(request: Request, record: ModelRecord) -> str:

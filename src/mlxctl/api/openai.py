@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from mlxctl.api.body import json_object, keep_alive_field, model_field
 from mlxctl.api.errors import OPENAI
+from mlxctl.capabilities import capabilities
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Call, Exchange, Router
 from mlxctl.scheduler import DEFAULT, KeepAlive
@@ -91,6 +92,7 @@ def model_card(record: ModelRecord) -> dict[str, Any]:
         "owned_by": "mlxctl",
         "repo_id": record.repo_id,
         "context_length": record.context_length,
+        "capabilities": capabilities(record),
     }
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from mlxctl import inventory
+from mlxctl.capabilities import capabilities
 from mlxctl.cli.output import (
     console,
     human_bytes,
@@ -16,23 +18,12 @@ from mlxctl.cli.output import (
     print_json,
     print_table,
 )
+from mlxctl.errors import InvalidInput
 from mlxctl.registry import ModelRecord, open_registry
 from mlxctl.settings import Settings
 from mlxctl.store import RemovalPlan
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
-def capabilities(record: ModelRecord) -> list[str]:
-    """What a client can ask of this model, from what the registry knows."""
-    caps = ["completion"]
-    if record.chat_template or record.extra.get("has_chat_template", True):
-        caps.append("chat")
-    if record.tool_call_parser or record.extra.get("tool_parser"):
-        caps.append("tools")
-    if record.reasoning_parser or record.extra.get("thinking"):
-        caps.append("reasoning")
-    return caps
 
 
 def _quant(record: ModelRecord) -> str:
@@ -186,7 +177,20 @@ def rm(model: str, dry_run: bool, yes: bool, as_json: bool) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--slug", help="Name to register it under (default: the folder name).")
 @click.option("--port", type=int, help="Port assignment (8100-8109 for slots).")
-def register(path: Path, slug: str | None, port: int | None) -> None:
+@click.option(
+    "--command",
+    help="Serve it with this OpenAI-compatible server instead of mlxctl's worker; "
+    "{model} and {port} are filled in (e.g. 'python -m mlx_lm server --model {model} "
+    "--port {port}').",
+)
+def register(path: Path, slug: str | None, port: int | None, command: str | None) -> None:
     """Register a model folder kept outside the Hugging Face cache."""
-    record = inventory.register_path(open_registry(), path, slug=slug, port=port)
+    if command is not None and "{port}" not in command:
+        raise InvalidInput("--command must contain {port}", hint="the daemon picks the port")
+    registry = open_registry()
+    record = inventory.register_path(registry, path, slug=slug, port=port)
+    if command is not None:
+        # extra is not an editable column: upsert the whole record (add_many is by slug).
+        record = replace(record, extra={**record.extra, "command": command})
+        registry.add_many([record])
     console.print(f"Registered {record.slug} ({record.cache_path})")

@@ -1,0 +1,54 @@
+"""What a registered model can do, worked out once for every API that reports it.
+
+`/v1/models`, Ollama's `/api/show` and `mlxctl show` all read `capabilities()`,
+so the three never disagree. The vocabulary is ours; `ollama_names` maps it onto
+the names Ollama clients expect.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlxctl.registry import ModelRecord
+
+# Ollama calls reasoning "thinking"; chat and structured output have no Ollama name.
+_OLLAMA = {"completion": "completion", "tools": "tools", "reasoning": "thinking"}
+
+
+def chat_template(record: ModelRecord) -> str:
+    """The registry's template override, else the tokenizer's own ("" when none)."""
+    if record.chat_template:
+        try:
+            return Path(record.chat_template).read_text()
+        except OSError:
+            return ""
+    folder = Path(record.cache_path)
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    template = config.get("chat_template")
+    return template if isinstance(template, str) else ""
+
+
+def capabilities(record: ModelRecord, template: str | None = None) -> list[str]:
+    """completion, chat, tools, reasoning, structured_output — as far as the files tell."""
+    template = chat_template(record) if template is None else template
+    found = ["completion"]
+    if template:
+        found.append("chat")
+    if record.tool_call_parser or "tools" in template:
+        found.append("tools")
+    if record.reasoning_parser or "<think>" in template or "enable_thinking" in template:
+        found.append("reasoning")
+    if record.format == "mlx":
+        found.append("structured_output")  # JSON schemas are enforced while decoding
+    return found
+
+
+def ollama_names(found: list[str]) -> list[str]:
+    return [_OLLAMA[name] for name in found if name in _OLLAMA]
