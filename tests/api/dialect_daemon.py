@@ -24,7 +24,7 @@ THOUGHT = "<think>\nFirst, the sky.\n</think>\n\nIt is sunny."
 
 
 @contextmanager
-def module_daemon(root: Path) -> Iterator[Daemon]:
+def module_daemon(root: Path, extra_env: dict[str, str] | None = None) -> Iterator[Daemon]:
     """A daemon whose registry holds the tiny qwen2 model as `q` (test hooks on)."""
     home = root / "home"
     env = {
@@ -34,6 +34,7 @@ def module_daemon(root: Path) -> Iterator[Daemon]:
         "MLXCTL_HOST": "127.0.0.1:0",
         "MLXCTL_WORKER_COMMAND": "",
         "MLXCTL_WORKER_TEST_HOOKS": "1",
+        **(extra_env or {}),
     }
     model = make_model(root / "models" / "qwen2", arch="qwen2", size="tiny")
     registry = open_registry(Settings.from_env(env))

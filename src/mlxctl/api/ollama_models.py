@@ -4,7 +4,7 @@
     GET  /api/tags        registered models          GET  /api/ps    loaded models
     POST /api/show        details, template, capabilities, model_info
     POST /api/copy        {source, destination}      DELETE /api/delete   {model}
-    POST /api/pull        501 for now (use `mlxctl pull`)
+    POST /api/pull        store pull with NDJSON progress (api/ollama_pull.py)
     POST /api/embed, /api/embeddings                 501: no embedding models yet
 
 Errors use the Ollama envelope (`ollama_errors.py`).
@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from mlxctl import __version__, inventory
+from mlxctl.api import ollama_pull
 from mlxctl.api.admin import describe
 from mlxctl.api.body import json_object
 from mlxctl.api.errors import APIError
@@ -41,7 +42,7 @@ def routes() -> list[Route]:
         Route("/api/show", show, methods=["POST"]),
         Route("/api/copy", copy, methods=["POST"]),
         Route("/api/delete", delete, methods=["DELETE"]),
-        Route("/api/pull", not_implemented, methods=["POST"]),
+        Route("/api/pull", ollama_pull.pull, methods=["POST"]),
         Route("/api/push", not_implemented, methods=["POST"]),
         Route("/api/create", not_implemented, methods=["POST"]),
         Route("/api/embed", not_implemented, methods=["POST"]),
@@ -50,7 +51,6 @@ def routes() -> list[Route]:
 
 
 _NEXT_STEP = {
-    "/api/pull": "pull with the CLI: mlxctl pull <model>",
     "/api/push": "push with the CLI: mlxctl push <model>",
     "/api/create": "create with the CLI: mlxctl create <name> -f <ModelSpec>",
     "/api/embed": "mlxctl serves no embedding models yet",
