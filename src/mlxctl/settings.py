@@ -147,6 +147,33 @@ class Settings:
         30.0,
     )
 
+    # Slots: fixed ports with stable aliases (`mlxctl load MODEL PORT|ALIAS`).
+    slot_base_port: int = _setting(
+        "MLXCTL_SLOT_BASE_PORT",
+        "First slot port; slots take consecutive ports, one per alias in MLXCTL_SLOT_ALIASES.",
+        8100,
+    )
+    slot_aliases: str = _setting(
+        "MLXCTL_SLOT_ALIASES",
+        "Comma-separated slot aliases, in port order from MLXCTL_SLOT_BASE_PORT.",
+        "jerry-xl,jerry-l,jerry-m,jerry-s,bench-xl,bench-l,bench-m,bench-s,utility-a,utility-b",
+    )
+    slot_host: str = _setting(
+        "MLXCTL_SLOT_HOST",
+        "Address slot workers listen on (non-loopback exposes them without the daemon's key).",
+        "127.0.0.1",
+    )
+    slot_reconcile_interval: float = _setting(
+        "MLXCTL_SLOT_RECONCILE_INTERVAL",
+        "Seconds between the daemon's slot reconciliations (0: only at start and on demand).",
+        30.0,
+    )
+    slot_strict: bool = _setting(
+        "MLXCTL_SLOT_STRICT",
+        "Refuse to start a slot whose model lacks settings it needs (see `mlxctl verify`).",
+        False,
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ

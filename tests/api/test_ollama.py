@@ -232,7 +232,7 @@ def test_every_error_is_in_the_ollama_envelope(daemon: Daemon, client: ollama.Cl
         ("POST", "/api/copy", {"source": "q"}, 400, "destination"),
         ("POST", "/api/embed", {"model": "q", "input": "x"}, 501, "embedding"),
         ("POST", "/api/embeddings", {"model": "q", "prompt": "x"}, 501, "embedding"),
-        ("POST", "/api/pull", {"model": "q"}, 501, "mlxctl pull"),
+        ("POST", "/api/pull", {}, 400, "provide a model to pull"),
     ]
     for method, path, body, status, needle in cases:
         response = http.request(method, path, json=body)

@@ -226,7 +226,8 @@ def test_sigterm_lets_running_requests_finish_then_exits_0(
     time.sleep(0.3)
     daemon.proc.send_signal(signal.SIGTERM)
     time.sleep(0.2)
-    with pytest.raises(httpx.ConnectError):
+    # A new request is not served: refused, or reset when it races the listener's close.
+    with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
         httpx.post(daemon.url + CHAT, json=chat("a"))
     reader.join(10)
     assert sse_lines(result["body"])[-1] == b"[DONE]"

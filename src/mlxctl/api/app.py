@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from mlxctl.api import admin, anthropic, metrics, ollama, ollama_models, openai
+from mlxctl.api import slots as slots_api
 from mlxctl.api.errors import http_exception_handler
 from mlxctl.api.middleware import DaemonMiddleware
 from mlxctl.errors import InvalidInput
@@ -27,6 +28,7 @@ from mlxctl.registry import open_registry
 from mlxctl.router import Router
 from mlxctl.scheduler import Scheduler, SchedulerConfig
 from mlxctl.settings import Settings
+from mlxctl.slots import SlotSupervisor
 from mlxctl.workers import WorkerFactory, orphans
 from mlxctl.workers.process import process_factory
 
@@ -51,9 +53,13 @@ def create_app(
         app.state.http = http
         app.state.scheduler = scheduler
         app.state.router = Router(registry, scheduler, http)
+        # Slot workers outlive the daemon: close() stops reconciling, never the workers.
+        app.state.slots = SlotSupervisor(settings, registry, http)
+        app.state.slots.start()
         try:
             yield
         finally:
+            await app.state.slots.close()
             await scheduler.close()
             await http.aclose()
             registry.db.close()
@@ -65,6 +71,7 @@ def create_app(
             *ollama_models.routes(),
             *anthropic.routes(),
             *admin.routes(),
+            *slots_api.routes(),
             *metrics.routes(),
         ],
         lifespan=lifespan,

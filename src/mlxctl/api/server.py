@@ -103,6 +103,8 @@ def serve(settings: Settings, host: str, port: int, *, log_level: str = "info") 
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace)),
+        # The plain asyncio loop even when uvloop is installed: shutdown behaves as tested.
+        loop="asyncio",
     )
     server = DaemonServer(config, app)
     listening = {"event": "daemon.listening", "host": host, "port": actual, "pid": os.getpid()}

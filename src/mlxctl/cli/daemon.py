@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from mlxctl.cli.output import console, human_bytes, print_fields, print_json, print_table
+from mlxctl.cli.slots import is_slot_reference, load_slot, print_slots, unload_slot
 from mlxctl.client import DaemonClient, parse_address
 from mlxctl.settings import Settings, describe
 
@@ -68,10 +69,24 @@ def ps(as_json: bool) -> None:
 
 @click.command()
 @click.argument("model")
+@click.argument("slot", required=False)
 @click.option("--keep-alive", help="How long it stays loaded when idle (5m, 1h, -1 forever).")
+@click.option("--force", is_flag=True, help="Slot only: stop an MLX server already on the port.")
 @json_option
-def load(model: str, keep_alive: str | None, as_json: bool) -> None:
-    """Load MODEL now and wait until it is ready."""
+def load(model: str, slot: str | None, keep_alive: str | None, force: bool, as_json: bool) -> None:
+    """Load MODEL now and wait until it is ready.
+
+    With SLOT (a slot port or alias, e.g. 8101 or jerry-l), MODEL is assigned to that
+    slot and served on its port until unloaded, surviving daemon restarts.
+    """
+    if slot is not None:
+        if keep_alive is not None:
+            raise click.UsageError("--keep-alive applies to on-demand loads, not slots")
+        with DaemonClient.from_settings() as client:
+            load_slot(client, model, slot, force, as_json)
+        return
+    if force:
+        raise click.UsageError("--force applies to slot loads: mlxctl load MODEL PORT --force")
     started = time.monotonic()
     with DaemonClient.from_settings() as client:
         row = client.load(model, keep_alive)
@@ -91,7 +106,15 @@ def load(model: str, keep_alive: str | None, as_json: bool) -> None:
 @click.argument("model")
 @json_option
 def unload(model: str, as_json: bool) -> None:
-    """Unload MODEL now (after its running requests finish)."""
+    """Unload MODEL now (after its running requests finish).
+
+    A slot port or alias (8101, jerry-l) unloads that slot: its assignment is cleared
+    and its worker stopped.
+    """
+    with DaemonClient.from_settings() as client:
+        if is_slot_reference(client, model):
+            unload_slot(client, model, as_json)
+            return
     _unload(model, as_json)
 
 
@@ -106,10 +129,11 @@ def stop(model: str, as_json: bool) -> None:
 @click.command()
 @json_option
 def status(as_json: bool) -> None:
-    """Show the daemon: memory budget, used and free, and the loaded models."""
+    """Show the daemon: memory budget, used and free, the loaded models, and the slots."""
     client = DaemonClient.from_settings()
     with client:
         data = client.status()
+        data["slots"] = client.slots()
     if as_json:
         print_json(data)
         return
@@ -127,6 +151,8 @@ def status(as_json: bool) -> None:
     if data.get("models"):
         console.print()
         _models_table(data["models"])
+    console.print()
+    print_slots(data["slots"])
 
 
 def _unload(model: str, as_json: bool) -> None:

@@ -10,9 +10,13 @@ from rich.markup import escape
 from mlxctl import __version__
 from mlxctl.cli.daemon import load, ps, serve, status, stop, unload
 from mlxctl.cli.dev import dev
+from mlxctl.cli.gateway import gateway
+from mlxctl.cli.mcp import mcp
 from mlxctl.cli.models import init, list_models, register, rm, show
 from mlxctl.cli.output import err_console
 from mlxctl.cli.registry import registry
+from mlxctl.cli.service import service
+from mlxctl.cli.slots import SLOT_COMMANDS
 from mlxctl.cli.store import STORE_COMMANDS
 from mlxctl.cli.worker import worker
 from mlxctl.errors import MlxctlError
@@ -36,7 +40,8 @@ def settings_cmd() -> None:
 
 for command in (
     init, list_models, show, rm, register, registry, dev, worker,
-    serve, ps, load, unload, stop, status, *STORE_COMMANDS,
+    serve, ps, load, unload, stop, status, gateway, mcp, service,
+    *STORE_COMMANDS, *SLOT_COMMANDS,
 ):  # fmt: skip
     cli.add_command(command)
 

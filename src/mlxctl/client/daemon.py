@@ -64,6 +64,31 @@ class DaemonClient:
     def unload(self, model: str) -> dict[str, Any]:
         return self._call("POST", "/api/admin/unload", json={"model": model}, timeout=LOAD_TIMEOUT)
 
+    # Slots ----------------------------------------------------------------------
+
+    def slots(self) -> list[dict[str, Any]]:
+        slots: list[dict[str, Any]] = self._call("GET", "/api/admin/slots")["slots"]
+        return slots
+
+    def load_slot(self, model: str, slot: str | int, force: bool = False) -> dict[str, Any]:
+        body = {"model": model, "slot": slot, "force": force}
+        return self._call("POST", "/api/admin/slots/load", json=body, timeout=LOAD_TIMEOUT)
+
+    def unload_slot(self, slot: str | int) -> dict[str, Any]:
+        body = {"slot": slot}
+        return self._call("POST", "/api/admin/slots/unload", json=body, timeout=LOAD_TIMEOUT)
+
+    def unload_all(self) -> dict[str, Any]:
+        body = {"confirm": True}
+        return self._call("POST", "/api/admin/slots/unload-all", json=body, timeout=LOAD_TIMEOUT)
+
+    def reconcile(self) -> dict[str, Any]:
+        return self._call("POST", "/api/admin/slots/reconcile", timeout=LOAD_TIMEOUT)
+
+    def verify(self, strict: bool = False) -> dict[str, Any]:
+        params = {"strict": "1" if strict else "0"}
+        return self._call("GET", "/api/admin/slots/verify", params=params)
+
     # Plumbing ---------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

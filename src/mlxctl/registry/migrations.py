@@ -50,8 +50,56 @@ def m001_models(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX models_cache_path ON models (cache_path)")
 
 
+def m002_slots(conn: sqlite3.Connection) -> None:
+    """Fixed ports with stable aliases; `model` is the desired state, the rest is live state.
+
+    Triggers keep `models.port` equal to the slot port in both directions, so one port
+    holds one model and one model one port whichever table a writer touches.
+    """
+    conn.execute(
+        """
+        CREATE TABLE slots (
+            port INTEGER PRIMARY KEY CHECK (port BETWEEN 1 AND 65535),
+            alias TEXT NOT NULL UNIQUE CHECK (alias <> ''),
+            model TEXT UNIQUE REFERENCES models (slug) ON UPDATE CASCADE ON DELETE SET NULL,
+            pid INTEGER CHECK (pid IS NULL OR pid > 0),
+            started_at TEXT,
+            live_model TEXT,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    # Slot → model: the assigned model's port follows its slot.
+    conn.execute(
+        """
+        CREATE TRIGGER slots_model_port AFTER UPDATE OF model ON slots
+        WHEN OLD.model IS NOT NEW.model
+        BEGIN
+            UPDATE models SET port = NULL WHERE slug = OLD.model AND port = OLD.port;
+            UPDATE models SET port = NEW.port WHERE slug = NEW.model AND port IS NOT NEW.port;
+        END
+        """
+    )
+    # Model → slot: setting models.port to a slot port assigns that slot, and moves off the old one.
+    for event, old_port in (("UPDATE OF port", "OLD.port"), ("INSERT", "NULL")):
+        name = "models_port_slot_" + event.split()[0].lower()
+        when = "WHEN OLD.port IS NOT NEW.port" if event != "INSERT" else "WHEN NEW.port IS NOT NULL"
+        conn.execute(
+            f"""
+            CREATE TRIGGER {name} AFTER {event} ON models {when}
+            BEGIN
+                UPDATE slots SET model = NULL
+                    WHERE model = NEW.slug AND port IS NOT NEW.port AND {old_port} IS NOT NULL;
+                UPDATE slots SET model = NEW.slug
+                    WHERE port = NEW.port AND model IS NOT NEW.slug;
+            END
+            """
+        )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_models", m001_models),
+    ("m002_slots", m002_slots),
 ]
 
 

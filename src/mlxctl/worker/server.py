@@ -54,6 +54,8 @@ def run_worker(
         log_level=log_level,
         lifespan="on",
         timeout_graceful_shutdown=max(1, round(graceful_timeout)),
+        # The plain asyncio loop even when uvloop is installed: shutdown behaves as tested.
+        loop="asyncio",
         access_log=False,
     )
     server = uvicorn.Server(config)

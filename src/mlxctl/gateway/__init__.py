@@ -1,0 +1,1 @@
+"""Gateways in front of mlxctl: LiteLLM proxy config and its model-management API."""

@@ -1,0 +1,1 @@
+"""The MCP server: mlxctl's admin actions as tools for agents (stdio)."""

@@ -1,0 +1,86 @@
+"""`sync` decides add / update / unchanged from the proxy's /model/info (a stub proxy)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from mlxctl.errors import Unavailable
+from mlxctl.gateway.litellm import slot_entry
+from mlxctl.gateway.litellm_admin import NEEDS_DB_HINT, LiteLLMAdmin, sync
+from mlxctl.slots.table import SlotSpec
+
+
+class StubProxy:
+    def __init__(self, models: list[dict[str, Any]], status: int = 200) -> None:
+        self.models = models
+        self.status = status
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == "Bearer sk-master"
+        if request.url.path == "/model/info":
+            return httpx.Response(200, json={"data": self.models})
+        body = json.loads(request.content)
+        self.posts.append((request.url.path, body))
+        if self.status != 200:
+            error = {"error": "No DB Connected. Here's how to do it - https://…"}
+            return httpx.Response(self.status, json={"detail": error})
+        return httpx.Response(200, json={"model_id": "new-1", "model_name": body["model_name"]})
+
+    def admin(self) -> LiteLLMAdmin:
+        return LiteLLMAdmin("http://proxy", "sk-master", transport=httpx.MockTransport(self.handle))
+
+
+def listed(name: str, api_base: str, *, db: bool, ident: str = "id-1") -> dict[str, Any]:
+    params = {"model": f"openai/{name}", "api_base": api_base}
+    return {
+        "model_name": name,
+        "litellm_params": params,
+        "model_info": {"id": ident, "db_model": db},
+    }
+
+
+ENTRY = slot_entry(SlotSpec(8100, "jerry-xl"), "127.0.0.1")
+
+
+def test_a_new_alias_is_added() -> None:
+    proxy = StubProxy([])
+    with proxy.admin() as admin:
+        [action] = sync(admin, [ENTRY])
+    assert (action.action, action.model_id) == ("added", "new-1")
+    assert proxy.posts == [("/model/new", ENTRY)]
+
+
+def test_a_stored_alias_at_another_port_is_updated_in_place() -> None:
+    proxy = StubProxy([listed("jerry-xl", "http://old:9000/v1", db=True, ident="db-7")])
+    with proxy.admin() as admin:
+        [action] = sync(admin, [ENTRY])
+    assert (action.action, action.model_id) == ("updated", "db-7")
+    path, body = proxy.posts[0]
+    assert path == "/model/update"
+    assert body["model_info"]["id"] == "db-7"
+    assert body["litellm_params"]["api_base"] == "http://127.0.0.1:8100/v1"
+
+
+def test_an_alias_already_pointing_there_is_left_alone() -> None:
+    proxy = StubProxy([listed("jerry-xl", "http://127.0.0.1:8100/v1", db=False)])
+    with proxy.admin() as admin:
+        assert [a.action for a in sync(admin, [ENTRY])] == ["unchanged"]
+    assert proxy.posts == []
+
+
+def test_no_database_names_the_requirement() -> None:
+    proxy = StubProxy([], status=500)
+    with proxy.admin() as admin, pytest.raises(Unavailable) as raised:
+        sync(admin, [ENTRY])
+    assert "No DB Connected" in raised.value.message
+    assert raised.value.hint == NEEDS_DB_HINT
+
+
+def test_an_unreachable_proxy_is_unavailable() -> None:
+    with LiteLLMAdmin("http://127.0.0.1:9", "k") as admin, pytest.raises(Unavailable):
+        admin.models()
