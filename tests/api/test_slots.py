@@ -117,3 +117,30 @@ def test_resolve_slot_needs_a_table_entry() -> None:
     assert resolve_slot("b", table).port == 9001
     with pytest.raises(InvalidInput, match="9000-9001"):
         resolve_slot(8999, table)
+
+
+def test_load_of_an_unregistered_hf_repo_pulls_it_first(
+    start_daemon: StartDaemon,
+    slot_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from mlxctl.factory import make_model
+    from tests.store.hub_server import FakeHub
+
+    hub = FakeHub()
+    try:
+        hub.add_repo("mlx-test/slot-qwen2", make_model(tmp_path / "m", arch="qwen2", size="tiny"))
+        env = {**slot_env, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1"}
+        client = start_daemon(env=env).client()
+        loaded = client.post(
+            "/api/admin/slots/load", json={"model": "mlx-test/slot-qwen2", "slot": "beta"}
+        )
+        assert loaded.status_code == 200, loaded.text
+        assert loaded.json()["desired"] == "slot-qwen2" and loaded.json()["live"]
+        registry = open_registry()
+        record = registry.get("slot-qwen2")
+        registry.db.close()
+        assert record is not None and record.source == "store"
+        assert record.port == base_port(slot_env) + 1
+    finally:
+        hub.stop()

@@ -28,12 +28,14 @@ import httpx
 import psutil
 
 from mlxctl.errors import Conflict, InvalidInput, NotFound, Unavailable
-from mlxctl.registry import ModelRecord, Registry
+from mlxctl.library import catalog, transfer
+from mlxctl.registry import ModelRecord, Registry, open_registry
 from mlxctl.registry.slots import SlotRecord, Slots
 from mlxctl.settings import Settings
 from mlxctl.slots import probe, verify
 from mlxctl.slots.reconcile import Action, Observed, Plan, SlotView, plan
 from mlxctl.slots.table import SlotSpec, resolve_slot, slot_table
+from mlxctl.store.hfpull import looks_like_hf
 from mlxctl.workers.process import last_error_line, worker_command
 
 log = logging.getLogger("mlxctl.slots")
@@ -109,7 +111,7 @@ class SlotSupervisor:
 
     async def load(self, reference: str, slot: str | int, force: bool = False) -> dict[str, Any]:
         spec = resolve_slot(slot, self.table)
-        record = self._model(reference)
+        record = await self._model(reference)
         async with self._lock:
             current = self._slot(spec.port)
             if current.model not in (None, record.slug):
@@ -375,14 +377,27 @@ class SlotSupervisor:
 
     # Helpers ---------------------------------------------------------------------
 
-    def _model(self, reference: str) -> ModelRecord:
+    async def _model(self, reference: str) -> ModelRecord:
+        """The registered model, or — for an `org/repo` not registered yet — pulled from HF."""
         try:
             return self.registry.resolve(reference)
         except NotFound as e:
-            hint = f"{e.hint}; " if e.hint else ""
-            raise NotFound(
-                e.message, hint=f"{hint}to fetch it from Hugging Face: mlxctl pull {reference}"
-            ) from None
+            if not looks_like_hf(reference):
+                hint = f"{e.hint}; " if e.hint else ""
+                raise NotFound(
+                    e.message, hint=f"{hint}to fetch it from Hugging Face: mlxctl pull {reference}"
+                ) from None
+        slug = await asyncio.to_thread(self._pull, reference)
+        return self.registry.resolve(slug)
+
+    def _pull(self, reference: str) -> str:
+        """Runs in a worker thread, with its own registry connection."""
+        registry = open_registry(self.settings)
+        try:
+            store = catalog.open_store(self.settings)
+            return transfer.pull(registry, store, self.settings, reference).record.slug
+        finally:
+            registry.db.close()
 
     def _slot(self, port: int) -> SlotRecord:
         slot = self.slots.get(port)
