@@ -49,6 +49,7 @@ def test_a_slot_swap_reaches_the_new_model_without_restarting_litellm(
     # LiteLLM answers with the alias the client asked for, not the upstream model.
     assert first["model"] == "jerry-xl"
     assert first["id"] == "chatcmpl-fake3"  # A's third answer
+    assert first["system_fingerprint"] == "fake-model-a"
     assert first["choices"][0]["message"]["content"] == "tok0 tok1 tok2 "
 
     stop(worker_a)
@@ -56,6 +57,7 @@ def test_a_slot_swap_reaches_the_new_model_without_restarting_litellm(
     assert served_model(slot_port) == "model-b"
     second = chat(proxy, "jerry-xl")
     assert second["id"] == "chatcmpl-fake1"  # the first answer of a fresh process: B
+    assert second["system_fingerprint"] == "fake-model-b"
     assert second["choices"][0]["message"]["content"] == "tok0 tok1 tok2 "
 
 

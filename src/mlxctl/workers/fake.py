@@ -89,8 +89,17 @@ def create_app(args: argparse.Namespace) -> Starlette:
             else:
                 choice["text"] = text
             obj = "chat.completion" if chat else "text_completion"
+            # The fingerprint names the model, so a test behind a gateway can tell who answered.
+            fingerprint = f"fake-{model_id}"
             return JSONResponse(
-                {"id": ident, "object": obj, "model": model_id, "choices": [choice], "usage": usage}
+                {
+                    "id": ident,
+                    "object": obj,
+                    "model": model_id,
+                    "system_fingerprint": fingerprint,
+                    "choices": [choice],
+                    "usage": usage,
+                }
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
