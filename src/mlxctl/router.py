@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.scheduler import DEFAULT, KeepAlive, Lease, Scheduler, WorkerLost
+from mlxctl.workers.process import external_command, model_target
 
 # Response headers that describe one hop, not the body: never passed on.
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
@@ -122,8 +123,11 @@ class Router:
         headers = {"content-type": "application/json", "accept": "*/*"}
         if call.request_id:
             headers["x-request-id"] = call.request_id
+        body = call.body
+        if external_command(call.record):
+            body = _with_model(body, model_target(call.record))
         request = self.http.build_request(
-            "POST", lease.base_url + call.path, content=call.body, headers=headers
+            "POST", lease.base_url + call.path, content=body, headers=headers
         )
         return await self.http.send(request, stream=True)
 
@@ -283,3 +287,14 @@ def _lost(lease: Lease, what: str) -> str:
     detail = lease.worker.exit_message() if lease.worker.returncode is not None else None
     message = f"the worker for '{lease.slug}' {what}"
     return f"{message}: {detail}" if detail else message
+
+
+def _with_model(body: bytes, model: str) -> bytes:
+    """The body with `model` set to what an external server knows its model by."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(data, dict):
+        return body
+    return json.dumps({**data, "model": model}).encode()

@@ -69,7 +69,7 @@ def test_scan_finds_mlx_models_and_skips_the_rest(hf_cache: Path, model_files: M
     reasons = {s.repo_id: s.reason for s in result.skipped}
     assert reasons.keys() == {"org/torch-only", "org/Tiny-GGUF", "org/broken"}
     assert reasons["org/torch-only"].startswith("PyTorch weights only")
-    assert reasons["org/Tiny-GGUF"] == "GGUF models are not supported yet"
+    assert "unreadable GGUF file" in reasons["org/Tiny-GGUF"]
     assert reasons["org/broken"].startswith("config.json: not valid JSON")
     for entry in result.skipped:
         assert entry.path.parent.name == "snapshots" and entry.revision == entry.path.name

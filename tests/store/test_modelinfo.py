@@ -246,15 +246,15 @@ def test_pytorch_error_carries_the_next_step(tmp_path: Path) -> None:
     assert caught.value.hint is not None and "mlx_lm.convert" in caught.value.hint
 
 
-def test_gguf_folder_is_reported_unsupported(tmp_path: Path) -> None:
+def test_unreadable_gguf_folder_is_reported_unsupported(tmp_path: Path) -> None:
     path = tmp_path / "g"
     path.mkdir()
     (path / "model-Q4_K_M.gguf").write_bytes(b"GGUF" + b"\0" * 60)
     info = inspect_model_dir(path)
     assert info.format == "gguf" and not info.supported
-    assert info.unsupported == GGUF_UNSUPPORTED
+    assert info.unsupported is not None and GGUF_UNSUPPORTED in info.unsupported
     assert info.size_bytes == 64
-    with pytest.raises(InvalidInput, match="GGUF models are not supported yet"):
+    with pytest.raises(InvalidInput, match="unreadable GGUF file"):
         to_record(info, slug="g")
 
 

@@ -34,6 +34,12 @@ def dev() -> None:
 @click.option("--quantize", "bits", type=click.Choice(["4", "8"]), help="Quantize with mlx-lm.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write a plain folder here instead.")
 @click.option("--repo-id", help="HF repo id to lay it out under (default mlxctl-factory/NAME).")
+@click.option(
+    "--gguf",
+    "gguf_quant",
+    type=click.Choice(["F32", "F16", "Q8_0", "Q4_0"]),
+    help="Write one GGUF file of this type (llama.cpp) instead of MLX safetensors.",
+)
 def make_model(
     name: str,
     arch: str,
@@ -43,6 +49,7 @@ def make_model(
     bits: str | None,
     out: Path | None,
     repo_id: str | None,
+    gguf_quant: str | None,
 ) -> None:
     """Build a random-weight model of a real architecture with a real tokenizer.
 
@@ -53,6 +60,9 @@ def make_model(
     from mlxctl.factory import make_model as build
 
     quantize_bits = int(bits) if bits else None
+    if gguf_quant is not None:
+        _make_gguf(name, arch, size, seed, gguf_quant, out, repo_id)
+        return
     if out is not None:
         build(out, arch=arch, size=size, seed=seed, dtype=dtype, quantize_bits=quantize_bits)
         console.print(f"Wrote {arch}/{size} model to {out}")
@@ -63,6 +73,23 @@ def make_model(
         build(Path(tmp), arch=arch, size=size, seed=seed, dtype=dtype, quantize_bits=quantize_bits)
         snapshot = lay_out_hf_cache(Path(tmp), cache, repo)
     console.print(f"Built {arch}/{size} model {repo} in the HF cache: {snapshot}")
+
+
+def _make_gguf(
+    name: str, arch: str, size: str, seed: int, quant: str, out: Path | None, repo_id: str | None
+) -> None:
+    from mlxctl.factory import lay_out_hf_cache
+    from mlxctl.factory.gguf import make_gguf
+
+    if out is not None:
+        path = make_gguf(out, arch=arch, size=size, seed=seed, quant=quant)
+        console.print(f"Wrote {arch}/{size} {quant} GGUF to {path}")
+        return
+    repo = repo_id or f"mlxctl-factory/{name}"
+    with tempfile.TemporaryDirectory(prefix="mlxctl-factory-") as tmp:
+        make_gguf(Path(tmp), arch=arch, size=size, seed=seed, quant=quant)
+        snapshot = lay_out_hf_cache(Path(tmp), Settings.from_env().hf_cache_dir, repo)
+    console.print(f"Built {arch}/{size} {quant} GGUF {repo} in the HF cache: {snapshot}")
 
 
 @dev.command("generate")

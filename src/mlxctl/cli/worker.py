@@ -19,7 +19,8 @@ import click
 from mlxctl.errors import InvalidInput, Unavailable
 
 if TYPE_CHECKING:
-    from mlxctl.worker.app import ModelInfo
+    from mlxctl.engine.llamacpp import LlamaCppEngine
+    from mlxctl.worker.app import ModelInfo, WorkerEngine
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -133,16 +134,23 @@ def worker(
         info = replace(info, reasoning_parser=reasoning_parser)
     cache_bytes = parse_size(prompt_cache_bytes)
 
-    def load_engine() -> Engine:
-        engine = Engine(
-            info.path,
-            max_batch=max_batch,
-            max_queue=max_queue,
-            prompt_cache_entries=prompt_cache_entries,
-            prompt_cache_bytes=cache_bytes,
-            prefill_step_size=prefill_step_size,
-            adapter_path=info.adapter_path,
-        )
+    def load_engine() -> WorkerEngine:
+        engine: Engine | LlamaCppEngine
+        if is_gguf(info.path):
+            # The format picks the engine; llama.cpp decodes one sequence at a time.
+            from mlxctl.engine.llamacpp import LlamaCppEngine
+
+            engine = LlamaCppEngine(info.path, max_queue=max_queue + max_batch - 1)
+        else:
+            engine = Engine(
+                info.path,
+                max_batch=max_batch,
+                max_queue=max_queue,
+                prompt_cache_entries=prompt_cache_entries,
+                prompt_cache_bytes=cache_bytes,
+                prefill_step_size=prefill_step_size,
+                adapter_path=info.adapter_path,
+            )
         engine.start()
         return engine
 
@@ -169,7 +177,7 @@ def resolve_model(reference: str) -> ModelInfo:
     from mlxctl.worker.requests import request_defaults
 
     path = Path(reference).expanduser()
-    if path.is_dir():
+    if path.is_dir() or (path.is_file() and path.suffix == ".gguf"):
         return ModelInfo(id=path.resolve().name, path=path.resolve())
     registry = open_registry()
     try:
@@ -208,6 +216,13 @@ def resolve_model(reference: str) -> ModelInfo:
         system=system if isinstance(system, str) else None,
         messages=_few_shot(record.slug, extra.get("messages")),
     )
+
+
+def is_gguf(path: Path) -> bool:
+    """A GGUF file, or a folder of GGUF files without MLX weights (the registry's "gguf")."""
+    if path.is_file():
+        return path.suffix == ".gguf"
+    return not any(path.glob("model*.safetensors")) and any(path.glob("*.gguf"))
 
 
 def _few_shot(slug: str, value: object) -> list[dict[str, str]]:

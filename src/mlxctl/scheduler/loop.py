@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import signal
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
@@ -40,7 +41,14 @@ from mlxctl.scheduler.events import (
 )
 from mlxctl.scheduler.events import LoadFailed as LoadFailedEvent
 from mlxctl.scheduler.lease import Lease
-from mlxctl.scheduler.state import Counters, Entry, Pending, SchedulerStatus, Waiter
+from mlxctl.scheduler.state import (
+    Counters,
+    Entry,
+    ModelStatus,
+    Pending,
+    SchedulerStatus,
+    Waiter,
+)
 from mlxctl.workers.base import Worker, WorkerFactory
 
 log = logging.getLogger("mlxctl.scheduler")
@@ -224,12 +232,17 @@ class Scheduler:
             self._load_failed(entry, entry.worker.exit_message())
         elif entry.state == "ready":
             self._counters.crashes[entry.slug] += 1
+            message = entry.worker.exit_message()
             log.warning(
                 "worker for %s stopped unexpectedly (%d request(s) in flight): %s",
                 entry.slug,
                 entry.refs,
-                entry.worker.exit_message(),
+                message,
             )
+            if _faulted(entry.worker.returncode):
+                # It crashed by itself (a bad build, an engine bug) and would again: cool down.
+                text = f"model '{entry.slug}' crashed: {message}"
+                self._cooldown[entry.slug] = (self._now() + self.config.cooldown, text)
         self._remove(entry)
 
     def _on_expire(self, event: Expire) -> None:
@@ -469,6 +482,11 @@ class Scheduler:
         now = self._now()
         rows = [entry.status(now) for entry in self._entries.values()]
         rows += [pending.status() for pending in self._pending.values()]
+        rows += [
+            ModelStatus(model=slug, state="failed", estimate=0, expires_in=until - now, reason=why)
+            for slug, (until, why) in self._cooldown.items()
+            if until > now and slug not in self._entries and slug not in self._pending
+        ]
         return SchedulerStatus(
             budget=self.config.budget,
             budget_text=self.config.budget_text,
@@ -478,6 +496,14 @@ class Scheduler:
             counters=self._counters.copy(),
             closing=self._closing,
         )
+
+
+# Signals a process sends itself when it breaks; SIGKILL/SIGTERM come from outside.
+_FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+
+
+def _faulted(returncode: int | None) -> bool:
+    return returncode is not None and returncode < 0 and -returncode in _FAULTS
 
 
 def _live(waiters: deque[Waiter]) -> deque[Waiter]:

@@ -3,8 +3,9 @@
 `inspect_model_dir` never loads a tensor: parameter counts, dtypes and sizes
 come from each safetensors file's JSON header and from `os.stat`. Weight files
 are the ones mlx-lm loads (`model*.safetensors`), so a folder we call usable is
-one mlx-lm can open. GGUF folders are recognised and reported as unsupported
-(`ModelInfo.unsupported` says why) rather than raised, so scans can list them.
+one mlx-lm can open. A folder of GGUF files (and no MLX weights) is a "gguf"
+model served by llama.cpp; its facts come from the GGUF metadata (`ggufinfo`).
+An unreadable GGUF is reported (`ModelInfo.unsupported`) rather than raised.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any
 
 from mlxctl.errors import InvalidInput
 from mlxctl.registry.record import ModelRecord
+from mlxctl.store.ggufinfo import pick_gguf, read_gguf
 
 WEIGHT_GLOB = "model*.safetensors"
-GGUF_UNSUPPORTED = "GGUF models are not supported yet"
+GGUF_UNSUPPORTED = "unreadable GGUF file"
 # The safetensors format caps its header at 100 MB; anything larger is garbage.
 _MAX_HEADER_BYTES = 100_000_000
 _FLOAT_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
@@ -71,6 +73,9 @@ class ModelInfo:
     dtype: str | None = None
     has_chat_template: bool = False
     unsupported: str | None = None
+    # The file a GGUF model is served from, relative to `path`.
+    gguf_file: str | None = None
+    quantization: str | None = None  # a GGUF file type such as "Q4_K_M"
 
     @property
     def supported(self) -> bool:
@@ -83,7 +88,7 @@ def inspect_model_dir(path: Path) -> ModelInfo:
     Raises `InvalidInput` naming the reason when the folder is not a usable
     model (missing folder or config.json, no model*.safetensors, unreadable
     header, no model_type, incomplete sharded download). A folder of *.gguf
-    files returns a `ModelInfo` with format "gguf" and `unsupported` set.
+    files returns a `ModelInfo` with format "gguf" (`unsupported` set if unreadable).
     """
     path = Path(path)
     if not path.is_dir():
@@ -91,9 +96,7 @@ def inspect_model_dir(path: Path) -> ModelInfo:
     weights = sorted(path.glob(WEIGHT_GLOB))
     ggufs = sorted(path.glob("*.gguf"))
     if not weights and ggufs:
-        return ModelInfo(
-            path=path, format="gguf", size_bytes=_total_size(ggufs), unsupported=GGUF_UNSUPPORTED
-        )
+        return _inspect_gguf(path, ggufs)
     config = _read_config(path)
     model_type = config.get("model_type")
     if not isinstance(model_type, str) or not model_type:
@@ -125,6 +128,32 @@ def inspect_model_dir(path: Path) -> ModelInfo:
     )
 
 
+def _inspect_gguf(path: Path, files: list[Path]) -> ModelInfo:
+    size = _total_size(files)
+    chosen = pick_gguf(files)
+    try:
+        gguf = read_gguf(chosen)
+    except InvalidInput as e:
+        why = e.message.removeprefix(f"{chosen}: ")
+        return ModelInfo(
+            path=path, format="gguf", size_bytes=size, unsupported=f"{chosen.name}: {why}"
+        )
+    return ModelInfo(
+        path=path,
+        format="gguf",
+        model_type=gguf.architecture,
+        parameters=gguf.parameters,
+        size_bytes=size,
+        quant_bits=gguf.quant_bits,
+        context_length=gguf.context_length,
+        kv_bytes_per_token=gguf.kv_bytes_per_token,
+        dtype=gguf.dtype,
+        has_chat_template=gguf.has_chat_template or _has_chat_template(path),
+        gguf_file=chosen.name,
+        quantization=gguf.quantization,
+    )
+
+
 def to_record(
     info: ModelInfo,
     *,
@@ -137,7 +166,7 @@ def to_record(
 ) -> ModelRecord:
     """A validated `ModelRecord` for `info`; `model_id` defaults to `repo_id`.
 
-    Raises `InvalidInput` for an unsupported model (GGUF for now) or a bad slug.
+    Raises `InvalidInput` for an unsupported model (an unreadable GGUF) or a bad slug.
     """
     if info.unsupported:
         raise InvalidInput(f"{info.path}: {info.unsupported}")
@@ -161,7 +190,12 @@ def to_record(
             "architectures": list(info.architectures),
             "dtype": info.dtype,
             "has_chat_template": info.has_chat_template,
-        },
+        }
+        | (
+            {"gguf_file": info.gguf_file, "quantization": info.quantization}
+            if info.gguf_file
+            else {}
+        ),
     )
     return record.validate()
 

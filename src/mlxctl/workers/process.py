@@ -4,9 +4,11 @@
                       └────────── exits, fails or times out ──────────▶ failed
 
 Each worker runs `<command> MODEL --host 127.0.0.1 --port P --max-batch N
---max-queue N` in its own process group, with stdout and stderr appended to
-`MLXCTL_HOME/logs/<slug>.log`. A task awaits the process's exit, so a crash is
-seen the moment it happens. On Linux the child also gets PR_SET_PDEATHSIG, so
+--max-queue N` in its own process group (or, for a model registered with an external
+OpenAI-compatible server command, that command with `{model}`, `{port}` and `{host}`
+filled in: the same supervision, another engine behind the same door), with stdout
+and stderr appended to `MLXCTL_HOME/logs/<slug>.log`. A task awaits the process's
+exit, so a crash is seen the moment it happens. On Linux the child also gets PR_SET_PDEATHSIG, so
 even a daemon killed with SIGKILL takes its workers with it.
 """
 
@@ -54,6 +56,31 @@ def default_command() -> list[str]:
 def worker_command(setting: str) -> list[str]:
     """The command prefix from MLXCTL_WORKER_COMMAND, or this Python's `mlxctl worker`."""
     return shlex.split(setting) if setting.strip() else default_command()
+
+
+def external_command(record: ModelRecord) -> str | None:
+    """The record's external server command template (`register --command`), if any."""
+    command = record.extra.get("command")
+    return command if isinstance(command, str) and command.strip() else None
+
+
+def model_target(record: ModelRecord) -> str:
+    """What `{model}` means: the GGUF file of a GGUF model, else the model folder."""
+    gguf_file = record.extra.get("gguf_file")
+    if record.format == "gguf" and isinstance(gguf_file, str):
+        return str(Path(record.cache_path) / gguf_file)
+    return record.cache_path
+
+
+def render_command(template: str, record: ModelRecord, host: str, port: int) -> list[str]:
+    """argv of an external command: split like a shell, then placeholders filled per word."""
+    values = {"{model}": model_target(record), "{port}": str(port), "{host}": host}
+    argv = []
+    for word in shlex.split(template):
+        for placeholder, value in values.items():
+            word = word.replace(placeholder, value)
+        argv.append(word)
+    return argv
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -122,7 +149,15 @@ class WorkerProcess:
     def log_path(self) -> Path:
         return self._logs_dir / f"{self.slug}.log"
 
+    @property
+    def external(self) -> bool:
+        return external_command(self.record) is not None
+
     def argv(self) -> list[str]:
+        template = external_command(self.record)
+        if template is not None:
+            assert self._port is not None
+            return render_command(template, self.record, "127.0.0.1", self._port)
         port = str(self._port)
         limits = ["--max-batch", str(self._max_batch), "--max-queue", str(self._max_queue)]
         return [*self._command, self.slug, "--host", "127.0.0.1", "--port", port, *limits]
@@ -170,7 +205,8 @@ class WorkerProcess:
             while True:
                 if self._exited.is_set():
                     raise LoadError(self._fail(self.exit_message()))
-                status, error = await _health(client, self.base_url)
+                probe = _external_health if self.external else _health
+                status, error = await probe(client, self.base_url)
                 if status == "ok":
                     self._state = "ready"
                     return
@@ -273,6 +309,19 @@ async def _health(client: httpx.AsyncClient, base_url: str) -> tuple[str | None,
     if not isinstance(body, dict):
         return None, None
     return body.get("status"), body.get("error")
+
+
+async def _external_health(
+    client: httpx.AsyncClient, base_url: str
+) -> tuple[str | None, str | None]:
+    """`ok` once /health answers 200, or, for servers without one, /v1/models does."""
+    try:
+        response = await client.get(f"{base_url}/health", timeout=2.0)
+        if response.status_code in (404, 405):
+            response = await client.get(f"{base_url}/v1/models", timeout=2.0)
+    except httpx.HTTPError:
+        return None, None  # not listening yet
+    return ("ok", None) if response.status_code == 200 else (None, None)
 
 
 def last_error_line(path: Path, max_bytes: int = 8192) -> str | None:

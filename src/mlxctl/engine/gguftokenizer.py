@@ -1,0 +1,159 @@
+"""The tokenizer of a GGUF model, shaped like mlx-lm's `TokenizerWrapper`.
+
+A GGUF folder that ships a Hugging Face `tokenizer.json` beside the file gets mlx-lm's
+own loader (the same tokenizer the MLX engine would use). Otherwise `LlamaCppTokenizer`
+adapts llama.cpp's tokenize/detokenize and the GGUF `tokenizer.chat_template` (rendered
+with jinja2, sandboxed, as transformers does) to the HF methods the worker calls; it is
+then wrapped in mlx-lm's `TokenizerWrapper`, which infers think markers and tool parsers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mlxctl.engine.mlxlm import TokenizerWrapper
+
+__all__ = ["LlamaCppTokenizer", "load_gguf_tokenizer"]
+
+
+def load_gguf_tokenizer(model_dir: Path, llm: Any) -> TokenizerWrapper:
+    """mlx-lm's loader when `tokenizer.json` sits beside the GGUF, else the llama.cpp adapter."""
+    # mlx-lm internals below are reached only here; engine/mlxlm.py re-exports the wrapper.
+    from mlx_lm import tokenizer_utils
+
+    if (model_dir / "tokenizer.json").is_file():
+        wrapper: TokenizerWrapper = tokenizer_utils.load(model_dir)
+        return wrapper
+    tokenizer = LlamaCppTokenizer(llm)
+    parser_name = None
+    infer = getattr(tokenizer_utils, "_infer_tool_parser", None)
+    if infer is not None and tokenizer.chat_template:
+        try:
+            parser_name = infer(tokenizer)
+        except Exception:  # inference is a convenience; a model without it still serves
+            parser_name = None
+    kwargs: dict[str, Any] = {}
+    if parser_name:
+        module = importlib.import_module(f"mlx_lm.tool_parsers.{parser_name}")
+        tokenizer.init_kwargs["tool_parser_type"] = parser_name
+        kwargs = {
+            "tool_parser": module.parse_tool_call,
+            "tool_call_start": module.tool_call_start,
+            "tool_call_end": module.tool_call_end,
+        }
+    return TokenizerWrapper(tokenizer, eos_token_ids=tokenizer.eos_token_ids, **kwargs)
+
+
+class LlamaCppTokenizer:
+    """HF-tokenizer-like view of a loaded `llama_cpp.Llama` (vocabulary calls are thread-safe)."""
+
+    def __init__(self, llm: Any) -> None:
+        self._llm = llm
+        meta: dict[str, str] = dict(getattr(llm, "metadata", {}) or {})
+        self.chat_template: str | None = meta.get("tokenizer.chat_template")
+        self.init_kwargs: dict[str, Any] = {}
+        self._add_bos = meta.get("tokenizer.ggml.add_bos_token", "false").lower() == "true"
+        self.bos_token_id: int | None = _valid(llm.token_bos())
+        self.eos_token_id: int | None = _valid(llm.token_eos())
+        self.bos_token = self._piece(self.bos_token_id)
+        self.eos_token = self._piece(self.eos_token_id)
+        ids = {i for i in (self.eos_token_id, _meta_int(meta, "tokenizer.ggml.eot_token_id")) if i}
+        self.eos_token_ids: set[int] = {i for i in ids if i is not None}
+        self._vocab: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return int(self._llm.n_vocab())
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        tokens = self._llm.tokenize(
+            text.encode("utf-8"), add_bos=add_special_tokens and self._add_bos, special=True
+        )
+        return [int(t) for t in tokens]
+
+    def decode(self, ids: Sequence[int] | int, skip_special_tokens: bool = False) -> str:
+        tokens = [int(ids)] if isinstance(ids, int) else [int(t) for t in ids]
+        raw: bytes = self._llm.detokenize(tokens, special=not skip_special_tokens)
+        return raw.decode("utf-8", errors="replace")
+
+    def get_vocab(self) -> dict[str, int]:
+        """Token text → id, built once (special pieces included)."""
+        if self._vocab is None:
+            self._vocab = {}
+            for i in range(len(self)):
+                self._vocab.setdefault(self.decode([i]), i)
+        return self._vocab
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        return self.get_vocab().get(token)
+
+    def apply_chat_template(
+        self,
+        conversation: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        tokenize: bool = True,
+        chat_template: str | None = None,
+        return_dict: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        source = chat_template or self.chat_template
+        if not source:
+            raise ValueError("this model has no chat template")
+        text = (
+            _environment()
+            .from_string(source)
+            .render(
+                messages=conversation,
+                tools=tools,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token or "",
+                eos_token=self.eos_token or "",
+                **kwargs,
+            )
+        )
+        return self.encode(text, add_special_tokens=False) if tokenize else text
+
+    def _piece(self, token: int | None) -> str | None:
+        return None if token is None else self.decode([token])
+
+
+def _valid(token: int) -> int | None:
+    return int(token) if token is not None and int(token) >= 0 else None
+
+
+def _meta_int(meta: dict[str, str], key: str) -> int | None:
+    try:
+        return _valid(int(meta[key]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _environment() -> Any:
+    from jinja2 import ext
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    def tojson(
+        value: Any, ensure_ascii: bool = False, indent: int | None = None, sort_keys: bool = False
+    ) -> str:
+        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[ext.loopcontrols]
+    )
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env
