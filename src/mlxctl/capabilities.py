@@ -11,9 +11,15 @@ import json
 from pathlib import Path
 
 from mlxctl.registry import ModelRecord
+from mlxctl.store.kind import kind_of
 
 # Ollama calls reasoning "thinking"; chat and structured output have no Ollama name.
-_OLLAMA = {"completion": "completion", "tools": "tools", "reasoning": "thinking"}
+_OLLAMA = {
+    "completion": "completion",
+    "tools": "tools",
+    "reasoning": "thinking",
+    "embeddings": "embedding",
+}
 
 
 def chat_template(record: ModelRecord) -> str:
@@ -36,7 +42,17 @@ def chat_template(record: ModelRecord) -> str:
 
 
 def capabilities(record: ModelRecord, template: str | None = None) -> list[str]:
-    """completion, chat, tools, reasoning, structured_output — as far as the files tell."""
+    """completion, chat, tools, reasoning, structured_output, embeddings — as the files tell.
+
+    A BERT-family encoder only embeds. Chat models also answer /v1/embeddings (pooled
+    hidden state, docs/embeddings.md) but, as in Ollama, do not list it.
+    """
+    architectures = record.extra.get("architectures")
+    names = (
+        [a for a in architectures if isinstance(a, str)] if isinstance(architectures, list) else []
+    )
+    if kind_of(record.model_type, names) == "embedding":
+        return ["embeddings"]
     template = chat_template(record) if template is None else template
     found = ["completion"]
     if template:

@@ -230,8 +230,8 @@ def test_every_error_is_in_the_ollama_envelope(daemon: Daemon, client: ollama.Cl
         ("POST", "/api/show", {"model": "nope"}, 404, "nope"),
         ("DELETE", "/api/delete", {"model": "nope"}, 404, "nope"),
         ("POST", "/api/copy", {"source": "q"}, 400, "destination"),
-        ("POST", "/api/embed", {"model": "q", "input": "x"}, 501, "embedding"),
-        ("POST", "/api/embeddings", {"model": "q", "prompt": "x"}, 501, "embedding"),
+        ("POST", "/api/embed", {"model": "nope", "input": "x"}, 404, "nope"),
+        ("POST", "/api/embeddings", {"model": "q", "prompt": 5}, 400, "prompt"),
         ("POST", "/api/pull", {}, 400, "provide a model to pull"),
     ]
     for method, path, body, status, needle in cases:

@@ -117,7 +117,7 @@ def test_errors_before_the_first_byte_use_the_openai_envelope(
         assert set(error) == {"message", "type", "param", "code"}
         assert error["code"] == code and text in error["message"]
     assert client.post(CHAT, content=b"{nope").json()["error"]["code"] == "invalid_json"
-    unknown = client.get("/v1/embeddings")
+    unknown = client.get("/v1/no-such-route")
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
     models = client.get("/v1/models").json()
     assert [m["id"] for m in models["data"]] == ["alpha"]

@@ -22,7 +22,9 @@ ALIASES = ["alpha", "beta", "gamma", "delta"]
 
 def _free_range(n: int) -> int:
     for _ in range(200):
-        base = random.randint(20000, 60000)
+        # Below the kernel's ephemeral range (32768+), where port-0 binds and outgoing
+        # connections could take a slot port between the check and its use.
+        base = random.randint(20000, 32000)
         try:
             for port in range(base, base + n):
                 with socket.socket() as sock:

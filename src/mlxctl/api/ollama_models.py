@@ -5,7 +5,7 @@
     POST /api/show        details, template, capabilities, model_info
     POST /api/copy        {source, destination}      DELETE /api/delete   {model}
     POST /api/pull        store pull with NDJSON progress (api/ollama_pull.py)
-    POST /api/embed, /api/embeddings                 501: no embedding models yet
+    POST /api/embed, /api/embeddings                 embeddings (api/ollama_embed.py)
 
 Errors use the Ollama envelope (`ollama_errors.py`).
 """
@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from mlxctl import __version__, inventory
-from mlxctl.api import ollama_pull
+from mlxctl.api import ollama_embed, ollama_pull
 from mlxctl.api.admin import describe
 from mlxctl.api.body import json_object
 from mlxctl.api.errors import APIError
@@ -45,16 +45,14 @@ def routes() -> list[Route]:
         Route("/api/pull", ollama_pull.pull, methods=["POST"]),
         Route("/api/push", not_implemented, methods=["POST"]),
         Route("/api/create", not_implemented, methods=["POST"]),
-        Route("/api/embed", not_implemented, methods=["POST"]),
-        Route("/api/embeddings", not_implemented, methods=["POST"]),
+        Route("/api/embed", ollama_embed.embed, methods=["POST"]),
+        Route("/api/embeddings", ollama_embed.embeddings, methods=["POST"]),
     ]
 
 
 _NEXT_STEP = {
     "/api/push": "push with the CLI: mlxctl push <model>",
     "/api/create": "create with the CLI: mlxctl create <name> -f <ModelSpec>",
-    "/api/embed": "mlxctl serves no embedding models yet",
-    "/api/embeddings": "mlxctl serves no embedding models yet",
 }
 
 

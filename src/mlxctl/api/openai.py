@@ -1,6 +1,7 @@
 """The OpenAI dialect: the worker's own API, in front of every registered model.
 
     POST /v1/chat/completions     POST /v1/completions     (JSON or SSE, proxied)
+    POST /v1/embeddings           (JSON, proxied)
     GET  /v1/models               GET  /v1/models/{model}  (registered models)
 
 The body goes to the worker byte for byte, with one exception: mlxctl's extra
@@ -33,6 +34,7 @@ def routes() -> list[Route]:
     return [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
     ]
@@ -44,6 +46,10 @@ async def chat_completions(request: Request) -> Response:
 
 async def completions(request: Request) -> Response:
     return await _proxy(request, "/v1/completions")
+
+
+async def embeddings(request: Request) -> Response:
+    return await _proxy(request, "/v1/embeddings")
 
 
 async def _proxy(request: Request, path: str) -> Response:

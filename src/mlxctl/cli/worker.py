@@ -19,6 +19,7 @@ import click
 from mlxctl.errors import InvalidInput, Unavailable
 
 if TYPE_CHECKING:
+    from mlxctl.engine.encoder import EncoderEngine
     from mlxctl.engine.llamacpp import LlamaCppEngine
     from mlxctl.worker.app import ModelInfo, WorkerEngine
 
@@ -118,6 +119,7 @@ def worker(
 
     _reexec_with_blas()
     from mlxctl.engine.generator import Engine
+    from mlxctl.store.kind import model_kind
     from mlxctl.worker.server import run_worker
 
     logging.basicConfig(
@@ -135,12 +137,16 @@ def worker(
     cache_bytes = parse_size(prompt_cache_bytes)
 
     def load_engine() -> WorkerEngine:
-        engine: Engine | LlamaCppEngine
+        engine: Engine | LlamaCppEngine | EncoderEngine
         if is_gguf(info.path):
             # The format picks the engine; llama.cpp decodes one sequence at a time.
             from mlxctl.engine.llamacpp import LlamaCppEngine
 
             engine = LlamaCppEngine(info.path, max_queue=max_queue + max_batch - 1)
+        elif model_kind(info.path) == "embedding":
+            from mlxctl.engine.encoder import EncoderEngine  # BERT-family sentence encoders
+
+            engine = EncoderEngine(info.path)
         else:
             engine = Engine(
                 info.path,

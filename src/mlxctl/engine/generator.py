@@ -12,7 +12,8 @@ continuous-batching step of mlx-lm's BatchGenerator, turns the step's tokens
 into events and sends each event loop its events with one wake-up per step.
 A consumer that stops iterating sends a cancel; the thread drops the sequence
 on its next step. A failing request gets `DoneEvent(finish_reason="error")`;
-the thread carries on.
+the thread carries on. `Engine.embed` puts an embed job on the same queue; the
+thread answers it between steps (pooled last hidden state, docs/embeddings.md).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from typing import Any
 
 import mlx.core as mx
 
-from mlxctl.engine import mlxlm, sampling
+from mlxctl.engine import mlxlm, pooling, sampling
+from mlxctl.engine.embedjob import EmbedJob, check_tokens, settle
 from mlxctl.engine.prompt_cache import PromptCache
 from mlxctl.engine.stats import EngineStats
 from mlxctl.engine.types import DoneEvent, FinishReason, GenerationRequest, TokenEvent
@@ -127,7 +129,7 @@ class Engine:
         self.eos_token_ids: set[int] = set()
         self.vocab_size = 0
         self._stats = EngineStats(max_batch=max_batch, max_queue=max_queue)
-        self._commands: queue.SimpleQueue[tuple[str, _Job | None]] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[tuple[str, _Job | EmbedJob | None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
@@ -187,6 +189,20 @@ class Engine:
         finally:
             if not done:
                 self._commands.put(("cancel", job))
+
+    async def embed(self, token_lists: list[list[int]]) -> list[list[float]]:
+        """Pooled-hidden-state embeddings, one L2-normalised vector per token list.
+
+        Runs on the generation thread between decoding steps (docs/embeddings.md);
+        raises ValueError for empty inputs, inputs over the context or unknown ids.
+        """
+        check_tokens(token_lists, context_length=self.context_length, vocab_size=self.vocab_size)
+        job = EmbedJob.new(token_lists)
+        with self._gate:
+            if not self._running:
+                raise Unavailable("The engine is not running.", hint="Start it first.")
+            self._commands.put(("embed", job))
+        return await job.future
 
     def _submit(self, request: GenerationRequest) -> _Job:
         if not self._running:
@@ -290,14 +306,28 @@ class _Generation:
                 kind, job = command
                 if kind == "stop":
                     return False
-                assert job is not None
-                if kind == "submit":
+                if isinstance(job, EmbedJob):
+                    self._embed(job)
+                elif job is None:
+                    raise AssertionError(f"command {kind!r} without a job")
+                elif kind == "submit":
                     self.waiting.append(job)
                 else:
                     self._cancel(job)
                 command = self.commands.get_nowait()
         except queue.Empty:
             return True
+
+    def _embed(self, job: EmbedJob) -> None:
+        # Inline between steps: a short forward pass per input, no KV cache kept.
+        try:
+            vectors = [pooling.chat_embedding(self.model, tokens) for tokens in job.token_lists]
+        except Exception as exc:
+            log.exception("embedding failed")
+            settle(job, exc)
+            return
+        self.stats.add_tokens(prompt=sum(map(len, job.token_lists)))
+        settle(job, vectors)
 
     def _admit(self) -> None:
         admitted = False
@@ -485,7 +515,9 @@ class _Generation:
                 kind, job = self.commands.get_nowait()
             except queue.Empty:
                 break
-            if kind == "submit" and job is not None:
+            if isinstance(job, EmbedJob):
+                settle(job, Unavailable("The engine was closed."))
+            elif kind == "submit" and job is not None:
                 self.waiting.append(job)
         for job in [*self.active.values(), *self.waiting]:
             if not job.finished:

@@ -4,7 +4,7 @@
 the engine in a thread (while `/health` answers `loading` and the API answers
 503), then serves:
 
-    POST /v1/chat/completions    POST /v1/completions
+    POST /v1/chat/completions    POST /v1/completions    POST /v1/embeddings
     GET  /v1/models              GET  /health        GET /v1/worker/stats
 
 The HTTP side never calls MLX: requests become `GenerationRequest`s (token ids
@@ -36,7 +36,7 @@ from mlxctl.engine.generator import ContextOverflow
 from mlxctl.engine.types import DoneEvent, GenerationRequest, LogitsProcessorFactory, TokenEvent
 from mlxctl.settings import Settings
 from mlxctl.worker import completion as out
-from mlxctl.worker import sse
+from mlxctl.worker import embeddings, sse
 from mlxctl.worker.chat import ChatPrompter, encode_prompt
 from mlxctl.worker.openai_errors import (
     APIError,
@@ -102,9 +102,16 @@ class WorkerState:
         self.requests_total = self.errors_total = self.disconnects_total = 0
         self.active = self.tokens_served = 0
         self._engine: WorkerEngine | None = None
+        self.embedding_only = False
 
     def attach(self, engine: WorkerEngine) -> None:
         tok = engine.tokenizer
+        # An encoder (engine/encoder.py) only embeds: no template, grammar or stream setup.
+        self.embedding_only = getattr(engine, "kind", "chat") == "embedding"
+        if self.embedding_only:
+            self.vocab_size = len(tok)
+            self._engine, self.status = engine, "ok"
+            return
         self.syntax = StreamSyntax.from_tokenizer(
             tok,
             tool_parser=self.model.tool_call_parser,
@@ -147,6 +154,17 @@ class WorkerState:
         """Raise the 503 of `engine` unless the model has loaded."""
         if self._engine is None:
             self.engine  # noqa: B018 - the property raises the right error
+
+    def require_generation(self) -> None:
+        """As `require_engine`, and a 400 when the model is an embedding model."""
+        self.require_engine()
+        if self.embedding_only:
+            raise APIError(
+                400,
+                f"'{self.model.id}' is an embedding model: use /v1/embeddings.",
+                param="model",
+                code="model_not_supported",
+            )
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -200,6 +218,7 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", endpoint(chat_completions), methods=["POST"]),
         Route("/v1/completions", endpoint(completions), methods=["POST"]),
+        Route("/v1/embeddings", endpoint(embeddings.create), methods=["POST"]),
         Route("/v1/models", endpoint(models), methods=["GET"]),
         Route("/health", endpoint(health), methods=["GET"]),
         Route("/v1/worker/stats", endpoint(stats), methods=["GET"]),
@@ -215,7 +234,7 @@ def create_app(
 
 
 async def chat_completions(request: Request, state: WorkerState) -> Response:
-    state.require_engine()
+    state.require_generation()
     spec = parse_chat(
         await _json(request),
         vocab_size=state.vocab_size,
@@ -244,6 +263,7 @@ async def chat_completions(request: Request, state: WorkerState) -> Response:
 
 
 async def completions(request: Request, state: WorkerState) -> Response:
+    state.require_generation()
     engine = state.engine
     spec = parse_completion(
         await _json(request),

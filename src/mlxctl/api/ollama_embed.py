@@ -1,0 +1,135 @@
+"""Ollama's embedding endpoints, translated onto the worker's `/v1/embeddings`.
+
+    POST /api/embed       {model, input: str | [str], truncate, dimensions, keep_alive}
+                          → {model, embeddings: [[...]], total_duration, load_duration,
+                             prompt_eval_count}
+    POST /api/embeddings  {model, prompt, keep_alive}  → {embedding: [...]}   (the older API)
+
+`truncate` defaults to true as in Ollama (inputs cut to the model's context); with
+false an over-long input is a 400. Empty input answers an empty list without a load.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mlxctl.api.body import json_object, keep_alive_field, model_field
+from mlxctl.api.errors import APIError
+from mlxctl.api.ollama_errors import error_response
+from mlxctl.api.openai import exchange_of
+from mlxctl.registry import ModelRecord
+from mlxctl.router import Call, Exchange, Router
+from mlxctl.scheduler import DEFAULT, KeepAlive
+
+__all__ = ["embed", "embeddings"]
+
+
+async def embed(request: Request) -> Response:
+    started = time.perf_counter()
+    exchange = exchange_of(request)
+    try:
+        body = json_object(await request.body())
+        record = _record(request, body)
+        inputs = body.get("input")
+        if inputs is None or inputs == "" or inputs == []:
+            return JSONResponse({"model": record.slug, "embeddings": []})
+        if not isinstance(inputs, str | list):
+            raise _bad("'input' must be a string or a list of strings")
+        truncate = body.get("truncate", True)
+        if not isinstance(truncate, bool):
+            raise _bad("'truncate' must be a boolean")
+        openai: dict[str, Any] = {"input": inputs, "truncate": truncate}
+        if body.get("dimensions") is not None:
+            openai["dimensions"] = body["dimensions"]
+        result, load_seconds = await _embed(request, record, openai, _keep_alive(body), exchange)
+    except Exception as e:
+        exchange.error = type(e).__name__
+        return error_response(e)
+    return JSONResponse(
+        {
+            "model": record.slug,
+            "embeddings": [item["embedding"] for item in result["data"]],
+            "total_duration": _ns(time.perf_counter() - started),
+            "load_duration": _ns(load_seconds),
+            "prompt_eval_count": int(result.get("usage", {}).get("prompt_tokens") or 0),
+        }
+    )
+
+
+async def embeddings(request: Request) -> Response:
+    exchange = exchange_of(request)
+    try:
+        body = json_object(await request.body())
+        record = _record(request, body)
+        prompt = body.get("prompt") or ""
+        if not isinstance(prompt, str):
+            raise _bad("'prompt' must be a string")
+        if not prompt:
+            return JSONResponse({"embedding": []})
+        openai = {"input": prompt, "truncate": True}
+        result, _ = await _embed(request, record, openai, _keep_alive(body), exchange)
+    except Exception as e:
+        exchange.error = type(e).__name__
+        return error_response(e)
+    return JSONResponse({"embedding": result["data"][0]["embedding"]})
+
+
+async def _embed(
+    request: Request,
+    record: ModelRecord,
+    openai: dict[str, Any],
+    keep_alive: KeepAlive,
+    exchange: Exchange,
+) -> tuple[dict[str, Any], float]:
+    """The worker's `/v1/embeddings` answer (floats) and how long the lease took."""
+    router: Router = request.app.state.router
+    body = {**openai, "model": record.slug, "encoding_format": "float"}
+    raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    upstream = await router.open(
+        Call(record, "/v1/embeddings", raw, keep_alive, exchange.request_id)
+    )
+    try:
+        status, answer = upstream.response.status_code, await upstream.response.aread()
+    finally:
+        await upstream.aclose()
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        data = None
+    if status >= 400 or not isinstance(data, dict):
+        raise _worker_error(status, data)
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        exchange.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    return data, upstream.load_seconds
+
+
+def _record(request: Request, body: dict[str, Any]) -> ModelRecord:
+    router: Router = request.app.state.router
+    return router.resolve(model_field(body))
+
+
+def _keep_alive(body: dict[str, Any]) -> KeepAlive:
+    value = body.get("keep_alive")
+    return DEFAULT if value is None else keep_alive_field(value)
+
+
+def _worker_error(status: int, data: Any) -> APIError:
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return APIError(max(status, 500), f"the worker answered {status}", code="worker_error")
+    message = str(error.get("message") or f"the worker answered {status}")
+    return APIError(status, message, param=error.get("param"), code=error.get("code"))
+
+
+def _ns(seconds: float) -> int:
+    return max(0, int(seconds * 1e9))
+
+
+def _bad(message: str) -> APIError:
+    return APIError(400, message, code="invalid_value")

@@ -1,0 +1,155 @@
+"""Random-weight BERT sentence encoders with a locally trained WordPiece tokenizer.
+
+`make_embedding_model` writes what a Hugging Face `BertModel` checkpoint holds
+(config.json, model.safetensors with HF tensor names, tokenizer.json and its config)
+plus the sentence-transformers pooling config, so `engine/bert.py` and
+`store/kind.py` see it exactly as a downloaded encoder. Same arguments, same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import mlx.core as mx
+from mlx.utils import tree_flatten
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+
+from mlxctl.engine.bert import BertConfig, BertModel
+from mlxctl.factory.tokenizer import corpus
+
+__all__ = ["EMBEDDING_SIZES", "make_embedding_model"]
+
+_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+@dataclass(frozen=True)
+class _Shape:
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    vocab: int
+    max_positions: int
+
+
+EMBEDDING_SIZES: dict[str, _Shape] = {
+    "tiny": _Shape(32, 2, 4, 64, 1024, 128),
+    "small": _Shape(128, 4, 4, 512, 4096, 512),
+}
+
+
+def make_embedding_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Write a loadable random-weight BERT encoder into `out_dir` and return it."""
+    if size not in EMBEDDING_SIZES:
+        raise ValueError(f"size must be one of {', '.join(EMBEDDING_SIZES)}, not {size!r}")
+    shape = EMBEDDING_SIZES[size]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_wordpiece(shape.vocab)
+    tokenizer.save(str(out_dir / "tokenizer.json"))
+    config = _config(shape, tokenizer.get_vocab_size())
+    _write_json(out_dir / "config.json", config)
+    _write_weights(out_dir / "model.safetensors", BertConfig.from_dict(config), seed)
+    _write_json(out_dir / "tokenizer_config.json", _tokenizer_config(shape))
+    _write_json(
+        out_dir / "sentence_bert_config.json",
+        {"do_lower_case": True, "max_seq_length": shape.max_positions},
+    )
+    (out_dir / "1_Pooling").mkdir(exist_ok=True)
+    pooling = {"pooling_mode_mean_tokens": True, "word_embedding_dimension": shape.hidden}
+    _write_json(out_dir / "1_Pooling" / "config.json", pooling)
+    return out_dir
+
+
+def _config(shape: _Shape, vocab_size: int) -> dict[str, Any]:
+    return {
+        "architectures": ["BertModel"],
+        "attention_probs_dropout_prob": 0.0,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "hidden_size": shape.hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": shape.intermediate,
+        "layer_norm_eps": 1e-12,
+        # mlxctl's marker for a Matryoshka-trained encoder: `dimensions` may truncate it.
+        "matryoshka_dimensions": [shape.hidden // 2, shape.hidden],
+        "max_position_embeddings": shape.max_positions,
+        "model_type": "bert",
+        "num_attention_heads": shape.heads,
+        "num_hidden_layers": shape.layers,
+        "pad_token_id": 0,
+        "torch_dtype": "float32",
+        "type_vocab_size": 2,
+        "vocab_size": vocab_size,
+    }
+
+
+def _train_wordpiece(vocab_size: int) -> Tokenizer:
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=list(_SPECIALS), show_progress=False
+    )
+    tokenizer.train_from_iterator(corpus(), trainer=trainer)
+    # The trained token set is stable but its ids are not (hash-map ties): renumber them,
+    # specials first, so the same arguments give the same tokenizer.json and embeddings.
+    learned = sorted(set(tokenizer.get_vocab()) - set(_SPECIALS), key=lambda t: (len(t), t))
+    vocab = {token: i for i, token in enumerate([*_SPECIALS, *learned])}
+    tokenizer.model = models.WordPiece(vocab, unk_token="[UNK]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return tokenizer
+
+
+def _write_weights(path: Path, config: BertConfig, seed: int) -> None:
+    model = BertModel(config)
+    key = mx.random.key(seed)
+    weights: dict[str, mx.array] = {}
+    params = cast(list[tuple[str, mx.array]], tree_flatten(model.parameters()))  # type: ignore[no-untyped-call]
+    for name, value in params:
+        key, sub = mx.random.split(key)
+        if name.endswith("LayerNorm.weight"):
+            weights[name] = mx.ones(value.shape)
+        elif name.endswith("bias"):
+            weights[name] = mx.zeros(value.shape)
+        else:
+            weights[name] = 0.02 * mx.random.normal(value.shape, key=sub)
+    h = config.hidden_size
+    # HF BertModel checkpoints carry the pooler; the encoder ignores it when loading.
+    weights["pooler.dense.weight"] = 0.02 * mx.random.normal((h, h), key=key)
+    weights["pooler.dense.bias"] = mx.zeros((h,))
+    mx.save_safetensors(str(path), dict(sorted(weights.items())), metadata={"format": "pt"})
+
+
+def _tokenizer_config(shape: _Shape) -> dict[str, Any]:
+    return {
+        "clean_up_tokenization_spaces": False,
+        "cls_token": "[CLS]",
+        "do_lower_case": True,
+        "mask_token": "[MASK]",
+        "model_max_length": shape.max_positions,
+        "pad_token": "[PAD]",
+        "sep_token": "[SEP]",
+        "tokenizer_class": "BertTokenizer",
+        "unk_token": "[UNK]",
+    }
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
