@@ -193,6 +193,7 @@ def test_errors_use_the_anthropic_envelope(client: anthropic.Anthropic, daemon: 
             400,
             "max_tokens",
         ),
+        ("/v1/messages/no-such-route", {}, 404, "Unknown route"),
     ]
     for path, body, status, needle in cases:
         response = http.post(path, json=body)

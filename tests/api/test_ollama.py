@@ -233,6 +233,8 @@ def test_every_error_is_in_the_ollama_envelope(daemon: Daemon, client: ollama.Cl
         ("POST", "/api/embed", {"model": "nope", "input": "x"}, 404, "nope"),
         ("POST", "/api/embeddings", {"model": "q", "prompt": 5}, 400, "prompt"),
         ("POST", "/api/pull", {}, 400, "provide a model to pull"),
+        ("POST", "/api/no-such-route", {}, 404, "Unknown route"),
+        ("GET", "/api/chat", None, 405, "not allowed"),
     ]
     for method, path, body, status, needle in cases:
         response = http.request(method, path, json=body)

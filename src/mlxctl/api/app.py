@@ -21,7 +21,7 @@ from starlette.middleware import Middleware
 
 from mlxctl.api import admin, anthropic, metrics, ollama, ollama_models, openai
 from mlxctl.api import slots as slots_api
-from mlxctl.api.errors import http_exception_handler
+from mlxctl.api.envelope import http_exception_handler
 from mlxctl.api.middleware import DaemonMiddleware
 from mlxctl.errors import InvalidInput
 from mlxctl.registry import open_registry

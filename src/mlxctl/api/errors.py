@@ -19,11 +19,10 @@ from __future__ import annotations
 import json
 import logging
 
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mlxctl.errors import Conflict, InvalidInput, MlxctlError, NotFound
-from mlxctl.openai_error import APIError, error_body, from_starlette
+from mlxctl.openai_error import APIError, error_body
 from mlxctl.scheduler.errors import SchedulerError
 
 __all__ = [
@@ -33,7 +32,6 @@ __all__ = [
     "error_body",
     "error_event",
     "error_response",
-    "http_exception_handler",
     "to_api_error",
 ]
 
@@ -68,11 +66,6 @@ def error_event(exc: BaseException) -> bytes:
     """The final SSE event of a stream that failed after its first byte."""
     body = json.dumps(to_api_error(exc).body(), ensure_ascii=False, separators=(",", ":"))
     return b"data: " + body.encode() + b"\n\n"
-
-
-async def http_exception_handler(request: Request, exc: Exception) -> Response:
-    """Starlette's own errors (unknown route, wrong method) in the same envelope."""
-    return error_response(from_starlette(request, exc))
 
 
 class OpenAIDialect:

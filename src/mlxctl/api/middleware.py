@@ -20,6 +20,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlxctl.api.envelope import error_response_for
 from mlxctl.api.errors import APIError
 from mlxctl.api.metrics import Metrics
 from mlxctl.router import Exchange
@@ -74,7 +75,7 @@ class DaemonMiddleware:
             refusal = self._refusal(scope, path, headers)
             if refusal is not None:
                 exchange.error = refusal.code
-                await _send_error(refusal, send_with_id)
+                await error_response_for(path, refusal)(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
@@ -115,14 +116,6 @@ def _authorized(headers: dict[str, str], key: str) -> bool:
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-async def _send_error(error: APIError, send: Send) -> None:
-    body = json.dumps(error.body()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _log(scope: Scope, path: str, status: int, exchange: Exchange, seconds: float) -> None:
