@@ -162,6 +162,9 @@ def main() -> None:
             "4096",
             "--n_threads",
             threads,
+            # Its default cancels the running stream when another request arrives.
+            "--interrupt_requests",
+            "False",
         ],
         "mlxctl mlx": [*worker, str(mlx_dir), "--port", str(p3)],
     }

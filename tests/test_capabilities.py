@@ -36,5 +36,26 @@ def test_registry_fields_and_override_count(tmp_path: Path) -> None:
         tool_call_parser="json_tools",
         reasoning_parser="think",
         format="gguf",
+        extra={"command": "llama-server -m {model} --port {port}"},
     )
+    # An external server's structured output is not ours to promise.
     assert capabilities(parsed) == ["completion", "chat", "tools", "reasoning"]
+
+
+def test_a_bare_gguf_reads_its_embedded_template(tmp_path: Path) -> None:
+    pytest.importorskip("gguf", reason="the gguf package is not installed")
+    from mlxctl.factory.gguf import make_gguf
+
+    file = make_gguf(tmp_path / "g", arch="qwen2", quant="Q4_0")
+    assert not (file.parent / "tokenizer_config.json").exists()
+    record = ModelRecord(
+        slug="g", cache_path=str(file.parent), format="gguf", extra={"gguf_file": file.name}
+    )
+    assert "<tool_call>" in chat_template(record)
+    assert capabilities(record) == [
+        "completion",
+        "chat",
+        "tools",
+        "reasoning",
+        "structured_output",
+    ]

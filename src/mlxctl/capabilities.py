@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from mlxctl.registry import ModelRecord
+from mlxctl.store.ggufinfo import chat_template as gguf_chat_template
 from mlxctl.store.kind import kind_of
 
 # Ollama calls reasoning "thinking"; chat and structured output have no Ollama name.
@@ -30,6 +31,12 @@ def chat_template(record: ModelRecord) -> str:
         except OSError:
             return ""
     folder = Path(record.cache_path)
+    gguf_file = record.extra.get("gguf_file")
+    if record.format == "gguf" and isinstance(gguf_file, str):
+        # A GGUF carries its template in its metadata unless a tokenizer sits beside it.
+        embedded = gguf_chat_template(folder / gguf_file)
+        if embedded:
+            return embedded
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
         return jinja.read_text()
@@ -61,8 +68,9 @@ def capabilities(record: ModelRecord, template: str | None = None) -> list[str]:
         found.append("tools")
     if record.reasoning_parser or "<think>" in template or "enable_thinking" in template:
         found.append("reasoning")
-    if record.format == "mlx":
-        found.append("structured_output")  # JSON schemas are enforced while decoding
+    if record.format in ("mlx", "gguf") and not record.extra.get("command"):
+        # Our engines enforce JSON schemas while decoding; an external server may not.
+        found.append("structured_output")
     return found
 
 

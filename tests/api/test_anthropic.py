@@ -74,6 +74,22 @@ def test_system_blocks_and_multi_turn(client: anthropic.Anthropic) -> None:
     assert reply.stop_reason == "end_turn"
 
 
+def test_stop_sequence_is_named(client: anthropic.Anthropic) -> None:
+    ask: dict[str, Any] = {"model": "q", "max_tokens": 20, "messages": ASK}
+    reply = client.messages.create(
+        **ask, stop_sequences=["END", "there"], extra_body=_force("Hello there. Bye.")
+    )
+    assert reply.stop_reason == "stop_sequence" and reply.stop_sequence == "there"
+    assert reply.content[0].type == "text" and reply.content[0].text == "Hello "
+    with client.messages.stream(
+        **ask, stop_sequences=["Bye"], extra_body=_force("Hello there. Bye.")
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "stop_sequence" and final.stop_sequence == "Bye"
+    plain = client.messages.create(**ask, stop_sequences=["zzz"], extra_body=_force("Hi."))
+    assert plain.stop_reason == "end_turn" and plain.stop_sequence is None
+
+
 def test_stream(client: anthropic.Anthropic, daemon: Daemon) -> None:
     with client.messages.stream(model="q", max_tokens=6, messages=ASK) as stream:
         text = "".join(stream.text_stream)

@@ -6,6 +6,7 @@ and a GGUF with the HF tokenizer.json beside it (mlx-lm's loader).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +137,30 @@ def test_the_format_picks_the_engine(tmp_path: Path) -> None:
     (tmp_path / "mlx").mkdir()
     (tmp_path / "mlx" / "model.safetensors").write_bytes(b"")
     assert not is_gguf(tmp_path / "mlx")
+
+
+def test_json_schema_is_enforced(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 8},
+            "n": {"type": "integer", "minimum": 0, "maximum": 9},
+        },
+        "required": ["name", "n"],
+        "additionalProperties": False,
+    }
+    reply = client.chat.completions.create(
+        model="m",
+        messages=_MESSAGES,
+        max_tokens=60,
+        temperature=0,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "star", "schema": schema, "strict": True},
+        },
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop"
+    value = json.loads(choice.message.content or "")
+    assert set(value) == {"name", "n"}
+    assert isinstance(value["name"], str) and isinstance(value["n"], int)

@@ -45,20 +45,29 @@ def _boundary_stop(text: str, tokens: list[str]) -> tuple[str, int]:
     pytest.skip(f"no usable token boundary in {tokens!r}")
 
 
-def _chat(client: openai.OpenAI, stop: str | list[str], *, stream: bool) -> tuple[str, str | None]:
+def _chat(
+    client: openai.OpenAI, stop: str | list[str], *, stream: bool
+) -> tuple[str, str | None, Any]:
+    """(content, finish_reason, stop_reason: the stop string the worker says it matched)."""
     if not stream:
         reply = client.chat.completions.create(
             model="m", messages=_PROMPT, max_tokens=40, temperature=0, stop=stop
         )
-        return reply.choices[0].message.content or "", reply.choices[0].finish_reason
-    pieces, finish = [], None
+        choice = reply.choices[0]
+        return choice.message.content or "", choice.finish_reason, _stop_reason(choice)
+    pieces, finish, matched = [], None, None
     for chunk in client.chat.completions.create(
         model="m", messages=_PROMPT, max_tokens=40, temperature=0, stop=stop, stream=True
     ):
-        choice = chunk.choices[0]
-        pieces.append(choice.delta.content or "")
-        finish = choice.finish_reason or finish
-    return "".join(pieces), finish
+        part = chunk.choices[0]
+        pieces.append(part.delta.content or "")
+        finish = part.finish_reason or finish
+        matched = _stop_reason(part) or matched
+    return "".join(pieces), finish, matched
+
+
+def _stop_reason(choice: Any) -> Any:
+    return (choice.model_extra or {}).get("stop_reason")
 
 
 def _cancelled(worker: Running) -> int:
@@ -72,12 +81,12 @@ def test_stop_across_a_token_boundary_is_never_emitted(
     text, tokens = greedy
     stop, at = _boundary_stop(text, tokens)
     cancelled = _cancelled(worker)
-    content, finish = _chat(client, stop, stream=stream)
+    content, finish, matched = _chat(client, stop, stream=stream)
     # Found in the text, not by the engine's token match: the worker cancelled the rest.
     assert _cancelled(worker) == cancelled + 1
     # Exactly the text before the stop: no part of it leaked, nothing held back lost.
     assert content == text[:at]
-    assert finish == "stop"
+    assert finish == "stop" and matched == stop
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -105,9 +114,9 @@ def test_stop_on_whole_tokens_ends_in_the_engine(
     else:
         pytest.skip("no two-token span in the greedy output re-encodes to itself")
     cancelled = _cancelled(worker)
-    content, finish = _chat(client, [stop, "never-appears"], stream=stream)
+    content, finish, matched = _chat(client, ["never-appears", stop], stream=stream)
     assert content == text[:offset]
-    assert finish == "stop"
+    assert finish == "stop" and matched == stop
     assert _cancelled(worker) == cancelled  # the engine stopped on its own
 
 
@@ -120,3 +129,5 @@ def test_completions_honour_stop(client: openai.OpenAI) -> None:
     )
     assert cut.choices[0].text == text[:at]
     assert cut.choices[0].finish_reason == "stop"
+    assert _stop_reason(cut.choices[0]) == text[at : at + 3]
+    assert _stop_reason(full.choices[0]) is None

@@ -105,6 +105,13 @@ async def count_tokens(request: Request) -> Response:
 # --- the reply ---------------------------------------------------------------------------
 
 
+def _stop(finish: Finish) -> dict[str, Any]:
+    """`stop_reason` and `stop_sequence` of the reply."""
+    if finish.stop_sequence is not None:
+        return {"stop_reason": "stop_sequence", "stop_sequence": finish.stop_sequence}
+    return {"stop_reason": _STOP_REASONS.get(finish.reason, "end_turn"), "stop_sequence": None}
+
+
 def _message_head(model: str) -> dict[str, Any]:
     return {
         "id": f"msg_{uuid.uuid4().hex[:24]}",
@@ -152,7 +159,7 @@ class _Collected(Response):
                         block["input"] = _input(args[index])
                     body = _message_head(self.model)
                     body["content"] = blocks
-                    body["stop_reason"] = _STOP_REASONS.get(piece.reason, "end_turn")
+                    body.update(_stop(piece))
                     body["usage"] = _usage(piece)
                     response = JSONResponse(body)
         except Exception as e:
@@ -174,9 +181,7 @@ async def _events(turn: Turn, model: str) -> AsyncIterator[bytes]:
             if isinstance(piece, Finish):
                 if open_block is not None:
                     yield _event("content_block_stop", {"index": index})
-                reason = _STOP_REASONS.get(piece.reason, "end_turn")
-                stop = {"stop_reason": reason, "stop_sequence": None}
-                yield _event("message_delta", {"delta": stop, "usage": _usage(piece)})
+                yield _event("message_delta", {"delta": _stop(piece), "usage": _usage(piece)})
                 yield _event("message_stop", {})
                 return
             if isinstance(piece, ToolArgs):

@@ -56,6 +56,7 @@ class Finish:
     reason: str  # the worker's finish_reason: stop | length | tool_calls
     prompt_tokens: int
     completion_tokens: int
+    stop_sequence: str | None = None  # the stop string that ended it, if one did
 
 
 Piece = Text | ToolStart | ToolArgs | Finish
@@ -122,6 +123,7 @@ class Turn:
 
     async def pieces(self) -> AsyncIterator[Piece]:
         finish: str | None = None
+        matched: str | None = None
         try:
             async for line in self.upstream.response.aiter_lines():
                 if not line.startswith("data: "):
@@ -136,6 +138,8 @@ class Turn:
                         self._mark_first()
                         yield piece
                     finish = choice.get("finish_reason") or finish
+                    if isinstance(choice.get("stop_reason"), str):
+                        matched = choice["stop_reason"]
                 usage = chunk.get("usage")
                 if isinstance(usage, dict):
                     self._mark_first()
@@ -144,7 +148,7 @@ class Turn:
                     completion = int(usage.get("completion_tokens") or 0)
                     self.exchange.prompt_tokens = prompt
                     self.exchange.completion_tokens = completion
-                    yield Finish(finish or "stop", prompt, completion)
+                    yield Finish(finish or "stop", prompt, completion, matched)
                     return
         except httpx.HTTPError:
             self.exchange.error = "worker_lost"

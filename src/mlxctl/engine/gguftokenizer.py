@@ -9,13 +9,15 @@ then wrapped in mlx-lm's `TokenizerWrapper`, which infers think markers and tool
 
 from __future__ import annotations
 
-import importlib
+import functools
 import json
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mlxctl.engine import mlxlm
 from mlxctl.engine.mlxlm import TokenizerWrapper
 
 __all__ = ["LlamaCppTokenizer", "load_gguf_tokenizer"]
@@ -23,23 +25,18 @@ __all__ = ["LlamaCppTokenizer", "load_gguf_tokenizer"]
 
 def load_gguf_tokenizer(model_dir: Path, llm: Any) -> TokenizerWrapper:
     """mlx-lm's loader when `tokenizer.json` sits beside the GGUF, else the llama.cpp adapter."""
-    # mlx-lm internals below are reached only here; engine/mlxlm.py re-exports the wrapper.
-    from mlx_lm import tokenizer_utils
-
     if (model_dir / "tokenizer.json").is_file():
-        wrapper: TokenizerWrapper = tokenizer_utils.load(model_dir)
-        return wrapper
+        return mlxlm.load_tokenizer(model_dir)
     tokenizer = LlamaCppTokenizer(llm)
     parser_name = None
-    infer = getattr(tokenizer_utils, "_infer_tool_parser", None)
-    if infer is not None and tokenizer.chat_template:
+    if tokenizer.chat_template:
         try:
-            parser_name = infer(tokenizer)
+            parser_name = mlxlm.infer_tool_parser(tokenizer)
         except Exception:  # inference is a convenience; a model without it still serves
             parser_name = None
     kwargs: dict[str, Any] = {}
     if parser_name:
-        module = importlib.import_module(f"mlx_lm.tool_parsers.{parser_name}")
+        module = mlxlm.tool_parser(parser_name)
         tokenizer.init_kwargs["tool_parser_type"] = parser_name
         kwargs = {
             "tool_parser": module.parse_tool_call,
@@ -108,19 +105,26 @@ class LlamaCppTokenizer:
         source = chat_template or self.chat_template
         if not source:
             raise ValueError("this model has no chat template")
-        text = (
-            _environment()
-            .from_string(source)
-            .render(
-                messages=conversation,
-                tools=tools,
-                add_generation_prompt=add_generation_prompt,
-                bos_token=self.bos_token or "",
-                eos_token=self.eos_token or "",
-                **kwargs,
-            )
+        text = _compiled(source).render(
+            messages=conversation,
+            tools=tools,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=self.bos_token or "",
+            eos_token=self.eos_token or "",
+            **kwargs,
         )
         return self.encode(text, add_special_tokens=False) if tokenize else text
+
+    def llguidance_tokenizer(self, eos_token_ids: list[int]) -> Any:
+        """llguidance's view of llama.cpp's vocabulary, for structured output (~1 s)."""
+        import llama_cpp
+        from llguidance.llamacpp import lltokenizer_from_vocab
+
+        vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        with warnings.catch_warnings():
+            # llguidance still calls llama.cpp's older per-token attribute function.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return lltokenizer_from_vocab(vocab, n_vocab=len(self), eos_token=eos_token_ids)
 
     def _piece(self, token: int | None) -> str | None:
         return None if token is None else self.decode([token])
@@ -135,6 +139,12 @@ def _meta_int(meta: dict[str, str], key: str) -> int | None:
         return _valid(int(meta[key]))
     except (KeyError, ValueError):
         return None
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(source: str) -> Any:
+    """A template compiled once: compiling costs ~8 ms, rendering well under one."""
+    return _environment().from_string(source)
 
 
 def _environment() -> Any:

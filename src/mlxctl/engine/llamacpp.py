@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+import os
 import queue
 import threading
 import time
@@ -98,7 +99,7 @@ class LlamaCppEngine:
         self.gguf_file = gguf_file
         self.max_queue = max_queue
         self.requested_context = context_length
-        self.n_threads = n_threads
+        self.n_threads = n_threads or usable_cpus()
         self.n_gpu_layers = n_gpu_layers
         self.n_batch = n_batch
         self.tokenizer: Any = None
@@ -203,6 +204,7 @@ class LlamaCppEngine:
             n_ctx=n_ctx,
             n_batch=min(self.n_batch, n_ctx),
             n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,
             n_gpu_layers=self.n_gpu_layers,
             logits_all=False,
             verbose=False,
@@ -313,8 +315,8 @@ class _Loop:
             self.stats.add_tokens(generated=1)
             self._send(job, _token_event(token, text, logprobs, request.sampling.top_logprobs))
             if reason is not None:
-                if not stopped:
-                    llm.eval([token])  # keep the KV whole for the next prompt's prefix
+                # The last token is not evaluated: the next prompt that continues this
+                # conversation prefills it with its own new tokens.
                 done = _done(job, reason, generated, cached, first)
                 self._send(job, done)
                 self._retire(job)
@@ -371,6 +373,14 @@ class _Loop:
             self._finish(job, "error", error="the engine was closed")
         self.waiting.clear()
         self.llm.close()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: llama-cpp-python's default (half) idles half of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no affinity call
+        return os.cpu_count() or 1
 
 
 def _trained_context(file: Path) -> int:

@@ -225,6 +225,30 @@ def _keep_text(text: str) -> str:
     return text
 
 
+def load_tokenizer(path: Path) -> TokenizerWrapper:
+    """mlx-lm's tokenizer for a folder (tokenizer.json and friends)."""
+    from mlx_lm import tokenizer_utils
+
+    wrapper: TokenizerWrapper = tokenizer_utils.load(path)
+    return wrapper
+
+
+def tool_parser(name: str) -> Any:
+    """mlx-lm's tool-call parser module `name` (ImportError when there is none)."""
+    import importlib
+
+    return importlib.import_module(f"mlx_lm.tool_parsers.{name}")
+
+
+def tool_parser_names() -> list[str]:
+    """The tool-call parsers this mlx-lm ships."""
+    import pkgutil
+
+    import mlx_lm.tool_parsers
+
+    return sorted(m.name for m in pkgutil.iter_modules(mlx_lm.tool_parsers.__path__))
+
+
 def infer_tool_parser(hf_tokenizer: Any) -> str | None:
     """The tool-call parser mlx-lm picks for a Hugging Face tokenizer (None: no tool calls)."""
     from mlx_lm import tokenizer_utils

@@ -112,7 +112,10 @@ class Completion:
                     raise _engine_error(event)
                 if event.finish_reason == "length":
                     self.finish_reason = "length"
-            final = Step(_merge(held.delta, self.stream.finish(drop=self._hit_stop())), held.tokens)
+            hit = self._engine_stop()
+            if hit is not None:
+                self.stream.matched_stop = hit
+            final = Step(_merge(held.delta, self.stream.finish(drop=hit is not None)), held.tokens)
             self._count(final.delta)
             if self.tool_calls and self.finish_reason == "stop":
                 self.finish_reason = "tool_calls"
@@ -121,16 +124,24 @@ class Completion:
         finally:
             await self.close()
 
-    def _hit_stop(self) -> bool:
-        """Did the engine stop on one of our stop strings' token sequences?
+    @property
+    def stop_sequence(self) -> str | None:
+        """The stop string that ended the reply (None: EOS, length or tool calls)."""
+        return self.stream.matched_stop if self.finish_reason == "stop" else None
+
+    def _engine_stop(self) -> str | None:
+        """The stop string whose token sequence the engine stopped on, if it did.
 
         Then the last token's text was never sent, and held-back text is the
         start of that stop string: it must be dropped, not flushed.
         """
         if self.done is None or self.done.finish_reason != "stop":
-            return False
+            return None
         tail = self._tokens
-        return any(s and tail[-len(s) :] == s for s in self.request.stop_token_ids)
+        for text, ids in zip(self.stream.stop, self.request.stop_token_ids, strict=False):
+            if ids and tail[-len(ids) :] == ids:
+                return text
+        return None
 
     async def _check_client(self) -> None:
         if self._disconnected is None or time.monotonic() - self._checked < _POLL_SECONDS:
@@ -253,6 +264,7 @@ async def chat_response(run: Completion, ident: Ident, text: TokenText) -> dict[
         "message": message,
         "logprobs": {"content": chat_logprobs(logprobs, text), "refusal": None} if lp else None,
         "finish_reason": run.finish_reason,
+        **_stop_reason(run),
     }
     return {**_head(ident, "chat.completion"), "choices": [choice], "usage": run.usage()}
 
@@ -267,6 +279,8 @@ async def chat_chunks(
     def chunk(delta: dict[str, Any], finish: str | None = None, lp: Any = None) -> dict[str, Any]:
         logprobs = {"content": lp, "refusal": None} if lp else None
         choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+        if finish is not None:
+            choice.update(_stop_reason(run))
         return {**head, "choices": [choice], **extra}
 
     try:
@@ -305,6 +319,7 @@ async def text_response(run: Completion, ident: Ident, text: TokenText) -> dict[
         await run.close()
     lp = text_logprobs(tokens, text, 0) if run.request.sampling.logprobs else None
     choice = {"index": 0, "text": out, "logprobs": lp, "finish_reason": run.finish_reason}
+    choice.update(_stop_reason(run))
     return {**_head(ident, "text_completion"), "choices": [choice], "usage": run.usage()}
 
 
@@ -322,11 +337,18 @@ async def text_chunks(
                 choice = {"index": 0, "text": step.delta.content, "logprobs": lp}
                 yield {**head, "choices": [{**choice, "finish_reason": None}], **extra}
         final = {"index": 0, "text": "", "logprobs": None, "finish_reason": run.finish_reason}
+        final.update(_stop_reason(run))
         yield {**head, "choices": [final], **extra}
         if include_usage:
             yield {**head, "choices": [], "usage": run.usage()}
     finally:
         await run.close()
+
+
+def _stop_reason(run: Completion) -> dict[str, Any]:
+    """vLLM's `stop_reason`: which stop string ended the choice (Anthropic reports it)."""
+    matched = run.stop_sequence
+    return {} if matched is None else {"stop_reason": matched}
 
 
 def _head(ident: Ident, obj: str) -> dict[str, Any]:

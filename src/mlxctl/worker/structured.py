@@ -50,7 +50,13 @@ class JsonGrammars:
         """llguidance's view of the vocabulary (built once: ~1 s for a 150k vocab)."""
         with self._lock:
             if self._lltok is None:
-                self._lltok = llguidance.hf.from_tokenizer(self._hf, eos_token=self._eos)
+                # A GGUF without tokenizer.json brings llama.cpp's vocabulary instead.
+                native = getattr(self._hf, "llguidance_tokenizer", None)
+                self._lltok = (
+                    native(self._eos)
+                    if native is not None
+                    else llguidance.hf.from_tokenizer(self._hf, eos_token=self._eos)
+                )
             return self._lltok
 
     def factory(self, response_format: dict[str, Any]) -> LogitsProcessorFactory:

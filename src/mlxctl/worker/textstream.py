@@ -18,14 +18,13 @@ markers once at startup.
 
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from mlxctl.engine import mlxlm
 from mlxctl.errors import InvalidInput
 
 ToolParser = Callable[[str, Any], Any]
@@ -76,11 +75,9 @@ class StreamSyntax:
 def _tool_syntax(tokenizer: Any, override: str | None) -> ToolSyntax | None:
     if override:
         try:
-            module = importlib.import_module(f"mlx_lm.tool_parsers.{override}")
+            module = mlxlm.tool_parser(override)
         except ImportError:
-            import mlx_lm.tool_parsers
-
-            known = sorted(m.name for m in pkgutil.iter_modules(mlx_lm.tool_parsers.__path__))
+            known = mlxlm.tool_parser_names()
             raise InvalidInput(
                 f"unknown tool call parser {override!r}", hint="known: " + ", ".join(known)
             ) from None
@@ -113,7 +110,9 @@ class Delta:
 
 
 class OutputStream(Protocol):
+    stop: tuple[str, ...]
     stopped: bool
+    matched_stop: str | None
 
     def feed(self, text: str) -> Delta: ...
 
@@ -161,6 +160,7 @@ class TextStream:
         self.stop = tuple(stop)
         self.tools = tools
         self.stopped = False
+        self.matched_stop: str | None = None  # the stop string that ended the output
         self._tool = syntax.tool if tools else None
         self._mode: Mode = "reasoning" if starts_in_reasoning and syntax.think else "content"
         self._buf = ""  # text not yet known to be free of markers
@@ -179,7 +179,7 @@ class TextStream:
             if marker is None:
                 return out
             if marker in self.stop:
-                self.stopped = True
+                self.stopped, self.matched_stop = True, marker
                 self._buf = ""
                 self._flush_ws(out)
                 return out
@@ -285,6 +285,7 @@ class HarmonyStream:
     def __init__(self, *, stop: Sequence[str] = ()) -> None:
         self.stop = tuple(stop)
         self.stopped = False
+        self.matched_stop: str | None = None  # the stop string that ended the output
         self._in_body = False
         self._header = ""
         self._channel = ""
@@ -304,7 +305,7 @@ class HarmonyStream:
             if marker is None:
                 return out
             if marker in self.stop:
-                self.stopped = True
+                self.stopped, self.matched_stop = True, marker
                 self._buf = ""
                 return out
             self._on_marker(marker, out)
