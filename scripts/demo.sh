@@ -46,6 +46,7 @@ printf '\n\033[1m$ curl http://%s/v1/chat/completions\033[0m\n' "$MLXCTL_HOST"
 curl -sf "http://$MLXCTL_HOST/v1/chat/completions" -H 'content-type: application/json' \
     -d '{"model": "demo", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}'
 echo
+step run demo "Tell me about lighthouses." --max-tokens 24 --verbose
 step ps
 step status
 

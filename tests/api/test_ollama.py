@@ -104,6 +104,23 @@ def test_chat_stream(client: ollama.Client) -> None:
     assert isinstance(text, str)
 
 
+def test_prefill_time_is_prompt_eval_not_eval(client: ollama.Client) -> None:
+    # A long prompt, then the same again: the second reuses its KV from the prompt cache.
+    long = " ".join(f"word{i}" for i in range(600))
+    cold, warm = (
+        client.chat(
+            model="q",
+            messages=[{"role": "user", "content": long}],
+            options={"temperature": 0, "num_predict": 2},
+        )
+        for _ in range(2)
+    )
+    assert cold.prompt_eval_count == warm.prompt_eval_count > 600
+    # Prefilling 600 tokens is most of a 2-token reply's time, and the cache removes it.
+    assert cold.prompt_eval_duration > 0.5 * (cold.total_duration - cold.load_duration)
+    assert cold.prompt_eval_duration > 3 * warm.prompt_eval_duration
+
+
 def test_generate(client: ollama.Client) -> None:
     reply = client.generate(model="q", prompt="Hello", system="Be brief.", options=FEW)
     assert isinstance(reply.response, str)

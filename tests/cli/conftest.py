@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlxctl.factory import lay_out_hf_cache, make_model
+from tests.api.conftest import Daemon
+from tests.api.dialect_daemon import module_daemon
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +29,17 @@ def hf_cache(tiny_model_dirs: dict[str, Path], isolated_home: Path) -> Path:
     lay_out_hf_cache(tiny_model_dirs["qwen2"], cache, "mlxctl-factory/tiny-qwen2")
     lay_out_hf_cache(tiny_model_dirs["llama"], cache, "mlxctl-factory/tiny-llama-4bit")
     return cache
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A real `mlxctl serve` per test module, the tiny qwen2 registered as `q`."""
+    with module_daemon(tmp_path_factory.mktemp("daemon")) as running:
+        yield running
+
+
+@pytest.fixture
+def daemon_host(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> Daemon:
+    """`daemon`, made the one the CLI talks to (MLXCTL_HOST)."""
+    monkeypatch.setenv("MLXCTL_HOST", f"127.0.0.1:{daemon.port}")
+    return daemon

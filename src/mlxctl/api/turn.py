@@ -110,9 +110,12 @@ class Turn:
         body["stream_options"] = {"include_usage": True}
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         exchange.model = record.slug
+        opening = time.perf_counter()
         upstream = await router.open(Call(record, path, raw, keep_alive, exchange.request_id))
         timings.load_seconds = upstream.load_seconds
-        timings.sent = time.perf_counter()
+        # The worker answers its headers after the first token: prefill began at the
+        # hand-off, once the model was ready, not when the headers came back.
+        timings.sent = opening + upstream.load_seconds
         if upstream.response.status_code >= 400:
             try:
                 error = await _worker_error(upstream.response)

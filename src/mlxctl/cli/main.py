@@ -8,6 +8,7 @@ import click
 from rich.markup import escape
 
 from mlxctl import __version__
+from mlxctl.cli.bench import bench
 from mlxctl.cli.daemon import load, ps, serve, status, stop, unload
 from mlxctl.cli.dev import dev
 from mlxctl.cli.gateway import gateway
@@ -15,6 +16,7 @@ from mlxctl.cli.mcp import mcp
 from mlxctl.cli.models import init, list_models, register, rm, show
 from mlxctl.cli.output import err_console
 from mlxctl.cli.registry import registry
+from mlxctl.cli.run import run
 from mlxctl.cli.service import service
 from mlxctl.cli.slots import SLOT_COMMANDS
 from mlxctl.cli.store import STORE_COMMANDS
@@ -40,7 +42,7 @@ def settings_cmd() -> None:
 
 for command in (
     init, list_models, show, rm, register, registry, dev, worker,
-    serve, ps, load, unload, stop, status, gateway, mcp, service,
+    serve, run, bench, ps, load, unload, stop, status, gateway, mcp, service,
     *STORE_COMMANDS, *SLOT_COMMANDS,
 ):  # fmt: skip
     cli.add_command(command)

@@ -8,6 +8,8 @@ Conflict / Unavailable by status.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -91,19 +93,14 @@ class DaemonClient:
 
     # Plumbing ---------------------------------------------------------------------
 
+    @property
+    def http(self) -> httpx.Client:
+        """The underlying client, for streamed calls (wrap them in `talking`)."""
+        return self._http
+
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        try:
+        with talking(self.base_url):
             response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError:
-            raise Unavailable(
-                f"no mlxctl daemon at {self.base_url}: start one with `mlxctl serve`"
-            ) from None
-        except httpx.TimeoutException:
-            raise Unavailable(
-                f"the mlxctl daemon at {self.base_url} did not answer in time"
-            ) from None
-        except httpx.HTTPError as e:
-            raise Unavailable(f"cannot talk to the mlxctl daemon at {self.base_url}: {e}") from None
         if response.status_code >= 400:
             raise error_from(response)
         try:
@@ -115,6 +112,20 @@ class DaemonClient:
                 f"{self.base_url}{path} answered {type(body).__name__}, not an object"
             )
         return body
+
+
+@contextmanager
+def talking(base_url: str) -> Iterator[None]:
+    """Transport failures inside the block become one clear `Unavailable` line."""
+    try:
+        yield
+    except httpx.ConnectError:
+        hint = "start one with `mlxctl serve`"
+        raise Unavailable(f"no mlxctl daemon at {base_url}: {hint}") from None
+    except httpx.TimeoutException:
+        raise Unavailable(f"the mlxctl daemon at {base_url} did not answer in time") from None
+    except httpx.HTTPError as e:
+        raise Unavailable(f"cannot talk to the mlxctl daemon at {base_url}: {e}") from None
 
 
 def error_from(response: httpx.Response) -> MlxctlError:
