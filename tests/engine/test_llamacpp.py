@@ -29,7 +29,7 @@ GREEDY = SamplingParams(temperature=0)
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppEngine]:
     folder = tmp_path_factory.mktemp("llamacpp")
     make_gguf(folder, arch="qwen2", quant="Q8_0")
-    eng = LlamaCppEngine(folder, max_queue=2, context_length=512)
+    eng = LlamaCppEngine(folder, max_batch=2, max_queue=1, context_length=512)
     eng.start()
     yield eng
     eng.close()
@@ -131,7 +131,7 @@ def test_cancel_frees_the_engine_and_queue_full(engine: LlamaCppEngine) -> None:
     async def scenario() -> None:
         prompt = _prompt(engine)
         long = GenerationRequest(prompt, 400, GREEDY, logits_processors=[_slow])
-        gens = [engine.generate(long) for _ in range(3)]  # 1 decoding + 2 queued (max_queue=2)
+        gens = [engine.generate(long) for _ in range(3)]  # 2 decoding + 1 queued
         first = await gens[0].__anext__()
         assert isinstance(first, TokenEvent)
         waiting = [asyncio.ensure_future(g.__anext__()) for g in gens[1:]]
@@ -157,3 +157,44 @@ def test_cancel_frees_the_engine_and_queue_full(engine: LlamaCppEngine) -> None:
     stats = engine.stats()
     assert stats["engine"] == "llama.cpp" and stats["cancelled_total"] >= 1
     assert stats["queue_depth"] == 0
+
+
+def test_requests_decode_together_in_one_batch(engine: LlamaCppEngine) -> None:
+    async def scenario() -> None:
+        slow = GenerationRequest(_prompt(engine), 30, GREEDY, logits_processors=[_slow])
+        other = GenerationRequest(_prompt(engine, "Another question"), 30, GREEDY)
+        a, b = engine.generate(slow), engine.generate(other)
+        first_a, first_b = await a.__anext__(), await b.__anext__()
+        assert isinstance(first_a, TokenEvent) and isinstance(first_b, TokenEvent)
+        assert engine.stats()["active"] == 2  # both in the batch, neither waited for the other
+        rest = [e async for e in a], [e async for e in b]
+        for events in rest:
+            done = events[-1]
+            assert isinstance(done, DoneEvent) and done.finish_reason in ("stop", "length")
+
+    asyncio.run(scenario())
+
+
+def test_a_full_context_ends_the_longest_sequence(tmp_path: Any) -> None:
+    make_gguf(tmp_path, arch="qwen2", quant="Q8_0")
+    small = LlamaCppEngine(tmp_path, max_batch=2, max_queue=1, context_length=256)
+    small.start()
+    try:
+        prompt = _prompt(small, "word " * 60)
+        never_stop = SamplingParams(
+            temperature=0, logit_bias=dict.fromkeys(small.eos_token_ids, -100.0)
+        )
+
+        async def both() -> list[tuple[list[TokenEvent], DoneEvent]]:
+            requests = [GenerationRequest([*prompt, i + 1], 250, never_stop) for i in range(2)]
+            return list(await asyncio.gather(*(_collect(small, r) for r in requests)))
+
+        results = asyncio.run(both())
+        # Two sequences cannot both grow to 250 tokens in 256 shared cells: one ends early
+        # with "length", the other then has room; nothing errors, nothing hangs.
+        assert all(done.finish_reason == "length" and done.error is None for _, done in results)
+        counts = sorted(len(tokens) for tokens, _ in results)
+        assert counts[0] < 250 and sum(counts) + 2 * len(prompt) > 256
+        assert small.stats()["active"] == 0
+    finally:
+        small.close()

@@ -139,10 +139,10 @@ def worker(
     def load_engine() -> WorkerEngine:
         engine: Engine | LlamaCppEngine | EncoderEngine
         if is_gguf(info.path):
-            # The format picks the engine; llama.cpp decodes one sequence at a time.
+            # The format picks the engine (llama.cpp for GGUF, batching up to max_batch).
             from mlxctl.engine.llamacpp import LlamaCppEngine
 
-            engine = LlamaCppEngine(info.path, max_queue=max_queue + max_batch - 1)
+            engine = LlamaCppEngine(info.path, max_batch=max_batch, max_queue=max_queue)
         elif model_kind(info.path) == "embedding":
             from mlxctl.engine.encoder import EncoderEngine  # BERT-family sentence encoders
 

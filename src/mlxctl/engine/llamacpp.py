@@ -1,27 +1,25 @@
 """A GGUF engine on llama.cpp with the same face as `engine.generator.Engine`.
 
     caller (asyncio)                          generation thread (all llama.cpp work)
-    LlamaCppEngine.generate ── submit/cancel ──▶ SimpleQueue ──▶ _Loop.run
-         ▲                                                  │ eval, sample (numpy)
+    LlamaCppEngine.generate ── submit/cancel ──▶ SimpleQueue ──▶ SlotLoop.run
+         ▲                                                  │ llama_decode, sample (numpy)
          └── asyncio.Queue ◀── loop.call_soon_threadsafe ───┘ TokenEvent / DoneEvent
 
-One `llama_cpp.Llama` decodes one sequence at a time; other requests wait in the queue
-(bounded: `QueueFull` beyond it). llama.cpp keeps the KV of the last sequence, so each
-prompt reuses its longest common prefix with it. Sampling runs per request in numpy
-(`npsampler`) on the raw logits, so seeds, penalties, logit bias and the worker's
-logits processors (structured output) behave as with the MLX engine.
+Up to `max_batch` requests decode together in one llama.cpp context whose KV cache
+they share (`engine/llamaslots.py`: continuous batching, prefix reuse per slot);
+others wait in the queue (bounded: `QueueFull` beyond it). Sampling runs per
+request in numpy (`npsampler`) on the raw logits, so seeds, penalties, logit bias
+and the worker's logits processors (structured output) behave as with the MLX engine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import logging
 import os
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +29,10 @@ import numpy as np
 
 from mlxctl.engine import sampling
 from mlxctl.engine.generator import ContextOverflow, QueueFull
-from mlxctl.engine.npsampler import NumpySampler, Row, RowProcessor
+from mlxctl.engine.llamaslots import SlotLoop
+from mlxctl.engine.npsampler import Row, RowProcessor
 from mlxctl.engine.stats import EngineStats
-from mlxctl.engine.types import DoneEvent, FinishReason, GenerationRequest, TokenEvent
+from mlxctl.engine.types import DoneEvent, GenerationRequest, TokenEvent
 from mlxctl.errors import NotFound, Unavailable
 
 __all__ = ["ContextOverflow", "LlamaCppEngine", "QueueFull", "find_gguf"]
@@ -43,6 +42,8 @@ log = logging.getLogger(__name__)
 Event = TokenEvent | DoneEvent
 # Without a setting, the context is the model's, capped: llama.cpp allocates all of it.
 DEFAULT_MAX_CONTEXT = 8192
+# The context of the Llama object that only tokenizes (the loop decodes in its own).
+_TOKENIZER_CTX = 64
 
 
 def find_gguf(path: Path, gguf_file: str | None = None) -> Path:
@@ -75,7 +76,7 @@ class _Job:
 
 
 class LlamaCppEngine:
-    """Serves one GGUF model, one sequence at a time, through llama-cpp-python.
+    """Serves one GGUF model to up to `max_batch` sequences at once, through llama-cpp-python.
 
     `start()` loads on the generation thread and fills `tokenizer`, `context_length`,
     `eos_token_ids` and `vocab_size`; `close()` stops it. `generate` may be called
@@ -87,14 +88,16 @@ class LlamaCppEngine:
         model_path: Path | str,
         *,
         gguf_file: str | None = None,
+        max_batch: int = 4,
         max_queue: int = 64,
         context_length: int | None = None,
         n_threads: int | None = None,
         n_gpu_layers: int = -1,
         n_batch: int = 512,
     ) -> None:
-        if max_queue < 0 or n_batch < 1:
-            raise ValueError("max_queue must be >= 0 and n_batch >= 1")
+        if max_batch < 1 or max_queue < 0 or n_batch < 1:
+            raise ValueError("max_batch and n_batch must be >= 1, max_queue >= 0")
+        self.max_batch = max_batch
         self.model_path = Path(model_path)
         self.gguf_file = gguf_file
         self.max_queue = max_queue
@@ -106,7 +109,7 @@ class LlamaCppEngine:
         self.context_length = 0
         self.eos_token_ids: set[int] = set()
         self.vocab_size = 0
-        self._stats = EngineStats(max_batch=1, max_queue=max_queue)
+        self._stats = EngineStats(max_batch=max_batch, max_queue=max_queue)
         self._commands: queue.SimpleQueue[tuple[str, _Job | None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -193,186 +196,45 @@ class LlamaCppEngine:
         self._ready.set()
         loop.run()
 
-    def _load(self) -> _Loop:
+    def _load(self) -> SlotLoop:
         import llama_cpp
 
         from mlxctl.engine.gguftokenizer import load_gguf_tokenizer
 
         n_ctx = self.requested_context or min(_trained_context(self.file), DEFAULT_MAX_CONTEXT)
+        # This Llama only holds the weights and the vocabulary: the loop decodes in its own
+        # context, sized for every slot, so the Llama's is kept minimal.
         llm = llama_cpp.Llama(
             str(self.file),
-            n_ctx=n_ctx,
-            n_batch=min(self.n_batch, n_ctx),
+            n_ctx=_TOKENIZER_CTX,
+            n_batch=_TOKENIZER_CTX,
             n_threads=self.n_threads,
-            n_threads_batch=self.n_threads,
             n_gpu_layers=self.n_gpu_layers,
-            logits_all=False,
             verbose=False,
         )
-        self.tokenizer = load_gguf_tokenizer(
-            self.model_path if self.model_path.is_dir() else self.file.parent, llm
-        )
-        self.context_length = int(llm.n_ctx())
-        self.vocab_size = int(llm.n_vocab())
+        try:
+            params = llama_cpp.llama_context_default_params()
+            params.n_ctx = n_ctx
+            params.n_batch = params.n_ubatch = min(self.n_batch, n_ctx)
+            params.n_seq_max = self.max_batch
+            params.kv_unified = True  # every slot may use any KV cell
+            params.n_threads = params.n_threads_batch = self.n_threads
+            ctx = llama_cpp.llama_init_from_model(llm.model, params)
+            if not ctx:
+                raise Unavailable(f"llama.cpp could not create a context for {self.file.name}")
+            self.tokenizer = load_gguf_tokenizer(
+                self.model_path if self.model_path.is_dir() else self.file.parent, llm
+            )
+            self.context_length = int(llama_cpp.llama_n_ctx(ctx))
+            self.vocab_size = int(llm.n_vocab())
+        except BaseException:
+            llm.close()
+            raise
         eos = {int(t) for t in self.tokenizer.eos_token_ids}
         if int(llm.token_eos()) >= 0:
             eos.add(int(llm.token_eos()))
         self.eos_token_ids = eos
-        return _Loop(self, llm)
-
-
-class _Loop:
-    """The generation thread's state: the model, the waiting jobs, the one running."""
-
-    def __init__(self, engine: LlamaCppEngine, llm: Any) -> None:
-        import llama_cpp
-
-        self.engine = engine
-        self.llm = llm
-        self.stats = engine._stats
-        self.waiting: deque[_Job] = deque()
-        self.stopping = False
-        n_vocab = engine.vocab_size
-        ctx = llm._ctx.ctx
-
-        def last_logits() -> Row:
-            pointer = llama_cpp.llama_get_logits_ith(ctx, -1)
-            row: Row = np.ctypeslib.as_array(pointer, shape=(n_vocab,))
-            return row
-
-        self.last_logits = last_logits
-
-    def run(self) -> None:
-        while not self.stopping:
-            if not self.waiting:
-                self._take(block=True)
-                continue
-            job = self.waiting.popleft()
-            if job.cancelled:
-                self._retire(job, cancelled=True)
-                continue
-            try:
-                self._generate(job)
-            except Exception as exc:
-                log.exception("generation failed")
-                self.llm.reset()  # the KV may be half-written: forget it
-                if not job.finished:
-                    self._finish(job, "error", error=f"{type(exc).__name__}: {exc}")
-        self._shutdown()
-
-    def _take(self, *, block: bool) -> None:
-        """Apply queued commands: submits join `waiting`, cancels mark their job."""
-        while True:
-            try:
-                kind, job = self.engine._commands.get(block=block)
-            except queue.Empty:
-                return
-            block = False
-            if kind == "stop":
-                self.stopping = True
-            elif kind == "submit" and job is not None:
-                self.waiting.append(job)
-            elif kind == "cancel" and job is not None and job in self.waiting:
-                self.waiting.remove(job)
-                self._retire(job, cancelled=True)
-
-    def _generate(self, job: _Job) -> None:
-        llm, request = self.llm, job.request
-        prompt = request.prompt_tokens
-        cached = self._reuse_prefix(prompt)
-        self.stats.set_active(1)
-        self.stats.add_tokens(prompt=len(prompt), cached=cached)
-        # Prefill in chunks so a cancel or stop is noticed between them.
-        pos = cached
-        while pos < len(prompt):
-            llm.eval(prompt[pos : pos + llm.n_batch])
-            pos += llm.n_batch
-            self._take(block=False)
-            if job.cancelled or self.stopping:
-                return self._end(job, cancelled=job.cancelled)
-        sampler = NumpySampler(
-            request.sampling,
-            len(prompt),
-            [_row_processor(make()) for make in request.logits_processors],
-        )
-        stops = [list(s) for s in request.stop_token_ids if s]
-        eos = self.engine.eos_token_ids
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        history = list(prompt)
-        generated, first = 0, None
-        while True:
-            token, logprobs = sampler(self.last_logits(), history)
-            history.append(token)
-            generated += 1
-            first = first or time.perf_counter()
-            stopped = token in eos or any(history[-len(s) :] == s for s in stops)
-            reason: FinishReason | None = "stop" if stopped else None
-            if reason is None and generated >= job.max_tokens:
-                reason = "length"
-            # The stop token's own text is never decoded (Engine's contract).
-            piece = b"" if stopped else llm.detokenize([token], special=True)
-            text = decoder.decode(piece, final=reason is not None)
-            self.stats.add_tokens(generated=1)
-            self._send(job, _token_event(token, text, logprobs, request.sampling.top_logprobs))
-            if reason is not None:
-                # The last token is not evaluated: the next prompt that continues this
-                # conversation prefills it with its own new tokens.
-                done = _done(job, reason, generated, cached, first)
-                self._send(job, done)
-                self._retire(job)
-                return
-            llm.eval([token])
-            self._take(block=False)
-            if job.cancelled or self.stopping:
-                return self._end(job, cancelled=job.cancelled, generated=generated)
-
-    def _reuse_prefix(self, prompt: list[int]) -> int:
-        """Keep the KV of the longest prefix shared with the last sequence (one token re-run)."""
-        llm = self.llm
-        kept = llm.input_ids[: llm.n_tokens]
-        n = 0
-        for a, b in zip(kept, prompt, strict=False):
-            if int(a) != b:
-                break
-            n += 1
-        n = min(n, len(prompt) - 1)  # the last prompt token must run to give logits
-        llm.n_tokens = n  # eval() drops the KV from n_tokens on
-        return n
-
-    def _end(self, job: _Job, *, cancelled: bool, generated: int = 0) -> None:
-        if cancelled:
-            self._retire(job, cancelled=True)
-        else:
-            self._finish(job, "error", error="the engine was closed")
-
-    def _send(self, job: _Job, event: Event) -> None:
-        try:
-            job.loop.call_soon_threadsafe(job.events.put_nowait, event)
-        except RuntimeError:
-            job.cancelled = True  # the caller's loop is gone: nobody will read
-
-    def _finish(self, job: _Job, reason: FinishReason, *, error: str | None = None) -> None:
-        if reason == "error":
-            self.stats.add_error()
-        self._send(job, _done(job, reason, 0, 0, None, error=error))
-        self._retire(job)
-
-    def _retire(self, job: _Job, *, cancelled: bool = False) -> None:
-        if job.finished:
-            return
-        job.finished = True
-        seconds = None if cancelled else time.perf_counter() - job.submitted
-        self.stats.release(seconds=seconds, cancelled=cancelled)
-        self.stats.set_active(0)
-
-    def _shutdown(self) -> None:
-        with self.engine._gate:
-            self.engine._running = False
-        self._take(block=False)
-        for job in list(self.waiting):
-            self._finish(job, "error", error="the engine was closed")
-        self.waiting.clear()
-        self.llm.close()
+        return SlotLoop(self, llm, ctx, int(params.n_batch))
 
 
 def usable_cpus() -> int:
@@ -394,39 +256,7 @@ def _trained_context(file: Path) -> int:
     return declared or DEFAULT_MAX_CONTEXT
 
 
-def _token_event(token: int, text: str, logprobs: Row | None, top: int) -> TokenEvent:
-    if logprobs is None:
-        return TokenEvent(token, text)
-    best: tuple[tuple[int, float], ...] = ()
-    if top:
-        ids = np.argpartition(-logprobs, top - 1)[:top]
-        ids = ids[np.argsort(-logprobs[ids])]
-        best = tuple((int(i), float(logprobs[i])) for i in ids)
-    return TokenEvent(token, text, float(logprobs[token]), best)
-
-
-def _done(
-    job: _Job,
-    reason: FinishReason,
-    generated: int,
-    cached: int,
-    first: float | None,
-    *,
-    error: str | None = None,
-) -> DoneEvent:
-    now = time.perf_counter()
-    return DoneEvent(
-        finish_reason=reason,
-        prompt_tokens=len(job.request.prompt_tokens),
-        completion_tokens=generated,
-        cached_tokens=cached,
-        error=error,
-        time_to_first_token=None if first is None else first - job.submitted,
-        generation_seconds=None if first is None else now - first,
-    )
-
-
-def _row_processor(processor: Callable[[Any, Any], Any]) -> RowProcessor:
+def row_processor(processor: Callable[[Any, Any], Any]) -> RowProcessor:
     """An mlx-lm logits processor (mx arrays, (1, vocab) logits) on a numpy row."""
     import mlx.core as mx
 
