@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mlxctl.scheduler.policy import LoadedView, estimate_bytes, evict_for, waits_for_exits
 from tests.scheduler.fakes import MB, record
 
@@ -65,3 +67,11 @@ def test_estimate_is_weights_plus_kv_for_every_sequence() -> None:
     # The reserved context never exceeds the model's own.
     assert estimate_bytes(rec, ctx=8192, max_batch=1) == 100 * MB + 1000 * 2048
     assert estimate_bytes(record("unknown", size_mb=0), ctx=4096, max_batch=8) == 0
+
+
+def test_a_gguf_counts_the_one_context_llama_cpp_allocates() -> None:
+    long = replace(record("g", size_mb=100, kv=1000, ctx=32768), format="gguf")
+    # Shared by every sequence, capped at 8192 cells: not ctx × max_batch.
+    assert estimate_bytes(long, ctx=4096, max_batch=8) == 100 * MB + 1000 * 8192
+    short = replace(long, context_length=2048)
+    assert estimate_bytes(short, ctx=4096, max_batch=8) == 100 * MB + 1000 * 2048

@@ -34,6 +34,7 @@ from mlxctl.engine.npsampler import Row, RowProcessor
 from mlxctl.engine.stats import EngineStats
 from mlxctl.engine.types import DoneEvent, GenerationRequest, TokenEvent
 from mlxctl.errors import NotFound, Unavailable
+from mlxctl.store.ggufinfo import GGUF_MAX_CONTEXT
 
 __all__ = ["ContextOverflow", "LlamaCppEngine", "QueueFull", "find_gguf"]
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 Event = TokenEvent | DoneEvent
 # Without a setting, the context is the model's, capped: llama.cpp allocates all of it.
-DEFAULT_MAX_CONTEXT = 8192
+DEFAULT_MAX_CONTEXT = GGUF_MAX_CONTEXT
 # The context of the Llama object that only tokenizes (the loop decodes in its own).
 _TOKENIZER_CTX = 64
 

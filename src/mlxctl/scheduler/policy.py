@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mlxctl.registry import ModelRecord
+from mlxctl.store.ggufinfo import GGUF_MAX_CONTEXT
 
 State = Literal["loading", "ready", "unloading"]
 
@@ -38,12 +39,20 @@ class LoadedView:
 
 
 def estimate_bytes(record: ModelRecord, ctx: int, max_batch: int) -> int:
-    """Weights plus a KV cache of `ctx` tokens (capped at the model's context) per sequence."""
+    """Weights plus a KV cache of `ctx` tokens (capped at the model's context) per sequence.
+
+    A GGUF is served by llama.cpp, which allocates one KV cache for its whole context up
+    front and shares it between sequences: that context, not `ctx` per sequence, is counted.
+    """
     weights = record.size_bytes or 0
+    per_token = record.kv_bytes_per_token or 0
+    if record.format == "gguf":
+        return weights + per_token * min(
+            record.context_length or GGUF_MAX_CONTEXT, GGUF_MAX_CONTEXT
+        )
     if record.context_length:
         ctx = min(ctx, record.context_length)
-    kv = (record.kv_bytes_per_token or 0) * max(0, ctx) * max(1, max_batch)
-    return weights + kv
+    return weights + per_token * max(0, ctx) * max(1, max_batch)
 
 
 def evict_for(

@@ -15,9 +15,12 @@ from typing import Any
 
 from mlxctl.errors import InvalidInput
 
-__all__ = ["GgufInfo", "chat_template", "pick_gguf", "read_gguf"]
+__all__ = ["GGUF_MAX_CONTEXT", "GgufInfo", "chat_template", "pick_gguf", "read_gguf"]
 
 _KV_BYTES = 2  # f16 K/V cache entries, llama.cpp's default
+# The context our llama.cpp engine allocates when none is asked for: the model's, capped
+# (llama.cpp allocates all of it up front, shared by every sequence).
+GGUF_MAX_CONTEXT = 8192
 # Bits per weight of the common file types (general.file_type), for the registry's quant_bits.
 _FILE_TYPE_BITS = {
     "MOSTLY_Q4_0": 4,
