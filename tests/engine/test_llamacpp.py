@@ -198,3 +198,18 @@ def test_a_full_context_ends_the_longest_sequence(tmp_path: Any) -> None:
         assert small.stats()["active"] == 0
     finally:
         small.close()
+
+
+def test_a_concurrent_request_borrows_a_running_prefix(engine: LlamaCppEngine) -> None:
+    shared = _prompt(engine, "You are a careful assistant. " * 12)
+
+    async def scenario() -> DoneEvent:
+        first = GenerationRequest([*shared, 11], 20, GREEDY, logits_processors=[_slow])
+        running = engine.generate(first)
+        assert isinstance(await running.__anext__(), TokenEvent)  # its prompt is in the KV
+        _, done = await _collect(engine, GenerationRequest([*shared, 12], 3, GREEDY))
+        await running.aclose()
+        return done
+
+    done = asyncio.run(scenario())
+    assert len(shared) > 50 and done.cached_tokens >= len(shared)

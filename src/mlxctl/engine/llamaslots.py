@@ -128,12 +128,23 @@ class SlotLoop:
             self._start(slot, job)
 
     def _slot_for(self, prompt: list[int]) -> _Slot | None:
-        """The idle slot sharing the longest prefix with `prompt`, its KV trimmed to fit."""
+        """The idle slot sharing the longest prefix with `prompt`, its KV trimmed to fit.
+
+        A running sequence that shares a longer prefix (the same system prompt, sent
+        concurrently) lends it: its cells are shared into the slot, not recomputed.
+        """
         idle = [s for s in self.slots if s.run is None]
         if not idle:
             return None
         best = max(idle, key=lambda s: (_common(s.tokens, prompt), -s.used))
         keep = min(_common(best.tokens, prompt), len(prompt) - 1)
+        donor = max(self.slots, key=lambda s: _common(s.tokens, prompt))
+        lent = min(_common(donor.tokens, prompt), len(prompt) - 1)
+        if lent > keep:
+            self._trim(best, 0)
+            self.lib.llama_memory_seq_cp(self.memory, donor.seq, best.seq, 0, lent)
+            best.tokens = list(prompt[:lent])
+            keep = lent
         self._trim(best, keep)
         if not self._make_room(len(prompt) - keep, spare=best):
             return None
