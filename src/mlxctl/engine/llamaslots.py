@@ -203,6 +203,12 @@ class SlotLoop:
             self._end_longest()  # cannot happen unless the KV accounting is off
             return
         code = self.lib.llama_decode(self.ctx, batch)
+        if code == 1:
+            # No room for the batch in the KV (fragmented cells): free every idle slot, retry.
+            for slot in self.slots:
+                if slot.run is None:
+                    self._trim(slot, 0)
+            code = self.lib.llama_decode(self.ctx, batch)
         if code != 0:
             raise RuntimeError(f"llama_decode returned {code}")
         for slot, index in wants:
