@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,8 @@ from mlx_lm.models.cache import KVCache
 
 from mlxctl.engine.generator import Engine
 from mlxctl.engine.prompt_cache import PromptCache
-from tests.engine.streams import collect, greedy, run
+from mlxctl.engine.types import TokenEvent
+from tests.engine.streams import Result, collect, greedy, run
 
 
 def chat(engine: Engine, *messages: tuple[str, str]) -> list[int]:
@@ -42,6 +44,39 @@ def test_second_turn_reuses_the_first(
     fresh = run(collect(uncached, greedy(second, 12)))
     assert fresh.done is not None and fresh.done.cached_tokens == 0
     assert again.tokens == fresh.tokens
+
+
+def test_a_concurrent_request_copies_a_running_prompt(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # Cache off: the only way to skip the shared prefill is to copy it from the running one.
+    engine = make_engine(prompt_cache_entries=0)
+    alone_engine = make_engine(prompt_cache_entries=0)
+    system = ("system", "You are a careful assistant. " * 8)
+    first = chat(engine, system, ("user", "Name a colour."))
+    second = chat(engine, system, ("user", "Name a fruit."))
+    common = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+    assert common > 40
+
+    def slow(tokens: Any, logits: Any) -> Any:
+        time.sleep(0.01)
+        return logits
+
+    async def scenario() -> Result:
+        running_request = greedy(first, 30)
+        running_request.logits_processors = [lambda: slow]
+        running = engine.generate(running_request)
+        assert isinstance(await running.__anext__(), TokenEvent)  # decoding: its KV is whole
+        result = await collect(engine, greedy(second, 8))
+        await running.aclose()
+        return result
+
+    borrowed = run(scenario())
+    assert borrowed.done is not None and borrowed.done.cached_tokens == common
+    # Copied KV decodes exactly what a full prefill decodes.
+    alone = run(collect(alone_engine, greedy(second, 8)))
+    assert alone.done is not None and alone.done.cached_tokens == 0
+    assert borrowed.tokens == alone.tokens
 
 
 def test_shared_system_prompt(engine: Engine) -> None:

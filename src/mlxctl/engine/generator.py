@@ -35,7 +35,8 @@ import mlx.core as mx
 
 from mlxctl.engine import mlxlm, pooling, sampling
 from mlxctl.engine.embedjob import EmbedJob, check_tokens, settle
-from mlxctl.engine.prompt_cache import PromptCache
+from mlxctl.engine.prefix import common_prefix
+from mlxctl.engine.prompt_cache import CacheHit, PromptCache
 from mlxctl.engine.stats import EngineStats
 from mlxctl.engine.types import DoneEvent, FinishReason, GenerationRequest, TokenEvent
 from mlxctl.errors import InvalidInput, NotFound, Unavailable
@@ -49,6 +50,8 @@ Event = TokenEvent | DoneEvent
 # config.json keys that give the context length, in order of trust.
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 _FALLBACK_CONTEXT = 4096
+# A shared prefix shorter than this is cheaper to prefill than to copy from a running request.
+_MIN_BORROW = 32
 # Stats (memory, prompt cache) are republished at most this often while decoding.
 _PUBLISH_EVERY = 0.05
 
@@ -346,7 +349,7 @@ class _Generation:
     def _insert(self, job: _Job) -> None:
         request = job.request
         prompt = request.prompt_tokens
-        hit = self.cache.fetch(prompt)
+        hit = self._borrow(prompt) or self.cache.fetch(prompt)
         processors = sampling.make_processors(request.sampling, len(prompt))
         processors += [self._guard(job, make()) for make in request.logits_processors]
         job.uid = self.batch.insert(
@@ -362,6 +365,26 @@ class _Generation:
         job.detokenizer = mlxlm.streaming_detokenizer(self.engine.tokenizer)
         self.active[job.uid] = job
         self.stats.add_tokens(prompt=len(prompt), cached=hit.tokens)
+
+    def _borrow(self, prompt: list[int]) -> CacheHit | None:
+        """The KV of a decoding request sharing a longer prompt prefix than the cache holds.
+
+        Concurrent requests with one system prompt prefill it once: later ones copy it.
+        """
+        best, uid = 0, None
+        for other in self.active.values():
+            if other.first_token is None or other.uid is None:
+                continue  # still prefilling: its KV is not whole yet
+            n = min(common_prefix(other.request.prompt_tokens, prompt), len(prompt) - 1)
+            if n > best:
+                best, uid = n, other.uid
+        if uid is None or best < _MIN_BORROW or best <= self.cache.peek(prompt):
+            return None
+        cache = self.batch.borrow(uid, prompt[:best])
+        if cache is None:
+            return None
+        self.cache.hits += 1
+        return CacheHit(cache, best)
 
     def _guard(self, job: _Job, processor: mlxlm.LogitsProcessor) -> mlxlm.LogitsProcessor:
         """Wrap a caller's processor so its exception fails its job, not the batch."""

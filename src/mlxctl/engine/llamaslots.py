@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlxctl.engine.npsampler import NumpySampler, Row
+from mlxctl.engine.prefix import common_prefix
 from mlxctl.engine.types import DoneEvent, FinishReason, TokenEvent
 
 if TYPE_CHECKING:
@@ -136,10 +137,10 @@ class SlotLoop:
         idle = [s for s in self.slots if s.run is None]
         if not idle:
             return None
-        best = max(idle, key=lambda s: (_common(s.tokens, prompt), -s.used))
-        keep = min(_common(best.tokens, prompt), len(prompt) - 1)
-        donor = max(self.slots, key=lambda s: _common(s.tokens, prompt))
-        lent = min(_common(donor.tokens, prompt), len(prompt) - 1)
+        best = max(idle, key=lambda s: (common_prefix(s.tokens, prompt), -s.used))
+        keep = min(common_prefix(best.tokens, prompt), len(prompt) - 1)
+        donor = max(self.slots, key=lambda s: common_prefix(s.tokens, prompt))
+        lent = min(common_prefix(donor.tokens, prompt), len(prompt) - 1)
         if lent > keep:
             self._trim(best, 0)
             self.lib.llama_memory_seq_cp(self.memory, donor.seq, best.seq, 0, lent)
@@ -254,8 +255,7 @@ class SlotLoop:
         top = job.request.sampling.top_logprobs
         self._send(job, _token_event(token, text, logprobs, top))
         if reason is not None:
-            self._send(job, _done(job, reason, run))
-            self._release(slot)
+            self._end(slot, reason)
         else:
             run.next_token = token
 
@@ -287,11 +287,9 @@ class SlotLoop:
         slot = max(running, key=lambda s: len(s.tokens))
         assert slot.run is not None
         if slot.run.pending:
-            self._send(slot.run.job, _done(slot.run.job, "error", slot.run, error="no room"))
-            self.stats.add_error()
+            self._end(slot, "error", error="no room in the context for this prompt")
         else:
-            self._send(slot.run.job, _done(slot.run.job, "length", slot.run))
-        self._release(slot)
+            self._end(slot, "length")
 
     # --- endings ------------------------------------------------------------------
 
@@ -302,6 +300,16 @@ class SlotLoop:
         if job in self.waiting:
             self.waiting.remove(job)
             self._retire(job, cancelled=True)
+
+    def _end(self, slot: _Slot, reason: FinishReason, *, error: str | None = None) -> None:
+        """Finish the slot's request: counters first, so its reader sees them after Done."""
+        run = slot.run
+        assert run is not None
+        if reason == "error":
+            self.stats.add_error()
+        done = _done(run.job, reason, run, error=error)
+        self._release(slot)
+        self._send(run.job, done)
 
     def _release(self, slot: _Slot, *, cancelled: bool = False) -> None:
         """The slot's request is over; its KV stays for prefix reuse (minus unrun tokens)."""
@@ -331,9 +339,7 @@ class SlotLoop:
         """A failed decode may leave the KV half-written: end every run, forget all KV."""
         for slot in self.slots:
             if slot.run is not None:
-                self.stats.add_error()
-                self._send(slot.run.job, _done(slot.run.job, "error", slot.run, error=error))
-                self._release(slot)
+                self._end(slot, "error", error=error)
             self._trim(slot, 0)
 
     def _shutdown(self) -> None:
@@ -342,25 +348,15 @@ class SlotLoop:
         self._take(block=False)
         for slot in self.slots:
             if slot.run is not None:
-                job = slot.run.job
-                self._send(job, _done(job, "error", slot.run, error="the engine was closed"))
-                self._release(slot)
+                self._end(slot, "error", error="the engine was closed")
         for job in list(self.waiting):
-            self._send(job, _done(job, "error", None, error="the engine was closed"))
+            done = _done(job, "error", None, error="the engine was closed")
             self._retire(job)
+            self._send(job, done)
         self.waiting.clear()
         self.lib.llama_batch_free(self.batch)
         self.lib.llama_free(self.ctx)
         self.llm.close()
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _token_event(token: int, text: str, logprobs: Row | None, top: int) -> TokenEvent:

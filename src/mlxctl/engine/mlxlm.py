@@ -153,6 +153,26 @@ class Batch:
     def remove(self, uids: list[int]) -> None:
         self._gen.remove(uids)
 
+    def borrow(self, uid: int, prefix: Sequence[int]) -> list[Any] | None:
+        """A copy of decoding sequence `uid`'s KV cut to `prefix`, if it holds exactly that.
+
+        Lets a new request start from the prompt a running one already prefilled.
+        """
+        found = self._gen.extract_cache([uid]).get(uid)
+        if found is None:
+            return None
+        cache, tokens = found
+        held = int(cache[0].offset) if cache and hasattr(cache[0], "offset") else 0
+        n = len(prefix)
+        if n == 0 or held < n or list(tokens[:n]) != list(prefix):
+            return None
+        if held > n:
+            if not can_trim_prompt_cache(cache):
+                return None
+            trim_prompt_cache(cache, held - n)
+        copied: list[Any] = cache
+        return copied
+
     def close(self) -> None:
         self._gen.close()
 
@@ -193,6 +213,14 @@ class PromptCacheStore:
             rest = tokens[-1:]
         self._touch(found, len(tokens) - len(rest))
         return cache, len(tokens) - len(rest)
+
+    def peek(self, tokens: list[int]) -> int:
+        """How many leading tokens `fetch` would serve, without copying anything."""
+        found = self._lru._trie.search(self._MODEL, tokens)
+        if found.exact is not None:
+            return max(0, len(tokens) - 1)
+        longer = found.common_prefix if found.longer is not None else 0
+        return min(max(len(found.shorter or []), longer), max(0, len(tokens) - 1))
 
     def insert(self, tokens: list[int], cache: list[Any]) -> None:
         self._lru.insert_cache(self._MODEL, list(tokens), cache)

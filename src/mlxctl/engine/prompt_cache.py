@@ -64,6 +64,12 @@ class PromptCache:
         self.hits += 1
         return CacheHit(cache, reused)
 
+    def peek(self, prompt: list[int]) -> int:
+        """How many leading tokens of `prompt` `fetch` would serve (0 when off)."""
+        if not self.enabled or len(prompt) < 2:
+            return 0
+        return self._store.peek(prompt)
+
     def store(self, tokens: list[int], cache: list[Any]) -> None:
         """Keep `cache` (holding exactly `tokens`), evicting to stay within bounds."""
         if not self.enabled or not tokens:
