@@ -350,3 +350,30 @@ def test_a_failing_step_fails_the_batch_not_the_thread(
     assert "device lost" in (failed.done.error or "")
     after = run(collect(engine, greedy(prompt, 5)))
     assert after.done is not None and after.done.finish_reason == "length"
+
+
+def test_long_prompts_prefill_one_at_a_time() -> None:
+    from types import SimpleNamespace
+
+    from mlxctl.engine.generator import _LONG_PREFILL, _Generation, _Job
+
+    def job(tokens: int, *, first: bool = False, cached: int = 0) -> _Job:
+        j = _Job(greedy(list(range(tokens)), 4), asyncio.new_event_loop(), asyncio.Queue(), 4)
+        j.loop.close()
+        j.first_token, j.cached = (1.0 if first else None), cached
+        return j
+
+    def may(new: _Job, *active: _Job, peek: int = 0) -> bool:
+        state = SimpleNamespace(
+            active=dict(enumerate(active)), cache=SimpleNamespace(peek=lambda _: peek)
+        )
+        return _Generation._may_prefill_now(state, new)  # type: ignore[arg-type]
+
+    long, short = _LONG_PREFILL + 50, 40
+    assert may(job(long))  # nothing prefilling: start at once
+    assert may(job(long), job(long, first=True))  # the other decodes already
+    assert not may(job(long), job(short))  # a long prefill waits for any prefill ahead
+    assert not may(job(short), job(long))  # a short one waits for a long prefill ahead
+    assert may(job(short), job(short), job(short))  # short prompts share a prefill batch
+    assert may(job(long), job(short), peek=long - 10)  # mostly cached: short after all
+    assert may(job(short), job(long, cached=long - 10))
