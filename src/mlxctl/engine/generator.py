@@ -81,6 +81,25 @@ class ContextOverflow(InvalidInput, ValueError):
         self.context_length = context_length
 
 
+def checked_max_tokens(request: GenerationRequest, context_length: int, vocab_size: int) -> int:
+    """Check `request` against the model (both engines); its max_tokens, clamped to fit.
+
+    Raises ValueError for an empty prompt, unknown token ids or bad sampling values, and
+    ContextOverflow when the prompt leaves no room for a reply.
+    """
+    prompt = request.prompt_tokens
+    if not prompt:
+        raise ValueError("The prompt has no tokens.")
+    if len(prompt) >= context_length:
+        raise ContextOverflow(len(prompt), context_length)
+    if request.max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, not {request.max_tokens}")
+    if min(prompt) < 0 or max(prompt) >= vocab_size:
+        raise ValueError(f"Prompt token ids must be in [0, {vocab_size}).")
+    sampling.validate(request.sampling, vocab_size)
+    return min(request.max_tokens, context_length - len(prompt))
+
+
 @dataclass(eq=False)
 class _Job:
     """One request's life; fields below `submitted` are touched by the generation thread only."""
@@ -212,23 +231,14 @@ class Engine:
     def _submit(self, request: GenerationRequest) -> _Job:
         if not self._running:
             raise Unavailable("The engine is not running.", hint="Start it first.")
-        prompt = request.prompt_tokens
-        if not prompt:
-            raise ValueError("The prompt has no tokens.")
-        if len(prompt) >= self.context_length:
-            raise ContextOverflow(len(prompt), self.context_length)
-        if request.max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, not {request.max_tokens}")
-        if min(prompt) < 0 or max(prompt) >= self.vocab_size:
-            raise ValueError(f"Prompt token ids must be in [0, {self.vocab_size}).")
-        sampling.validate(request.sampling, self.vocab_size)
+        max_tokens = checked_max_tokens(request, self.context_length, self.vocab_size)
         if not self._stats.admit():
             raise QueueFull(self._stats.retry_after())
         job = _Job(
             request=request,
             loop=asyncio.get_running_loop(),
             events=asyncio.Queue(),
-            max_tokens=min(request.max_tokens, self.context_length - len(prompt)),
+            max_tokens=max_tokens,
         )
         with self._gate:
             if not self._running:

@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mlxctl.engine import sampling
-from mlxctl.engine.generator import ContextOverflow, QueueFull
+from mlxctl.engine.generator import ContextOverflow, QueueFull, checked_max_tokens
 from mlxctl.engine.llamaslots import SlotLoop
 from mlxctl.engine.npsampler import Row, RowProcessor
 from mlxctl.engine.stats import EngineStats
@@ -162,23 +161,14 @@ class LlamaCppEngine:
     def _submit(self, request: GenerationRequest) -> _Job:
         if not self._running:
             raise Unavailable("The engine is not running.", hint="Start it first.")
-        prompt = request.prompt_tokens
-        if not prompt:
-            raise ValueError("The prompt has no tokens.")
-        if len(prompt) >= self.context_length:
-            raise ContextOverflow(len(prompt), self.context_length)
-        if request.max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, not {request.max_tokens}")
-        if min(prompt) < 0 or max(prompt) >= self.vocab_size:
-            raise ValueError(f"Prompt token ids must be in [0, {self.vocab_size}).")
-        sampling.validate(request.sampling, self.vocab_size)
+        max_tokens = checked_max_tokens(request, self.context_length, self.vocab_size)
         if not self._stats.admit():
             raise QueueFull(self._stats.retry_after())
         job = _Job(
             request=request,
             loop=asyncio.get_running_loop(),
             events=asyncio.Queue(),
-            max_tokens=min(request.max_tokens, self.context_length - len(prompt)),
+            max_tokens=max_tokens,
         )
         with self._gate:
             if not self._running:

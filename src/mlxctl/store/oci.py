@@ -270,12 +270,11 @@ class RegistryClient:
     ) -> None:
         headers = {"Range": f"bytes={part.offset}-"} if part.offset else {}
         with self.http.stream("GET", url, headers=headers) as response:
-            if response.status_code == 206 and _range_start(response) == part.offset:
-                pass
-            elif response.status_code == 200:
+            resumed = response.status_code == 206 and _range_start(response) == part.offset
+            if response.status_code == 200:
                 if part.offset:
                     part.restart()  # the registry ignored our Range: start over
-            else:
+            elif not resumed:
                 response.read()
                 self._check(response, f"blob {descriptor.digest}", (200, 206))
                 raise Unavailable(f"unexpected Content-Range from {self.host} for {url}")
