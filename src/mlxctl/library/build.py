@@ -10,12 +10,12 @@ their spec is derived (`FROM <origin>` plus their serving settings).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mlxctl import parsers
 from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.library.catalog import (
     check_name_free,
@@ -49,7 +49,6 @@ from mlxctl.store.modelinfo import inspect_model_dir
 from mlxctl.store.modelspec import ModelSpec, format_spec, parse_spec
 from mlxctl.store.tags import ModelName, parse_name
 
-REASONING_PARSERS = ("think", "harmony", "none")
 _ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
 
 
@@ -83,17 +82,17 @@ def create(registry: Registry, layout: StoreLayout, name: str, spec_path: Path) 
 
 
 def _check_parsers(spec: ModelSpec, source: str) -> None:
-    tool = spec.tool_parser
-    if tool and importlib.util.find_spec(f"mlx_lm.tool_parsers.{tool}") is None:
-        raise InvalidInput(
-            f"{source}: PARSER tool {tool!r} is not a parser mlx-lm knows",
-            hint="use a module name from mlx_lm/tool_parsers, e.g. json_tools, qwen3_coder",
-        )
-    if spec.reasoning_parser and spec.reasoning_parser not in REASONING_PARSERS:
-        raise InvalidInput(
-            f"{source}: PARSER reasoning {spec.reasoning_parser!r} is not one of "
-            + ", ".join(REASONING_PARSERS)
-        )
+    for kind, value, resolve in (
+        ("tool", spec.tool_parser, parsers.tool_parser),
+        ("reasoning", spec.reasoning_parser, parsers.reasoning_parser),
+    ):
+        try:
+            if value:
+                resolve(value)
+        except InvalidInput as e:
+            raise InvalidInput(
+                f"{source}: PARSER {kind} {value!r} is not a parser mlxctl knows", hint=e.hint
+            ) from None
 
 
 def _base(
