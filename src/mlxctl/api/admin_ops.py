@@ -93,16 +93,16 @@ def context(app: Starlette, progress: Progress | None = None) -> Context:
 
 
 async def unload_everywhere(app: Starlette, record: ModelRecord) -> list[str]:
-    """Stop every worker serving `record`: the slots it is assigned to or live on, and its
-    on-demand worker. Returns what was stopped, e.g. ["slot 8101 (jerry-l)", "on-demand"]."""
+    """Stop every worker serving `record`: the slots it is assigned to or live on, and
+    its on-demand worker. Returns what it stopped ("slot jerry-l on port 8101", ...)."""
     stopped: list[str] = []
     for slot in await app.state.slots.snapshot():
         live = slot.get("live") or {}
         if record.slug in (slot.get("desired"), live.get("model")):
             await app.state.slots.unload(slot["port"])
-            stopped.append(f"slot {slot['port']} ({slot['alias']})")
+            stopped.append(f"slot {slot['alias']} on port {slot['port']}")
     if await app.state.scheduler.unload(record.slug):
-        stopped.append("on-demand")
+        stopped.append("on-demand worker")
     return stopped
 
 

@@ -111,10 +111,6 @@ def unload(model: str, as_json: bool) -> None:
     A slot port or alias (8101, jerry-l) unloads that slot: its assignment is cleared
     and its worker stopped.
     """
-    with DaemonClient.from_settings() as client:
-        if is_slot_reference(client, model):
-            unload_slot(client, model, as_json)
-            return
     _unload(model, as_json)
 
 
@@ -122,7 +118,7 @@ def unload(model: str, as_json: bool) -> None:
 @click.argument("model")
 @json_option
 def stop(model: str, as_json: bool) -> None:
-    """Stop a running model (the same as `unload`)."""
+    """Stop a running model (the same as `unload`; a slot port or alias stops that slot)."""
     _unload(model, as_json)
 
 
@@ -157,6 +153,9 @@ def status(as_json: bool) -> None:
 
 def _unload(model: str, as_json: bool) -> None:
     with DaemonClient.from_settings() as client:
+        if is_slot_reference(client, model):
+            unload_slot(client, model, as_json)
+            return
         result = client.unload(model)
     if as_json:
         print_json(result)

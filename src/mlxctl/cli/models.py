@@ -143,7 +143,7 @@ def rm(model: str, dry_run: bool, yes: bool, as_json: bool) -> None:
         raise click.exceptions.Abort()
     done = where.run(models.RM, RmArgs(model=plan["model"], confirm=True))
     if done["stopped"]:
-        console.print(f"Unloaded {plan['model']} ({', '.join(done['stopped'])})", markup=False)
+        console.print(f"Unloaded {plan['model']}: {', '.join(done['stopped'])}", markup=False)
     console.print(f"Removed {plan['model']}, freed {human_bytes(done['freed_bytes'])}")
 
 

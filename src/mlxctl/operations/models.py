@@ -69,9 +69,7 @@ def register(ctx: Context, args: RegisterArgs) -> Result:
     """Register a model folder kept outside the Hugging Face cache (never deleted by rm)."""
     if args.command is not None and "{port}" not in args.command:
         raise InvalidInput("--command must contain {port}", hint="the daemon picks the port")
-    record = inventory.register_path(
-        ctx.registry, Path(args.path), slug=args.slug, port=args.port
-    )
+    record = inventory.register_path(ctx.registry, Path(args.path), slug=args.slug, port=args.port)
     if args.command is not None:
         # extra is not an editable column: upsert the whole record (add_many is by slug).
         record = replace(record, extra={**record.extra, "command": args.command})

@@ -159,8 +159,7 @@ def verify(ctx: Context, args: VerifyArgs) -> Result:
                 "ok": c.ok,
                 "error": c.error,
                 "problems": [
-                    {"digest": p.digest, "file": p.title, "problem": p.problem}
-                    for p in c.problems
+                    {"digest": p.digest, "file": p.title, "problem": p.problem} for p in c.problems
                 ],
             }
             for c in report.models
