@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from mlxctl.cli.output import console, human_bytes, print_fields, print_json, print_table
-from mlxctl.cli.slots import is_slot_reference, load_slot, print_slots, unload_slot
+from mlxctl.cli.slots import load_slot, print_slots, unload_slot
 from mlxctl.client import DaemonClient, parse_address
 from mlxctl.settings import Settings, describe
 
@@ -153,7 +153,7 @@ def status(as_json: bool) -> None:
 
 def _unload(model: str, as_json: bool) -> None:
     with DaemonClient.from_settings() as client:
-        if is_slot_reference(client, model):
+        if client.names_a_slot(model):
             unload_slot(client, model, as_json)
             return
         result = client.unload(model)

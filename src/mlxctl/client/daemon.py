@@ -76,6 +76,11 @@ class DaemonClient:
         slots: list[dict[str, Any]] = self._call("GET", "/api/admin/slots")["slots"]
         return slots
 
+    def names_a_slot(self, reference: str) -> bool:
+        """A port number, or one of the daemon's slot aliases (an alias wins over a slug)."""
+        text = reference.strip().lower()
+        return text.isdigit() or any(slot["alias"] == text for slot in self.slots())
+
     def load_slot(self, model: str, slot: str | int, force: bool = False) -> dict[str, Any]:
         body = {"model": model, "slot": slot, "force": force}
         return self._call("POST", "/api/admin/slots/load", json=body, timeout=LOAD_TIMEOUT)
