@@ -20,7 +20,13 @@ def dev() -> None:
 
 @dev.command("make-model")
 @click.argument("name")
-@click.option("--arch", type=click.Choice(["llama", "qwen2"]), default="qwen2", show_default=True)
+@click.option(
+    "--arch",
+    type=click.Choice(["llama", "qwen2", "gpt_oss"]),
+    default="qwen2",
+    show_default=True,
+    help="gpt_oss: mixture of experts with a Harmony tokenizer and chat template.",
+)
 @click.option(
     "--size", type=click.Choice(["tiny", "small", "0.5b"]), default="tiny", show_default=True
 )
@@ -53,14 +59,16 @@ def make_model(
 ) -> None:
     """Build a random-weight model of a real architecture with a real tokenizer.
 
-    By default it is laid out in the Hugging Face cache exactly as a download
-    would be, so `mlxctl init` finds it.
+    By default it is laid out in this machine's Hugging Face cache exactly as a
+    download would be, so `mlxctl init` finds it (the daemon's, when it runs here).
     """
     from mlxctl.factory import lay_out_hf_cache
     from mlxctl.factory import make_model as build
 
     quantize_bits = int(bits) if bits else None
     if gguf_quant is not None:
+        if arch == "gpt_oss":
+            raise click.UsageError("--gguf supports --arch llama and qwen2")
         _make_gguf(name, arch, size, seed, gguf_quant, out, repo_id)
         return
     if out is not None:
