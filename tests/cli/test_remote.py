@@ -18,7 +18,7 @@ import pytest
 from mlxctl.cli.backend import DaemonBackend, LocalBackend, backend, serves_this_home
 from mlxctl.settings import Settings
 from tests.api.conftest import Daemon, StartDaemon, start_daemon  # noqa: F401
-from tests.cli.runner import Result, Run
+from tests.cli.runner import Run
 from tests.gateway.conftest import free_port
 from tests.store.conftest import oci_registry  # noqa: F401
 from tests.store.registry_server import RegistryServer
@@ -52,11 +52,6 @@ def on_the_studio(monkeypatch: pytest.MonkeyPatch, studio_home: Path) -> Iterato
         yield
 
 
-def ok(result: Result) -> Result:
-    assert result.code == 0, result.err
-    return result
-
-
 def test_every_registry_and_store_command_answers_from_the_daemon(
     run: Run,
     studio: Daemon,
@@ -69,54 +64,54 @@ def test_every_registry_and_store_command_answers_from_the_daemon(
     repo = f"{oci_registry.host}/remote/{uuid.uuid4().hex[:8]}"
     assert isinstance(backend(), DaemonBackend)
 
-    added = ok(run("init", "--json")).json()["added"]
+    added = run("init", "--json").ok().json()["added"]
     assert sorted(r["slug"] for r in added) == ["tiny-llama-4bit", "tiny-qwen2"]
-    assert ok(run("cp", "tiny-qwen2", "tiny")).out.strip() == "Copied tiny-qwen2 to tiny"
+    assert run("cp", "tiny-qwen2", "tiny").ok().out.strip() == "Copied tiny-qwen2 to tiny"
 
     # push: a model of the (studio's) HF cache joins the store on the way, by hard links.
-    pushed = ok(run("push", "tiny-llama-4bit", f"{repo}/llama:v1", "--json")).json()
+    pushed = run("push", "tiny-llama-4bit", f"{repo}/llama:v1", "--json").ok().json()
     assert pushed["took_into_store"] is True and pushed["uploaded"]
-    human = ok(run("push", "tiny", f"{repo}/tiny:v1"))
+    human = run("push", "tiny", f"{repo}/tiny:v1").ok()
     assert f"Pushed tiny to {repo}/tiny:v1" in human.out
     assert "model.safetensors" in human.err  # the daemon's progress, drawn here
 
-    removed = ok(run("rm", "tiny", "-y"))
+    removed = run("rm", "tiny", "-y").ok()
     assert "Removed tiny" in removed.out
-    pulled = ok(run("pull", f"oci://{repo}/tiny:v1", "--name", "tiny-back"))
+    pulled = run("pull", f"oci://{repo}/tiny:v1", "--name", "tiny-back").ok()
     assert f"Pulled {repo}/tiny:v1 as tiny-back" in pulled.out
     assert "model.safetensors" in pulled.err
 
     spec = tmp_path / "spec" / "ModelSpec"
     spec.parent.mkdir()
     spec.write_text('FROM tiny-back\nSYSTEM """Short answers."""\n')
-    created = ok(run("create", "terse", "-f", str(spec)))
+    created = run("create", "terse", "-f", str(spec)).ok()
     assert created.out.strip() == "Created terse (3 new blob(s))"
-    assert ok(run("show", "terse", "--modelfile")).out.startswith("FROM tiny-back\n")
-    updated = ok(run("registry", "set", "terse", "--tool-call-parser", "hermes"))
+    assert run("show", "terse", "--modelfile").ok().out.startswith("FROM tiny-back\n")
+    updated = run("registry", "set", "terse", "--tool-call-parser", "hermes").ok()
     assert updated.out.strip() == "Updated terse"
     refused = run("registry", "set", "terse", "--reasoning-parser", "qwen9")
     assert refused.code == 2 and "unknown reasoning parser 'qwen9'" in refused.err
     exported = tmp_path / "registry.json"
-    ok(run("registry", "export", "-o", str(exported)))
-    assert ok(run("registry", "import", str(exported))).out.strip() == (
+    run("registry", "export", "-o", str(exported)).ok()
+    assert run("registry", "import", str(exported)).ok().out.strip() == (
         f"Imported 4 model(s) from {exported}"
     )
     remote = {
-        "list": ok(run("list", "--json")).out,
-        "show": ok(run("show", "tiny-llama-4bit")).out,
-        "export": ok(run("registry", "export")).out,
+        "list": run("list", "--json").ok().out,
+        "show": run("show", "tiny-llama-4bit").ok().out,
+        "export": run("registry", "export").ok().out,
     }
-    slugs = [r["slug"] for r in ok(run("list", "--json")).json()]
+    slugs = [r["slug"] for r in run("list", "--json").ok().json()]
     assert slugs == ["terse", "tiny-back", "tiny-llama-4bit", "tiny-qwen2"]
-    assert ok(run("store", "verify", "--json")).json()["ok"] is True
+    assert run("store", "verify", "--json").ok().json()["ok"] is True
 
     # The same commands on the studio itself, without a daemon address: the same output.
     with on_the_studio(monkeypatch, isolated_home):
         assert isinstance(backend(), LocalBackend)  # this home's daemon is not on 11500
         local = {
-            "list": ok(run("list", "--json")).out,
-            "show": ok(run("show", "tiny-llama-4bit")).out,
-            "export": ok(run("registry", "export")).out,
+            "list": run("list", "--json").ok().out,
+            "show": run("show", "tiny-llama-4bit").ok().out,
+            "export": run("registry", "export").ok().out,
         }
     assert remote == local
 

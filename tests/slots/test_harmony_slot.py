@@ -37,10 +37,6 @@ THOUGHT = (
 )
 
 
-def ok(result: object) -> None:
-    assert getattr(result, "code", 0) == 0, getattr(result, "err", "")
-
-
 def test_gpt_oss_on_a_slot_with_the_seeds_settings(
     start_daemon: StartDaemon,
     slot_env: dict[str, str],
@@ -55,13 +51,13 @@ def test_gpt_oss_on_a_slot_with_the_seeds_settings(
     daemon = start_daemon(env=env)
     monkeypatch.setenv("MLXCTL_HOST", daemon.url)
 
-    ok(run("register", str(folder), "--slug", "gpt-oss-tiny"))
-    ok(run("load", "gpt-oss-tiny", "beta"))
+    run("register", str(folder), "--slug", "gpt-oss-tiny").ok()
+    run("load", "gpt-oss-tiny", "beta").ok()
     unset = run("verify", "--json")  # as registered: verify says what gpt-oss needs
     assert unset.code == 1
     assert any("tool_call_parser=harmony" in p["problem"] for p in unset.json()["problems"])
 
-    ok(run("unload", "beta"))
+    run("unload", "beta").ok()
     refused = run("registry", "set", "gpt-oss-tiny", "--tool-call-parser", "harmony-v2")
     assert refused.code == 2 and "unknown tool call parser 'harmony-v2'" in refused.err
     updated = run(
