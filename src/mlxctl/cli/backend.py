@@ -17,6 +17,7 @@ commands print the same thing either way.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -59,6 +60,14 @@ class DaemonBackend:
     def run(self, op: Operation[Any], args: Args, progress: Progress | None = None) -> Result:
         with DaemonClient.from_settings(self.settings) as client:
             return client.run(op, args, progress)
+
+
+def path_arg(path: str) -> str:
+    """A path the daemon reads on its machine: a relative one is made absolute here, since
+    the daemon's folder is not the user's (on one machine, that names the same file)."""
+    if not path or Path(path).is_absolute() or path.startswith("~"):
+        return path
+    return str(Path(path).absolute())
 
 
 def backend(settings: Settings | None = None) -> Backend:

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from mlxctl.cli.backend import backend
 from mlxctl.cli.output import console
-from mlxctl.registry import open_registry
+from mlxctl.operations import models
+from mlxctl.operations.models import ModelArgs
 from mlxctl.settings import Settings
 
 
@@ -108,15 +110,16 @@ def generate(model: str, prompt: str, max_tokens: int) -> None:
     """Generate straight through mlx-lm (no daemon): a smoke test for a registered model."""
     from mlxctl.engine import mlxlm
 
-    record = open_registry().resolve(model)
+    # The registry's answer (the daemon's when one runs); the weights are read here.
+    record = backend().run(models.SHOW, ModelArgs(model=model))
     started = time.perf_counter()
-    lm, tokenizer = mlxlm.load(record.cache_path)
+    lm, tokenizer = mlxlm.load(record["cache_path"])
     loaded = time.perf_counter() - started
     messages = [{"role": "user", "content": prompt}]
     text = tokenizer.apply_chat_template(  # type: ignore[no-untyped-call]
         messages, add_generation_prompt=True, tokenize=False
     )
-    console.print(f"[dim]{record.slug} loaded in {loaded:.2f}s[/dim]")
+    console.print(f"[dim]{record['slug']} loaded in {loaded:.2f}s[/dim]")
     response = None
     for response in mlxlm.stream_generate(lm, tokenizer, text, max_tokens=max_tokens):
         console.print(response.text, end="", markup=False)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from mlxctl.cli.backend import backend
+from mlxctl.cli.backend import backend, path_arg
 from mlxctl.cli.output import (
     console,
     human_bytes,
@@ -21,7 +21,6 @@ from mlxctl.cli.output import (
     print_json,
     print_table,
 )
-from mlxctl.errors import InvalidInput
 from mlxctl.operations import models
 from mlxctl.operations.models import ModelArgs, NoArgs, RegisterArgs, RmArgs
 
@@ -163,9 +162,6 @@ def register(path: Path, slug: str | None, port: int | None, command: str | None
     With a daemon, PATH is a folder on the daemon's machine (a relative one is made
     absolute here first).
     """
-    if command is not None and "{port}" not in command:
-        raise InvalidInput("--command must contain {port}", hint="the daemon picks the port")
-    folder = str(path) if path.is_absolute() or str(path).startswith("~") else str(path.absolute())
-    args = RegisterArgs(path=folder, slug=slug, port=port, command=command)
+    args = RegisterArgs(path=path_arg(str(path)), slug=slug, port=port, command=command)
     record = backend().run(models.REGISTER, args)
     console.print(f"Registered {record['slug']} ({record['cache_path']})", markup=False)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mlxctl.cli.backend import backend
+from mlxctl.cli.backend import backend, path_arg
 from mlxctl.cli.output import console
 from mlxctl.errors import InvalidInput
 from mlxctl.operations import registry as registry_ops
@@ -58,7 +58,10 @@ def import_cmd(file: Path, replace: bool) -> None:
 @click.option("--slug", help="Rename the model.")
 @click.option("--port", type=int, help="Assign a port (one port, one model).")
 @click.option("--no-port", is_flag=True, help="Clear the port assignment.")
-@click.option("--chat-template", help="Path to a chat template file (empty string clears).")
+@click.option(
+    "--chat-template",
+    help="Path to a chat template file, on the daemon's machine (empty string clears).",
+)
 @click.option(
     "--tool-call-parser",
     help="Tool-call parser: harmony, hermes, qwen3_moe, an mlx-lm module... (empty clears).",
@@ -95,7 +98,7 @@ def set_cmd(
         ("reasoning_parser", reasoning_parser),
     ):
         if value is not None:
-            changes[name] = value or None
+            changes[name] = (path_arg(value) if name == "chat_template" else value) or None
     if not changes:
         raise InvalidInput("nothing to change", hint="see `mlxctl registry set --help`")
     updated = backend().run(registry_ops.SET, SetArgs(model=model, **changes))
