@@ -20,6 +20,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("MLXCTL_HOME", str(home))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv("MLXCTL_DEBUG", raising=False)
+    # The CLI talks to the daemon MLXCTL_HOST names: a test chooses its own, or none.
+    monkeypatch.delenv("MLXCTL_HOST", raising=False)
+    monkeypatch.delenv("MLXCTL_API_KEY", raising=False)
     yield home
 
 

@@ -103,12 +103,16 @@ def plan_rm(registry: Registry, reference: str) -> tuple[ModelRecord, RemovalPla
     return record, plan_removal(record, others)
 
 
-def rm(registry: Registry, record: ModelRecord, plan: RemovalPlan) -> int:
-    """Unregister first, then delete files: a crash in between leaves no dangling entry."""
+def refuse_blocked(record: ModelRecord, plan: RemovalPlan) -> None:
     if plan.blocked_by:
         raise Conflict(
             f"'{record.slug}' shares files with {', '.join(plan.blocked_by)}",
             hint="remove those models first, or keep this one",
         )
+
+
+def rm(registry: Registry, record: ModelRecord, plan: RemovalPlan) -> int:
+    """Unregister first, then delete files: a crash in between leaves no dangling entry."""
+    refuse_blocked(record, plan)
     registry.remove(record.slug)
     return execute_removal(plan)

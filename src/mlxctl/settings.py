@@ -7,6 +7,7 @@ metadata; `Settings.from_env()` reads them, `describe()` lists them for
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -192,6 +193,11 @@ class Settings:
     def hf_cache_dir(self) -> Path:
         assert self.hf_cache is not None  # from_env always fills it
         return self.hf_cache
+
+    @property
+    def home_id(self) -> str:
+        """Which home a daemon serves, without naming the path (its /health answers it)."""
+        return hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:16]
 
     @property
     def registry_path(self) -> Path:

@@ -17,5 +17,10 @@ class Result:
     def json(self) -> Any:
         return json.loads(self.out)
 
+    def ok(self) -> Result:
+        """This result, asserted successful (its stderr shown when not)."""
+        assert self.code == 0, self.err
+        return self
+
 
 Run = Callable[..., Result]

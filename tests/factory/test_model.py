@@ -24,7 +24,7 @@ FILES = {
     "tokenizer.json",
     "tokenizer_config.json",
 }
-END_OF_TURN = {"qwen2": "<|im_end|>", "llama": "<|eot_id|>"}
+END_OF_TURN = {"qwen2": "<|im_end|>", "llama": "<|eot_id|>", "gpt_oss": "<|return|>"}
 
 
 def _config(path: Path) -> dict[str, Any]:
@@ -74,7 +74,9 @@ def test_config_carries_what_loaders_read(built: Built, arch: str) -> None:
 
     assert config["model_type"] == arch
     assert config["architectures"] == [
-        {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM"}[arch]
+        {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM", "gpt_oss": "GptOssForCausalLM"}[
+            arch
+        ]
     ]
     assert config["torch_dtype"] == "float32"
     assert config["max_position_embeddings"] == 4096
@@ -88,6 +90,11 @@ def test_config_carries_what_loaders_read(built: Built, arch: str) -> None:
         assert config["head_dim"] == config["hidden_size"] // config["num_attention_heads"]
         assert config["bos_token_id"] == added["<|begin_of_text|>"]
         assert config["tie_word_embeddings"] is False
+    elif arch == "gpt_oss":
+        assert config["bos_token_id"] == added["<|startoftext|>"]
+        assert eos == [added["<|return|>"], added["<|call|>"], added["<|endoftext|>"]]
+        assert config["num_local_experts"] > config["num_experts_per_tok"] > 1
+        assert config["layer_types"] == ["sliding_attention", "full_attention"]
     else:
         assert config["bos_token_id"] == added["<|endoftext|>"]
         assert config["tie_word_embeddings"] is True
@@ -161,7 +168,7 @@ def test_bad_arguments_are_refused(tmp_path: Path, options: dict[str, Any]) -> N
 
 def test_sizes_are_the_public_ones() -> None:
     assert SIZES == ("tiny", "small", "0.5b")
-    assert ARCHS == ("llama", "qwen2")
+    assert ARCHS == ("llama", "qwen2", "gpt_oss")
 
 
 def _count(config: dict[str, Any]) -> int:

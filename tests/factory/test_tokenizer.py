@@ -58,6 +58,9 @@ TOOL_TURNS: list[dict[str, Any]] = [
 ]
 
 
+FAMILY = {"qwen2": "chatml", "llama": "llama3", "gpt_oss": "harmony"}
+
+
 @pytest.fixture(scope="module", params=ARCHS)
 def arch(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -94,7 +97,7 @@ def test_bos_is_added_only_for_llama(built: Built) -> None:
 def test_special_tokens_are_single_ids_after_the_bpe(built: Built, arch: str) -> None:
     path = built(arch)
     hf = _hf(path)
-    family = FAMILIES[{"qwen2": "chatml", "llama": "llama3"}[arch]]
+    family = FAMILIES[FAMILY[arch]]
     ids = [hf.convert_tokens_to_ids(t.content) for t in family.tokens]
     assert ids == list(range(2048, 2048 + len(family.tokens)))
     for token, token_id in zip(family.tokens, ids, strict=True):
@@ -179,6 +182,37 @@ def test_llama3_renders_turns_tools_and_results(built: Built) -> None:
     assert text.endswith("Paris 21 C, Lyon 19 C.<|eot_id|>")
 
 
+def test_harmony_renders_instructions_tools_calls_and_results(built: Built) -> None:
+    path = built("gpt_oss")
+    messages = [{"role": "system", "content": "Be brief."}, *TOOL_TURNS]
+    text = _render(path, messages, tools=TOOLS, add_generation_prompt=True)
+    assert text.startswith("<|start|>system<|message|>You are a helpful assistant.\nReasoning: ")
+    assert "<|start|>developer<|message|># Instructions\n\nBe brief.\n\n# Tools" in text
+    assert "type get_weather = (_: {" in text and "// Current weather for a city" in text
+    assert "<|start|>user<|message|>Weather in Paris and Lyon?<|end|>" in text
+    call = (
+        "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json"
+        '<|message|>{"city": "Paris"}<|call|>'
+    )
+    assert call in text and '<|message|>{"city": "Lyon"}<|call|>' in text
+    result = (
+        "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>21 C<|end|>"
+    )
+    assert result in text
+    assert "<|channel|>final<|message|>Paris 21 C, Lyon 19 C.<|end|>" in text
+    assert text.endswith("<|start|>assistant")
+    thinking = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello.",
+                "reasoning_content": "Greet back."}]  # fmt: skip
+    rendered = _render(path, thinking)
+    assert "<|channel|>analysis<|message|>Greet back.<|end|>" in rendered
+    assert "developer" not in rendered  # no instructions, no tools
+
+
+def test_mlx_lm_finds_no_tool_parser_for_harmony(built: Built) -> None:
+    # Harmony has no tool-call markers mlx-lm knows: the worker's HarmonyStream handles it.
+    assert mlxlm.infer_tool_parser(_hf(built("gpt_oss"))) is None
+
+
 def test_mlx_lm_infers_qwen2_tools_and_thinking(built: Built) -> None:
     path = built("qwen2")
     assert mlxlm.infer_tool_parser(_hf(path)) == "json_tools"
@@ -212,7 +246,7 @@ def test_mlx_lm_streams_with_the_bpe_detokenizer(built: Built, arch: str) -> Non
 def test_generation_stops_at_end_of_turn(built: Built, arch: str) -> None:
     path = built(arch)
     model, tokenizer = mlxlm.load(path)
-    end = tokenizer.convert_tokens_to_ids({"qwen2": "<|im_end|>", "llama": "<|eot_id|>"}[arch])
+    end = tokenizer.convert_tokens_to_ids(FAMILIES[FAMILY[arch]].eos)
     assert end in tokenizer.eos_token_ids
 
     def force_end(tokens: mx.array, logits: mx.array) -> mx.array:

@@ -47,6 +47,8 @@ def _app(stub: StubDaemon) -> Starlette:
         if path == "/api/admin/status":
             status = {"budget": "75%", "budget_bytes": 100, "used_bytes": 60, "free_bytes": 40}
             return JSONResponse({**status, "models": [{**MODEL, "measured": {"total_bytes": 9}}]})
+        if path == "/api/admin/slots/verify":
+            return JSONResponse({"ok": True, "problems": []})
         if path == "/v1/models":
             return JSONResponse({"object": "list", "data": [{"id": "tiny", "object": "model"}]})
         if path == "/api/admin/slots/load" and body and body.get("slot") == "nope":
@@ -54,6 +56,7 @@ def _app(stub: StubDaemon) -> Starlette:
         return JSONResponse({"ok": True, "path": path, "body": body})
 
     paths = ["/api/admin/slots", "/api/admin/ps", "/api/admin/status", "/v1/models"]
+    paths.append("/api/admin/slots/verify")
     posts = ["load", "unload", "unload-all", "reconcile"]
     routes = [Route(p, record) for p in paths]
     routes += [Route(f"/api/admin/slots/{p}", record, methods=["POST"]) for p in posts]

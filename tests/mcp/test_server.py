@@ -35,15 +35,17 @@ def _entry() -> list[str]:
     return ["-m", "mlxctl.cli.mcp"]
 
 
-def run_session(daemon: StubDaemon, body: Session, *args: str) -> None:
+def run_session(daemon: StubDaemon, body: Session, *args: str, **options: Any) -> None:
+    """`mlxctl mcp ARGS` through the SDK's stdio client; `options` go to ClientSession
+    (an `elicitation_callback` makes the client offer elicitation)."""
     env = {"MLXCTL_HOST": daemon.url, "MLXCTL_HOME": os.environ["MLXCTL_HOME"]}
     params = StdioServerParameters(command=sys.executable, args=[*_entry(), *args], env=env)
 
     async def main() -> None:
-        with anyio.fail_after(60):
+        with anyio.fail_after(120):
             async with (
                 stdio_client(params) as (read, write),
-                ClientSession(read, write) as session,
+                ClientSession(read, write, **options) as session,
             ):
                 await session.initialize()
                 await body(session)
@@ -95,6 +97,12 @@ def test_read_tools_answer_from_the_daemon(daemon: StubDaemon) -> None:
     memory = results["memory_status"]
     assert (memory["budget_bytes"], memory["used_bytes"], memory["free_bytes"]) == (100, 60, 40)
     assert memory["models"] == [{"model": "tiny", "estimated_bytes": 1000, "measured_bytes": 9}]
+    assert results["mlx.ps"]["slots"] == [
+        {"port": 8100, "alias": "jerry-xl", "pid": 42, "model": "qwen3-4b", "started_at": 1.0,
+         "healthy": True}
+    ]  # fmt: skip
+    assert results["mlx.ps"]["models"][0]["pid"] == 7
+    assert results["mlx.verify"]["ok"] is True
 
 
 def test_unload_all_needs_confirm(daemon: StubDaemon) -> None:
@@ -114,7 +122,9 @@ def test_slot_tools_send_the_contract_bodies(daemon: StubDaemon) -> None:
     async def body(session: ClientSession) -> None:
         loaded = await session.call_tool("load_slot", {"model": "qwen3-4b", "slot": "8101"})
         assert not loaded.is_error, loaded.content
-        await session.call_tool("unload_slot", {"slot": "jerry-l"})
+        refused = await session.call_tool("unload_slot", {"slot": "jerry-l"})
+        assert refused.is_error and "confirm=true" in _text(refused)
+        await session.call_tool("unload_slot", {"slot": "jerry-l", "confirm": True})
         missing = await session.call_tool("load_slot", {"model": "m", "slot": "nope"})
         assert missing.is_error
         assert "no slot 'nope'" in _text(missing)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from mlxctl.cli.store import print_modelfile
 from mlxctl.engine import mlxlm
 from mlxctl.library import catalog
 from mlxctl.registry import Registry
@@ -91,17 +90,14 @@ def test_verify_flags_damage_the_model_refuses_to_load_and_a_pull_repairs_it(
     assert pruned.code == 0 and "Freed 1.0 MB" in pruned.out
 
 
-def test_create_show_and_a_bad_spec_line(
-    run: Run, tiny: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_create_show_and_a_bad_spec_line(run: Run, tiny: str, tmp_path: Path) -> None:
     spec = tmp_path / "ModelSpec"
     spec.write_text('FROM tiny\nSYSTEM """Short answers."""\nPARSER reasoning think\n')
     created = run("create", "terse", "-f", str(spec), "--json")
     assert created.code == 0, created.err
     assert created.json()["new_blobs"] == 3  # system.txt, ModelSpec, config
-    capsys.readouterr()
-    print_modelfile("terse")
-    assert capsys.readouterr().out == "FROM tiny\nPARSER reasoning think\nSYSTEM Short answers.\n"
+    shown = run("show", "terse", "--modelfile")
+    assert shown.out == "FROM tiny\nPARSER reasoning think\nSYSTEM Short answers.\n"
 
     spec.write_text("FROM tiny\n\n\n\n\n\nPARAMETR temperature 0.2\n")
     broken = run("create", "broken", "-f", str(spec))

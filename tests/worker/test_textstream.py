@@ -218,3 +218,22 @@ def test_unknown_tool_parser_names_the_known_ones(tokenizer: Any) -> None:
     with pytest.raises(InvalidInput) as info:
         StreamSyntax.from_tokenizer(tokenizer, tool_parser="no_such_parser")
     assert "json_tools" in str(info.value.hint)
+
+
+@pytest.mark.parametrize("name", ["harmony", "gpt_oss", "openai"])
+def test_a_harmony_parser_name_makes_a_harmony_stream(tokenizer: Any, name: str) -> None:
+    syntax = StreamSyntax.from_tokenizer(tokenizer, tool_parser=name, reasoning_parser=name)
+    assert syntax.harmony and syntax.tool is None and syntax.tool_parser == "harmony"
+    assert syntax.reasoning_parser == "harmony"
+    assert isinstance(make_stream(syntax), HarmonyStream)
+
+
+def test_seed_names_resolve_to_the_parser_that_handles_them(tokenizer: Any) -> None:
+    syntax = StreamSyntax.from_tokenizer(
+        tokenizer, tool_parser="qwen3_moe", reasoning_parser="qwen3"
+    )
+    assert syntax.tool is not None and syntax.tool.name == "json_tools"
+    assert syntax.tool_parser == "json_tools" and syntax.think == ("<think>", "</think>")
+    stream = make_stream(syntax, tools=[{"type": "function", "function": {"name": "f"}}])
+    total, _ = run(stream, ['<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>'])
+    assert [(c.name, c.arguments) for c in total.tool_calls] == [("f", '{"a": 1}')]

@@ -1,6 +1,7 @@
 """mlxctl's own API: what runs, load and unload, budget; what the CLI talks to.
 
-    GET  /health                 liveness and version (no API key needed)
+    GET  /health                 liveness, version and `home` (an id of the MLXCTL_HOME it
+                                 serves: the CLI's default-daemon check; no API key needed)
     GET  /api/admin/ps           loaded models: state, memory (estimated and measured),
                                  expiry, requests in flight
     GET  /api/admin/status       budget, used, free, and the same models
@@ -50,6 +51,7 @@ async def health(request: Request) -> Response:
         "version": __version__,
         "pid": os.getpid(),
         "uptime_s": round(time.monotonic() - request.app.state.started, 3),
+        "home": request.app.state.settings.home_id,
     }
     return JSONResponse(body, status_code=503 if draining else 200)
 

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from mlxctl.api import admin, anthropic, metrics, ollama, ollama_models, openai
+from mlxctl.api import admin, admin_ops, anthropic, metrics, ollama, ollama_models, openai
 from mlxctl.api import slots as slots_api
 from mlxctl.api.envelope import http_exception_handler
 from mlxctl.api.middleware import DaemonMiddleware
@@ -51,6 +51,7 @@ def create_app(
         scheduler = Scheduler(scheduler_config, worker_factory or process_factory(settings, http))
         scheduler.start()
         app.state.http = http
+        app.state.registry = registry
         app.state.scheduler = scheduler
         app.state.router = Router(registry, scheduler, http)
         # Slot workers outlive the daemon: close() stops reconciling, never the workers.
@@ -71,6 +72,7 @@ def create_app(
             *ollama_models.routes(),
             *anthropic.routes(),
             *admin.routes(),
+            *admin_ops.routes(),
             *slots_api.routes(),
             *metrics.routes(),
         ],

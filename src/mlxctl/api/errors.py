@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
@@ -29,6 +30,8 @@ __all__ = [
     "OPENAI",
     "APIError",
     "OpenAIDialect",
+    "admin_error_body",
+    "admin_error_response",
     "error_body",
     "error_event",
     "error_response",
@@ -60,6 +63,21 @@ def to_api_error(exc: BaseException) -> APIError:
 def error_response(exc: BaseException) -> JSONResponse:
     error = to_api_error(exc)
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def admin_error_body(exc: BaseException) -> tuple[APIError, dict[str, Any]]:
+    """The admin API's envelope: the OpenAI one, the next step in its own `hint` field
+    (the CLI prints message and hint as it does for a local error)."""
+    error = to_api_error(exc)
+    body = error.body()
+    if isinstance(exc, MlxctlError) and exc.hint and not isinstance(exc, SchedulerError):
+        body["error"].update(message=exc.message, hint=exc.hint)
+    return error, body
+
+
+def admin_error_response(exc: BaseException) -> JSONResponse:
+    error, body = admin_error_body(exc)
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
 def error_event(exc: BaseException) -> bytes:

@@ -12,6 +12,7 @@ Errors use the Ollama envelope (`ollama_errors.py`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,14 +22,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from mlxctl import __version__, inventory
+from mlxctl import __version__
 from mlxctl.api import ollama_embed, ollama_pull
 from mlxctl.api.admin import describe
+from mlxctl.api.admin_ops import context
 from mlxctl.api.body import json_object
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama_errors import error_response
 from mlxctl.capabilities import capabilities, chat_template, ollama_names
 from mlxctl.library import catalog
+from mlxctl.operations.models import RM, RmArgs
+from mlxctl.operations.store import COPY, CopyArgs
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Router
 
@@ -119,27 +123,25 @@ async def show(request: Request) -> Response:
 
 
 async def copy(request: Request) -> Response:
-    router: Router = request.app.state.router
     try:
         body = json_object(await request.body())
         source, target = body.get("source"), body.get("destination")
         if not isinstance(source, str) or not isinstance(target, str) or not target:
             raise APIError(400, "'source' and 'destination' must be model names", code="missing")
-        layout = catalog.open_store(request.app.state.settings)
-        catalog.copy(router.registry, layout, source, target)
+        args = CopyArgs(source=source, target=target)
+        await asyncio.to_thread(COPY.run, context(request.app), args)
     except Exception as e:
         return error_response(e)
     return Response(status_code=200)
 
 
 async def delete(request: Request) -> Response:
-    router: Router = request.app.state.router
+    """Ollama's delete: unload, then remove (the admin API's `rm`, confirmed)."""
     try:
         body = json_object(await request.body())
         record = _resolve(request, body, "model", "name")
-        await router.scheduler.unload(record.slug)
-        record, plan = inventory.plan_rm(router.registry, record.slug)
-        inventory.rm(router.registry, record, plan)
+        args = RmArgs(model=record.slug, confirm=True)
+        await asyncio.to_thread(RM.run, context(request.app), args)
     except Exception as e:
         return error_response(e)
     return Response(status_code=200)

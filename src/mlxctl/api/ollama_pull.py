@@ -1,52 +1,28 @@
 """`POST /api/pull`: a store pull (Hugging Face or OCI) with Ollama's NDJSON progress.
 
-The pull itself is `library.transfer.pull`, blocking, so it runs in a thread; its
-`Progress` calls become `{"status", "digest", "total", "completed"}` lines as
-Ollama clients expect, ending with `{"status": "success"}` or an `{"error"}` line.
+The pull is the admin API's own (`operations.store.PULL`, on the daemon's registry and
+store), run in a thread (`api/progress.py`); its progress events become `{"status",
+"digest", "total", "completed"}` lines as Ollama clients expect, ending with
+`{"status": "success"}` or an `{"error"}` line.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from mlxctl.api.admin_ops import events
 from mlxctl.api.body import json_object
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama_errors import error_line, error_response
-from mlxctl.library import catalog, transfer
-from mlxctl.registry import open_registry
-from mlxctl.settings import Settings
+from mlxctl.operations.store import PULL, PullArgs
 
 _FIELDS = {"model", "name", "stream", "insecure"}
-_DONE = object()
-
-
-class _Lines:
-    """A `Progress` sink that queues Ollama status lines for the event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object]) -> None:
-        self.loop = loop
-        self.queue = queue
-        self.totals: dict[str, int | None] = {}
-
-    def _put(self, line: dict[str, Any]) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, line)
-
-    def start(self, key: str, label: str, total: int | None, done: int = 0) -> None:
-        self.totals[key] = total
-        self._put({"status": f"pulling {label}", "digest": key, "total": total, "completed": done})
-
-    def advance(self, key: str, done: int, total: int | None = None) -> None:
-        total = self.totals.get(key) if total is None else total
-        self._put({"status": f"pulling {key}", "digest": key, "total": total, "completed": done})
-
-    def finish(self, key: str, note: str = "") -> None:
-        self._put({"status": f"{note or 'done'} {key}", "digest": key})
 
 
 async def pull(request: Request) -> Response:
@@ -58,9 +34,10 @@ async def pull(request: Request) -> Response:
         reference = body.get("model") or body.get("name")
         if not isinstance(reference, str) or not reference.strip():
             raise APIError(400, "You must provide a model to pull.")
+        args = PullArgs(reference=reference.strip(), insecure=bool(body.get("insecure", False)))
     except Exception as e:
         return error_response(e)
-    lines = _pull_lines(reference.strip(), insecure=bool(body.get("insecure", False)))
+    lines = _pull_lines(request.app, args)
     if body.get("stream", True):
         return StreamingResponse(lines, media_type="application/x-ndjson")
     last: Any = None
@@ -71,40 +48,40 @@ async def pull(request: Request) -> Response:
     return JSONResponse(data, status_code=status)
 
 
-async def _pull_lines(reference: str, *, insecure: bool) -> AsyncIterator[bytes]:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[object] = asyncio.Queue()
-    sink = _Lines(loop, queue)
-
-    def work() -> str:
-        settings = Settings.from_env()
-        registry = open_registry(settings)
-        try:
-            result = transfer.pull(
-                registry,
-                catalog.open_store(settings),
-                settings,
-                reference,
-                insecure=insecure,
-                progress=sink,
-            )
-            return result.record.slug
-        finally:
-            registry.db.close()
-
-    task = loop.run_in_executor(None, work)
-    task.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, _DONE))
+async def _pull_lines(app: Starlette, args: PullArgs) -> AsyncIterator[bytes]:
+    totals: dict[str, int | None] = {}
     yield _encode({"status": "pulling manifest"})
-    while (item := await queue.get()) is not _DONE:
-        yield _encode(item)
     try:
-        slug = task.result()
+        async for event in events(PULL, app, args):
+            if "result" in event:
+                slug = event["result"]["model"]
+            else:
+                yield _encode(_ollama_line(event, totals))
     except Exception as e:
         yield error_line(e)
         return
     yield _encode({"status": "verifying sha256 digest"})
     yield _encode({"status": "writing manifest"})
     yield _encode({"status": "success", "model": slug})
+
+
+def _ollama_line(event: dict[str, Any], totals: dict[str, int | None]) -> dict[str, Any]:
+    """A store progress event as the `{"status", "digest", "total", "completed"}` Ollama sends."""
+    key = event["key"]
+    if event["progress"] == "start":
+        totals[key] = event["total"]
+        label = event["label"]
+        total, done = event["total"], event["done"]
+        return {"status": f"pulling {label}", "digest": key, "total": total, "completed": done}
+    if event["progress"] == "advance":
+        total = totals.get(key) if event["total"] is None else event["total"]
+        return {
+            "status": f"pulling {key}",
+            "digest": key,
+            "total": total,
+            "completed": event["done"],
+        }
+    return {"status": f"{event['note'] or 'done'} {key}", "digest": key}
 
 
 def _encode(line: object) -> bytes:

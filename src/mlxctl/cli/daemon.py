@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from mlxctl.cli.output import console, human_bytes, print_fields, print_json, print_table
-from mlxctl.cli.slots import is_slot_reference, load_slot, print_slots, unload_slot
+from mlxctl.cli.slots import load_slot, print_slots, unload_slot
 from mlxctl.client import DaemonClient, parse_address
 from mlxctl.settings import Settings, describe
 
@@ -111,10 +111,6 @@ def unload(model: str, as_json: bool) -> None:
     A slot port or alias (8101, jerry-l) unloads that slot: its assignment is cleared
     and its worker stopped.
     """
-    with DaemonClient.from_settings() as client:
-        if is_slot_reference(client, model):
-            unload_slot(client, model, as_json)
-            return
     _unload(model, as_json)
 
 
@@ -122,7 +118,7 @@ def unload(model: str, as_json: bool) -> None:
 @click.argument("model")
 @json_option
 def stop(model: str, as_json: bool) -> None:
-    """Stop a running model (the same as `unload`)."""
+    """Stop a running model (the same as `unload`; a slot port or alias stops that slot)."""
     _unload(model, as_json)
 
 
@@ -157,6 +153,9 @@ def status(as_json: bool) -> None:
 
 def _unload(model: str, as_json: bool) -> None:
     with DaemonClient.from_settings() as client:
+        if client.names_a_slot(model):
+            unload_slot(client, model, as_json)
+            return
         result = client.unload(model)
     if as_json:
         print_json(result)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from mlxctl.cli.backend import backend
 from mlxctl.cli.output import console
-from mlxctl.registry import open_registry
+from mlxctl.operations import models
+from mlxctl.operations.models import ModelArgs
 from mlxctl.settings import Settings
 
 
@@ -20,7 +22,13 @@ def dev() -> None:
 
 @dev.command("make-model")
 @click.argument("name")
-@click.option("--arch", type=click.Choice(["llama", "qwen2"]), default="qwen2", show_default=True)
+@click.option(
+    "--arch",
+    type=click.Choice(["llama", "qwen2", "gpt_oss"]),
+    default="qwen2",
+    show_default=True,
+    help="gpt_oss: mixture of experts with a Harmony tokenizer and chat template.",
+)
 @click.option(
     "--size", type=click.Choice(["tiny", "small", "0.5b"]), default="tiny", show_default=True
 )
@@ -53,14 +61,16 @@ def make_model(
 ) -> None:
     """Build a random-weight model of a real architecture with a real tokenizer.
 
-    By default it is laid out in the Hugging Face cache exactly as a download
-    would be, so `mlxctl init` finds it.
+    By default it is laid out in this machine's Hugging Face cache exactly as a
+    download would be, so `mlxctl init` finds it (the daemon's, when it runs here).
     """
     from mlxctl.factory import lay_out_hf_cache
     from mlxctl.factory import make_model as build
 
     quantize_bits = int(bits) if bits else None
     if gguf_quant is not None:
+        if arch == "gpt_oss":
+            raise click.UsageError("--gguf supports --arch llama and qwen2")
         _make_gguf(name, arch, size, seed, gguf_quant, out, repo_id)
         return
     if out is not None:
@@ -100,15 +110,16 @@ def generate(model: str, prompt: str, max_tokens: int) -> None:
     """Generate straight through mlx-lm (no daemon): a smoke test for a registered model."""
     from mlxctl.engine import mlxlm
 
-    record = open_registry().resolve(model)
+    # The registry's answer (the daemon's when one runs); the weights are read here.
+    record = backend().run(models.SHOW, ModelArgs(model=model))
     started = time.perf_counter()
-    lm, tokenizer = mlxlm.load(record.cache_path)
+    lm, tokenizer = mlxlm.load(record["cache_path"])
     loaded = time.perf_counter() - started
     messages = [{"role": "user", "content": prompt}]
     text = tokenizer.apply_chat_template(  # type: ignore[no-untyped-call]
         messages, add_generation_prompt=True, tokenize=False
     )
-    console.print(f"[dim]{record.slug} loaded in {loaded:.2f}s[/dim]")
+    console.print(f"[dim]{record['slug']} loaded in {loaded:.2f}s[/dim]")
     response = None
     for response in mlxlm.stream_generate(lm, tokenizer, text, max_tokens=max_tokens):
         console.print(response.text, end="", markup=False)

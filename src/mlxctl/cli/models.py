@@ -1,15 +1,18 @@
-"""Model commands: init, list, show, rm, register."""
+"""Model commands: init, list, show, rm, register.
+
+Each runs its `mlxctl.operations.models` operation through `cli/backend.py` (the
+daemon when one answers, else locally) and prints the data it returns.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
-from mlxctl import inventory
-from mlxctl.capabilities import capabilities
+from mlxctl.cli.backend import backend, path_arg
 from mlxctl.cli.output import (
     console,
     human_bytes,
@@ -18,48 +21,33 @@ from mlxctl.cli.output import (
     print_json,
     print_table,
 )
-from mlxctl.errors import InvalidInput
-from mlxctl.registry import ModelRecord, open_registry
-from mlxctl.settings import Settings
-from mlxctl.store import RemovalPlan
+from mlxctl.operations import models
+from mlxctl.operations.models import ModelArgs, NoArgs, RegisterArgs, RmArgs
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
-def _quant(record: ModelRecord) -> str:
-    return f"{record.quant_bits}-bit/g{record.quant_group_size}" if record.quant_bits else "none"
 
 
 @click.command()
 @json_option
 def init(as_json: bool) -> None:
     """Register every MLX model found in the Hugging Face cache (safe to re-run)."""
-    settings = Settings.from_env()
-    report = inventory.init_from_hf_cache(open_registry(settings), settings.hf_cache_dir)
+    report = backend().run(models.INIT, NoArgs())
     if as_json:
-        print_json(
-            {
-                "cache_dir": report.cache_dir,
-                "added": [r.to_dict() for r in report.added],
-                "unchanged": [r.slug for r in report.unchanged],
-                "skipped": report.skipped,
-                "missing": [r.slug for r in report.missing],
-                "warnings": report.warnings,
-            }
-        )
+        print_json({k: v for k, v in report.items() if k != "missing_paths"})
         return
-    console.print(f"Scanned {report.cache_dir}")
-    for record in report.added:
-        console.print(f"  [green]added[/green]    {record.slug}  ({record.repo_id})")
-    for skipped in report.skipped:
-        console.print(f"  [yellow]skipped[/yellow]  {skipped['repo_id']}: {skipped['reason']}")
-    for record in report.missing:
-        console.print(f"  [red]missing[/red]  {record.slug}: {record.cache_path} is gone")
-    for warning in report.warnings:
-        console.print(f"  [yellow]warning[/yellow]  {warning}")
+    console.print(f"Scanned {report['cache_dir']}", markup=False)
+    for record in report["added"]:
+        console.print(f"  [green]added[/green]    {escape(record['slug'])}  ({record['repo_id']})")
+    for skipped in report["skipped"]:
+        line = f"{skipped['repo_id']}: {skipped['reason']}"
+        console.print(f"  [yellow]skipped[/yellow]  {escape(line)}")
+    for slug, path in report["missing_paths"].items():
+        console.print(f"  [red]missing[/red]  {escape(f'{slug}: {path} is gone')}")
+    for warning in report["warnings"]:
+        console.print(f"  [yellow]warning[/yellow]  {escape(warning)}")
     console.print(
-        f"{len(report.added)} added, {len(report.unchanged)} already registered, "
-        f"{len(report.skipped)} skipped"
+        f"{len(report['added'])} added, {len(report['unchanged'])} already registered, "
+        f"{len(report['skipped'])} skipped"
     )
 
 
@@ -67,34 +55,31 @@ def init(as_json: bool) -> None:
 @json_option
 def list_models(as_json: bool) -> None:
     """List registered models."""
-    records = open_registry().list()
+    records = backend().run(models.LIST, NoArgs())["models"]
     if as_json:
-        print_json([r.to_dict() for r in records])
+        print_json(records)
         return
     if not records:
         console.print("No models registered. Run `mlxctl init` to scan your Hugging Face cache.")
         return
     rows = [
         (
-            r.slug,
-            r.repo_id or "-",
-            r.format,
-            human_count(r.parameters),
+            r["slug"],
+            r["repo_id"] or "-",
+            r["format"],
+            human_count(r["parameters"]),
             _quant(r),
-            human_bytes(r.size_bytes),
-            r.port or "",
+            human_bytes(r["size_bytes"]),
+            r["port"] or "",
         )
         for r in records
     ]
     print_table(["MODEL", "REPO", "FORMAT", "PARAMS", "QUANT", "SIZE", "PORT"], rows)
 
 
-def _show_data(record: ModelRecord) -> dict[str, Any]:
-    data = record.to_dict()
-    data["capabilities"] = capabilities(record)
-    if record.kv_bytes_per_token and record.context_length:
-        data["kv_bytes_full_context"] = record.kv_bytes_per_token * record.context_length
-    return data
+def _quant(record: dict[str, Any]) -> str:
+    bits, group = record["quant_bits"], record["quant_group_size"]
+    return f"{bits}-bit/g{group}" if bits else "none"
 
 
 @click.command()
@@ -104,12 +89,10 @@ def _show_data(record: ModelRecord) -> dict[str, Any]:
 def show(model: str, modelfile: bool, as_json: bool) -> None:
     """Show every field of a model, its capabilities and sizes."""
     if modelfile:
-        from mlxctl.cli.store import print_modelfile
-
-        print_modelfile(model)
+        text = backend().run(models.MODELFILE, ModelArgs(model=model))["modelfile"]
+        click.echo(text, nl=False)
         return
-    record = open_registry().resolve(model)
-    data = _show_data(record)
+    data = backend().run(models.SHOW, ModelArgs(model=model))
     if as_json:
         print_json(data)
         return
@@ -129,18 +112,6 @@ def show(model: str, modelfile: bool, as_json: bool) -> None:
     print_fields(pairs)
 
 
-def _plan_data(record: ModelRecord, plan: RemovalPlan) -> dict[str, Any]:
-    return {
-        "model": record.slug,
-        "cache_path": record.cache_path,
-        "deletes": [str(p) for p in plan.deletes],
-        "kept": [str(p) for p in plan.kept],
-        "freed_bytes": plan.freed_bytes,
-        "blocked_by": list(plan.blocked_by),
-        "notes": list(plan.notes),
-    }
-
-
 @click.command()
 @click.argument("model")
 @click.option(
@@ -149,28 +120,30 @@ def _plan_data(record: ModelRecord, plan: RemovalPlan) -> dict[str, Any]:
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 def rm(model: str, dry_run: bool, yes: bool, as_json: bool) -> None:
-    """Remove a model: unregister it and delete the files mlxctl owns."""
-    registry = open_registry()
-    record, plan = inventory.plan_rm(registry, model)
+    """Remove a model: unload it, unregister it and delete the files mlxctl owns."""
+    where = backend()
+    plan = where.run(models.RM, RmArgs(model=model, dry_run=True))
     if as_json and dry_run:
-        print_json(_plan_data(record, plan))
+        print_json({k: v for k, v in plan.items() if k not in ("dry_run", "removed", "stopped")})
         return
-    console.print(f"Model {record.slug} ({record.cache_path})", markup=False)
-    for path in plan.deletes:
+    console.print(f"Model {plan['model']} ({plan['cache_path']})", markup=False)
+    for path in plan["deletes"]:
         console.print(f"  delete  {path}", markup=False)
-    for path in plan.kept:
+    for path in plan["kept"]:
         console.print(f"  keep    {path} (another snapshot or tag uses it)", markup=False)
-    for note in plan.notes:
+    for note in plan["notes"]:
         console.print(f"  note    {note}", markup=False)
-    if plan.blocked_by:
-        console.print(f"  blocked: shares files with {', '.join(plan.blocked_by)}", markup=False)
-    console.print(f"Would free {human_bytes(plan.freed_bytes)}")
+    if plan["blocked_by"]:
+        console.print(f"  blocked: shares files with {', '.join(plan['blocked_by'])}", markup=False)
+    console.print(f"Would free {human_bytes(plan['freed_bytes'])}")
     if dry_run:
         return
     if not yes and not click.confirm("Remove it?", default=False):
         raise click.exceptions.Abort()
-    freed = inventory.rm(registry, record, plan)
-    console.print(f"Removed {record.slug}, freed {human_bytes(freed)}")
+    done = where.run(models.RM, RmArgs(model=plan["model"], confirm=True))
+    if done["stopped"]:
+        console.print(f"Unloaded {plan['model']}: {', '.join(done['stopped'])}", markup=False)
+    console.print(f"Removed {plan['model']}, freed {human_bytes(done['freed_bytes'])}")
 
 
 @click.command()
@@ -184,13 +157,11 @@ def rm(model: str, dry_run: bool, yes: bool, as_json: bool) -> None:
     "--port {port}').",
 )
 def register(path: Path, slug: str | None, port: int | None, command: str | None) -> None:
-    """Register a model folder kept outside the Hugging Face cache."""
-    if command is not None and "{port}" not in command:
-        raise InvalidInput("--command must contain {port}", hint="the daemon picks the port")
-    registry = open_registry()
-    record = inventory.register_path(registry, path, slug=slug, port=port)
-    if command is not None:
-        # extra is not an editable column: upsert the whole record (add_many is by slug).
-        record = replace(record, extra={**record.extra, "command": command})
-        registry.add_many([record])
-    console.print(f"Registered {record.slug} ({record.cache_path})")
+    """Register a model folder kept outside the Hugging Face cache.
+
+    With a daemon, PATH is a folder on the daemon's machine (a relative one is made
+    absolute here first).
+    """
+    args = RegisterArgs(path=path_arg(str(path)), slug=slug, port=port, command=command)
+    record = backend().run(models.REGISTER, args)
+    console.print(f"Registered {record['slug']} ({record['cache_path']})", markup=False)

@@ -8,10 +8,13 @@ from typing import Any
 
 import click
 
+from mlxctl.cli.backend import backend, path_arg
 from mlxctl.cli.output import console
 from mlxctl.errors import InvalidInput
-from mlxctl.registry import open_registry
-from mlxctl.registry.exchange import dumps, parse_registry
+from mlxctl.operations import registry as registry_ops
+from mlxctl.operations.models import NoArgs
+from mlxctl.operations.registry import ImportArgs, SetArgs
+from mlxctl.registry.exchange import format_registry
 
 
 @click.group()
@@ -26,7 +29,7 @@ def registry() -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to a file.")
 def export_cmd(as_json: bool, output: Path | None) -> None:
     """Write the registry as the seeds' registry.json."""
-    text = dumps(open_registry().list())
+    text = format_registry(backend().run(registry_ops.EXPORT, NoArgs()))
     if output is None:
         sys.stdout.write(text)
         return
@@ -45,9 +48,9 @@ def import_cmd(file: Path, replace: bool) -> None:
         text = file.read_text() if str(file) != "-" else sys.stdin.read()
     except OSError as e:
         raise InvalidInput(f"cannot read {file}: {e.strerror}") from None
-    records = parse_registry(text, source=str(file))
-    count = open_registry().add_many(records, replace_all=replace)
-    console.print(f"Imported {count} model(s) from {file}")
+    args = ImportArgs(text=text, source=str(file), replace=replace)
+    count = backend().run(registry_ops.IMPORT, args)["imported"]
+    console.print(f"Imported {count} model(s) from {file}", markup=False)
 
 
 @registry.command("set")
@@ -55,9 +58,17 @@ def import_cmd(file: Path, replace: bool) -> None:
 @click.option("--slug", help="Rename the model.")
 @click.option("--port", type=int, help="Assign a port (one port, one model).")
 @click.option("--no-port", is_flag=True, help="Clear the port assignment.")
-@click.option("--chat-template", help="Path to a chat template file (empty string clears).")
-@click.option("--tool-call-parser", help="mlx-lm tool parser name (empty string clears).")
-@click.option("--reasoning-parser", help="Reasoning parser name (empty string clears).")
+@click.option(
+    "--chat-template",
+    help="Path to a chat template file, on the daemon's machine (empty string clears).",
+)
+@click.option(
+    "--tool-call-parser",
+    help="Tool-call parser: harmony, hermes, qwen3_moe, an mlx-lm module... (empty clears).",
+)
+@click.option(
+    "--reasoning-parser", help="Reasoning parser: harmony, qwen3, deepseek_r1... (empty clears)."
+)
 def set_cmd(
     model: str,
     slug: str | None,
@@ -67,9 +78,11 @@ def set_cmd(
     tool_call_parser: str | None,
     reasoning_parser: str | None,
 ) -> None:
-    """Change fields of a registered model."""
-    reg = open_registry()
-    record = reg.resolve(model)
+    """Change fields of a registered model.
+
+    Parser names may be written as mlx-lm, vLLM or mlx-openai-server write them
+    (harmony, qwen3_moe, hermes, deepseek_r1, ...); an unknown one is refused here.
+    """
     changes: dict[str, Any] = {}
     if slug is not None:
         changes["slug"] = slug
@@ -85,8 +98,8 @@ def set_cmd(
         ("reasoning_parser", reasoning_parser),
     ):
         if value is not None:
-            changes[name] = value or None
+            changes[name] = (path_arg(value) if name == "chat_template" else value) or None
     if not changes:
         raise InvalidInput("nothing to change", hint="see `mlxctl registry set --help`")
-    updated = reg.update(record.slug, **changes)
-    console.print(f"Updated {updated.slug}")
+    updated = backend().run(registry_ops.SET, SetArgs(model=model, **changes))
+    console.print(f"Updated {updated['slug']}", markup=False)

@@ -18,12 +18,6 @@ from mlxctl.client import DaemonClient
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
-def is_slot_reference(client: DaemonClient, reference: str) -> bool:
-    """A port number, or one of the daemon's slot aliases (an alias wins over a model slug)."""
-    text = reference.strip().lower()
-    return text.isdigit() or any(slot["alias"] == text for slot in client.slots())
-
-
 def load_slot(client: DaemonClient, model: str, slot: str, force: bool, as_json: bool) -> None:
     row = client.load_slot(model, slot, force)
     if as_json:

@@ -1,9 +1,11 @@
 """Store commands: pull, push, create, cp, prune, login, logout, store verify.
 
-`STORE_COMMANDS` is what `cli/main.py` registers; `print_modelfile` backs
-`mlxctl show MODEL --modelfile`. Progress goes to stderr (rich bars on a
-terminal, one line per finished item otherwise), so `--json` output on stdout
-stays clean.
+`STORE_COMMANDS` is what `cli/main.py` registers. Each store command runs its
+`mlxctl.operations.store` operation through `cli/backend.py` (the daemon when one
+answers, else locally). Progress goes to stderr (rich bars on a terminal, one line
+per finished item otherwise), the same for a daemon's streamed progress, so
+`--json` output on stdout stays clean. `login`/`logout` keep this machine's
+credentials.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import sys
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import click
 from rich.markup import escape
@@ -26,15 +27,20 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichBars
 
+from mlxctl.cli.backend import backend
 from mlxctl.cli.output import console, err_console, human_bytes, print_json, print_table
 from mlxctl.errors import Unavailable
-from mlxctl.library import build, catalog, transfer
-from mlxctl.registry import Registry, open_registry
+from mlxctl.library import build, transfer
+from mlxctl.operations import store as store_ops
+from mlxctl.operations.store import (
+    CopyArgs,
+    CreateArgs,
+    PruneArgs,
+    PullArgs,
+    PushArgs,
+    VerifyArgs,
+)
 from mlxctl.settings import Settings
-from mlxctl.store.garbage import PrunePlan, execute_prune, plan_prune
-from mlxctl.store.integrity import verify_store
-from mlxctl.store.layout import StoreLayout
-from mlxctl.store.tags import ModelName
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 insecure_option = click.option(
@@ -94,11 +100,6 @@ class TransferProgress:
             err_console.print(f"  {label}: {note}", highlight=False)
 
 
-def _open() -> tuple[Settings, Registry, StoreLayout]:
-    settings = Settings.from_env()
-    return settings, open_registry(settings), catalog.open_store(settings)
-
-
 @click.command()
 @click.argument("reference")
 @click.option("--name", help="Store name (NAME[:TAG]) for the model; default: from the reference.")
@@ -110,28 +111,15 @@ def pull(reference: str, name: str | None, insecure: bool, as_json: bool) -> Non
 
     An interrupted pull resumes where it stopped when run again.
     """
-    settings, registry, layout = _open()
+    args = PullArgs(reference=reference, name=name, insecure=insecure)
     with TransferProgress(enabled=not as_json) as progress:
-        result = transfer.pull(
-            registry, layout, settings, reference, name=name, insecure=insecure, progress=progress
-        )
+        result = backend().run(store_ops.PULL, args, progress)
     if as_json:
-        print_json(
-            {
-                "model": result.record.slug,
-                "name": str(result.name),
-                "source": result.source,
-                "manifest": result.manifest_digest,
-                "downloaded": result.downloaded,
-                "reused": result.reused,
-                "resumed": result.resumed,
-                "cache_path": result.record.cache_path,
-            }
-        )
+        print_json(result)
         return
     console.print(
-        f"Pulled {result.source} as {result.record.slug} "
-        f"({len(result.downloaded)} blob(s) fetched, {len(result.reused)} already stored)",
+        f"Pulled {result['source']} as {result['model']} "
+        f"({len(result['downloaded'])} blob(s) fetched, {len(result['reused'])} already stored)",
         markup=False,
     )
 
@@ -142,32 +130,24 @@ def pull(reference: str, name: str | None, insecure: bool, as_json: bool) -> Non
 @insecure_option
 @json_option
 def push(model: str, target: str, insecure: bool, as_json: bool) -> None:
-    """Push a store model to an OCI registry: mlxctl push NAME REGISTRY/REPO[:TAG].
+    """Push a model to an OCI registry: mlxctl push MODEL REGISTRY/REPO[:TAG].
 
-    Blobs the registry already has are skipped; credentials come from
-    `mlxctl login` or Docker's config.json.
+    A model of the Hugging Face cache is taken into the store first (hard links, no
+    copy). Blobs the registry already has are skipped; credentials come from
+    `mlxctl login` or Docker's config.json (the daemon's, when a daemon pushes).
     """
-    settings, registry, layout = _open()
+    args = PushArgs(model=model, target=target, insecure=insecure)
     with TransferProgress(enabled=not as_json) as progress:
-        report = transfer.push(
-            registry, layout, settings, model, target, insecure=insecure, progress=progress
-        )
+        report = backend().run(store_ops.PUSH, args, progress)
     if as_json:
-        print_json(
-            {
-                "target": str(report.target),
-                "manifest": report.manifest_digest,
-                "uploaded": report.uploaded,
-                "mounted": report.mounted,
-                "skipped": report.skipped,
-                "bytes_uploaded": report.bytes_uploaded,
-            }
-        )
+        print_json(report)
         return
+    if report["took_into_store"]:
+        console.print(f"Took {model} into the store (hard links, no copy)", markup=False)
     console.print(
-        f"Pushed {model} to {report.target} ({report.manifest_digest[:19]}): "
-        f"{len(report.uploaded)} uploaded ({human_bytes(report.bytes_uploaded)}), "
-        f"{len(report.mounted)} mounted, {len(report.skipped)} already there",
+        f"Pushed {model} to {report['target']} ({report['manifest'][:19]}): "
+        f"{len(report['uploaded'])} uploaded ({human_bytes(report['bytes_uploaded'])}), "
+        f"{len(report['mounted'])} mounted, {len(report['skipped'])} already there",
         markup=False,
     )
 
@@ -185,20 +165,23 @@ def push(model: str, target: str, insecure: bool, as_json: bool) -> None:
 )
 @json_option
 def create(name: str, spec_file: Path, as_json: bool) -> None:
-    """Create a store model NAME[:TAG] from a ModelSpec; the base's blobs are shared."""
-    _, registry, layout = _open()
-    report = build.create(registry, layout, name, spec_file)
+    """Create a store model NAME[:TAG] from a ModelSpec; the base's blobs are shared.
+
+    The spec is read here; with a daemon, its FROM and ADAPTER folders are read on
+    the daemon's machine (relative ones from this spec's folder).
+    """
+    args = CreateArgs(
+        name=name,
+        modelspec=build.read_spec(spec_file),
+        directory=str(spec_file.absolute().parent),
+        source=str(spec_file),
+    )
+    with TransferProgress(enabled=not as_json) as progress:
+        report = backend().run(store_ops.CREATE, args, progress)
     if as_json:
-        print_json(
-            {
-                "model": report.record.slug,
-                "manifest": report.manifest_digest,
-                "new_blobs": report.new_blobs,
-                "cache_path": report.record.cache_path,
-            }
-        )
+        print_json(report)
         return
-    console.print(f"Created {report.record.slug} ({report.new_blobs} new blob(s))", markup=False)
+    console.print(f"Created {report['model']} ({report['new_blobs']} new blob(s))", markup=False)
 
 
 @click.command("cp")
@@ -207,19 +190,8 @@ def create(name: str, spec_file: Path, as_json: bool) -> None:
 def cp(source: str, target: str) -> None:
     """Give a model a new store name (no bytes copied). A model outside the store
     (e.g. from the HF cache) is imported by hard links."""
-    _, registry, layout = _open()
-    record = catalog.copy(registry, layout, source, target)
-    console.print(f"Copied {source} to {record.slug}", markup=False)
-
-
-def _prune_data(plan: PrunePlan) -> dict[str, Any]:
-    return {
-        "unregistered_tags": [str(n) for n in plan.tags],
-        "blobs": [{"digest": d, "freed_bytes": n} for d, n in plan.blobs],
-        "leftovers": [{"path": str(p), "bytes": n} for p, n in plan.leftovers],
-        "model_dirs": [str(p) for p in plan.model_dirs],
-        "freed_bytes": plan.freed_bytes,
-    }
+    copied = backend().run(store_ops.COPY, CopyArgs(source=source, target=target))
+    console.print(f"Copied {source} to {copied['model']}", markup=False)
 
 
 @click.command()
@@ -227,30 +199,24 @@ def _prune_data(plan: PrunePlan) -> dict[str, Any]:
 @json_option
 def prune(dry_run: bool, as_json: bool) -> None:
     """Delete blobs no model uses and files left by interrupted pulls."""
-    _, registry, layout = _open()
-    plan = plan_prune(layout, catalog.orphan_tags(registry, layout))
-    freed = None if dry_run else execute_prune(layout, plan)
-    if not dry_run and freed is None:
-        raise Unavailable(
-            "a pull or create is writing to the store; nothing was pruned",
-            hint="run mlxctl prune again when it has finished",
-        )
+    plan = backend().run(store_ops.PRUNE, PruneArgs(dry_run=dry_run))
     if as_json:
-        print_json({**_prune_data(plan), "dry_run": dry_run, "freed": freed or 0})
+        print_json(plan)
         return
-    for name in plan.tags:
+    for name in plan["unregistered_tags"]:
         verb = "would untag" if dry_run else "untagged"
         console.print(f"  {verb}  {name} (no registry entry)", markup=False)
-    for digest, _ in plan.blobs:
-        console.print(f"  {'would delete' if dry_run else 'deleted'}  {digest}", markup=False)
-    for path, _ in plan.leftovers:
-        console.print(f"  {'would delete' if dry_run else 'deleted'}  {path.name}", markup=False)
-    if plan.model_dirs:
-        console.print(f"  {len(plan.model_dirs)} unused model folder(s)", markup=False)
+    verb = "would delete" if dry_run else "deleted"
+    for blob in plan["blobs"]:
+        console.print(f"  {verb}  {blob['digest']}", markup=False)
+    for leftover in plan["leftovers"]:
+        console.print(f"  {verb}  {Path(leftover['path']).name}", markup=False)
+    if plan["model_dirs"]:
+        console.print(f"  {len(plan['model_dirs'])} unused model folder(s)", markup=False)
     if dry_run:
-        console.print(f"Would free {human_bytes(plan.freed_bytes)}")
+        console.print(f"Would free {human_bytes(plan['freed_bytes'])}")
     else:
-        console.print(f"Freed {human_bytes(freed)}")
+        console.print(f"Freed {human_bytes(plan['freed'])}")
 
 
 @click.command()
@@ -302,61 +268,30 @@ def verify(models: tuple[str, ...], as_json: bool) -> None:
     Damaged blobs are moved aside so they are never loaded or served, and the
     registry marks the models using them; pull a model again to repair it.
     """
-    _, registry, layout = _open()
-    names: list[ModelName] | None = None
-    if models:
-        names = [catalog.require_store_model(registry, layout, m) for m in models]
-    report = verify_store(layout, names)
-    catalog.mark_integrity(
-        registry, {str(c.name): [p.title for p in c.problems] for c in report.models}
-    )
+    with TransferProgress(enabled=not as_json) as progress:
+        report = backend().run(store_ops.VERIFY, VerifyArgs(models=models), progress)
     if as_json:
-        print_json(
-            {
-                "ok": report.ok,
-                "blobs_checked": report.blobs_checked,
-                "bytes_checked": report.bytes_checked,
-                "models": [
-                    {
-                        "name": str(c.name),
-                        "ok": c.ok,
-                        "error": c.error,
-                        "problems": [
-                            {"digest": p.digest, "file": p.title, "problem": p.problem}
-                            for p in c.problems
-                        ],
-                    }
-                    for c in report.models
-                ],
-                "quarantined": [str(p) for p in report.quarantined],
-            }
-        )
+        print_json(report)
     else:
         rows = [
             (
-                str(c.name),
-                "ok" if c.ok else "DAMAGED",
-                c.error or "; ".join(f"{p.title}: {p.problem}" for p in c.problems),
+                c["name"],
+                "ok" if c["ok"] else "DAMAGED",
+                c["error"] or "; ".join(f"{p['file']}: {p['problem']}" for p in c["problems"]),
             )
-            for c in report.models
+            for c in report["models"]
         ]
         print_table(["MODEL", "STATUS", "PROBLEMS"], rows)
         console.print(
-            f"{report.blobs_checked} blob(s), {human_bytes(report.bytes_checked)} checked"
+            f"{report['blobs_checked']} blob(s), {human_bytes(report['bytes_checked'])} checked"
         )
-    if not report.ok:
-        bad = sum(not c.ok for c in report.models)
+    if not report["ok"]:
+        bad = sum(not c["ok"] for c in report["models"])
         raise Unavailable(
-            f"{bad} of {len(report.models)} store model(s) have damaged or missing blobs",
+            f"{bad} of {len(report['models'])} store model(s) have damaged or missing blobs",
             hint="pull them again to repair, or remove them; `mlxctl prune` deletes the "
             "damaged copies",
         )
-
-
-def print_modelfile(reference: str) -> None:
-    """`mlxctl show MODEL --modelfile`: the ModelSpec that builds this model."""
-    _, registry, layout = _open()
-    click.echo(build.modelfile(registry, layout, reference), nl=False)
 
 
 STORE_COMMANDS = (pull, push, create, cp, prune, login, logout, store)

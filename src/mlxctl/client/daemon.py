@@ -2,12 +2,14 @@
 
 Every call returns decoded JSON or raises an `MlxctlError` with one clear line:
 no daemon → Unavailable("no mlxctl daemon at …: start one with `mlxctl serve`");
-an error answer → its OpenAI-envelope message, as NotFound / InvalidInput /
-Conflict / Unavailable by status.
+an error answer → its OpenAI-envelope message (and the admin API's `hint`), as
+NotFound / InvalidInput / Conflict / Unavailable by status. `run(op, args)` calls
+one of the registry and store operations (`mlxctl.operations`) on the daemon.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +18,9 @@ import httpx
 
 from mlxctl.client.address import parse_address
 from mlxctl.errors import Conflict, InvalidInput, MlxctlError, NotFound, Unavailable
+from mlxctl.operations.base import Args, Operation, Result
 from mlxctl.settings import Settings
+from mlxctl.store.progress import Progress, replay
 
 # Loading a model can take minutes; everything else answers at once.
 LOAD_TIMEOUT = 900.0
@@ -72,6 +76,11 @@ class DaemonClient:
         slots: list[dict[str, Any]] = self._call("GET", "/api/admin/slots")["slots"]
         return slots
 
+    def names_a_slot(self, reference: str) -> bool:
+        """A port number, or one of the daemon's slot aliases (an alias wins over a slug)."""
+        text = reference.strip().lower()
+        return text.isdigit() or any(slot["alias"] == text for slot in self.slots())
+
     def load_slot(self, model: str, slot: str | int, force: bool = False) -> dict[str, Any]:
         body = {"model": model, "slot": slot, "force": force}
         return self._call("POST", "/api/admin/slots/load", json=body, timeout=LOAD_TIMEOUT)
@@ -90,6 +99,35 @@ class DaemonClient:
     def verify(self, strict: bool = False) -> dict[str, Any]:
         params = {"strict": "1" if strict else "0"}
         return self._call("GET", "/api/admin/slots/verify", params=params)
+
+    # Registry and store operations --------------------------------------------------
+
+    def run(self, op: Operation[Any], args: Args, progress: Progress | None = None) -> Result:
+        """One of `mlxctl.operations` on the daemon; streamed progress goes to `progress`."""
+        if op.method == "GET":
+            return self._call("GET", op.path)
+        body = args.model_dump(mode="json", exclude_unset=True)
+        if not op.streams:
+            return self._call("POST", op.path, json=body, timeout=LOAD_TIMEOUT)
+        result: Result | None = None
+        with (
+            talking(self.base_url),
+            self._http.stream("POST", op.path, json=body, timeout=LOAD_TIMEOUT) as response,
+        ):
+            if response.status_code >= 400:
+                response.read()
+                raise error_from(response)
+            for raw in response.iter_lines():
+                event = json.loads(raw) if raw.strip() else {}
+                if "error" in event:
+                    raise error_for(int(event.get("status") or 500), event)
+                if "result" in event:
+                    result = event["result"]
+                elif event and progress is not None:
+                    replay(event, progress)
+        if result is None:
+            raise Unavailable(f"{self.base_url}{op.path} ended without a result")
+        return result
 
     # Plumbing ---------------------------------------------------------------------
 
@@ -130,23 +168,28 @@ def talking(base_url: str) -> Iterator[None]:
 
 def error_from(response: httpx.Response) -> MlxctlError:
     """The daemon's error envelope as the matching MlxctlError."""
-    message = f"the daemon answered {response.status_code}"
     try:
-        error = response.json().get("error")
-        if isinstance(error, dict) and error.get("message"):
-            message = str(error["message"])
-        elif isinstance(error, str):
-            message = error
-    except (ValueError, AttributeError):
-        pass
-    status = response.status_code
+        body = response.json()
+    except ValueError:
+        body = None
+    return error_for(response.status_code, body, response.headers.get("retry-after"))
+
+
+def error_for(status: int, body: object, retry_after: str | None = None) -> MlxctlError:
+    """An error answer (`{"error": {"message", "hint"?}}` or `{"error": "..."}`) by status."""
+    message, hint = f"the daemon answered {status}", None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        message = str(error["message"])
+        hint = str(error["hint"]) if error.get("hint") else None
+    elif isinstance(error, str):
+        message = error
     if status == 401:
         return InvalidInput(message, hint="set MLXCTL_API_KEY to the daemon's key")
     if status == 404:
-        return NotFound(message)
-    if status in (400, 422):
-        return InvalidInput(message)
+        return NotFound(message, hint=hint)
+    if status in (400, 413, 422):
+        return InvalidInput(message, hint=hint)
     if status == 409:
-        return Conflict(message)
-    retry = response.headers.get("retry-after")
-    return Unavailable(message, hint=f"retry in {retry} s" if retry else None)
+        return Conflict(message, hint=hint)
+    return Unavailable(message, hint=hint or (f"retry in {retry_after} s" if retry_after else None))

@@ -34,7 +34,7 @@ __all__ = [
     "model_config",
 ]
 
-ARCHS = ("llama", "qwen2")
+ARCHS = ("llama", "qwen2", "gpt_oss")
 SIZES = ("tiny", "small", "0.5b")
 DTYPES: dict[str, mx.Dtype] = {
     "float32": mx.float32,
@@ -68,9 +68,13 @@ SHAPES: dict[tuple[str, str], Shape] = {
     ("llama", "small"): Shape(512, 8, 8, 2, 1536, 8192, 8192, False),
     # A Llama-3.2-like shape scaled to ~0.5B, with the Llama 3 vocabulary size.
     ("llama", "0.5b"): Shape(1024, 24, 16, 4, 4096, 8192, 8192, True, vocab_size=128256),
+    # gpt-oss: mixture of experts, sinks, sliding and full attention in turn, Harmony chat.
+    ("gpt_oss", "tiny"): Shape(64, 2, 4, 2, 64, 2048, 4096, False),
+    ("gpt_oss", "small"): Shape(512, 8, 8, 2, 512, 8192, 8192, False),
 }
 
-_FAMILY = {"qwen2": "chatml", "llama": "llama3"}
+_FAMILY = {"qwen2": "chatml", "llama": "llama3", "gpt_oss": "harmony"}
+GPT_OSS_EXPERTS, GPT_OSS_ACTIVE, GPT_OSS_WINDOW = 4, 2, 128
 
 
 def _vocab_size(shape: Shape, tokens: TokenizerInfo) -> int:
@@ -111,6 +115,23 @@ def model_config(arch: str, size: str, *, dtype: str = "float32") -> dict[str, A
             "rope_theta": 1000000.0,
             "sliding_window": shape.max_positions,
             "use_sliding_window": False,
+        }
+    if arch == "gpt_oss":
+        return common | {
+            "architectures": ["GptOssForCausalLM"],
+            "attention_bias": True,
+            "bos_token_id": tokens.bos_token_id,
+            "eos_token_id": list(tokens.eos_token_ids),
+            "pad_token_id": tokens.pad_token_id,
+            "head_dim": shape.hidden // shape.heads,
+            "num_local_experts": GPT_OSS_EXPERTS,
+            "num_experts_per_tok": GPT_OSS_ACTIVE,
+            "experts_per_token": GPT_OSS_ACTIVE,
+            "sliding_window": GPT_OSS_WINDOW,
+            "layer_types": ["sliding_attention", "full_attention"] * (shape.layers // 2),
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 150000,
+            "swiglu_limit": 7.0,
         }
     return common | {
         "architectures": ["LlamaForCausalLM"],
@@ -229,7 +250,8 @@ def make_model(
 def _check(arch: str, size: str, dtype: str) -> None:
     if arch not in ARCHS:
         raise ValueError(f"Unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
-    if size not in SIZES:
-        raise ValueError(f"Unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    if size not in SIZES or (arch, size) not in SHAPES:
+        sizes = [s for a, s in SHAPES if a == arch]
+        raise ValueError(f"Unknown size {size!r} for {arch}; choose one of {', '.join(sizes)}")
     if dtype not in DTYPES:
         raise ValueError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")

@@ -5,10 +5,12 @@ fixed list of Python standard-library modules plus a short multilingual section.
 Python build therefore always yields byte-identical files; another Python version may
 yield other merges (ordinary token ids differ, special tokens keep their positions).
 
-Two chat families exist. `chatml` (qwen2) follows Qwen2.5: `<|im_start|>`/`<|im_end|>`,
+Three chat families exist. `chatml` (qwen2) follows Qwen2.5: `<|im_start|>`/`<|im_end|>`,
 tools in the system prompt, tool calls as `<tool_call>` JSON, plus `<think>`. `llama3`
 follows Llama 3: header tokens, `<|eot_id|>`, BOS added by the post-processor, tool calls
-as a bare JSON object and tool results under the `ipython` role.
+as a bare JSON object and tool results under the `ipython` role. `harmony` (gpt_oss)
+follows gpt-oss: `<|start|>ROLE<|channel|>CHANNEL<|message|>...<|end|>`, reasoning on
+the `analysis` channel, tool calls on `commentary` ending in `<|call|>`.
 """
 
 from __future__ import annotations
@@ -218,6 +220,64 @@ _LLAMA3_TEMPLATE = (
 )
 
 
+# Harmony (gpt-oss): a system header, a developer message with the instructions and the
+# tools as a TypeScript namespace, then one message per channel; calls end in <|call|>.
+_HARMONY_TEMPLATE = (
+    _TEXT_MACRO + "{%- macro msg(header, channel, body, end) -%}"
+    "{{- '<|start|>' + header + '<|channel|>' + channel + '<|message|>' + body + end -}}"
+    "{%- endmacro -%}"
+    "{%- if messages and messages[0].role in ('system', 'developer') -%}"
+    "{%- set instructions = text(messages[0].content) -%}{%- set turns = messages[1:] -%}"
+    "{%- else -%}{%- set instructions = '' -%}{%- set turns = messages -%}{%- endif -%}"
+    "{%- set effort = reasoning_effort if reasoning_effort is defined else 'medium' -%}"
+    "{{- '<|start|>system<|message|>You are a helpful assistant.\\nReasoning: ' + effort -}}"
+    "{{- '\\n\\n# Valid channels: analysis, commentary, final. Channel must be included for "
+    "every message.' -}}"
+    "{%- if tools -%}"
+    "{{- '\\nCalls to these tools must go to the commentary channel: \\'functions\\'.' -}}"
+    "{%- endif -%}"
+    "{{- '<|end|>' -}}"
+    "{%- if instructions or tools -%}"
+    "{{- '<|start|>developer<|message|>' -}}"
+    "{%- if instructions -%}{{- '# Instructions\\n\\n' + instructions -}}{%- endif -%}"
+    "{%- if tools -%}"
+    "{%- if instructions -%}{{- '\\n\\n' -}}{%- endif -%}"
+    "{{- '# Tools\\n\\n## functions\\n\\nnamespace functions {\\n' -}}"
+    "{%- for tool in tools -%}"
+    "{%- set fn = tool.function if tool.function is defined else tool -%}"
+    "{{- '\\n// ' + (fn.description or fn.name) + '\\ntype ' + fn.name + ' = (_: ' -}}"
+    "{{- (fn.parameters or {}) | tojson -}}{{- ') => any;\\n' -}}"
+    "{%- endfor -%}"
+    "{{- '\\n} // namespace functions' -}}"
+    "{%- endif -%}"
+    "{{- '<|end|>' -}}"
+    "{%- endif -%}"
+    "{%- set ns = namespace(tool='') -%}"
+    "{%- for message in turns -%}"
+    "{%- if message.role == 'user' -%}"
+    "{{- '<|start|>user<|message|>' + text(message.content) + '<|end|>' -}}"
+    "{%- elif message.role == 'assistant' -%}"
+    "{%- set thinking = message.reasoning_content or message.thinking or '' -%}"
+    "{%- if thinking and loop.last -%}{{- msg('assistant', 'analysis', thinking, '<|end|>') -}}"
+    "{%- endif -%}"
+    "{%- for call in message.tool_calls or [] -%}"
+    "{%- set call = call.function if call.function is defined else call -%}"
+    "{%- set ns.tool = call.name -%}"
+    "{%- set args = call.arguments if call.arguments is string else call.arguments | tojson -%}"
+    "{{- msg('assistant', 'commentary to=functions.' + call.name + ' <|constrain|>json', args,"
+    " '<|call|>') -}}"
+    "{%- endfor -%}"
+    "{%- set content = text(message.content) -%}"
+    "{%- if content -%}{{- msg('assistant', 'final', content, '<|end|>') -}}{%- endif -%}"
+    "{%- elif message.role == 'tool' -%}"
+    "{{- msg('functions.' + (message.name or ns.tool) + ' to=assistant', 'commentary',"
+    " text(message.content), '<|end|>') -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|start|>assistant' -}}{%- endif -%}"
+)
+
+
 def _tokens(special: str, plain: str = "") -> tuple[SpecialToken, ...]:
     """Space-separated token lists; `plain` ones survive skip_special_tokens."""
     return (
@@ -255,6 +315,21 @@ FAMILIES: dict[str, ChatFamily] = {
         digits="{1,3}",
         nfc=False,
         chat_template=_LLAMA3_TEMPLATE,
+    ),
+    "harmony": ChatFamily(
+        name="harmony",
+        tokens=_tokens(
+            "<|startoftext|> <|endoftext|> <|start|> <|end|> <|message|> <|channel|>"
+            " <|constrain|> <|return|> <|call|>"
+        ),
+        bos="<|startoftext|>",
+        eos="<|return|>",
+        pad="<|endoftext|>",
+        extra_eos=("<|call|>", "<|endoftext|>"),
+        add_bos=False,
+        digits="{1,3}",
+        nfc=False,
+        chat_template=_HARMONY_TEMPLATE,
     ),
 }
 

@@ -10,12 +10,12 @@ their spec is derived (`FROM <origin>` plus their serving settings).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mlxctl import parsers
 from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.library.catalog import (
     check_name_free,
@@ -47,9 +47,9 @@ from mlxctl.store.manifest import (
 )
 from mlxctl.store.modelinfo import inspect_model_dir
 from mlxctl.store.modelspec import ModelSpec, format_spec, parse_spec
+from mlxctl.store.progress import NoProgress, Progress
 from mlxctl.store.tags import ModelName, parse_name
 
-REASONING_PARSERS = ("think", "harmony", "none")
 _ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
 
 
@@ -60,21 +60,49 @@ class CreateReport:
     new_blobs: int  # blobs this create wrote; the rest were the base's
 
 
-def create(registry: Registry, layout: StoreLayout, name: str, spec_path: Path) -> CreateReport:
-    target = parse_name(name)
-    try:
-        text = spec_path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InvalidInput(f"cannot read {spec_path}: {e.strerror or e}") from None
-    spec = parse_spec(text, source=str(spec_path))
-    _check_parsers(spec, str(spec_path))
-    check_name_free(registry, target)
+def create(
+    registry: Registry,
+    layout: StoreLayout,
+    name: str,
+    spec_path: Path,
+    progress: Progress | None = None,
+) -> CreateReport:
+    """Build `name` from the ModelSpec file `spec_path`."""
+    text = read_spec(spec_path)
     here = spec_path.parent
+    return create_from_text(
+        registry, layout, name, text, source=str(spec_path), here=here, progress=progress
+    )
+
+
+def create_from_text(
+    registry: Registry,
+    layout: StoreLayout,
+    name: str,
+    text: str,
+    *,
+    source: str = "ModelSpec",
+    here: Path,
+    progress: Progress | None = None,
+) -> CreateReport:
+    """Build `name` from the spec `text`; its FROM/ADAPTER folders are read relative to `here`.
+
+    `source` names the spec in error messages; `progress` hears of each step.
+    """
+    progress = progress or NoProgress()
+    target = parse_name(name)
+    spec = parse_spec(text, source=source)
+    _check_parsers(spec, source)
+    check_name_free(registry, target)
     before = set(layout.blobs.digests())
     with layout.writing():
-        layers, config, base_dir = _base(registry, layout, spec.base, here, str(spec_path))
+        progress.start("base", f"FROM {spec.base}", None)
+        layers, config, base_dir = _base(registry, layout, spec.base, here, source)
+        progress.finish("base", "stored")
         if spec.quantize is not None:
+            progress.start("quantize", f"QUANTIZE {spec.quantize}", None)
             layers, config = _quantize(layout, spec, layers, config, base_dir)
+            progress.finish("quantize", "quantized")
         layers, config = _apply(layout, spec, layers, config, here, base_dir)
         manifest, digest = write_manifest(layout, target, config, layers)
     record = register(registry, layout, target)
@@ -82,18 +110,25 @@ def create(registry: Registry, layout: StoreLayout, name: str, spec_path: Path) 
     return CreateReport(record, digest, len(new))
 
 
+def read_spec(spec_path: Path) -> str:
+    try:
+        return spec_path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InvalidInput(f"cannot read {spec_path}: {e.strerror or e}") from None
+
+
 def _check_parsers(spec: ModelSpec, source: str) -> None:
-    tool = spec.tool_parser
-    if tool and importlib.util.find_spec(f"mlx_lm.tool_parsers.{tool}") is None:
-        raise InvalidInput(
-            f"{source}: PARSER tool {tool!r} is not a parser mlx-lm knows",
-            hint="use a module name from mlx_lm/tool_parsers, e.g. json_tools, qwen3_coder",
-        )
-    if spec.reasoning_parser and spec.reasoning_parser not in REASONING_PARSERS:
-        raise InvalidInput(
-            f"{source}: PARSER reasoning {spec.reasoning_parser!r} is not one of "
-            + ", ".join(REASONING_PARSERS)
-        )
+    for kind, value, resolve in (
+        ("tool", spec.tool_parser, parsers.tool_parser),
+        ("reasoning", spec.reasoning_parser, parsers.reasoning_parser),
+    ):
+        try:
+            if value:
+                resolve(value)
+        except InvalidInput as e:
+            raise InvalidInput(
+                f"{source}: PARSER {kind} {value!r} is not a parser mlxctl knows", hint=e.hint
+            ) from None
 
 
 def _base(

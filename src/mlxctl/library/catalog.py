@@ -218,6 +218,26 @@ def require_store_model(registry: Registry, layout: StoreLayout, reference: str)
     )
 
 
+def take_in(registry: Registry, layout: StoreLayout, reference: str) -> ModelName:
+    """The store name of `reference`; a Hugging Face cache model is moved into the store
+    under its own slug first (hard links, no bytes copied), as a pull of it would."""
+    found = find(registry, layout, reference)
+    if isinstance(found, ModelName):
+        return found
+    if found.source != HF_SOURCE:
+        return require_store_model(registry, layout, reference)  # raises: a copy is needed
+    try:
+        name = parse_name(found.slug)
+    except InvalidInput:
+        raise InvalidInput(
+            f"'{found.slug}' is not a valid store name",
+            hint=f"copy it into the store under one first: mlxctl cp {found.slug} NAME",
+        ) from None
+    check_name_free(registry, name, repo_id=found.repo_id)
+    _import_record(registry, layout, found, name)
+    return name
+
+
 def copy(registry: Registry, layout: StoreLayout, source: str, target: str) -> ModelRecord:
     """`mlxctl cp`: a new tag for a store model, or a registered folder imported by links."""
     new = parse_name(target)
@@ -232,6 +252,13 @@ def copy(registry: Registry, layout: StoreLayout, source: str, target: str) -> M
         source_record = registry.get(found.slug)
         repo_id = source_record.repo_id if source_record is not None else None
         return register(registry, layout, new, repo_id=repo_id)
+    return _import_record(registry, layout, found, new)
+
+
+def _import_record(
+    registry: Registry, layout: StoreLayout, found: ModelRecord, new: ModelName
+) -> ModelRecord:
+    """A registered folder as the store model `new`: linked from the HF cache, else copied."""
     folder = Path(found.cache_path)
     info = inspect_model_dir(folder)
     origin = (

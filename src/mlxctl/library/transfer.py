@@ -17,7 +17,7 @@ from mlxctl.library.catalog import (
     config_for,
     import_folder,
     register,
-    require_store_model,
+    take_in,
     write_manifest,
 )
 from mlxctl.registry import ModelRecord, Registry
@@ -139,8 +139,8 @@ def push(
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> oci_transfer.PushReport:
-    name = require_store_model(registry, layout, model)
     ref = parse_reference(target)
+    name = take_in(registry, layout, model)
     with _client(settings, ref.host, insecure, chunk_size) as client:
         return oci_transfer.push(layout, name, ref, client, progress)
 

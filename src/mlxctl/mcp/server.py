@@ -1,113 +1,63 @@
 """mlxctl as an MCP server over stdio, on the official `mcp` SDK.
 
-Every tool is a call to the daemon through `mlxctl.client` (mcp → client → HTTP),
-run in a thread because the client blocks and a slot load can take minutes.
-A daemon error becomes a tool error (`is_error`) carrying its message and hint.
+Every tool is a call to the daemon through `mlxctl.client` (mcp → client → HTTP);
+the tools themselves are in `tools.py`, the daemon calls, confirmation and progress
+in `calls.py`. `mlx.load` / `mlx.unload` are the seed's names (dots are valid MCP
+tool names); the rest keep the names they shipped with or take the `mlx.` prefix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 from mlxctl import __version__
-from mlxctl.client import DaemonClient
-from mlxctl.client.catalog import registered_models
-from mlxctl.errors import MlxctlError
-
-T = TypeVar("T")
-READ_TOOLS = ("list_models", "slot_status", "memory_status", "loaded_models")
-WRITE_TOOLS = ("load_slot", "unload_slot", "unload_all")
+from mlxctl.mcp import tools
 
 _READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
-_WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+_WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+_PULL = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+_DESTROY = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
 
+Tool = tuple[str, Callable[..., Any], ToolAnnotations]
 
-async def _daemon(call: Callable[[DaemonClient], T]) -> T:
-    def run() -> T:
-        with DaemonClient.from_settings() as client:
-            return call(client)
-
-    try:
-        return await anyio.to_thread.run_sync(run)
-    except MlxctlError as e:
-        raise ToolError(f"{e.message} ({e.hint})" if e.hint else e.message) from None
-
-
-def _slot(slot: str | int) -> str | int:
-    # Agents often send "8100" as a string; the daemon takes a port as a number.
-    return int(slot) if isinstance(slot, str) and slot.isdigit() else slot
-
-
-async def list_models() -> dict[str, Any]:
-    """Registered models the daemon can serve (its GET /v1/models)."""
-    return {"models": await _daemon(registered_models)}
-
-
-async def slot_status() -> dict[str, Any]:
-    """Each slot: port, alias, desired model, live process (pid, model, healthy) and drift."""
-    return {"slots": await _daemon(lambda c: c.slots())}
-
-
-async def memory_status() -> dict[str, Any]:
-    """The memory budget, used and free bytes, and each loaded model's memory."""
-    status = await _daemon(lambda c: c.status())
-    keys = ("budget", "budget_bytes", "used_bytes", "free_bytes", "measured_bytes")
-    per_model = [
-        {
-            "model": m.get("model"),
-            "estimated_bytes": m.get("estimated_bytes"),
-            "measured_bytes": (m.get("measured") or {}).get("total_bytes"),
-        }
-        for m in status.get("models") or []
-    ]
-    return {**{k: status.get(k) for k in keys}, "models": per_model}
-
-
-async def loaded_models() -> dict[str, Any]:
-    """Models loaded on demand now: state, pid, requests in flight, memory (mlxctl ps)."""
-    return {"models": await _daemon(lambda c: c.ps())}
-
-
-async def load_slot(model: str, slot: str | int, force: bool = False) -> dict[str, Any]:
-    """Load `model` into `slot` (alias like jerry-xl, or port like 8100) and wait until ready.
-
-    A slot already serving another model is refused unless `force` is true.
-    """
-    return await _daemon(lambda c: c.load_slot(model, _slot(slot), force))
-
-
-async def unload_slot(slot: str | int) -> dict[str, Any]:
-    """Stop the model in `slot` (alias or port) and clear its assignment."""
-    return await _daemon(lambda c: c.unload_slot(_slot(slot)))
-
-
-async def unload_all(confirm: bool = False) -> dict[str, Any]:
-    """Stop every slot's model. Refused unless `confirm` is true."""
-    if confirm is not True:
-        raise ToolError("unload_all stops every slot: call it again with confirm=true")
-    return await _daemon(lambda c: c.unload_all())
+READ: tuple[Tool, ...] = (
+    ("list_models", tools.list_models, _READ),
+    ("slot_status", tools.slot_status, _READ),
+    ("memory_status", tools.memory_status, _READ),
+    ("loaded_models", tools.loaded_models, _READ),
+    ("mlx.ps", tools.ps, _READ),
+    ("mlx.verify", tools.verify, _READ),
+)
+# Every destructive tool takes dry_run and confirm; loads destroy only with force.
+WRITE: tuple[Tool, ...] = (
+    ("mlx.load", tools.load, _WRITE),
+    ("load_slot", tools.load_slot, _WRITE),
+    ("mlx.pull", tools.pull, _PULL),
+    ("mlx.unload", tools.unload, _DESTROY),
+    ("unload_slot", tools.unload_slot, _DESTROY),
+    ("unload_all", tools.unload_all, _DESTROY),
+    ("mlx.rm", tools.rm, _DESTROY),
+    ("mlx.reconcile", tools.reconcile, _DESTROY),
+)
+READ_TOOLS = tuple(name for name, _, _ in READ)
+WRITE_TOOLS = tuple(name for name, _, _ in WRITE)
+DESTRUCTIVE_TOOLS = tuple(name for name, _, hints in WRITE if hints.destructive_hint)
 
 
 def create_server(*, read_only: bool = False) -> MCPServer[Any]:
-    """The server with the read tools, and the mutating ones unless `read_only`."""
+    """The server with the read tools, and the ones that change things unless `read_only`."""
     server: MCPServer[Any] = MCPServer(
         name="mlxctl",
         version=__version__,
-        instructions="Inspect and manage the local mlxctl model server: models, slots, memory.",
+        instructions="Inspect and manage the local mlxctl model server: models, slots, memory, "
+        "the model store. Destructive tools take dry_run and ask for confirmation.",
     )
-    tools: list[tuple[Callable[..., Any], ToolAnnotations]] = [
-        (fn, _READ) for fn in (list_models, slot_status, memory_status, loaded_models)
-    ]
-    if not read_only:
-        tools += [(fn, _WRITE) for fn in (load_slot, unload_slot, unload_all)]
-    for fn, hints in tools:
-        server.add_tool(fn, annotations=hints)
+    for name, fn, hints in READ if read_only else READ + WRITE:
+        server.add_tool(fn, name=name, annotations=hints)
     return server
 
 

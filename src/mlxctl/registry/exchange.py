@@ -39,7 +39,12 @@ def export_registry(records: list[ModelRecord]) -> dict[str, Any]:
 
 
 def dumps(records: list[ModelRecord]) -> str:
-    return json.dumps(export_registry(records), indent=2, sort_keys=False) + "\n"
+    return format_registry(export_registry(records))
+
+
+def format_registry(data: dict[str, Any]) -> str:
+    """An exported registry as registry.json text."""
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
 
 def parse_registry(text: str, source: str = "registry.json") -> list[ModelRecord]:

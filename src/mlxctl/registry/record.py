@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from mlxctl import parsers
 from mlxctl.errors import InvalidInput
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
@@ -55,6 +56,7 @@ class ModelRecord:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise InvalidInput(f"model '{self.slug}': {name} must be a non-negative integer")
+        parsers.check(self.tool_call_parser, self.reasoning_parser, where=f"model '{self.slug}'")
         return self
 
     def to_dict(self) -> dict[str, Any]:

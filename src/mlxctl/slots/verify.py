@@ -1,7 +1,8 @@
 """What `mlxctl verify` checks: settings a model needs, and what its worker actually runs.
 
 `needs(record)` lists settings a model cannot work without (a Harmony/gpt-oss model
-needs a chat template and the `harmony` tool and reasoning parsers). `audit_drift`
+needs a chat template and the `harmony` tool and reasoning parsers; a parser name no
+parser answers to is a problem too). `audit_drift`
 compares the registry with the last `worker.ready` audit line in the slot's log,
 so a worker started before a registry change is caught.
 """
@@ -12,23 +13,32 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mlxctl import parsers
+from mlxctl.errors import InvalidInput
 from mlxctl.registry import ModelRecord
 
 HARMONY_TYPES = ("gpt_oss", "gpt-oss")
-HARMONY_NAMES = ("harmony", "gpt_oss", "gpt-oss")
 
 
 def needs(record: ModelRecord) -> list[str]:
+    """Settings the model cannot work without, and parser names nobody can run."""
     problems: list[str] = []
+    try:
+        parsers.check(record.tool_call_parser, record.reasoning_parser)
+    except InvalidInput as e:
+        problems.append(f"{e.message} ({e.hint}); fix it with `mlxctl registry set {record.slug}`")
     if (record.model_type or "").lower() in HARMONY_TYPES:
         if not record.chat_template and not folder_has_template(Path(record.cache_path)):
             problems.append(
                 "gpt-oss (Harmony) model without a chat template: set one with "
                 f"`mlxctl registry set {record.slug} --chat-template FILE`"
             )
-        for name in ("tool_call_parser", "reasoning_parser"):
+        for name, same in (
+            ("tool_call_parser", parsers.same_tool_parser),
+            ("reasoning_parser", parsers.same_reasoning_parser),
+        ):
             value = getattr(record, name)
-            if (value or "").lower() not in HARMONY_NAMES:
+            if not same(value, parsers.HARMONY):
                 problems.append(
                     f"gpt-oss (Harmony) model needs {name}=harmony (has {value or 'none'}): "
                     f"`mlxctl registry set {record.slug} --{name.replace('_', '-')} harmony`"
@@ -85,14 +95,12 @@ def audit_drift(record: ModelRecord, audit: dict[str, Any]) -> list[str]:
     if not record.chat_template and template.startswith("registry:"):
         problems.append(f"chat template: worker uses {template}, the registry sets none")
     tool = audit.get("tool_call_parser")
-    if record.tool_call_parser and tool != record.tool_call_parser:
+    if record.tool_call_parser and not parsers.same_tool_parser(tool, record.tool_call_parser):
         problems.append(
             f"tool_call_parser: worker uses {tool}, the registry says {record.tool_call_parser}"
         )
     want = record.reasoning_parser
-    if want and want.lower() in HARMONY_NAMES:
-        want = "harmony"
     reasoning = audit.get("reasoning_parser")
-    if want and reasoning != want:
+    if want and not parsers.same_reasoning_parser(reasoning, want):
         problems.append(f"reasoning_parser: worker uses {reasoning}, the registry says {want}")
     return problems

@@ -7,7 +7,8 @@ tests with a recorder. Sinks may be called from several threads at once.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 
 class Progress(Protocol):
@@ -32,3 +33,37 @@ class NoProgress:
 
     def finish(self, key: str, note: str = "") -> None:
         return None
+
+
+class EventSink:
+    """A `Progress` that hands each call to `emit` as one plain JSON-able event.
+
+    The daemon streams these events to a remote CLI (one NDJSON line each), which
+    `replay`s them into its own sink: the same bars as a local run.
+    """
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None]) -> None:
+        self.emit = emit
+
+    def start(self, key: str, label: str, total: int | None, done: int = 0) -> None:
+        self.emit({"progress": "start", "key": key, "label": label, "total": total, "done": done})
+
+    def advance(self, key: str, done: int, total: int | None = None) -> None:
+        self.emit({"progress": "advance", "key": key, "done": done, "total": total})
+
+    def finish(self, key: str, note: str = "") -> None:
+        self.emit({"progress": "finish", "key": key, "note": note})
+
+
+def replay(event: dict[str, Any], sink: Progress) -> bool:
+    """Call `sink` as the `EventSink` that made `event` was called; False: not an event."""
+    kind, key = event.get("progress"), str(event.get("key", ""))
+    if kind == "start":
+        sink.start(key, str(event.get("label") or key), event.get("total"), event.get("done") or 0)
+    elif kind == "advance":
+        sink.advance(key, int(event.get("done") or 0), event.get("total"))
+    elif kind == "finish":
+        sink.finish(key, str(event.get("note") or ""))
+    else:
+        return False
+    return True

@@ -48,7 +48,7 @@ def audit_record(state: WorkerState, *, host: str, port: int) -> dict[str, Any]:
         "system_prompt": model.system is not None,
         "few_shot_messages": len(model.messages),
         "chat_template": state.prompter.template_source,
-        "tool_call_parser": (syntax.tool.name or "inferred") if syntax.tool else None,
+        "tool_call_parser": syntax.tool_parser,
         "tool_call_markers": [syntax.tool.start, syntax.tool.end] if syntax.tool else None,
         "reasoning_parser": syntax.reasoning_parser,
         "think_markers": list(syntax.think) if syntax.think else None,

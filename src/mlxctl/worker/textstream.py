@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from mlxctl import parsers
 from mlxctl.engine import mlxlm
-from mlxctl.errors import InvalidInput
 
 ToolParser = Callable[[str, Any], Any]
 _HARMONY_MARKERS = ("<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>", "<|call|>")
@@ -48,6 +48,13 @@ class StreamSyntax:
     harmony: bool = False
     reasoning_parser: str = "none"
 
+    @property
+    def tool_parser(self) -> str | None:
+        """The tool-call parser in use, as the audit line and `mlxctl verify` name it."""
+        if self.harmony:
+            return parsers.HARMONY
+        return (self.tool.name or "inferred") if self.tool else None
+
     @classmethod
     def from_tokenizer(
         cls,
@@ -56,33 +63,34 @@ class StreamSyntax:
         tool_parser: str | None = None,
         reasoning_parser: str | None = None,
     ) -> StreamSyntax:
-        """Markers mlx-lm inferred for this tokenizer; registry parser names override them."""
+        """Markers mlx-lm inferred for this tokenizer; registry parser names override them.
+
+        Names go through `mlxctl.parsers` (`harmony`, `qwen3_moe`, `hermes`, ... as users
+        write them); an unknown name is `InvalidInput` naming the known ones.
+        """
+        tool_name = parsers.tool_parser(tool_parser) if tool_parser else None
+        reasoning = parsers.reasoning_parser(reasoning_parser) if reasoning_parser else None
         vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
-        harmony = reasoning_parser in ("harmony", "gpt_oss", "gpt-oss") or (
-            reasoning_parser is None and all(m in vocab for m in ("<|channel|>", "<|message|>"))
+        harmony = parsers.HARMONY in (tool_name, reasoning) or (
+            reasoning is None and all(m in vocab for m in ("<|channel|>", "<|message|>"))
         )
         think: tuple[str, str] | None = None
-        if not harmony and reasoning_parser != "none":
+        if not harmony and reasoning != parsers.NONE:
             if getattr(tokenizer, "has_thinking", False):
                 think = (tokenizer.think_start, tokenizer.think_end)
-            elif reasoning_parser:
+            elif reasoning:
                 think = ("<think>", "</think>")
-        tool = _tool_syntax(tokenizer, tool_parser)
-        name = "harmony" if harmony else (reasoning_parser or ("think" if think else "none"))
+        # Harmony carries its tool calls in its own channels (HarmonyStream).
+        tool = None if harmony else _tool_syntax(tokenizer, tool_name)
+        name = parsers.HARMONY if harmony else (reasoning or ("think" if think else "none"))
         return cls(think=think, tool=tool, harmony=harmony, reasoning_parser=name)
 
 
-def _tool_syntax(tokenizer: Any, override: str | None) -> ToolSyntax | None:
-    if override:
-        try:
-            module = mlxlm.tool_parser(override)
-        except ImportError:
-            known = mlxlm.tool_parser_names()
-            raise InvalidInput(
-                f"unknown tool call parser {override!r}", hint="known: " + ", ".join(known)
-            ) from None
+def _tool_syntax(tokenizer: Any, module_name: str | None) -> ToolSyntax | None:
+    if module_name:
+        module = mlxlm.tool_parser(module_name)  # checked by parsers.tool_parser
         return ToolSyntax(
-            module.tool_call_start, module.tool_call_end or "", module.parse_tool_call, override
+            module.tool_call_start, module.tool_call_end or "", module.parse_tool_call, module_name
         )
     if not getattr(tokenizer, "has_tool_calling", False):
         return None

@@ -1,0 +1,60 @@
+"""The registry itself: export and import registry.json, change a model's fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlxctl.errors import InvalidInput
+from mlxctl.operations.base import Args, Context, Operation, Result
+from mlxctl.operations.models import NoArgs
+from mlxctl.registry.exchange import export_registry, parse_registry
+
+PREFIX = "/api/admin/registry"
+
+
+def export(ctx: Context, args: NoArgs) -> Result:
+    """The registry as the seeds' registry.json: {"version": 1, "models": {slug: {...}}}."""
+    return export_registry(ctx.registry.list())
+
+
+class ImportArgs(Args):
+    text: str
+    source: str = "registry.json"  # named in error messages
+    replace: bool = False
+
+
+def import_registry(ctx: Context, args: ImportArgs) -> Result:
+    """Read a registry.json; a bad file changes nothing (the error names line and field)."""
+    records = parse_registry(args.text, source=args.source)
+    count = ctx.registry.add_many(records, replace_all=args.replace)
+    return {"imported": count, "source": args.source, "replaced": args.replace}
+
+
+class SetArgs(Args):
+    """Only the fields sent change; null (or "") clears port, template and parsers."""
+
+    model: str
+    slug: str | None = None
+    port: int | None = None
+    chat_template: str | None = None
+    tool_call_parser: str | None = None
+    reasoning_parser: str | None = None
+
+
+def set_fields(ctx: Context, args: SetArgs) -> Result:
+    """Change fields of a registered model (slug, port, chat template, parsers)."""
+    record = ctx.registry.resolve(args.model)
+    changes: dict[str, Any] = {}
+    for name in sorted(args.model_fields_set - {"model"}):
+        value = getattr(args, name)
+        if name == "slug" and not value:
+            raise InvalidInput("the slug cannot be cleared, only changed")
+        changes[name] = value if value != "" else None
+    if not changes:
+        raise InvalidInput("nothing to change", hint="see `mlxctl registry set --help`")
+    return ctx.registry.update(record.slug, **changes).to_dict()
+
+
+EXPORT = Operation("registry.export", "GET", PREFIX, NoArgs, export)
+IMPORT = Operation("registry.import", "POST", f"{PREFIX}/import", ImportArgs, import_registry)
+SET = Operation("registry.set", "POST", f"{PREFIX}/set", SetArgs, set_fields)
