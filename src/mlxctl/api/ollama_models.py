@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -29,8 +30,10 @@ from mlxctl.api.errors import APIError
 from mlxctl.api.ollama_errors import error_response
 from mlxctl.capabilities import capabilities, chat_template, ollama_names
 from mlxctl.library import catalog
-from mlxctl.registry import ModelRecord
+from mlxctl.registry import ModelRecord, Registry, with_registry
 from mlxctl.router import Router
+from mlxctl.settings import Settings
+from mlxctl.store.layout import StoreLayout
 
 
 def routes() -> list[Route]:
@@ -103,54 +106,78 @@ async def show(request: Request) -> Response:
         record = _resolve(request, body, "model", "name")
     except Exception as e:
         return error_response(e)
-    template = chat_template(record)
-    return JSONResponse(
-        {
-            "license": "",
-            "modelfile": _modelfile(request, record),
-            "parameters": "",
-            "template": template,
-            "details": _details(record),
-            "model_info": _model_info(record),
-            "capabilities": ollama_names(capabilities(record, template)),
-            "modified_at": _modified(record),
-        }
+    settings: Settings = request.app.state.settings
+    # Template, capabilities and ModelSpec read files (GGUF metadata too): off the loop.
+    layout = catalog.open_store(settings)
+    shown = await anyio.to_thread.run_sync(
+        with_registry, settings, lambda r: _show(r, layout, record)
     )
+    return JSONResponse(shown)
+
+
+def _show(registry: Registry, layout: StoreLayout, record: ModelRecord) -> dict[str, Any]:
+    template = chat_template(record, store_root=layout.root)
+    return {
+        "license": "",
+        "modelfile": _modelfile(registry, layout, record),
+        "parameters": "",
+        "template": template,
+        "details": _details(record),
+        "model_info": _model_info(record),
+        "capabilities": ollama_names(capabilities(record, template, store_root=layout.root)),
+        "modified_at": _modified(record),
+    }
 
 
 async def copy(request: Request) -> Response:
-    router: Router = request.app.state.router
+    settings: Settings = request.app.state.settings
     try:
         body = json_object(await request.body())
         source, target = body.get("source"), body.get("destination")
         if not isinstance(source, str) or not isinstance(target, str) or not target:
             raise APIError(400, "'source' and 'destination' must be model names", code="missing")
-        layout = catalog.open_store(request.app.state.settings)
-        catalog.copy(router.registry, layout, source, target)
+        layout = catalog.open_store(settings)
+        # Hashing or copying a model folder takes seconds to minutes: never on the loop.
+        await anyio.to_thread.run_sync(
+            with_registry, settings, lambda r: catalog.copy(r, layout, source, target)
+        )
     except Exception as e:
         return error_response(e)
     return Response(status_code=200)
 
 
 async def delete(request: Request) -> Response:
+    """Only the exact name, repo id or `name:tag` deletes: a prefix is refused (404)."""
     router: Router = request.app.state.router
+    settings: Settings = request.app.state.settings
     try:
         body = json_object(await request.body())
-        record = _resolve(request, body, "model", "name")
+        record = router.registry.resolve_exact(_field(body, "model", "name"))
         await router.scheduler.unload(record.slug)
-        record, plan = inventory.plan_rm(router.registry, record.slug)
-        inventory.rm(router.registry, record, plan)
+        await anyio.to_thread.run_sync(
+            with_registry, settings, lambda r: _remove(r, record.slug, settings)
+        )
     except Exception as e:
         return error_response(e)
     return Response(status_code=200)
 
 
+def _remove(registry: Registry, slug: str, settings: Settings) -> int:
+    """Scan, unregister, delete (a cache scan and rmtree): runs in a worker thread."""
+    record, plan = inventory.plan_rm(registry, slug, settings)
+    return inventory.rm(registry, record, plan)
+
+
 def _resolve(request: Request, body: dict[str, Any], *fields: str) -> ModelRecord:
     router: Router = request.app.state.router
+    return router.resolve(_field(body, *fields))
+
+
+def _field(body: dict[str, Any], *fields: str) -> str:
     for name in fields:
         value = body.get(name)
         if isinstance(value, str) and value.strip():
-            return router.resolve(value)
+            return value
     raise APIError(400, f"'{fields[0]}' is required", code="missing")
 
 
@@ -188,14 +215,11 @@ def _model_info(record: ModelRecord) -> dict[str, Any]:
     return info
 
 
-def _modelfile(request: Request, record: ModelRecord) -> str:
+def _modelfile(registry: Registry, layout: StoreLayout, record: ModelRecord) -> str:
     from mlxctl.library.build import modelfile
 
-    router: Router = request.app.state.router
     try:
-        return modelfile(
-            router.registry, catalog.open_store(request.app.state.settings), record.slug
-        )
+        return modelfile(registry, layout, record.slug)
     except Exception:  # a spec is a courtesy: a model without one still shows
         return f"FROM {record.cache_path}\n"
 

@@ -3,6 +3,11 @@
 The pull itself is `library.transfer.pull`, blocking, so it runs in a thread; its
 `Progress` calls become `{"status", "digest", "total", "completed"}` lines as
 Ollama clients expect, ending with `{"status": "success"}` or an `{"error"}` line.
+
+Besides Ollama's fields (`model`/`name`, `stream`, `insecure`) it takes mlxctl's
+`"replace": true`: take the name of a store model that came from another source
+(otherwise refused, 409). `"insecure": true` (a plain-http registry) is refused
+unless the daemon runs with MLXCTL_ALLOW_INSECURE_PULL.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ from mlxctl.api.body import json_object
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama_errors import error_line, error_response
 from mlxctl.library import catalog, transfer
-from mlxctl.registry import open_registry
+from mlxctl.registry import Registry, with_registry
 from mlxctl.settings import Settings
 
-_FIELDS = {"model", "name", "stream", "insecure"}
+_FIELDS = {"model", "name", "stream", "insecure", "replace"}
 _DONE = object()
 
 
@@ -58,9 +63,21 @@ async def pull(request: Request) -> Response:
         reference = body.get("model") or body.get("name")
         if not isinstance(reference, str) or not reference.strip():
             raise APIError(400, "You must provide a model to pull.")
+        insecure, replace = _flag(body, "insecure"), _flag(body, "replace")
+        settings: Settings = request.app.state.settings
+        if insecure and not settings.allow_insecure_pull:
+            raise APIError(
+                403,
+                "plain-http registries ('insecure': true) are not allowed through the API; "
+                "use `mlxctl pull --insecure`, or start the daemon with "
+                "MLXCTL_ALLOW_INSECURE_PULL=1",
+                code="forbidden",
+            )
+        # Refusals that need no download get a real status (409, 400), not an error line.
+        transfer.check_pull(_registry(request), reference.strip(), replace=replace)
     except Exception as e:
         return error_response(e)
-    lines = _pull_lines(reference.strip(), insecure=bool(body.get("insecure", False)))
+    lines = _pull_lines(settings, reference.strip(), insecure=insecure, replace=replace)
     if body.get("stream", True):
         return StreamingResponse(lines, media_type="application/x-ndjson")
     last: Any = None
@@ -71,28 +88,39 @@ async def pull(request: Request) -> Response:
     return JSONResponse(data, status_code=status)
 
 
-async def _pull_lines(reference: str, *, insecure: bool) -> AsyncIterator[bytes]:
+def _registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.router.registry
+    return registry
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise APIError(400, f"'{name}' must be true or false")
+    return value
+
+
+async def _pull_lines(
+    settings: Settings, reference: str, *, insecure: bool, replace: bool
+) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
     sink = _Lines(loop, queue)
 
-    def work() -> str:
-        settings = Settings.from_env()
-        registry = open_registry(settings)
-        try:
-            result = transfer.pull(
-                registry,
-                catalog.open_store(settings),
-                settings,
-                reference,
-                insecure=insecure,
-                progress=sink,
-            )
-            return result.record.slug
-        finally:
-            registry.db.close()
+    def pull(registry: Registry) -> str:
+        layout = catalog.open_store(settings)
+        result = transfer.pull(
+            registry,
+            layout,
+            settings,
+            reference,
+            insecure=insecure,
+            replace=replace,
+            progress=sink,
+        )
+        return result.record.slug
 
-    task = loop.run_in_executor(None, work)
+    task = loop.run_in_executor(None, with_registry, settings, pull)
     task.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, _DONE))
     yield _encode({"status": "pulling manifest"})
     while (item := await queue.get()) is not _DONE:

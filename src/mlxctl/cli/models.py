@@ -89,9 +89,9 @@ def list_models(as_json: bool) -> None:
     print_table(["MODEL", "REPO", "FORMAT", "PARAMS", "QUANT", "SIZE", "PORT"], rows)
 
 
-def _show_data(record: ModelRecord) -> dict[str, Any]:
+def _show_data(record: ModelRecord, store_root: Path) -> dict[str, Any]:
     data = record.to_dict()
-    data["capabilities"] = capabilities(record)
+    data["capabilities"] = capabilities(record, store_root=store_root)
     if record.kv_bytes_per_token and record.context_length:
         data["kv_bytes_full_context"] = record.kv_bytes_per_token * record.context_length
     return data
@@ -108,8 +108,9 @@ def show(model: str, modelfile: bool, as_json: bool) -> None:
 
         print_modelfile(model)
         return
-    record = open_registry().resolve(model)
-    data = _show_data(record)
+    settings = Settings.from_env()
+    record = open_registry(settings).resolve(model)
+    data = _show_data(record, settings.store_dir)
     if as_json:
         print_json(data)
         return
@@ -150,8 +151,9 @@ def _plan_data(record: ModelRecord, plan: RemovalPlan) -> dict[str, Any]:
 @json_option
 def rm(model: str, dry_run: bool, yes: bool, as_json: bool) -> None:
     """Remove a model: unregister it and delete the files mlxctl owns."""
-    registry = open_registry()
-    record, plan = inventory.plan_rm(registry, model)
+    settings = Settings.from_env()
+    registry = open_registry(settings)
+    record, plan = inventory.plan_rm(registry, model, settings)
     if as_json and dry_run:
         print_json(_plan_data(record, plan))
         return

@@ -10,8 +10,12 @@ import click
 
 from mlxctl.cli.output import console
 from mlxctl.errors import InvalidInput
+from mlxctl.inventory import check_import
+from mlxctl.library.catalog import open_store
 from mlxctl.registry import open_registry
 from mlxctl.registry.exchange import dumps, parse_registry
+from mlxctl.settings import Settings
+from mlxctl.store.parsers import check_parsers
 
 
 @click.group()
@@ -39,14 +43,26 @@ def export_cmd(as_json: bool, output: Path | None) -> None:
 @registry.command("import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--replace", is_flag=True, help="Drop models that are not in the file.")
-def import_cmd(file: Path, replace: bool) -> None:
-    """Read a registry.json; a bad file changes nothing."""
+@click.option(
+    "--allow-commands",
+    is_flag=True,
+    help="Accept models served by an external command (extra.command runs as a program).",
+)
+def import_cmd(file: Path, replace: bool, allow_commands: bool) -> None:
+    """Read a registry.json; a bad file changes nothing.
+
+    The file is trusted no more than a local edit: templates and adapters must be
+    in the store, model paths absolute, parsers known, and external commands
+    need --allow-commands.
+    """
     try:
         text = file.read_text() if str(file) != "-" else sys.stdin.read()
     except OSError as e:
         raise InvalidInput(f"cannot read {file}: {e.strerror}") from None
+    settings = Settings.from_env()
     records = parse_registry(text, source=str(file))
-    count = open_registry().add_many(records, replace_all=replace)
+    check_import(records, settings, allow_commands=allow_commands, source=str(file))
+    count = open_registry(settings).add_many(records, replace_all=replace)
     console.print(f"Imported {count} model(s) from {file}")
 
 
@@ -55,7 +71,10 @@ def import_cmd(file: Path, replace: bool) -> None:
 @click.option("--slug", help="Rename the model.")
 @click.option("--port", type=int, help="Assign a port (one port, one model).")
 @click.option("--no-port", is_flag=True, help="Clear the port assignment.")
-@click.option("--chat-template", help="Path to a chat template file (empty string clears).")
+@click.option(
+    "--chat-template",
+    help="A chat template file, copied into the store (empty string clears).",
+)
 @click.option("--tool-call-parser", help="mlx-lm tool parser name (empty string clears).")
 @click.option("--reasoning-parser", help="Reasoning parser name (empty string clears).")
 def set_cmd(
@@ -67,9 +86,13 @@ def set_cmd(
     tool_call_parser: str | None,
     reasoning_parser: str | None,
 ) -> None:
-    """Change fields of a registered model."""
-    reg = open_registry()
-    record = reg.resolve(model)
+    """Change fields of a registered model (named exactly)."""
+    settings = Settings.from_env()
+    reg = open_registry(settings)
+    record = reg.resolve_exact(model)
+    check_parsers(tool_call_parser, reasoning_parser, "registry set")
+    if chat_template:  # copied in: a row's template is only ever read from the store
+        chat_template = str(open_store(settings).keep_template(Path(chat_template).expanduser()))
     changes: dict[str, Any] = {}
     if slug is not None:
         changes["slug"] = slug

@@ -102,18 +102,31 @@ def _open() -> tuple[Settings, Registry, StoreLayout]:
 @click.command()
 @click.argument("reference")
 @click.option("--name", help="Store name (NAME[:TAG]) for the model; default: from the reference.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace a store model of the same name that came from another source.",
+)
 @insecure_option
 @json_option
-def pull(reference: str, name: str | None, insecure: bool, as_json: bool) -> None:
+def pull(reference: str, name: str | None, force: bool, insecure: bool, as_json: bool) -> None:
     """Pull a model: org/repo[@rev] or hf://... from the Hugging Face hub,
     oci://REGISTRY/REPO[:TAG] (or REGISTRY/REPO:TAG) from an OCI registry.
 
-    An interrupted pull resumes where it stopped when run again.
+    An interrupted pull resumes where it stopped when run again. A pull never
+    replaces a model pulled from elsewhere (or created here) unless --force.
     """
     settings, registry, layout = _open()
     with TransferProgress(enabled=not as_json) as progress:
         result = transfer.pull(
-            registry, layout, settings, reference, name=name, insecure=insecure, progress=progress
+            registry,
+            layout,
+            settings,
+            reference,
+            name=name,
+            insecure=insecure,
+            replace=force,
+            progress=progress,
         )
     if as_json:
         print_json(
@@ -144,7 +157,8 @@ def pull(reference: str, name: str | None, insecure: bool, as_json: bool) -> Non
 def push(model: str, target: str, insecure: bool, as_json: bool) -> None:
     """Push a store model to an OCI registry: mlxctl push NAME REGISTRY/REPO[:TAG].
 
-    Blobs the registry already has are skipped; credentials come from
+    NAME is the model's exact name (never a prefix). Blobs the registry already
+    has are skipped; credentials come from
     `mlxctl login` or Docker's config.json.
     """
     settings, registry, layout = _open()
@@ -206,7 +220,8 @@ def create(name: str, spec_file: Path, as_json: bool) -> None:
 @click.argument("target")
 def cp(source: str, target: str) -> None:
     """Give a model a new store name (no bytes copied). A model outside the store
-    (e.g. from the HF cache) is imported by hard links."""
+    (e.g. from the HF cache) is imported by hard links. Copying over an existing
+    name needs SOURCE's exact name."""
     _, registry, layout = _open()
     record = catalog.copy(registry, layout, source, target)
     console.print(f"Copied {source} to {record.slug}", markup=False)

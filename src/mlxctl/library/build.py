@@ -10,7 +10,6 @@ their spec is derived (`FROM <origin>` plus their serving settings).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import secrets
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from mlxctl.library.catalog import (
 )
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.store.blobs import remove_tree
+from mlxctl.store.confine import template_override
 from mlxctl.store.hfcache import HF_SOURCE
 from mlxctl.store.layout import StoreLayout
 from mlxctl.store.manifest import (
@@ -47,9 +47,9 @@ from mlxctl.store.manifest import (
 )
 from mlxctl.store.modelinfo import inspect_model_dir
 from mlxctl.store.modelspec import ModelSpec, format_spec, parse_spec
+from mlxctl.store.parsers import check_parsers
 from mlxctl.store.tags import ModelName, parse_name
 
-REASONING_PARSERS = ("think", "harmony", "none")
 _ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
 
 
@@ -67,7 +67,7 @@ def create(registry: Registry, layout: StoreLayout, name: str, spec_path: Path) 
     except OSError as e:
         raise InvalidInput(f"cannot read {spec_path}: {e.strerror or e}") from None
     spec = parse_spec(text, source=str(spec_path))
-    _check_parsers(spec, str(spec_path))
+    check_parsers(spec.tool_parser, spec.reasoning_parser, str(spec_path))
     check_name_free(registry, target)
     here = spec_path.parent
     before = set(layout.blobs.digests())
@@ -80,20 +80,6 @@ def create(registry: Registry, layout: StoreLayout, name: str, spec_path: Path) 
     record = register(registry, layout, target)
     new = [d for d in manifest.blobs() if d.digest not in before]
     return CreateReport(record, digest, len(new))
-
-
-def _check_parsers(spec: ModelSpec, source: str) -> None:
-    tool = spec.tool_parser
-    if tool and importlib.util.find_spec(f"mlx_lm.tool_parsers.{tool}") is None:
-        raise InvalidInput(
-            f"{source}: PARSER tool {tool!r} is not a parser mlx-lm knows",
-            hint="use a module name from mlx_lm/tool_parsers, e.g. json_tools, qwen3_coder",
-        )
-    if spec.reasoning_parser and spec.reasoning_parser not in REASONING_PARSERS:
-        raise InvalidInput(
-            f"{source}: PARSER reasoning {spec.reasoning_parser!r} is not one of "
-            + ", ".join(REASONING_PARSERS)
-        )
 
 
 def _base(
@@ -243,6 +229,10 @@ def modelfile(registry: Registry, layout: StoreLayout, reference: str) -> str:
         tool_parser=record.tool_call_parser,
         reasoning_parser=record.reasoning_parser,
     )
-    if record.chat_template and Path(record.chat_template).is_file():
-        spec = replace(spec, template=Path(record.chat_template).read_text(encoding="utf-8"))
+    try:
+        override = template_override(record, layout.root)
+    except InvalidInput:
+        override = None  # a file outside the store is never read, nor shown
+    if override is not None and override.is_file():
+        spec = replace(spec, template=override.read_text(encoding="utf-8"))
     return format_spec(spec)

@@ -26,6 +26,8 @@ WRITE_TOOLS = ("load_slot", "unload_slot", "unload_all")
 
 _READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 _WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+# load_slot pulls an `org/repo` nobody registered from Hugging Face: it reaches the internet.
+_PULLING = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
 
 
 async def _daemon(call: Callable[[DaemonClient], T]) -> T:
@@ -77,7 +79,11 @@ async def loaded_models() -> dict[str, Any]:
 async def load_slot(model: str, slot: str | int, force: bool = False) -> dict[str, Any]:
     """Load `model` into `slot` (alias like jerry-xl, or port like 8100) and wait until ready.
 
-    A slot already serving another model is refused unless `force` is true.
+    `model` is a registered model's exact name (a prefix is refused), or a Hugging
+    Face `org/repo` not registered yet, which is downloaded first (it can be many
+    GB). A slot assigned to another model is always refused: unload it first.
+    `force` stops an MLX server that mlxctl did not start (e.g. a hand-run
+    mlx_lm.server) holding the slot's port; any other process is never stopped.
     """
     return await _daemon(lambda c: c.load_slot(model, _slot(slot), force))
 
@@ -105,7 +111,7 @@ def create_server(*, read_only: bool = False) -> MCPServer[Any]:
         (fn, _READ) for fn in (list_models, slot_status, memory_status, loaded_models)
     ]
     if not read_only:
-        tools += [(fn, _WRITE) for fn in (load_slot, unload_slot, unload_all)]
+        tools += [(load_slot, _PULLING), (unload_slot, _WRITE), (unload_all, _WRITE)]
     for fn, hints in tools:
         server.add_tool(fn, annotations=hints)
     return server
