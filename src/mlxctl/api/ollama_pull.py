@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -26,6 +28,7 @@ from mlxctl.api.ollama_errors import error_line, error_response
 from mlxctl.library import catalog, transfer
 from mlxctl.registry import Registry, with_registry
 from mlxctl.settings import Settings
+from mlxctl.store.progress import Progress
 
 _FIELDS = {"model", "name", "stream", "insecure", "replace"}
 _DONE = object()
@@ -77,15 +80,14 @@ async def pull(request: Request) -> Response:
         transfer.check_pull(_registry(request), reference.strip(), replace=replace)
     except Exception as e:
         return error_response(e)
-    lines = _pull_lines(settings, reference.strip(), insecure=insecure, replace=replace)
+    work = _Pull(settings, reference.strip(), insecure, replace)
     if body.get("stream", True):
-        return StreamingResponse(lines, media_type="application/x-ndjson")
-    last: Any = None
-    async for line in lines:
-        last = line
-    data = json.loads(last)
-    status = 200 if "error" not in data else 500
-    return JSONResponse(data, status_code=status)
+        return StreamingResponse(_pull_lines(work), media_type="application/x-ndjson")
+    try:  # not streamed: a failed pull answers with its own status (400, 404, 409...)
+        slug = await anyio.to_thread.run_sync(with_registry, settings, work.run)
+    except Exception as e:
+        return error_response(e)
+    return JSONResponse({"status": "success", "model": slug})
 
 
 def _registry(request: Request) -> Registry:
@@ -100,27 +102,34 @@ def _flag(body: dict[str, Any], name: str) -> bool:
     return value
 
 
-async def _pull_lines(
-    settings: Settings, reference: str, *, insecure: bool, replace: bool
-) -> AsyncIterator[bytes]:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[object] = asyncio.Queue()
-    sink = _Lines(loop, queue)
+@dataclass
+class _Pull:
+    """One pull, run in a worker thread with a registry connection of its own."""
 
-    def pull(registry: Registry) -> str:
-        layout = catalog.open_store(settings)
+    settings: Settings
+    reference: str
+    insecure: bool
+    replace: bool
+    progress: Progress | None = None
+
+    def run(self, registry: Registry) -> str:
         result = transfer.pull(
             registry,
-            layout,
-            settings,
-            reference,
-            insecure=insecure,
-            replace=replace,
-            progress=sink,
+            catalog.open_store(self.settings),
+            self.settings,
+            self.reference,
+            insecure=self.insecure,
+            replace=self.replace,
+            progress=self.progress,
         )
         return result.record.slug
 
-    task = loop.run_in_executor(None, with_registry, settings, pull)
+
+async def _pull_lines(work: _Pull) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    work.progress = _Lines(loop, queue)
+    task = loop.run_in_executor(None, with_registry, work.settings, work.run)
     task.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, _DONE))
     yield _encode({"status": "pulling manifest"})
     while (item := await queue.get()) is not _DONE:

@@ -110,6 +110,7 @@ class RegistryClient:
         insecure: bool = False,
         chunk_size: int = DEFAULT_CHUNK,
         timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.host = normalize_host(host)
         self.chunk_size = chunk_size
@@ -124,6 +125,7 @@ class RegistryClient:
             follow_redirects=False,
             headers={"User-Agent": f"mlxctl/{__version__}"},
             event_hooks={"request": [self._check_scheme]},
+            transport=transport,
         )
 
     def __enter__(self) -> RegistryClient:
