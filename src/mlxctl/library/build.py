@@ -77,7 +77,7 @@ def create(registry: Registry, layout: StoreLayout, name: str, spec_path: Path) 
             layers, config = _quantize(layout, spec, layers, config, base_dir)
         layers, config = _apply(layout, spec, layers, config, here, base_dir)
         manifest, digest = write_manifest(layout, target, config, layers)
-    record = register(registry, layout, target)
+        record = register(registry, layout, target)
     new = [d for d in manifest.blobs() if d.digest not in before]
     return CreateReport(record, digest, len(new))
 

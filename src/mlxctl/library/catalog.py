@@ -260,11 +260,11 @@ def copy(registry: Registry, layout: StoreLayout, source: str, target: str) -> M
         data = layout.tags.read(found)
         if data is None:
             raise NotFound(f"model '{found}' is not in the store")
-        with layout.writing():
-            layout.put_bytes(new, data)
         source_record = registry.get(found.slug)
         repo_id = source_record.repo_id if source_record is not None else None
-        return register(registry, layout, new, repo_id=repo_id)
+        with layout.writing():  # held until the row exists: prune never sees a bare tag
+            layout.put_bytes(new, data)
+            return register(registry, layout, new, repo_id=repo_id)
     folder = Path(found.cache_path)
     info = inspect_model_dir(folder)
     origin = (
@@ -286,7 +286,7 @@ def copy(registry: Registry, layout: StoreLayout, source: str, target: str) -> M
             origin=origin,
         )
         write_manifest(layout, new, config, layers)
-    return register(registry, layout, new, repo_id=found.repo_id)
+        return register(registry, layout, new, repo_id=found.repo_id)
 
 
 def orphan_tags(registry: Registry, layout: StoreLayout) -> tuple[ModelName, ...]:
