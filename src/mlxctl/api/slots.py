@@ -24,7 +24,6 @@ from mlxctl.api.body import json_object
 from mlxctl.api.errors import error_response
 from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.slots import SlotSupervisor
-from mlxctl.store.hfpull import looks_like_hf
 
 PREFIX = "/api/admin/slots"
 
@@ -105,19 +104,17 @@ def _text(body: dict[str, Any], name: str) -> str:
 
 
 def _exact_model(request: Request, reference: str) -> str:
-    """The slug of the model named exactly; an `org/repo` nobody registered passes
-    through (the supervisor pulls it), a mere prefix of a registered one does not."""
+    """The slug of the model named exactly. A name matching nothing passes through (the
+    supervisor pulls an `org/repo`, or says how to); a mere prefix of one is refused."""
     registry = _slots(request).registry
     try:
         return registry.resolve_exact(reference).slug
-    except NotFound:
-        if not looks_like_hf(reference.strip()):
-            raise
+    except NotFound as not_exact:
         try:
-            registry.resolve(reference)  # a prefix of a registered model: refused below
+            registry.resolve(reference)  # a prefix: the supervisor would take that model
         except NotFound:
             return reference
-        raise
+        raise not_exact from None
 
 
 def _slot(body: dict[str, Any]) -> str | int:
