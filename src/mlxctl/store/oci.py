@@ -155,9 +155,17 @@ class RegistryClient:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
+        redirects: bool = False,
     ) -> httpx.Response:
         try:
-            return self.http.request(method, url, content=content, headers=headers, params=params)
+            return self.http.request(
+                method,
+                url,
+                content=content,
+                headers=headers,
+                params=params,
+                follow_redirects=redirects,
+            )
         except httpx.HTTPError as e:
             raise self._unreachable(e) from e
 
@@ -174,7 +182,7 @@ class RegistryClient:
         self._check(self._request("GET", "/v2/"), "the registry API (/v2/)", (200,))
 
     def blob_exists(self, repo: str, digest: str) -> bool:
-        response = self._request("HEAD", f"/v2/{repo}/blobs/{digest}")
+        response = self._request("HEAD", f"/v2/{repo}/blobs/{digest}", redirects=True)
         if response.status_code == 404:
             return False
         self._check(response, f"blob {digest}", (200,))
