@@ -9,6 +9,9 @@ import pytest
 from mlxctl.capabilities import capabilities, chat_template, ollama_names
 from mlxctl.factory import make_model
 from mlxctl.registry import ModelRecord
+from mlxctl.store.layout import StoreLayout
+
+STORE = Path("/nonexistent/mlxctl-store")  # no override in these rows: never read
 
 
 @pytest.fixture(scope="module")
@@ -18,28 +21,29 @@ def qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_factory_qwen_has_chat_tools_reasoning(qwen: Path) -> None:
     record = ModelRecord(slug="q", cache_path=str(qwen))
-    assert "<tool_call>" in chat_template(record)
-    found = capabilities(record)
+    assert "<tool_call>" in chat_template(record, store_root=STORE)
+    found = capabilities(record, store_root=STORE)
     assert found == ["completion", "chat", "tools", "reasoning", "structured_output"]
     assert ollama_names(found) == ["completion", "tools", "thinking"]
 
 
 def test_registry_fields_and_override_count(tmp_path: Path) -> None:
     bare = ModelRecord(slug="b", cache_path=str(tmp_path))
-    assert capabilities(bare) == ["completion", "structured_output"]
+    assert capabilities(bare, store_root=STORE) == ["completion", "structured_output"]
     template = tmp_path / "t.jinja"
     template.write_text("{{ messages }}")
+    store = tmp_path / "store"
     parsed = ModelRecord(
         slug="p",
         cache_path=str(tmp_path),
-        chat_template=str(template),
+        chat_template=str(StoreLayout(store).keep_template(template)),
         tool_call_parser="json_tools",
         reasoning_parser="think",
         format="gguf",
         extra={"command": "llama-server -m {model} --port {port}"},
     )
     # An external server's structured output is not ours to promise.
-    assert capabilities(parsed) == ["completion", "chat", "tools", "reasoning"]
+    assert capabilities(parsed, store_root=store) == ["completion", "chat", "tools", "reasoning"]
 
 
 def test_a_bare_gguf_reads_its_embedded_template(tmp_path: Path) -> None:
@@ -51,8 +55,8 @@ def test_a_bare_gguf_reads_its_embedded_template(tmp_path: Path) -> None:
     record = ModelRecord(
         slug="g", cache_path=str(file.parent), format="gguf", extra={"gguf_file": file.name}
     )
-    assert "<tool_call>" in chat_template(record)
-    assert capabilities(record) == [
+    assert "<tool_call>" in chat_template(record, store_root=STORE)
+    assert capabilities(record, store_root=STORE) == [
         "completion",
         "chat",
         "tools",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import plistlib
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,36 @@ def test_install_writes_the_file_for_its_owner_only(tmp_path: Path, platform: st
     plan = plan_for(platform, tmp_path)
     install(plan)
     assert plan.path.read_text() == plan.text
+    assert stat.S_IMODE(plan.path.stat().st_mode) == 0o600
+
+
+_SEEN_MODES: dict[str, list[int]] = {}
+
+
+def _record_modes(event: str, args: tuple[object, ...]) -> None:
+    """Audit hook: the mode of every file under a watched folder when it is written to,
+    chmod'ed or renamed (before the call happens)."""
+    if event not in ("os.chmod", "os.rename", "open") or not args:
+        return
+    path = str(args[0])
+    for folder, modes in _SEEN_MODES.items():
+        if path.startswith(folder) and os.path.isfile(path):
+            modes.append(stat.S_IMODE(os.stat(path).st_mode))
+
+
+sys.addaudithook(_record_modes)
+
+
+def test_the_unit_is_never_readable_by_others_not_even_for_a_moment(tmp_path: Path) -> None:
+    plan = plan_for("linux", tmp_path)
+    modes = _SEEN_MODES.setdefault(str(plan.path.parent), [])
+    old = os.umask(0o022)
+    try:
+        install(plan)
+    finally:
+        os.umask(old)
+        del _SEEN_MODES[str(plan.path.parent)]
+    assert modes and all(mode == 0o600 for mode in modes), [oct(m) for m in modes]
     assert stat.S_IMODE(plan.path.stat().st_mode) == 0o600
 
 

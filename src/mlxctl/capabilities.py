@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mlxctl.errors import InvalidInput
 from mlxctl.registry import ModelRecord
+from mlxctl.store.confine import gguf_file, template_override
 from mlxctl.store.ggufinfo import chat_template as gguf_chat_template
 from mlxctl.store.kind import kind_of
 
@@ -23,32 +25,47 @@ _OLLAMA = {
 }
 
 
-def chat_template(record: ModelRecord) -> str:
-    """The registry's template override, else the tokenizer's own ("" when none)."""
-    if record.chat_template:
-        try:
-            return Path(record.chat_template).read_text()
-        except OSError:
-            return ""
+def chat_template(record: ModelRecord, *, store_root: Path) -> str:
+    """The registry's template override, else the tokenizer's own ("" when none).
+
+    Reads only the model's own files: an override outside the store, or a GGUF
+    name leading out of the folder, reads as no template (store/confine.py).
+    Runs off the event loop in the daemon: it parses GGUF metadata.
+    """
+    try:
+        override = template_override(record, store_root)
+        gguf = gguf_file(record)
+    except InvalidInput:
+        return ""
+    if override is not None:
+        return _text(override)
     folder = Path(record.cache_path)
-    gguf_file = record.extra.get("gguf_file")
-    if record.format == "gguf" and isinstance(gguf_file, str):
+    if gguf is not None:
         # A GGUF carries its template in its metadata unless a tokenizer sits beside it.
-        embedded = gguf_chat_template(folder / gguf_file)
+        embedded = gguf_chat_template(gguf)
         if embedded:
             return embedded
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
-        return jinja.read_text()
+        return _text(jinja)
     try:
         config = json.loads((folder / "tokenizer_config.json").read_text())
     except (OSError, ValueError):
         return ""
-    template = config.get("chat_template")
+    template = config.get("chat_template") if isinstance(config, dict) else None
     return template if isinstance(template, str) else ""
 
 
-def capabilities(record: ModelRecord, template: str | None = None) -> list[str]:
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return ""
+
+
+def capabilities(
+    record: ModelRecord, template: str | None = None, *, store_root: Path
+) -> list[str]:
     """completion, chat, tools, reasoning, structured_output, embeddings — as the files tell.
 
     A BERT-family encoder only embeds. Chat models also answer /v1/embeddings (pooled
@@ -60,7 +77,7 @@ def capabilities(record: ModelRecord, template: str | None = None) -> list[str]:
     )
     if kind_of(record.model_type, names) == "embedding":
         return ["embeddings"]
-    template = chat_template(record) if template is None else template
+    template = chat_template(record, store_root=store_root) if template is None else template
     found = ["completion"]
     if template:
         found.append("chat")

@@ -4,6 +4,7 @@
     ├── InvalidInput       bad argument, file or value: nothing was changed
     ├── NotFound           an unknown model, file or key
     ├── Conflict           the change collides with existing state (taken port, slug)
+    ├── Forbidden          allowed locally, not for this caller (a setting opens it)
     └── Unavailable        something needed is not there (daemon down, no MLX)
 
 The CLI prints `error: <message>` and the hint, exits non-zero, and prints a
@@ -35,6 +36,10 @@ class NotFound(MlxctlError):
 
 class Conflict(MlxctlError):
     exit_code = 4
+
+
+class Forbidden(MlxctlError):
+    exit_code = 6
 
 
 class Unavailable(MlxctlError):

@@ -1,8 +1,9 @@
 """The inventory: what the store finds becomes registered models, and back.
 
 Sits above `registry` and `store` and joins them: `init` registers every usable
-model of the Hugging Face cache, `register_path` adds a folder by hand, and
-`plan_rm`/`rm` remove a model (files only where mlxctl owns them).
+model of the Hugging Face cache, `register_path` adds a folder by hand,
+`check_import` vets the rows of a registry.json, and `plan_rm`/`rm` remove a
+model (files only where mlxctl owns them).
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mlxctl import parsers
 from mlxctl.errors import Conflict, InvalidInput
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.record import check_slug, slugify
+from mlxctl.settings import Settings
+from mlxctl.store.confine import adapter_dir, gguf_file, same_place, template_override
 from mlxctl.store.hfcache import scan_hf_cache
 from mlxctl.store.modelinfo import inspect_model_dir, to_record
 from mlxctl.store.removal import RemovalPlan, execute_removal, plan_removal
@@ -97,10 +101,58 @@ def register_path(
     return registry.add(record)
 
 
-def plan_rm(registry: Registry, reference: str) -> tuple[ModelRecord, RemovalPlan]:
-    record = registry.resolve(reference)
+def check_import(
+    records: list[ModelRecord], settings: Settings, *, allow_commands: bool, source: str
+) -> list[ModelRecord]:
+    """Refuse what an imported row could do that a local edit cannot (InvalidInput).
+
+    A registry.json is data from elsewhere: an external engine `command` runs a
+    program, so it needs `allow_commands`; paths get the checks readers apply
+    (store/confine.py): an absolute model path, template and adapter in the
+    store, a plain GGUF file name, this mlxctl's store; parser names are known ones.
+    """
+    store_root = settings.store_dir
+    for record in records:
+        where = f"{source}: models.{record.slug}"
+        command = record.extra.get("command")
+        if command is not None and not allow_commands:
+            raise InvalidInput(
+                f"{where}.extra.command: {command!r} would run as a program when the model "
+                "loads; nothing was imported",
+                hint="import a file you trust with --allow-commands",
+            )
+        path = Path(record.cache_path)
+        if not path.is_absolute() or ".." in path.parts:
+            raise InvalidInput(f"{where}.cache_path: {record.cache_path!r} is not an absolute path")
+        try:
+            template_override(record, store_root)
+            adapter_dir(record, store_root)
+            gguf_file(record)
+            parsers.check(record.tool_call_parser, record.reasoning_parser)
+        except InvalidInput as e:
+            raise InvalidInput(f"{where}: {e.message}", hint=e.hint) from None
+        store = record.extra.get("store")
+        if store is not None and not (
+            isinstance(store, dict) and same_place(Path(str(store.get("root"))), store_root)
+        ):
+            raise InvalidInput(
+                f"{where}.extra.store: {store!r} is not a model of this mlxctl's store "
+                f"({store_root})",
+                hint="pull or create the model here instead of importing its row",
+            )
+    return records
+
+
+def plan_rm(
+    registry: Registry, reference: str, settings: Settings
+) -> tuple[ModelRecord, RemovalPlan]:
+    """The model `reference` names exactly (never a prefix) and what removing it deletes."""
+    record = registry.resolve_exact(reference)
     others = [r for r in registry.list() if r.slug != record.slug]
-    return record, plan_removal(record, others)
+    plan = plan_removal(
+        record, others, hf_cache=settings.hf_cache_dir, store_root=settings.store_dir
+    )
+    return record, plan
 
 
 def refuse_blocked(record: ModelRecord, plan: RemovalPlan) -> None:

@@ -8,6 +8,7 @@ runs launchctl or systemctl — the user does, with the printed command.
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import shutil
 import sys
@@ -71,11 +72,16 @@ def plan_service(
 
 def install(plan: ServicePlan) -> None:
     plan.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = plan.path.with_name(plan.path.name + ".tmp")
-    tmp.write_text(plan.text)
-    # The unit may carry MLXCTL_API_KEY: readable by its owner only.
-    tmp.chmod(0o600)
-    tmp.replace(plan.path)
+    tmp = plan.path.with_name(f".{plan.path.name}.{secrets.token_hex(4)}.tmp")
+    # The unit may carry MLXCTL_API_KEY: created 0600, so it is never readable by others.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(plan.text)
+        tmp.replace(plan.path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def launchd_plist(executable: Path, env: dict[str, str], logs_dir: Path) -> str:

@@ -142,6 +142,12 @@ class Settings:
         "(default: this Python with `-m mlxctl.cli.main worker`).",
         "",
     )
+    allow_insecure_pull: bool = _setting(
+        "MLXCTL_ALLOW_INSECURE_PULL",
+        'Let /api/pull clients ask for a plain-http registry (`"insecure": true`). Off, '
+        "only the CLI's `pull --insecure` can; localhost registries use http regardless.",
+        False,
+    )
     shutdown_grace: float = _setting(
         "MLXCTL_SHUTDOWN_GRACE",
         "Seconds `mlxctl serve` lets running requests finish after SIGTERM before stopping.",

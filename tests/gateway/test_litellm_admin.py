@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from mlxctl.errors import Unavailable
-from mlxctl.gateway.litellm import slot_entry
+from mlxctl.gateway.litellm import MANAGED, on_demand_entry, slot_entry
 from mlxctl.gateway.litellm_admin import NEEDS_DB_HINT, LiteLLMAdmin, sync
 from mlxctl.slots.table import SlotSpec
 
@@ -35,13 +35,14 @@ class StubProxy:
         return LiteLLMAdmin("http://proxy", "sk-master", transport=httpx.MockTransport(self.handle))
 
 
-def listed(name: str, api_base: str, *, db: bool, ident: str = "id-1") -> dict[str, Any]:
+def listed(
+    name: str, api_base: str, *, db: bool, ident: str = "id-1", ours: bool = False
+) -> dict[str, Any]:
     params = {"model": f"openai/{name}", "api_base": api_base}
-    return {
-        "model_name": name,
-        "litellm_params": params,
-        "model_info": {"id": ident, "db_model": db},
-    }
+    info: dict[str, Any] = {"id": ident, "db_model": db}
+    if ours:
+        info[MANAGED] = True
+    return {"model_name": name, "litellm_params": params, "model_info": info}
 
 
 ENTRY = slot_entry(SlotSpec(8100, "jerry-xl"), "127.0.0.1")
@@ -56,7 +57,7 @@ def test_a_new_alias_is_added() -> None:
 
 
 def test_a_stored_alias_at_another_port_is_updated_in_place() -> None:
-    proxy = StubProxy([listed("jerry-xl", "http://old:9000/v1", db=True, ident="db-7")])
+    proxy = StubProxy([listed("jerry-xl", "http://old:9000/v1", db=True, ident="db-7", ours=True)])
     with proxy.admin() as admin:
         [action] = sync(admin, [ENTRY])
     assert (action.action, action.model_id) == ("updated", "db-7")
@@ -64,6 +65,21 @@ def test_a_stored_alias_at_another_port_is_updated_in_place() -> None:
     assert path == "/model/update"
     assert body["model_info"]["id"] == "db-7"
     assert body["litellm_params"]["api_base"] == "http://127.0.0.1:8100/v1"
+
+
+@pytest.mark.parametrize("db", [True, False])
+def test_a_model_mlxctl_did_not_create_is_a_conflict_and_untouched(db: bool) -> None:
+    # Someone else's `jerry-xl` (in the DB or the config file): never repointed, never joined.
+    proxy = StubProxy([listed("jerry-xl", "http://their-server:9000/v1", db=db, ident="theirs")])
+    with proxy.admin() as admin:
+        [action] = sync(admin, [ENTRY])
+    assert (action.action, action.model_id) == ("conflict", "theirs")
+    assert proxy.posts == []
+
+
+def test_every_entry_carries_the_mark() -> None:
+    assert ENTRY["model_info"][MANAGED] is True
+    assert on_demand_entry("tiny", "http://127.0.0.1:1", keyed=False)["model_info"][MANAGED]
 
 
 def test_an_alias_already_pointing_there_is_left_alone() -> None:

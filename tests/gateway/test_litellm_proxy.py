@@ -73,6 +73,7 @@ def test_the_proxy_loaded_every_generated_entry(
         assert params["api_base"] == entry["litellm_params"]["api_base"]
         assert params["model"] == entry["litellm_params"]["model"]
     assert models["jerry-xl"]["model_info"]["db_model"] is False
+    assert models["jerry-xl"]["model_info"]["mlxctl_managed"] is True  # what --sync looks for
 
 
 def test_sync_leaves_config_models_and_needs_a_database_to_add(

@@ -80,6 +80,24 @@ def test_lists_every_tool_and_read_only_hides_the_mutating_ones(daemon: StubDaem
     assert names["ro"] == set(READ_TOOLS)
 
 
+def test_the_tool_hints_tell_the_truth(daemon: StubDaemon) -> None:
+    tools: dict[str, Any] = {}
+
+    async def body(session: ClientSession) -> None:
+        tools.update({t.name: t for t in (await session.list_tools()).tools})
+
+    run_session(daemon, body)
+    load = tools["load_slot"]
+    # It can download any Hugging Face repo: the open world, and a destructive one.
+    assert load.annotations.open_world_hint is True
+    assert load.annotations.destructive_hint is True and load.annotations.read_only_hint is False
+    description = " ".join(load.description.split())
+    assert "always refused" in description and "mlx_lm.server" in description
+    assert "exact name" in description and "downloaded" in description
+    for name in ("unload_slot", "unload_all"):
+        assert tools[name].annotations.open_world_hint is False
+
+
 def test_read_tools_answer_from_the_daemon(daemon: StubDaemon) -> None:
     results: dict[str, dict[str, Any]] = {}
 

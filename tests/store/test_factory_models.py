@@ -36,7 +36,7 @@ def test_scan_and_remove_a_laid_out_model(tmp_path: Path) -> None:
     assert found.is_main_ref and Path(found.record.cache_path) == snapshot.resolve()
     assert found.record.parameters == inspect_model_dir(model).parameters
 
-    plan = plan_removal(found.record, [found.record])
+    plan = plan_removal(found.record, [found.record], hf_cache=cache, store_root=tmp_path / "s")
     before = disk_bytes(cache)
     assert execute_removal(plan) == plan.freed_bytes == before - disk_bytes(cache)
     assert scan_hf_cache(cache).found == ()

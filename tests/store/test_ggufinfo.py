@@ -86,3 +86,45 @@ def test_chat_template_reads_the_gguf_field(gguf_dir: Path, tmp_path: Path) -> N
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF")
     assert chat_template(bad) == ""
+
+
+def test_chat_template_parses_a_file_once_per_version(
+    gguf_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import shutil
+
+    import gguf
+
+    from mlxctl.store.ggufinfo import chat_template
+
+    file = tmp_path / "copy.gguf"
+    shutil.copyfile(gguf_dir / "qwen2-tiny-q4_0.gguf", file)
+    opened: list[str] = []
+    real = gguf.GGUFReader
+
+    def counting(path: str, *args: object) -> object:
+        opened.append(path)
+        return real(path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gguf, "GGUFReader", counting)
+    first = chat_template(file)
+    assert chat_template(file) == first and len(opened) == 1  # /v1/models asks every time
+    os.utime(file, ns=(0, 10**9))  # a changed file is read again
+    assert chat_template(file) == first and len(opened) == 2
+
+
+def test_chat_template_survives_any_reader_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gguf
+
+    from mlxctl.store.ggufinfo import chat_template
+
+    def broken(path: str, *args: object) -> object:
+        raise RuntimeError("a gguf version this library never saw")
+
+    monkeypatch.setattr(gguf, "GGUFReader", broken)
+    odd = tmp_path / "odd.gguf"
+    odd.write_bytes(b"GGUF" + b"\0" * 32)
+    assert chat_template(odd) == ""  # one model without a template, never a failed listing

@@ -57,7 +57,7 @@ def weights_digest(layout: StoreLayout, name: str) -> str:
 
 
 def remove(registry: Registry, slug: str) -> int:
-    record, plan = inventory.plan_rm(registry, slug)
+    record, plan = inventory.plan_rm(registry, slug, Settings.from_env())
     return inventory.rm(registry, record, plan)
 
 

@@ -10,6 +10,7 @@ import pytest
 from mlxctl.errors import Conflict
 from mlxctl.registry.record import ModelRecord
 from mlxctl.store import (
+    RemovalPlan,
     execute_removal,
     inspect_model_dir,
     plan_removal,
@@ -31,6 +32,10 @@ def _registered(cache: Path) -> dict[str, ModelRecord]:
     return records
 
 
+def _plan(record: ModelRecord, others: list[ModelRecord], cache: Path) -> RemovalPlan:
+    return plan_removal(record, others, hf_cache=cache, store_root=cache.parent / "store")
+
+
 def _blob(repo: Path, data: bytes) -> Path:
     return repo / "blobs" / hashlib.sha256(data).hexdigest()
 
@@ -44,7 +49,7 @@ def test_last_revision_takes_the_repo_folder(hf_cache: Path, model_files: ModelF
     records = _registered(hf_cache)
     (tiny,) = (r for r in records.values() if r.repo_id == "org/Tiny")
 
-    plan = plan_removal(tiny, list(records.values()))
+    plan = _plan(tiny, list(records.values()), hf_cache)
 
     assert not plan.blocked and plan.deletes_files
     assert plan.deletes == (repo.resolve(),)
@@ -59,10 +64,10 @@ def test_last_revision_takes_the_repo_folder(hf_cache: Path, model_files: ModelF
 def test_executing_twice_is_safe(hf_cache: Path, model_files: ModelFiles) -> None:
     lay_out_repo(hf_cache, "org/Tiny", {commit("t"): model_files()}, {"main": commit("t")})
     (tiny,) = _registered(hf_cache).values()
-    plan = plan_removal(tiny, [tiny])
+    plan = _plan(tiny, [tiny], hf_cache)
     assert execute_removal(plan) == plan.freed_bytes > 0
     assert execute_removal(plan) == 0
-    again = plan_removal(tiny, [tiny])
+    again = _plan(tiny, [tiny], hf_cache)
     assert again.deletes == () and again.freed_bytes == 0
     assert "already gone" in again.notes[0]
     assert execute_removal(again) == 0
@@ -75,7 +80,7 @@ def test_partly_deleted_by_hand_still_executes(hf_cache: Path, model_files: Mode
     )
     records = _registered(hf_cache)
     (record,) = (r for r in records.values() if r.revision == commit("new"))
-    plan = plan_removal(record, list(records.values()))
+    plan = _plan(record, list(records.values()), hf_cache)
     _blob(repo, new["model.safetensors"]).unlink()
     assert execute_removal(plan) == plan.freed_bytes - len(new["model.safetensors"])
     assert not (repo / "snapshots" / commit("new")).exists()
@@ -94,7 +99,7 @@ def test_shared_blob_between_registered_revisions_is_kept(
     shared = _blob(repo, new["tokenizer_config.json"]).resolve()
     assert old["tokenizer_config.json"] == new["tokenizer_config.json"]
 
-    plan = plan_removal(newer, list(records.values()))
+    plan = _plan(newer, list(records.values()), hf_cache)
 
     # Both revisions are registered and share a blob: the blob stays, nothing is blocked.
     assert plan.blocked_by == ()
@@ -117,7 +122,7 @@ def test_same_snapshot_registered_twice_is_blocked(hf_cache: Path, model_files: 
     (tiny,) = _registered(hf_cache).values()
     alias = dataclasses.replace(tiny, slug="alias")
 
-    plan = plan_removal(tiny, [tiny, alias])
+    plan = _plan(tiny, [tiny, alias], hf_cache)
 
     assert plan.blocked_by == ("alias",) and plan.blocked
     assert plan.deletes == () and plan.freed_bytes == 0 and not plan.deletes_files
@@ -143,8 +148,8 @@ def test_manual_folder_linking_a_blob_blocks(
         ModelRecord(slug="vanished", cache_path=str(tmp_path / "gone")),
     ]
 
-    assert plan_removal(tiny, others).blocked_by == ("linked",)
-    assert plan_removal(tiny, [others[0], others[2]]).blocked_by == ()
+    assert _plan(tiny, others, hf_cache).blocked_by == ("linked",)
+    assert _plan(tiny, [others[0], others[2]], hf_cache).blocked_by == ()
 
 
 def test_manual_model_deletes_no_files(tmp_path: Path) -> None:
@@ -152,7 +157,7 @@ def test_manual_model_deletes_no_files(tmp_path: Path) -> None:
     record = to_record(inspect_model_dir(path), slug="mine")
     assert record.source == "manual"
 
-    plan = plan_removal(record, [record])
+    plan = _plan(record, [record], tmp_path / "hub")
 
     assert plan.deletes == () and plan.freed_bytes == 0 and not plan.deletes_files
     assert "left in place" in plan.notes[0]
@@ -164,9 +169,12 @@ def test_manual_model_deletes_no_files(tmp_path: Path) -> None:
 def test_hf_record_outside_a_cache_deletes_nothing(tmp_path: Path) -> None:
     path = write_model(tmp_path / "m")
     record = to_record(inspect_model_dir(path), slug="m", source="hf-cache")
-    plan = plan_removal(record, [])
+    plan = _plan(record, [], tmp_path)  # inside the cache folder, not shaped as a snapshot
     assert plan.deletes == () and "not a Hugging Face cache snapshot" in plan.notes[0]
     assert execute_removal(plan) == 0 and path.exists()
+    elsewhere = _plan(record, [], tmp_path / "hub")  # an imported row can name any folder
+    assert elsewhere.deletes == () and "outside the Hugging Face cache" in elsewhere.notes[0]
+    assert execute_removal(elsewhere) == 0 and path.exists()
 
 
 def test_corrupted_repo_deletes_nothing(hf_cache: Path, model_files: ModelFiles) -> None:
@@ -175,7 +183,7 @@ def test_corrupted_repo_deletes_nothing(hf_cache: Path, model_files: ModelFiles)
     (tiny,) = _registered(hf_cache).values()
     _blob(repo, files["config.json"]).unlink()
 
-    plan = plan_removal(tiny, [tiny])
+    plan = _plan(tiny, [tiny], hf_cache)
 
     assert plan.deletes == () and "corrupted" in plan.notes[0]
     assert "Blob missing" in plan.notes[0]

@@ -17,6 +17,7 @@ import pytest
 
 from mlxctl.cli.worker import parse_size, resolve_model
 from mlxctl.errors import InvalidInput, NotFound
+from mlxctl.library import catalog
 from mlxctl.registry import ModelRecord, open_registry
 
 
@@ -117,8 +118,9 @@ def test_worker_exits_non_zero_when_the_model_cannot_load(tmp_path: Path) -> Non
 
 def test_resolve_by_path_and_by_registry_name(model_path: Path, tmp_path: Path) -> None:
     assert resolve_model(str(model_path)).id == model_path.name
-    template = tmp_path / "t.jinja"
-    template.write_text("{{ messages }}")
+    text = tmp_path / "t.jinja"
+    text.write_text("{{ messages }}")
+    template = catalog.open_store().keep_template(text)  # as `registry set` keeps one
     registry = open_registry()
     try:
         registry.add(
@@ -146,6 +148,22 @@ def test_resolve_by_path_and_by_registry_name(model_path: Path, tmp_path: Path) 
     )
     with pytest.raises(NotFound):
         resolve_model("no-such-model")
+
+
+def test_a_registry_template_outside_the_store_is_never_read(
+    model_path: Path, isolated_home: Path
+) -> None:
+    secret = isolated_home / "auth.json"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text('{"auths": {"ghcr.io": {"auth": "c2VjcmV0"}}}')
+    registry = open_registry()
+    try:
+        registry.add(ModelRecord(slug="m", cache_path=str(model_path), chat_template=str(secret)))
+    finally:
+        registry.db.close()
+    with pytest.raises(InvalidInput) as refused:
+        resolve_model("m")
+    assert "outside the model store" in refused.value.message
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@
                                  expiry, requests in flight
     GET  /api/admin/status       budget, used, free, and the same models
     POST /api/admin/load         {"model", "keep_alive"?}  load now, wait until ready
-    POST /api/admin/unload       {"model"}  unload now (or after in-flight requests)
+    POST /api/admin/unload       {"model"}  unload now (or after in-flight requests);
+                                 the exact name, never a prefix
 
 Errors use the OpenAI envelope (`api/errors.py`), like the rest of the daemon.
 """
@@ -97,7 +98,8 @@ async def load(request: Request) -> Response:
 async def unload(request: Request) -> Response:
     try:
         body = json_object(await request.body())
-        record = _router(request).resolve(model_field(body))
+        # Destructive: the exact name only, so `unload q` never stops `qwen` (docs/store.md).
+        record = _router(request).registry.resolve_exact(model_field(body))
         unloaded = await _scheduler(request).unload(record.slug)
     except Exception as e:
         return error_response(e)

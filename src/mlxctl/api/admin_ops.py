@@ -88,7 +88,11 @@ def context(app: Starlette, progress: Progress | None = None) -> Context:
 
     registry: Registry = app.state.registry
     return Context(
-        app.state.settings, registry, progress or NoProgress(), stop_serving=stop_serving
+        app.state.settings,
+        registry,
+        progress or NoProgress(),
+        stop_serving=stop_serving,
+        over_api=True,
     )
 
 

@@ -9,6 +9,8 @@ status (`error_response`); after streaming began it is a final SSE event
     MlxctlError                 status
     ├── InvalidInput            400 invalid_request_error
     ├── NotFound                404 not_found_error (model_not_found)
+    ├── Conflict                409 conflict
+    ├── Forbidden               403 forbidden
     ├── Busy                    429 rate_limit_error + Retry-After
     ├── WorkerLost              502 server_error
     └── other SchedulerErrors   503 server_error + Retry-After
@@ -22,7 +24,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from mlxctl.errors import Conflict, InvalidInput, MlxctlError, NotFound
+from mlxctl.errors import Conflict, Forbidden, InvalidInput, MlxctlError, NotFound
 from mlxctl.openai_error import APIError, error_body
 from mlxctl.scheduler.errors import SchedulerError
 
@@ -55,6 +57,8 @@ def to_api_error(exc: BaseException) -> APIError:
             return APIError(400, message, code="invalid_value")
         if isinstance(exc, Conflict):
             return APIError(409, message, code="conflict")
+        if isinstance(exc, Forbidden):
+            return APIError(403, message, code="forbidden")
         return APIError(503, message, code="unavailable", headers={"Retry-After": "5"})
     log.error("unexpected error while serving a request", exc_info=exc)
     return APIError(500, f"Internal error: {type(exc).__name__}: {exc}", code="internal_error")

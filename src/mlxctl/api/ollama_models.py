@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -33,8 +34,10 @@ from mlxctl.capabilities import capabilities, chat_template, ollama_names
 from mlxctl.library import catalog
 from mlxctl.operations.models import RM, RmArgs
 from mlxctl.operations.store import COPY, CopyArgs
-from mlxctl.registry import ModelRecord
+from mlxctl.registry import ModelRecord, Registry, with_registry
 from mlxctl.router import Router
+from mlxctl.settings import Settings
+from mlxctl.store.layout import StoreLayout
 
 
 def routes() -> list[Route]:
@@ -107,19 +110,27 @@ async def show(request: Request) -> Response:
         record = _resolve(request, body, "model", "name")
     except Exception as e:
         return error_response(e)
-    template = chat_template(record)
-    return JSONResponse(
-        {
-            "license": "",
-            "modelfile": _modelfile(request, record),
-            "parameters": "",
-            "template": template,
-            "details": _details(record),
-            "model_info": _model_info(record),
-            "capabilities": ollama_names(capabilities(record, template)),
-            "modified_at": _modified(record),
-        }
+    settings: Settings = request.app.state.settings
+    # Template, capabilities and ModelSpec read files (GGUF metadata too): off the loop.
+    layout = catalog.open_store(settings)
+    shown = await anyio.to_thread.run_sync(
+        with_registry, settings, lambda r: _show(r, layout, record)
     )
+    return JSONResponse(shown)
+
+
+def _show(registry: Registry, layout: StoreLayout, record: ModelRecord) -> dict[str, Any]:
+    template = chat_template(record, store_root=layout.root)
+    return {
+        "license": "",
+        "modelfile": _modelfile(registry, layout, record),
+        "parameters": "",
+        "template": template,
+        "details": _details(record),
+        "model_info": _model_info(record),
+        "capabilities": ollama_names(capabilities(record, template, store_root=layout.root)),
+        "modified_at": _modified(record),
+    }
 
 
 async def copy(request: Request) -> Response:
@@ -136,11 +147,11 @@ async def copy(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
-    """Ollama's delete: unload, then remove (the admin API's `rm`, confirmed)."""
+    """Ollama's delete: unload, then remove (the admin API's `rm`, confirmed). Only the
+    exact name, repo id or `name:tag` deletes: a prefix is refused (404)."""
     try:
         body = json_object(await request.body())
-        record = _resolve(request, body, "model", "name")
-        args = RmArgs(model=record.slug, confirm=True)
+        args = RmArgs(model=_field(body, "model", "name"), confirm=True)
         await asyncio.to_thread(RM.run, context(request.app), args)
     except Exception as e:
         return error_response(e)
@@ -149,10 +160,14 @@ async def delete(request: Request) -> Response:
 
 def _resolve(request: Request, body: dict[str, Any], *fields: str) -> ModelRecord:
     router: Router = request.app.state.router
+    return router.resolve(_field(body, *fields))
+
+
+def _field(body: dict[str, Any], *fields: str) -> str:
     for name in fields:
         value = body.get(name)
         if isinstance(value, str) and value.strip():
-            return router.resolve(value)
+            return value
     raise APIError(400, f"'{fields[0]}' is required", code="missing")
 
 
@@ -190,14 +205,11 @@ def _model_info(record: ModelRecord) -> dict[str, Any]:
     return info
 
 
-def _modelfile(request: Request, record: ModelRecord) -> str:
+def _modelfile(registry: Registry, layout: StoreLayout, record: ModelRecord) -> str:
     from mlxctl.library.build import modelfile
 
-    router: Router = request.app.state.router
     try:
-        return modelfile(
-            router.registry, catalog.open_store(request.app.state.settings), record.slug
-        )
+        return modelfile(registry, layout, record.slug)
     except Exception:  # a spec is a courtesy: a model without one still shows
         return f"FROM {record.cache_path}\n"
 

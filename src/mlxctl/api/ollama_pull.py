@@ -4,6 +4,11 @@ The pull is the admin API's own (`operations.store.PULL`, on the daemon's regist
 store), run in a thread (`api/progress.py`); its progress events become `{"status",
 "digest", "total", "completed"}` lines as Ollama clients expect, ending with
 `{"status": "success"}` or an `{"error"}` line.
+
+Besides Ollama's fields (`model`/`name`, `stream`, `insecure`) it takes mlxctl's
+`"replace": true`: take the name of a store model that came from another source
+(otherwise refused, 409). `"insecure": true` (a plain-http registry) is refused
+unless the daemon runs with MLXCTL_ALLOW_INSECURE_PULL.
 """
 
 from __future__ import annotations
@@ -12,17 +17,19 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from mlxctl.api.admin_ops import events
+from mlxctl.api.admin_ops import context, events
 from mlxctl.api.body import json_object
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama_errors import error_line, error_response
-from mlxctl.operations.store import PULL, PullArgs
+from mlxctl.library import transfer
+from mlxctl.operations.store import PULL, PullArgs, check_insecure
 
-_FIELDS = {"model", "name", "stream", "insecure"}
+_FIELDS = {"model", "name", "stream", "insecure", "replace"}
 
 
 async def pull(request: Request) -> Response:
@@ -34,18 +41,33 @@ async def pull(request: Request) -> Response:
         reference = body.get("model") or body.get("name")
         if not isinstance(reference, str) or not reference.strip():
             raise APIError(400, "You must provide a model to pull.")
-        args = PullArgs(reference=reference.strip(), insecure=bool(body.get("insecure", False)))
+        args = PullArgs(
+            reference=reference.strip(),
+            insecure=_flag(body, "insecure"),
+            replace=_flag(body, "replace"),
+        )
+        ctx = context(request.app)
+        check_insecure(ctx, args)
+        # Refusals that need no download get a real status (409, 400), not an error line.
+        await anyio.to_thread.run_sync(
+            lambda: transfer.check_pull(ctx.registry, args.reference, replace=args.replace)
+        )
     except Exception as e:
         return error_response(e)
-    lines = _pull_lines(request.app, args)
     if body.get("stream", True):
-        return StreamingResponse(lines, media_type="application/x-ndjson")
-    last: Any = None
-    async for line in lines:
-        last = line
-    data = json.loads(last)
-    status = 200 if "error" not in data else 500
-    return JSONResponse(data, status_code=status)
+        return StreamingResponse(_pull_lines(request.app, args), media_type="application/x-ndjson")
+    try:  # not streamed: a failed pull answers with its own status (400, 404, 409...)
+        result = await anyio.to_thread.run_sync(PULL.run, context(request.app), args)
+    except Exception as e:
+        return error_response(e)
+    return JSONResponse({"status": "success", "model": result["model"]})
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise APIError(400, f"'{name}' must be true or false")
+    return value
 
 
 async def _pull_lines(app: Starlette, args: PullArgs) -> AsyncIterator[bytes]:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -73,7 +75,10 @@ async def _proxy(request: Request, path: str) -> Response:
 
 async def list_models(request: Request) -> Response:
     router: Router = request.app.state.router
-    cards = [model_card(record) for record in router.registry.list()]
+    store_root = request.app.state.settings.store_dir
+    records = router.registry.list()
+    # Capabilities read every model's files (GGUF metadata too): off the event loop.
+    cards = await anyio.to_thread.run_sync(lambda: [model_card(r, store_root) for r in records])
     return JSONResponse({"object": "list", "data": cards})
 
 
@@ -83,10 +88,11 @@ async def retrieve_model(request: Request) -> Response:
         record = router.resolve(request.path_params["model"])
     except Exception as e:
         return OPENAI.error_response(e)
-    return JSONResponse(model_card(record))
+    store_root = request.app.state.settings.store_dir
+    return JSONResponse(await anyio.to_thread.run_sync(model_card, record, store_root))
 
 
-def model_card(record: ModelRecord) -> dict[str, Any]:
+def model_card(record: ModelRecord, store_root: Path) -> dict[str, Any]:
     try:
         created = int(os.stat(record.cache_path).st_mtime)
     except OSError:
@@ -98,7 +104,7 @@ def model_card(record: ModelRecord) -> dict[str, Any]:
         "owned_by": "mlxctl",
         "repo_id": record.repo_id,
         "context_length": record.context_length,
-        "capabilities": capabilities(record),
+        "capabilities": capabilities(record, store_root=store_root),
     }
 
 

@@ -1,7 +1,8 @@
 """The slots admin API: what the CLI, LiteLLM tooling and the MCP server code against.
 
     GET  /api/admin/slots                 {"slots": [slot, ...]}
-    POST /api/admin/slots/load            {"model", "slot", "force"?} → slot
+    POST /api/admin/slots/load            {"model", "slot", "force"?} → slot; the model's
+                                          exact name (or an unregistered org/repo to pull)
     POST /api/admin/slots/unload          {"slot"} → slot (+ "unloaded", "stopped_pid")
     POST /api/admin/slots/unload-all      {"confirm": true} → {"unloaded", "slots"}
     POST /api/admin/slots/reconcile       → {"actions", "unfixable", "slots"}
@@ -21,7 +22,7 @@ from starlette.routing import Route
 
 from mlxctl.api.body import json_object
 from mlxctl.api.errors import error_response
-from mlxctl.errors import InvalidInput
+from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.slots import SlotSupervisor
 
 PREFIX = "/api/admin/slots"
@@ -48,7 +49,7 @@ async def list_slots(request: Request) -> Response:
 async def load(request: Request) -> Response:
     try:
         body = json_object(await request.body())
-        model = _text(body, "model")
+        model = _exact_model(request, _text(body, "model"))
         force = body.get("force", False)
         if not isinstance(force, bool):
             raise InvalidInput("'force' must be true or false")
@@ -100,6 +101,20 @@ def _text(body: dict[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"'{name}' is required: a model slug or repo id")
     return value
+
+
+def _exact_model(request: Request, reference: str) -> str:
+    """The slug of the model named exactly. A name matching nothing passes through (the
+    supervisor pulls an `org/repo`, or says how to); a mere prefix of one is refused."""
+    registry = _slots(request).registry
+    try:
+        return registry.resolve_exact(reference).slug
+    except NotFound as not_exact:
+        try:
+            registry.resolve(reference)  # a prefix: the supervisor would take that model
+        except NotFound:
+            return reference
+        raise not_exact from None
 
 
 def _slot(body: dict[str, Any]) -> str | int:

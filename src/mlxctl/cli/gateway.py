@@ -71,7 +71,10 @@ def litellm(
             raise click.UsageError("--sync needs --master-key (or LITELLM_MASTER_KEY)")
         with LiteLLMAdmin(sync_url, master_key) as admin:
             for action in sync(admin, config["model_list"]):
-                console.print(f"{action.action:9} {action.model_name}")
+                note = (
+                    " (not created by mlxctl: left as it is)" if action.action == "conflict" else ""
+                )
+                console.print(f"{action.action:9} {action.model_name}{note}", markup=False)
         return
     text = to_yaml(config)
     if output is None:

@@ -42,13 +42,23 @@ def export_cmd(as_json: bool, output: Path | None) -> None:
 @registry.command("import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--replace", is_flag=True, help="Drop models that are not in the file.")
-def import_cmd(file: Path, replace: bool) -> None:
-    """Read a registry.json; a bad file changes nothing."""
+@click.option(
+    "--allow-commands",
+    is_flag=True,
+    help="Accept models served by an external command (extra.command runs as a program).",
+)
+def import_cmd(file: Path, replace: bool, allow_commands: bool) -> None:
+    """Read a registry.json; a bad file changes nothing.
+
+    The file is trusted no more than a local edit: templates and adapters must be
+    in the store, model paths absolute, parsers known, and external commands
+    need --allow-commands.
+    """
     try:
         text = file.read_text() if str(file) != "-" else sys.stdin.read()
     except OSError as e:
         raise InvalidInput(f"cannot read {file}: {e.strerror}") from None
-    args = ImportArgs(text=text, source=str(file), replace=replace)
+    args = ImportArgs(text=text, source=str(file), replace=replace, allow_commands=allow_commands)
     count = backend().run(registry_ops.IMPORT, args)["imported"]
     console.print(f"Imported {count} model(s) from {file}", markup=False)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mlxctl.cli.output import console
+from mlxctl.registry.db import private_dir
 from mlxctl.service import install as install_plan
 from mlxctl.service import mlxctl_executable, plan_service, service_env
 from mlxctl.settings import Settings
@@ -33,7 +34,7 @@ def install(print_only: bool) -> None:
     if print_only:
         click.echo(plan.text, nl=False)
         return
-    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.logs_dir)  # a fresh MLXCTL_HOME is its owner's only
     install_plan(plan)
     console.print(f"Wrote {plan.path}")
     console.print(f"Enable it now and at every login with:\n  {plan.enable}")

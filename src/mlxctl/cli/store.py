@@ -103,15 +103,21 @@ class TransferProgress:
 @click.command()
 @click.argument("reference")
 @click.option("--name", help="Store name (NAME[:TAG]) for the model; default: from the reference.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace a store model of the same name that came from another source.",
+)
 @insecure_option
 @json_option
-def pull(reference: str, name: str | None, insecure: bool, as_json: bool) -> None:
+def pull(reference: str, name: str | None, force: bool, insecure: bool, as_json: bool) -> None:
     """Pull a model: org/repo[@rev] or hf://... from the Hugging Face hub,
     oci://REGISTRY/REPO[:TAG] (or REGISTRY/REPO:TAG) from an OCI registry.
 
-    An interrupted pull resumes where it stopped when run again.
+    An interrupted pull resumes where it stopped when run again. A pull never
+    replaces a model pulled from elsewhere (or created here) unless --force.
     """
-    args = PullArgs(reference=reference, name=name, insecure=insecure)
+    args = PullArgs(reference=reference, name=name, insecure=insecure, replace=force)
     with TransferProgress(enabled=not as_json) as progress:
         result = backend().run(store_ops.PULL, args, progress)
     if as_json:
@@ -132,8 +138,9 @@ def pull(reference: str, name: str | None, insecure: bool, as_json: bool) -> Non
 def push(model: str, target: str, insecure: bool, as_json: bool) -> None:
     """Push a model to an OCI registry: mlxctl push MODEL REGISTRY/REPO[:TAG].
 
-    A model of the Hugging Face cache is taken into the store first (hard links, no
-    copy). Blobs the registry already has are skipped; credentials come from
+    MODEL is the model's exact name (never a prefix); a model of the Hugging Face
+    cache is taken into the store first (hard links, no copy). Blobs the registry
+    already has are skipped; credentials come from
     `mlxctl login` or Docker's config.json (the daemon's, when a daemon pushes).
     """
     args = PushArgs(model=model, target=target, insecure=insecure)
@@ -189,7 +196,8 @@ def create(name: str, spec_file: Path, as_json: bool) -> None:
 @click.argument("target")
 def cp(source: str, target: str) -> None:
     """Give a model a new store name (no bytes copied). A model outside the store
-    (e.g. from the HF cache) is imported by hard links."""
+    (e.g. from the HF cache) is imported by hard links. Copying over an existing
+    name needs SOURCE's exact name."""
     copied = backend().run(store_ops.COPY, CopyArgs(source=source, target=target))
     console.print(f"Copied {source} to {copied['model']}", markup=False)
 

@@ -179,6 +179,8 @@ def resolve_model(reference: str) -> ModelInfo:
     and MESSAGE turns. One `store verify` marked damaged is refused.
     """
     from mlxctl.registry import open_registry
+    from mlxctl.settings import Settings
+    from mlxctl.store.confine import adapter_dir, template_override
     from mlxctl.worker.app import ModelInfo
     from mlxctl.worker.requests import request_defaults
 
@@ -209,15 +211,18 @@ def resolve_model(reference: str) -> ModelInfo:
         logging.getLogger("mlxctl.worker").warning(
             "model '%s': options not applied by this worker: %s", record.slug, ", ".join(ignored)
         )
-    adapter, system = extra.get("adapter_path"), extra.get("system")
+    system = extra.get("system")
+    # The row names files: read only those inside the store (store/confine.py).
+    store_root = Settings.from_env().store_dir
+    template = template_override(record, store_root)
     return ModelInfo(
         id=record.slug,
         path=Path(record.cache_path),
         repo_id=record.repo_id,
-        chat_template=record.chat_template,
+        chat_template=str(template) if template is not None else None,
         tool_call_parser=record.tool_call_parser,
         reasoning_parser=record.reasoning_parser,
-        adapter_path=Path(adapter) if adapter else None,
+        adapter_path=adapter_dir(record, store_root),
         defaults=defaults,
         system=system if isinstance(system, str) else None,
         messages=_few_shot(record.slug, extra.get("messages")),

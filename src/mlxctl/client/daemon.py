@@ -3,7 +3,7 @@
 Every call returns decoded JSON or raises an `MlxctlError` with one clear line:
 no daemon → Unavailable("no mlxctl daemon at …: start one with `mlxctl serve`");
 an error answer → its OpenAI-envelope message (and the admin API's `hint`), as
-NotFound / InvalidInput / Conflict / Unavailable by status. `run(op, args)` calls
+NotFound / InvalidInput / Conflict / Forbidden / Unavailable by status. `run(op, args)` calls
 one of the registry and store operations (`mlxctl.operations`) on the daemon.
 """
 
@@ -17,7 +17,14 @@ from typing import Any
 import httpx
 
 from mlxctl.client.address import parse_address
-from mlxctl.errors import Conflict, InvalidInput, MlxctlError, NotFound, Unavailable
+from mlxctl.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    MlxctlError,
+    NotFound,
+    Unavailable,
+)
 from mlxctl.operations.base import Args, Operation, Result
 from mlxctl.settings import Settings
 from mlxctl.store.progress import Progress, replay
@@ -192,4 +199,6 @@ def error_for(status: int, body: object, retry_after: str | None = None) -> Mlxc
         return InvalidInput(message, hint=hint)
     if status == 409:
         return Conflict(message, hint=hint)
+    if status == 403:
+        return Forbidden(message, hint=hint)
     return Unavailable(message, hint=hint or (f"retry in {retry_after} s" if retry_after else None))

@@ -17,6 +17,8 @@ from mlxctl.slots.table import SlotSpec
 NO_KEY = "none"
 # LiteLLM reads `os.environ/NAME` values from its own environment when it starts.
 DAEMON_KEY_REF = "os.environ/MLXCTL_API_KEY"
+# In every entry's model_info: `--sync` changes only the proxy's models that carry it.
+MANAGED = "mlxctl_managed"
 
 
 def slot_entry(slot: SlotSpec, host: str) -> dict[str, Any]:
@@ -28,7 +30,7 @@ def slot_entry(slot: SlotSpec, host: str) -> dict[str, Any]:
             "api_base": f"http://{host}:{slot.port}/v1",
             "api_key": NO_KEY,
         },
-        "model_info": {"mlxctl_slot": slot.port},
+        "model_info": {MANAGED: True, "mlxctl_slot": slot.port},
     }
 
 
@@ -41,6 +43,7 @@ def on_demand_entry(model_id: str, daemon_url: str, *, keyed: bool) -> dict[str,
             "api_base": f"{daemon_url.rstrip('/')}/v1",
             "api_key": DAEMON_KEY_REF if keyed else NO_KEY,
         },
+        "model_info": {MANAGED: True},
     }
 
 

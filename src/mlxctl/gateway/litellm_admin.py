@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from mlxctl.errors import InvalidInput, MlxctlError, Unavailable
+from mlxctl.gateway.litellm import MANAGED
 
 NEEDS_DB_HINT = (
     "LiteLLM keeps API-added models only in its database: start the proxy with "
@@ -25,7 +26,7 @@ NEEDS_DB_HINT = (
 @dataclass(frozen=True)
 class SyncAction:
     model_name: str
-    action: str  # "added", "updated" or "unchanged"
+    action: str  # "added", "updated", "unchanged" or "conflict" (someone else's: untouched)
     model_id: str | None = None
 
 
@@ -82,7 +83,9 @@ def sync(admin: LiteLLMAdmin, entries: list[dict[str, Any]]) -> list[SyncAction]
     """Make each entry's model_name point where the entry says, adding or updating it.
 
     A name already served from the proxy's config file at the same api_base is left
-    alone (config models cannot be edited through the API, and need not be).
+    alone (config models cannot be edited through the API, and need not be). Only
+    models mlxctl created (the `mlxctl_managed` mark in model_info) are updated; a
+    name the proxy serves otherwise is a "conflict", left untouched, never joined.
     """
     existing = admin.models()
     actions = []
@@ -93,16 +96,23 @@ def sync(admin: LiteLLMAdmin, entries: list[dict[str, Any]]) -> list[SyncAction]
         if any(_params(m).get("api_base") == wanted["api_base"] for m in same):
             actions.append(SyncAction(name, "unchanged"))
             continue
-        stored = [m for m in same if (m.get("model_info") or {}).get("db_model")]
-        if stored:
-            model_id = str(stored[0]["model_info"]["id"])
+        ours = [m for m in same if _info(m).get("db_model") and _info(m).get(MANAGED)]
+        if ours:
+            model_id = str(ours[0]["model_info"]["id"])
             admin.update(model_id, entry)
             actions.append(SyncAction(name, "updated", model_id))
+        elif same:
+            actions.append(SyncAction(name, "conflict", str(_info(same[0]).get("id") or "")))
         else:
             answer = admin.add(entry)
             new_id = (answer.get("model_info") or {}).get("id") or answer.get("model_id")
             actions.append(SyncAction(name, "added", None if new_id is None else str(new_id)))
     return actions
+
+
+def _info(model: dict[str, Any]) -> dict[str, Any]:
+    info = model.get("model_info")
+    return info if isinstance(info, dict) else {}
 
 
 def _params(model: dict[str, Any]) -> dict[str, Any]:

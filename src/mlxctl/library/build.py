@@ -29,6 +29,7 @@ from mlxctl.library.catalog import (
 )
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.store.blobs import remove_tree
+from mlxctl.store.confine import template_override
 from mlxctl.store.hfcache import HF_SOURCE
 from mlxctl.store.layout import StoreLayout
 from mlxctl.store.manifest import (
@@ -105,7 +106,7 @@ def create_from_text(
             progress.finish("quantize", "quantized")
         layers, config = _apply(layout, spec, layers, config, here, base_dir)
         manifest, digest = write_manifest(layout, target, config, layers)
-    record = register(registry, layout, target)
+        record = register(registry, layout, target)
     new = [d for d in manifest.blobs() if d.digest not in before]
     return CreateReport(record, digest, len(new))
 
@@ -278,6 +279,10 @@ def modelfile(registry: Registry, layout: StoreLayout, reference: str) -> str:
         tool_parser=record.tool_call_parser,
         reasoning_parser=record.reasoning_parser,
     )
-    if record.chat_template and Path(record.chat_template).is_file():
-        spec = replace(spec, template=Path(record.chat_template).read_text(encoding="utf-8"))
+    try:
+        override = template_override(record, layout.root)
+    except InvalidInput:
+        override = None  # a file outside the store is never read, nor shown
+    if override is not None and override.is_file():
+        spec = replace(spec, template=override.read_text(encoding="utf-8"))
     return format_spec(spec)

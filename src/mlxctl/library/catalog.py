@@ -24,6 +24,7 @@ from mlxctl.errors import Conflict, InvalidInput, NotFound
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.settings import Settings
 from mlxctl.store.blobs import Blob
+from mlxctl.store.confine import template_override
 from mlxctl.store.hfcache import HF_SOURCE
 from mlxctl.store.layout import STORE_SOURCE, StoreLayout
 from mlxctl.store.manifest import (
@@ -108,12 +109,34 @@ def write_manifest(
 # Registering ------------------------------------------------------------------
 
 
-def check_name_free(registry: Registry, name: ModelName, *, repo_id: str | None = None) -> None:
+def check_name_free(
+    registry: Registry,
+    name: ModelName,
+    *,
+    repo_id: str | None = None,
+    pulled_from: str | None = None,
+    replace: bool = False,
+) -> None:
     """Refuse a name taken by a model outside the store (an HF-cache entry of the same
-    repo may be replaced: pulling a model `init` registered moves it into the store)."""
+    repo may be replaced: pulling a model `init` registered moves it into the store).
+
+    A pull (`pulled_from`: the repo id it registers) also never replaces a store
+    model that came from anywhere else (another registry, org or repo, or a local
+    create) unless `replace`: a re-pull of the same source updates it.
+    """
     existing = registry.get(name.slug)
-    if existing is None or existing.source == STORE_SOURCE:
+    if existing is None:
         return
+    if existing.source == STORE_SOURCE:
+        if pulled_from is None or replace or existing.repo_id == pulled_from:
+            return
+        came_from = existing.repo_id or "a local create or copy"
+        raise Conflict(
+            f"the pull would replace '{name.slug}', which came from {came_from}, "
+            f"with {pulled_from}; nothing was pulled",
+            hint=f"pull it under another name (--name {name.name}-2:{name.tag}), or replace "
+            'it on purpose (`mlxctl pull --force`, or "replace": true on /api/pull)',
+        )
     if repo_id is not None and existing.source == HF_SOURCE and existing.repo_id == repo_id:
         return
     raise Conflict(
@@ -131,9 +154,9 @@ def register(
 ) -> ModelRecord:
     """Materialise `name`'s folder and write its registry row (replacing an older one)."""
     manifest, digest = layout.manifest(name)
+    config = layout.config(manifest).check_paths(manifest)
     with layout.writing():
         folder = layout.materialise(manifest, digest)
-    config = layout.config(manifest)
     info = inspect_model_dir(folder)
     record = to_record(
         info,
@@ -193,8 +216,11 @@ def store_name_of(record: ModelRecord) -> ModelName | None:
     return parse_name(str(store.get("name", "")))
 
 
-def find(registry: Registry, layout: StoreLayout, reference: str) -> ModelName | ModelRecord:
-    """A store tag by `name[:tag]`, else the registered model `reference` names.
+def find(
+    registry: Registry, layout: StoreLayout, reference: str, *, exact: bool = False
+) -> ModelName | ModelRecord:
+    """A store tag by `name[:tag]`, else the registered model `reference` names
+    (by prefix too, unless `exact`: what push and copying over a name use).
 
     Returns the ModelName for store models and the ModelRecord for others.
     """
@@ -204,12 +230,14 @@ def find(registry: Registry, layout: StoreLayout, reference: str) -> ModelName |
         name = None
     if name is not None and layout.tags.read(name) is not None:
         return name
-    record = registry.resolve(reference)
+    record = registry.resolve_exact(reference) if exact else registry.resolve(reference)
     return store_name_of(record) or record
 
 
-def require_store_model(registry: Registry, layout: StoreLayout, reference: str) -> ModelName:
-    found = find(registry, layout, reference)
+def require_store_model(
+    registry: Registry, layout: StoreLayout, reference: str, *, exact: bool = False
+) -> ModelName:
+    found = find(registry, layout, reference, exact=exact)
     if isinstance(found, ModelName):
         return found
     raise InvalidInput(
@@ -219,13 +247,14 @@ def require_store_model(registry: Registry, layout: StoreLayout, reference: str)
 
 
 def take_in(registry: Registry, layout: StoreLayout, reference: str) -> ModelName:
-    """The store name of `reference`; a Hugging Face cache model is moved into the store
-    under its own slug first (hard links, no bytes copied), as a pull of it would."""
-    found = find(registry, layout, reference)
+    """The store name of `reference` (named exactly: push uses it); a Hugging Face cache
+    model is moved into the store under its own slug first (hard links, no bytes copied),
+    as a pull of it would."""
+    found = find(registry, layout, reference, exact=True)
     if isinstance(found, ModelName):
         return found
     if found.source != HF_SOURCE:
-        return require_store_model(registry, layout, reference)  # raises: a copy is needed
+        return require_store_model(registry, layout, reference, exact=True)  # raises
     try:
         name = parse_name(found.slug)
     except InvalidInput:
@@ -239,19 +268,24 @@ def take_in(registry: Registry, layout: StoreLayout, reference: str) -> ModelNam
 
 
 def copy(registry: Registry, layout: StoreLayout, source: str, target: str) -> ModelRecord:
-    """`mlxctl cp`: a new tag for a store model, or a registered folder imported by links."""
+    """`mlxctl cp`: a new tag for a store model, or a registered folder imported by links.
+
+    Copying over an existing name replaces that model, so `source` must then be
+    named exactly (a prefix could pick another model than meant).
+    """
     new = parse_name(target)
     check_name_free(registry, new)
-    found = find(registry, layout, source)
+    taken = registry.get(new.slug) is not None or layout.tags.read(new) is not None
+    found = find(registry, layout, source, exact=taken)
     if isinstance(found, ModelName):
         data = layout.tags.read(found)
         if data is None:
             raise NotFound(f"model '{found}' is not in the store")
-        with layout.writing():
-            layout.put_bytes(new, data)
         source_record = registry.get(found.slug)
         repo_id = source_record.repo_id if source_record is not None else None
-        return register(registry, layout, new, repo_id=repo_id)
+        with layout.writing():  # held until the row exists: prune never sees a bare tag
+            layout.put_bytes(new, data)
+            return register(registry, layout, new, repo_id=repo_id)
     return _import_record(registry, layout, found, new)
 
 
@@ -266,7 +300,7 @@ def _import_record(
         if found.source == HF_SOURCE and found.repo_id
         else str(folder)
     )
-    template = Path(found.chat_template) if found.chat_template else None
+    template = template_override(found, layout.root)  # never a file outside the store
     with layout.writing():
         layers = import_folder(layout, folder, link=found.source == HF_SOURCE)
         if template is not None:  # the registry's template override travels with the model
@@ -280,7 +314,7 @@ def _import_record(
             origin=origin,
         )
         write_manifest(layout, new, config, layers)
-    return register(registry, layout, new, repo_id=found.repo_id)
+        return register(registry, layout, new, repo_id=found.repo_id)
 
 
 def orphan_tags(registry: Registry, layout: StoreLayout) -> tuple[ModelName, ...]:

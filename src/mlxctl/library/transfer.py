@@ -2,8 +2,11 @@
 
 `pull` takes `org/repo[@rev]` or `hf://...` (the Hugging Face hub, through its
 cache) and `oci://host/repo:tag` or `host/repo:tag` (any OCI registry). Both
-end the same way: blobs stored, tag written, then the registry row. A pull
-into a name the registry gives to another model stops before downloading.
+end the same way: blobs stored, tag written, then the registry row, with the
+store's writer lock held from first blob to row (so `prune` never sees the
+tag without its row). A pull into a name the registry gives to another model,
+or to a store model from another source (unless `replace`), stops before
+downloading.
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ from mlxctl.registry.record import slugify
 from mlxctl.settings import Settings
 from mlxctl.store import transfer as oci_transfer
 from mlxctl.store.auth import Credentials, CredentialStore, find_credentials, normalize_host
-from mlxctl.store.hfpull import download_snapshot, looks_like_hf, parse_hf_reference
+from mlxctl.store.hfpull import (
+    HfReference,
+    download_snapshot,
+    looks_like_hf,
+    parse_hf_reference,
+)
 from mlxctl.store.layout import StoreLayout
 from mlxctl.store.modelinfo import inspect_model_dir
 from mlxctl.store.oci import DEFAULT_CHUNK, OciReference, RegistryClient, parse_reference
@@ -49,6 +57,43 @@ def credentials_path(settings: Settings) -> Path:
     return settings.home / "auth.json"
 
 
+@dataclass(frozen=True)
+class PullTarget:
+    """Where a reference would land: the store name and the repo id its row gets."""
+
+    name: ModelName
+    repo_id: str
+    hf: HfReference | None = None
+    oci: OciReference | None = None
+
+
+def pull_target(reference: str, name: str | None = None) -> PullTarget:
+    """Parse `reference` (Hugging Face or OCI) and pick its store name; no I/O."""
+    if looks_like_hf(reference):
+        hf = parse_hf_reference(reference)
+        tag = DEFAULT_TAG if hf.revision in (None, "main") else _tag_from(hf.revision or "")
+        target = parse_name(name) if name else ModelName(slugify(hf.repo_id)[:64], tag)
+        return PullTarget(target, hf.repo_id, hf=hf)
+    oci = parse_reference(reference)
+    target = parse_name(name) if name else _default_name(oci)
+    return PullTarget(target, f"{oci.host}/{oci.repository}", oci=oci)
+
+
+def check_pull(
+    registry: Registry, reference: str, *, name: str | None = None, replace: bool = False
+) -> PullTarget:
+    """What a pull would take, refused (Conflict) when the name belongs to another model."""
+    target = pull_target(reference, name)
+    _check_free(registry, target, replace)
+    return target
+
+
+def _check_free(registry: Registry, target: PullTarget, replace: bool) -> None:
+    check_name_free(
+        registry, target.name, repo_id=target.repo_id, pulled_from=target.repo_id, replace=replace
+    )
+
+
 def pull(
     registry: Registry,
     layout: StoreLayout,
@@ -57,25 +102,27 @@ def pull(
     *,
     name: str | None = None,
     insecure: bool = False,
+    replace: bool = False,
     progress: Progress | None = None,
 ) -> PullResult:
-    if looks_like_hf(reference):
-        return _pull_hf(registry, layout, settings, reference, name, progress)
-    return _pull_oci(registry, layout, settings, reference, name, insecure, progress)
+    """Pull `reference` into the store and register it; `replace` lets it take the
+    name of a store model that came from another source."""
+    target = check_pull(registry, reference, name=name, replace=replace)
+    if target.hf is not None:
+        return _pull_hf(registry, layout, settings, target, target.hf, replace, progress)
+    assert target.oci is not None
+    return _pull_oci(registry, layout, settings, target, target.oci, insecure, replace, progress)
 
 
 def _pull_hf(
     registry: Registry,
     layout: StoreLayout,
     settings: Settings,
-    reference: str,
-    name: str | None,
+    target: PullTarget,
+    ref: HfReference,
+    replace: bool,
     progress: Progress | None,
 ) -> PullResult:
-    ref = parse_hf_reference(reference)
-    tag = DEFAULT_TAG if ref.revision in (None, "main") else _tag_from(ref.revision or "")
-    target = parse_name(name) if name else ModelName(slugify(ref.repo_id)[:64], tag)
-    check_name_free(registry, target, repo_id=ref.repo_id)
     snapshot = download_snapshot(ref, settings.hf_cache_dir, progress=progress)
     try:
         info = inspect_model_dir(snapshot)
@@ -88,12 +135,13 @@ def _pull_hf(
     with layout.writing():
         layers = import_folder(layout, snapshot, link=True)
         config = config_for(info, origin=f"hf://{ref.repo_id}@{snapshot.name}")
-        manifest, digest = write_manifest(layout, target, config, layers)
-    record = register(registry, layout, target, repo_id=ref.repo_id)
+        _check_free(registry, target, replace)  # another pull may have taken the name meanwhile
+        manifest, digest = write_manifest(layout, target.name, config, layers)
+        record = register(registry, layout, target.name, repo_id=ref.repo_id)
     blobs = [d.digest for d in manifest.blobs()]
     return PullResult(
         record=record,
-        name=target,
+        name=target.name,
         source=str(ref),
         manifest_digest=digest,
         downloaded=[d for d in blobs if d not in before],
@@ -105,20 +153,23 @@ def _pull_oci(
     registry: Registry,
     layout: StoreLayout,
     settings: Settings,
-    reference: str,
-    name: str | None,
+    target: PullTarget,
+    ref: OciReference,
     insecure: bool,
+    replace: bool,
     progress: Progress | None,
 ) -> PullResult:
-    ref = parse_reference(reference)
-    target = parse_name(name) if name else _default_name(ref)
-    check_name_free(registry, target)
+    def before_tag() -> None:  # another pull may have taken the name meanwhile
+        _check_free(registry, target, replace)
+
     with _client(settings, ref.host, insecure) as client, layout.writing():
-        report = oci_transfer.pull(layout, ref, target, client, progress)
-    record = register(registry, layout, target, repo_id=f"{ref.host}/{ref.repository}")
+        report = oci_transfer.pull(
+            layout, ref, target.name, client, progress, before_tag=before_tag
+        )
+        record = register(registry, layout, target.name, repo_id=target.repo_id)
     return PullResult(
         record=record,
-        name=target,
+        name=target.name,
         source=str(ref),
         manifest_digest=report.manifest_digest,
         downloaded=report.downloaded,

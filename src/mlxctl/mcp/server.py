@@ -21,6 +21,8 @@ _READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hi
 _WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 _PULL = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
 _DESTROY = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+# A slot load may download an unregistered `org/repo` and, with force, stop a server.
+_LOAD_SLOT = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
 
 Tool = tuple[str, Callable[..., Any], ToolAnnotations]
 
@@ -35,7 +37,7 @@ READ: tuple[Tool, ...] = (
 # Every destructive tool takes dry_run and confirm; loads destroy only with force.
 WRITE: tuple[Tool, ...] = (
     ("mlx.load", tools.load, _WRITE),
-    ("load_slot", tools.load_slot, _WRITE),
+    ("load_slot", tools.load_slot, _LOAD_SLOT),
     ("mlx.pull", tools.pull, _PULL),
     ("mlx.unload", tools.unload, _DESTROY),
     ("unload_slot", tools.unload_slot, _DESTROY),

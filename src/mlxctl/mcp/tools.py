@@ -6,6 +6,7 @@ Destructive tools take `dry_run` (answer what would happen, change nothing) and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver import Context
@@ -97,6 +98,7 @@ async def load(
     slot: str | int | None = None,
     keep_alive: str | None = None,
     force: bool = False,
+    dry_run: bool = False,
     confirm: bool = False,
 ) -> Answer:
     """Load `model` and wait until it is ready (mlx.load).
@@ -104,8 +106,11 @@ async def load(
     Without `slot` it loads on demand and unloads after `keep_alive` idle (5m, 1h, -1
     forever). With `slot` (alias like jerry-l, or port like 8101) it is assigned to
     that slot and served on its port until unloaded; `force` stops another MLX server
-    found on the port, and asks first.
+    found on the port, and asks first. `dry_run` answers what is there now (the slot,
+    or the model's on-demand worker), changing nothing.
     """
+    if dry_run:
+        return {"dry_run": True, "model": model, "force": force, **await daemon(_now(model, slot))}
     if slot is None:
         return await daemon(lambda c: c.load(model, keep_alive))
     if force:
@@ -115,18 +120,34 @@ async def load(
     return await daemon(lambda c: c.load_slot(model, _slot(slot), force))
 
 
+def _now(model: str, slot: str | int | None) -> Callable[[DaemonClient], Answer]:
+    def now(client: DaemonClient) -> Answer:
+        if slot is not None:
+            return {"slot": _slot_row(client, slot)}
+        rows = [r for r in client.ps() if r.get("model") == model]
+        return {"loaded": rows[0] if rows else None}
+
+    return now
+
+
 async def load_slot(
     ctx: Context[Any, Any],
     model: str,
     slot: str | int,
     force: bool = False,
+    dry_run: bool = False,
     confirm: bool = False,
 ) -> Answer:
     """Load `model` into `slot` (alias like jerry-xl, or port like 8100) and wait until ready.
 
-    A slot already serving another model is refused unless `force` is true (asks first).
+    `model` is a registered model's exact name (a prefix is refused), or a Hugging
+    Face `org/repo` not registered yet, which is downloaded first (it can be many
+    GB). A slot assigned to another model is always refused: unload it first.
+    `force` stops an MLX server that mlxctl did not start (e.g. a hand-run
+    mlx_lm.server) holding the slot's port, and asks first; any other process is
+    never stopped. `dry_run` answers what the slot holds now.
     """
-    return await load(ctx, model, slot, force=force, confirm=confirm)
+    return await load(ctx, model, slot, force=force, dry_run=dry_run, confirm=confirm)
 
 
 async def unload(

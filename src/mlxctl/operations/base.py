@@ -27,7 +27,9 @@ class Context:
 
     `stop_serving(record)` ends whatever serves a model before its files go (the
     daemon unloads it, from an on-demand worker or a slot) and names what it
-    stopped; without a daemon nothing is loaded, so it does nothing. Operations
+    stopped; without a daemon nothing is loaded, so it does nothing. `over_api`
+    operations act for an HTTP client and refuse what only a local user may ask for
+    (a plain-http registry, unless the daemon allows it). Operations
     run in a worker thread on the daemon: they may block, and call it from there.
     """
 
@@ -35,6 +37,7 @@ class Context:
     registry: Registry
     progress: Progress = field(default_factory=NoProgress)
     stop_serving: Callable[[ModelRecord], list[str]] = _serves_nothing
+    over_api: bool = False  # on behalf of an HTTP client (the daemon), not the local CLI
 
     @cached_property
     def layout(self) -> StoreLayout:

@@ -33,7 +33,7 @@ def show(ctx: Context, args: ModelArgs) -> Result:
     """Every field of a model, its capabilities and its KV cache at full context."""
     record = ctx.registry.resolve(args.model)
     data = record.to_dict()
-    data["capabilities"] = capabilities(record)
+    data["capabilities"] = capabilities(record, store_root=ctx.layout.root)
     if record.kv_bytes_per_token and record.context_length:
         data["kv_bytes_full_context"] = record.kv_bytes_per_token * record.context_length
     return data
@@ -88,7 +88,7 @@ def rm(ctx: Context, args: RmArgs) -> Result:
     With `dry_run` nothing changes and the answer is the plan; otherwise `confirm`
     must be true.
     """
-    record, plan = inventory.plan_rm(ctx.registry, args.model)
+    record, plan = inventory.plan_rm(ctx.registry, args.model, ctx.settings)
     data = plan_data(record, plan)
     if args.dry_run:
         return {**data, "dry_run": True, "removed": False, "stopped": []}

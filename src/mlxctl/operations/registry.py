@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from mlxctl.errors import InvalidInput
+from mlxctl.inventory import check_import
 from mlxctl.operations.base import Args, Context, Operation, Result
 from mlxctl.operations.models import NoArgs
 from mlxctl.registry.exchange import export_registry, parse_registry
@@ -21,11 +23,16 @@ class ImportArgs(Args):
     text: str
     source: str = "registry.json"  # named in error messages
     replace: bool = False
+    allow_commands: bool = False  # rows served by an external command run a program
 
 
 def import_registry(ctx: Context, args: ImportArgs) -> Result:
-    """Read a registry.json; a bad file changes nothing (the error names line and field)."""
+    """Read a registry.json; a bad file changes nothing (the error names line and field).
+
+    The file is trusted no more than a local edit (`inventory.check_import`).
+    """
     records = parse_registry(args.text, source=args.source)
+    check_import(records, ctx.settings, allow_commands=args.allow_commands, source=args.source)
     count = ctx.registry.add_many(records, replace_all=args.replace)
     return {"imported": count, "source": args.source, "replaced": args.replace}
 
@@ -42,14 +49,20 @@ class SetArgs(Args):
 
 
 def set_fields(ctx: Context, args: SetArgs) -> Result:
-    """Change fields of a registered model (slug, port, chat template, parsers)."""
-    record = ctx.registry.resolve(args.model)
+    """Change fields of a registered model, named exactly (slug, port, chat template, parsers).
+
+    A chat template file is copied into the store: a row's template is only ever read
+    from there (store/confine.py), and later edits of the file change nothing.
+    """
+    record = ctx.registry.resolve_exact(args.model)
     changes: dict[str, Any] = {}
     for name in sorted(args.model_fields_set - {"model"}):
         value = getattr(args, name)
         if name == "slug" and not value:
             raise InvalidInput("the slug cannot be cleared, only changed")
         changes[name] = value if value != "" else None
+    if changes.get("chat_template"):
+        changes["chat_template"] = str(ctx.layout.keep_template(Path(changes["chat_template"])))
     if not changes:
         raise InvalidInput("nothing to change", hint="see `mlxctl registry set --help`")
     return ctx.registry.update(record.slug, **changes).to_dict()

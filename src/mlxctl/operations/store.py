@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlxctl.errors import Unavailable
+from mlxctl.errors import Forbidden, Unavailable
 from mlxctl.library import build, catalog, transfer
 from mlxctl.operations.base import Args, Context, Operation, Result
 from mlxctl.store.garbage import PrunePlan, execute_prune, plan_prune
@@ -18,10 +18,23 @@ class PullArgs(Args):
     reference: str
     name: str | None = None
     insecure: bool = False
+    replace: bool = False  # take the name of a store model that came from another source
+
+
+def check_insecure(ctx: Context, args: PullArgs | PushArgs) -> None:
+    """Over the API, a plain-http registry needs the daemon's consent: a client must not
+    point the daemon at arbitrary http services (a blind SSRF)."""
+    if args.insecure and ctx.over_api and not ctx.settings.allow_insecure_pull:
+        raise Forbidden(
+            "plain-http registries ('insecure': true) are not allowed through the daemon's API",
+            hint="start the daemon with MLXCTL_ALLOW_INSECURE_PULL=1, or pull without a "
+            "daemon running",
+        )
 
 
 def pull(ctx: Context, args: PullArgs) -> Result:
     """Pull a model from the Hugging Face hub or an OCI registry into the store."""
+    check_insecure(ctx, args)
     result = transfer.pull(
         ctx.registry,
         ctx.layout,
@@ -29,6 +42,7 @@ def pull(ctx: Context, args: PullArgs) -> Result:
         args.reference,
         name=args.name,
         insecure=args.insecure,
+        replace=args.replace,
         progress=ctx.progress,
     )
     return {
@@ -51,7 +65,10 @@ class PushArgs(Args):
 
 def push(ctx: Context, args: PushArgs) -> Result:
     """Push a model to an OCI registry (a Hugging Face cache model joins the store first)."""
-    took_in = not isinstance(catalog.find(ctx.registry, ctx.layout, args.model), ModelName)
+    check_insecure(ctx, args)
+    took_in = not isinstance(
+        catalog.find(ctx.registry, ctx.layout, args.model, exact=True), ModelName
+    )
     report = transfer.push(
         ctx.registry,
         ctx.layout,

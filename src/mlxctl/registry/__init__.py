@@ -5,7 +5,7 @@ The registry imports nothing above it (no store, engine, API or CLI).
 """
 
 from mlxctl.registry.db import Database
-from mlxctl.registry.models import Registry, open_registry
+from mlxctl.registry.models import Registry, open_registry, with_registry
 from mlxctl.registry.record import ModelRecord
 
-__all__ = ["Database", "ModelRecord", "Registry", "open_registry"]
+__all__ = ["Database", "ModelRecord", "Registry", "open_registry", "with_registry"]

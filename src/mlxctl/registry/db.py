@@ -33,7 +33,7 @@ class Database:
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
             )
@@ -76,3 +76,14 @@ class Database:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` and its missing parents for their owner only (0700); MLXCTL_HOME
+    holds credentials, prompts and commands. An existing folder keeps its mode."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from mlxctl.errors import Conflict, InvalidInput, NotFound
 from mlxctl.registry.db import Database
 from mlxctl.registry.migrations import migrate
 from mlxctl.registry.record import ModelRecord, check_port, check_slug
-from mlxctl.registry.resolve import resolve_reference
+from mlxctl.registry.resolve import resolve_exact, resolve_reference
 from mlxctl.settings import Settings
 
+T = TypeVar("T")
 _COLUMNS = [name for name in ModelRecord.field_names()]
 _EDITABLE = {
     "slug",
@@ -87,6 +88,10 @@ class Registry:
     def resolve(self, reference: str) -> ModelRecord:
         """A model by slug, repo id, model id or unambiguous prefix (see `resolve`)."""
         return resolve_reference(reference, self.list())
+
+    def resolve_exact(self, reference: str) -> ModelRecord:
+        """A model by exact slug, repo id or model id: what destructive calls use."""
+        return resolve_exact(reference, self.list())
 
     def by_port(self, port: int) -> ModelRecord | None:
         rows = self.db.read("SELECT * FROM models WHERE port = ?", (port,))
@@ -163,3 +168,13 @@ def _insert(conn: sqlite3.Connection, record: ModelRecord) -> None:
 def open_registry(settings: Settings | None = None) -> Registry:
     settings = settings or Settings.from_env()
     return Registry(Database(settings.registry_path, busy_timeout=settings.db_busy_timeout))
+
+
+def with_registry(settings: Settings, work: Callable[[Registry], T]) -> T:
+    """`work` with a registry connection of its own, closed after: for worker threads,
+    which must not share the event loop's connection."""
+    registry = open_registry(settings)
+    try:
+        return work(registry)
+    finally:
+        registry.db.close()

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from mlxctl.errors import InvalidInput, Unavailable
+from mlxctl.registry.db import private_dir
 
 DOCKER_HUB = "docker.io"
 _DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io")
@@ -92,7 +93,7 @@ class CredentialStore:
         return {}
 
     def _write(self, auths: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         tmp = self.path.with_name(f".tmp-auth-{secrets.token_hex(4)}")
         # Created 0600 from the start: the password never sits in a readable file.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

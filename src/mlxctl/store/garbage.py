@@ -4,9 +4,13 @@
 folder when no other tag shares the manifest, and the blobs no other tag uses.
 `plan_prune` finds everything unreferenced: blobs no tag uses, model folders
 of untagged manifests, and files left by interrupted writes; given `orphans`
-(tags the caller found no registry row for), it removes those tags too. Both are frozen
-plans with the bytes they free; the execute functions re-check references at
-deletion time, so a tag created in between keeps its blobs.
+(tags the caller found no registry row for), it removes those tags too, but
+not one written in the last minute (a pull between its tag and its registry
+row). Both are frozen plans with the bytes they free; the execute functions
+re-check references at deletion time, so a tag created in between keeps its blobs.
+
+Both fail closed: while any tag cannot be read, what it uses is unknown, so
+prune stops and untag keeps every blob (`UnreadableTag` names the tag).
 
 Freed bytes count a blob only when the store holds its last link: a blob
 imported from the Hugging Face cache by hard link frees nothing while the
@@ -21,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlxctl.store.blobs import remove_tree
-from mlxctl.store.layout import StoreLayout
+from mlxctl.store.layout import StoreLayout, UnreadableTag
 from mlxctl.store.manifest import digest_of
 from mlxctl.store.tags import ModelName
 
-_TAG_TEMP_AGE = 60.0  # seconds: a younger tag temp file may belong to a running write
+_TAG_TEMP_AGE = 60.0  # seconds: a younger tag (or temp file) may belong to a running write
 
 
 def released_bytes(path: Path) -> int:
@@ -47,6 +51,7 @@ class UntagPlan:
     blobs: tuple[str, ...] = ()  # freed: used by no other tag
     kept: tuple[str, ...] = ()  # still used by another tag
     freed_bytes: int = 0
+    unreadable: tuple[ModelName, ...] = ()  # tags that stop blob deletion (all blobs kept)
 
     def deletes(self, layout: StoreLayout) -> tuple[Path, ...]:
         paths = [self.tag_file]
@@ -68,8 +73,12 @@ def plan_untag(layout: StoreLayout, name: ModelName) -> UntagPlan:
         )
     manifest_digest = digest_of(data)
     manifest, _ = layout.manifest(name)
-    others = _references_without(layout, name)
     mine = {d.digest for d in manifest.blobs()}
+    unreadable: tuple[ModelName, ...] = ()
+    try:
+        others = _references_without(layout, name)
+    except UnreadableTag as e:
+        others, unreadable = mine, e.names
     freed = tuple(sorted(d for d in mine if d not in others))
     shares_manifest = any(n != name for n in layout.manifest_digests().get(manifest_digest, set()))
     model_dir = layout.model_dir(manifest_digest)
@@ -82,6 +91,7 @@ def plan_untag(layout: StoreLayout, name: ModelName) -> UntagPlan:
         blobs=freed,
         kept=tuple(sorted(mine - set(freed))),
         freed_bytes=sum(released_bytes(layout.blobs.path(d)) for d in freed),
+        unreadable=unreadable,
     )
 
 
@@ -97,7 +107,10 @@ def execute_untag(layout: StoreLayout, plan: UntagPlan) -> tuple[int, bool]:
     with layout.collecting() as exclusive:
         if not exclusive:
             return 0, False
-        still_used = layout.references()
+        try:
+            still_used = layout.references()
+        except UnreadableTag:
+            return 0, False  # fail closed: `prune` says which tag, once it is fixed
         freed = 0
         for digest in plan.blobs:
             if digest not in still_used:
@@ -126,6 +139,9 @@ class PrunePlan:
 
 
 def plan_prune(layout: StoreLayout, orphans: tuple[ModelName, ...] = ()) -> PrunePlan:
+    """Reads the store, changes nothing; raises `UnreadableTag` rather than guess."""
+    now = time.time()
+    orphans = tuple(n for n in orphans if _settled(layout, n, now))
     used = _references_without(layout, *orphans)
     blobs = tuple(
         (digest, released_bytes(layout.blobs.path(digest)))
@@ -137,7 +153,6 @@ def plan_prune(layout: StoreLayout, orphans: tuple[ModelName, ...] = ()) -> Prun
         for d, names in layout.manifest_digests().items()
         if names - set(orphans)
     }
-    now = time.time()
     return PrunePlan(
         tags=orphans,
         blobs=blobs,
@@ -155,8 +170,11 @@ def execute_prune(layout: StoreLayout, plan: PrunePlan) -> int | None:
     with layout.collecting() as exclusive:
         if not exclusive:
             return None
+        layout.references()  # an unreadable tag stops everything before anything goes
+        now = time.time()
         for name in plan.tags:
-            layout.tags.remove(name)
+            if _settled(layout, name, now):  # rewritten since the plan: a pull owns it now
+                layout.tags.remove(name)
         used = layout.references()
         live_dirs = {layout.model_dir(d) for d in layout.manifest_digests()}
         freed = 0
@@ -176,6 +194,11 @@ def execute_prune(layout: StoreLayout, plan: PrunePlan) -> int | None:
 
 def _references_without(layout: StoreLayout, *excluded: ModelName) -> set[str]:
     return {d for d, names in layout.references().items() if names - set(excluded)}
+
+
+def _settled(layout: StoreLayout, name: ModelName, now: float) -> bool:
+    """An orphan tag older than a running pull could be (its registry row may follow)."""
+    return now - _mtime(layout.tags.path(name)) > _TAG_TEMP_AGE
 
 
 def _mtime(path: Path) -> float:

@@ -8,6 +8,7 @@ f16 by default: 2 (K and V) × layers × kv_heads × head_dim × 2 bytes.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,13 +112,26 @@ def read_gguf(path: Path) -> GgufInfo:
 
 
 def chat_template(path: Path) -> str:
-    """The GGUF's `tokenizer.chat_template` ("" when it has none or cannot be read)."""
+    """The GGUF's `tokenizer.chat_template` ("" when it has none or cannot be read).
+
+    Parsing reads the whole metadata (the vocabulary too), so the answer is kept
+    per (file, mtime, size): `/v1/models` lists every model on each call.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return _chat_template(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=128)
+def _chat_template(path: str, mtime_ns: int, size: int) -> str:
     try:
         import gguf
 
-        field = gguf.GGUFReader(str(path)).fields.get("tokenizer.chat_template")
+        field = gguf.GGUFReader(path).fields.get("tokenizer.chat_template")
         value = field.contents() if field is not None else ""
-    except (ImportError, OSError, ValueError, KeyError, IndexError):
+    except Exception:  # any damaged file: one model without a template, never a failed listing
         return ""
     return value if isinstance(value, str) else ""
 

@@ -44,6 +44,7 @@ HF_PREFIX = "hf://"
 _TQDM: Any = importlib.import_module("tqdm.std").tqdm
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,255}$")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,12 @@ def parse_hf_reference(text: str) -> HfReference:
         raise InvalidInput(
             f"{text!r} is not a Hugging Face repo id",
             hint="write org/repo or org/repo@revision, e.g. mlx-community/Qwen2.5-0.5B-4bit",
+        )
+    # The revision names a file under refs/ in the cache: a branch, tag or commit, no path.
+    if revision and (not _REVISION.match(revision) or ".." in revision.split("/")):
+        raise InvalidInput(
+            f"{revision!r} in {text!r} is not a Hugging Face revision",
+            hint="a branch, tag or commit: letters, digits, '.', '_', '-' and '/'",
         )
     return HfReference(repo_id, revision or None)
 

@@ -4,6 +4,8 @@
     manifests/<name>/<tag>       the OCI manifest of each tagged model (see tags.py)
     models/sha256-<hex>/         a manifest's files under their own names: relative
                                  symlinks into blobs/, the folder mlx-lm loads
+    templates/sha256-<hex>       chat templates `registry set` copied in (the only
+                                 place a non-store model's template override may be)
     remotes.json                 which registry repositories hold which blobs
                                  (a hint for cross-repository mounts)
 
@@ -22,12 +24,28 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlxctl.errors import InvalidInput, NotFound
+from mlxctl.errors import Conflict, InvalidInput, NotFound
 from mlxctl.store.blobs import BlobStore, remove_tree
 from mlxctl.store.manifest import Descriptor, Manifest, ModelConfig, check_title, digest_of
 from mlxctl.store.tags import ModelName, TagStore
 
 STORE_SOURCE = "store"  # ModelRecord.source of models kept in the store
+MAX_TEMPLATE_BYTES = 1 << 20
+
+
+class UnreadableTag(Conflict):
+    """A tag whose manifest does not parse: its blobs may be in use, so none is garbage."""
+
+    def __init__(self, problems: dict[ModelName, str], tags_dir: Path) -> None:
+        first, why = next(iter(problems.items()))
+        names = ", ".join(str(n) for n in problems)
+        super().__init__(
+            f"store tag {names} cannot be read ({why}); no blob was deleted, "
+            "since that tag may still use them",
+            hint=f"pull it again to rewrite the tag, or delete "
+            f"{tags_dir / first.name / first.tag} by hand",
+        )
+        self.names = tuple(problems)
 
 
 class StoreLayout:
@@ -36,6 +54,7 @@ class StoreLayout:
         self.blobs = BlobStore(self.root / "blobs")
         self.tags = TagStore(self.root / "manifests")
         self.models_dir = self.root / "models"
+        self.templates = BlobStore(self.root / "templates")
 
     # Manifests and tags ----------------------------------------------------
 
@@ -74,15 +93,24 @@ class StoreLayout:
         return digest_of(data)
 
     def references(self) -> dict[str, set[ModelName]]:
-        """Every blob a tag uses → the tags using it; unreadable tags are skipped."""
+        """Every blob a tag uses → the tags using it.
+
+        Fails closed: a tag that cannot be read (damaged, edited, written by a
+        newer mlxctl) raises `UnreadableTag`, so no caller takes its blobs for garbage.
+        """
         used: dict[str, set[ModelName]] = {}
+        problems: dict[ModelName, str] = {}
         for name in self.tags.names():
             try:
                 manifest, _ = self.manifest(name)
-            except (InvalidInput, NotFound):
+            except (InvalidInput, NotFound) as e:
+                if self.tags.read(name) is not None:  # removed meanwhile: not a problem
+                    problems[name] = e.message
                 continue
             for descriptor in manifest.blobs():
                 used.setdefault(descriptor.digest, set()).add(name)
+        if problems:
+            raise UnreadableTag(problems, self.tags.root)
         return used
 
     def manifest_digests(self) -> dict[str, set[ModelName]]:
@@ -92,6 +120,29 @@ class StoreLayout:
             if data is not None:
                 digests.setdefault(digest_of(data), set()).add(name)
         return digests
+
+    # Template overrides ------------------------------------------------------
+
+    def keep_template(self, source: Path) -> Path:
+        """A copy of the template file `source` in `templates/` (by content); its path.
+
+        A registry row's template override is read only from the store, so a
+        local edit copies the file in: later edits of `source` change nothing.
+        """
+        if not source.is_file():
+            raise InvalidInput(f"chat template {source} is not a file")
+        try:
+            with source.open("rb") as f:
+                data = f.read(MAX_TEMPLATE_BYTES + 1)
+        except OSError as e:
+            raise InvalidInput(f"cannot read chat template {source}: {e.strerror}") from None
+        if len(data) > MAX_TEMPLATE_BYTES:
+            raise InvalidInput(f"chat template {source} is over {MAX_TEMPLATE_BYTES >> 20} MiB")
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"chat template {source} is not UTF-8 text") from None
+        return self.templates.path(self.templates.write_bytes(data).digest)
 
     # Model folders ---------------------------------------------------------
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from pathlib import PurePosixPath
 from typing import Any
 
 from mlxctl.errors import InvalidInput
@@ -34,6 +34,9 @@ from mlxctl.store.blobs import check_digest
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 TITLE = "org.opencontainers.image.title"
+MAX_LAYERS = 4096  # a model is tens of files; more is a hostile or broken manifest
+_MAX_SEGMENT = 255  # bytes: NAME_MAX on Linux and macOS
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PREFIX = "application/vnd.mlxctl.model."
 CONFIG = _PREFIX + "config.v1+json"
 HF_CONFIG = _PREFIX + "hf-config.v1+json"
@@ -102,13 +105,20 @@ def media_type_for(title: str) -> str:
     return FILE
 
 
-def check_title(title: object) -> str:
-    """A layer title is a relative path inside the model folder, never leaving it."""
+def check_title(title: object, what: str = "layer title") -> str:
+    """A layer title is a relative path inside the model folder, never leaving it.
+
+    Every segment is a plain name: not empty, `.` or `..`, no control character
+    or backslash, at most 255 bytes (what any filesystem takes).
+    """
     if not isinstance(title, str) or not title:
-        raise InvalidInput(f"layer title {title!r} is not a file name")
-    path = PurePosixPath(title)
-    if path.is_absolute() or ".." in path.parts or title != path.as_posix() or "\\" in title:
-        raise InvalidInput(f"layer title {title!r} is not a plain relative path")
+        raise InvalidInput(f"{what} {title!r} is not a file name")
+    segments = title.split("/")
+    if any(
+        s in ("", ".", "..") or "\\" in s or len(s.encode()) > _MAX_SEGMENT or _CONTROL.search(s)
+        for s in segments
+    ):
+        raise InvalidInput(f"{what} {title!r} is not a plain relative path")
     return title
 
 
@@ -194,6 +204,8 @@ class Manifest:
         layers = raw.get("layers")
         if not isinstance(layers, list):
             raise InvalidInput(f"{where} has no layers list")
+        if len(layers) > MAX_LAYERS:
+            raise InvalidInput(f"{where} lists {len(layers)} layers (at most {MAX_LAYERS})")
         parsed = tuple(Descriptor.from_json(d, f"{where} layer {i}") for i, d in enumerate(layers))
         titles = [check_title(d.title) for d in parsed if d.title is not None]
         if len(set(titles)) != len(titles):
@@ -245,5 +257,46 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         # Unknown keys come from newer mlxctl versions: ignored, not fatal.
         values = {k: v for k, v in raw.items() if k in known}
+        for key, value in values.items():
+            _check_config_value(key, value)
         values["architectures"] = tuple(values.get("architectures") or ())
         return replace(cls(), **values)
+
+    def check_paths(self, manifest: Manifest) -> ModelConfig:
+        """The paths this config names point at the manifest's own files, nothing else.
+
+        `chat_template` must be a layer title; `adapter` a plain relative folder
+        holding layers. Called on every pulled config before anything is stored.
+        """
+        files = manifest.files()
+        if self.chat_template is not None and self.chat_template not in files:
+            raise InvalidInput(
+                f"the model config names chat template {self.chat_template!r}, "
+                "which is not one of the model's files"
+            )
+        if self.adapter is not None:
+            folder = check_title(self.adapter, "adapter folder")
+            if not any(title.startswith(folder + "/") for title in files):
+                raise InvalidInput(
+                    f"the model config names adapter folder {folder!r}, "
+                    "which holds none of the model's files"
+                )
+        return self
+
+
+_STRINGS = ("format",)
+_INTS = ("parameters", "quant_bits", "quant_group_size", "context_length")
+
+
+def _check_config_value(key: str, value: object) -> None:
+    """Each config field has one JSON type (null allowed but for `format`)."""
+    if key == "architectures":
+        ok = value is None or (isinstance(value, list) and all(isinstance(a, str) for a in value))
+    elif key in _INTS:
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+    elif key in _STRINGS:
+        ok = isinstance(value, str)
+    else:
+        ok = value is None or isinstance(value, str)
+    if not ok or (isinstance(value, str) and _CONTROL.search(value)):
+        raise InvalidInput(f"model config blob: field {key!r} has an invalid value {value!r}")

@@ -10,7 +10,13 @@
 
 Every downloaded blob goes through `BlobStore.download`, so bytes that do not
 match their digest are never stored. Plain http is used for localhost and
-127.0.0.1 registries, or for any registry with `insecure=True`.
+127.0.0.1 registries, or for any registry with `insecure=True`; otherwise no
+request goes out over plain http, token realms and redirects included.
+
+A registry is not trusted: manifests are read streamed up to 4 MiB, config
+blobs up to 1 MiB, and only blob downloads follow redirects (to a CDN; httpx
+drops the credentials when the host changes). Manifest and API calls never
+follow one.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ _REPO = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _LOCAL = ("localhost", "127.0.0.1", "[::1]")
 _ATTEMPTS = 3  # downloads resume with Range after a dropped connection
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_CONFIG_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -102,18 +110,22 @@ class RegistryClient:
         insecure: bool = False,
         chunk_size: int = DEFAULT_CHUNK,
         timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.host = normalize_host(host)
         self.chunk_size = chunk_size
         api_host = "registry-1.docker.io" if self.host == DOCKER_HUB else self.host
         plain = insecure or api_host.rsplit(":", 1)[0] in _LOCAL or api_host.startswith("[::1]")
+        self.plain = plain
         self.base_url = f"{'http' if plain else 'https'}://{api_host}"
         self.http = httpx.Client(
             base_url=self.base_url,
             auth=RegistryAuth(self.host, credentials, api_host),
             timeout=httpx.Timeout(timeout, connect=10.0),
-            follow_redirects=True,
+            follow_redirects=False,
             headers={"User-Agent": f"mlxctl/{__version__}"},
+            event_hooks={"request": [self._check_scheme]},
+            transport=transport,
         )
 
     def __enter__(self) -> RegistryClient:
@@ -126,6 +138,15 @@ class RegistryClient:
 
     # Requests --------------------------------------------------------------
 
+    def _check_scheme(self, request: httpx.Request) -> None:
+        """Every request of an https registry (token realm, redirect) stays https."""
+        if not self.plain and request.url.scheme != "https":
+            raise Unavailable(
+                f"registry {self.host} sent mlxctl to {request.url.copy_with(query=None)} "
+                "over plain http; refused",
+                hint="pass --insecure only for a registry you trust on your own network",
+            )
+
     def _request(
         self,
         method: str,
@@ -134,9 +155,17 @@ class RegistryClient:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
+        redirects: bool = False,
     ) -> httpx.Response:
         try:
-            return self.http.request(method, url, content=content, headers=headers, params=params)
+            return self.http.request(
+                method,
+                url,
+                content=content,
+                headers=headers,
+                params=params,
+                follow_redirects=redirects,
+            )
         except httpx.HTTPError as e:
             raise self._unreachable(e) from e
 
@@ -153,7 +182,7 @@ class RegistryClient:
         self._check(self._request("GET", "/v2/"), "the registry API (/v2/)", (200,))
 
     def blob_exists(self, repo: str, digest: str) -> bool:
-        response = self._request("HEAD", f"/v2/{repo}/blobs/{digest}")
+        response = self._request("HEAD", f"/v2/{repo}/blobs/{digest}", redirects=True)
         if response.status_code == 404:
             return False
         self._check(response, f"blob {digest}", (200,))
@@ -222,19 +251,61 @@ class RegistryClient:
         return response.headers.get("Docker-Content-Digest") or digest_of(data)
 
     def get_manifest(self, ref: OciReference) -> tuple[bytes, str]:
-        """The manifest's exact bytes and their digest, checked against what was asked."""
+        """The manifest's exact bytes (at most 4 MiB) and their digest, checked
+        against what was asked."""
         url = f"/v2/{ref.repository}/manifests/{ref.reference}"
-        response = self._request("GET", url, headers={"Accept": _ACCEPT})
-        self._check(response, str(ref), (200,))
-        data = response.content
+        data, headers = self._small_body(
+            url, f"the manifest of {ref}", MAX_MANIFEST_BYTES, headers={"Accept": _ACCEPT}
+        )
         digest = digest_of(data)
-        claimed = ref.digest or response.headers.get("Docker-Content-Digest")
+        claimed = ref.digest or headers.get("Docker-Content-Digest")
         if claimed and claimed.startswith("sha256:") and claimed != digest:
             raise CorruptBlob(
                 f"the manifest of {ref} hashes to {digest}, not {claimed}; nothing was stored",
                 hint="the registry served damaged data; try again",
             )
         return data, digest
+
+    def get_config(self, repo: str, descriptor: Descriptor) -> bytes:
+        """A config blob's bytes (at most 1 MiB), checked against its digest; not stored."""
+        if descriptor.size > MAX_CONFIG_BYTES:
+            raise InvalidInput(
+                f"the model config blob is {descriptor.size} bytes (at most {MAX_CONFIG_BYTES})"
+            )
+        url = f"/v2/{repo}/blobs/{descriptor.digest}"
+        what = f"blob {descriptor.digest}"
+        data, _ = self._small_body(url, what, descriptor.size, redirects=True)
+        if len(data) != descriptor.size or digest_of(data) != descriptor.digest:
+            raise CorruptBlob(
+                f"config blob {descriptor.digest} from {self.host} does not match its digest; "
+                "nothing was stored",
+                hint="the registry served damaged data; try again",
+            )
+        return data
+
+    def _small_body(
+        self,
+        url: str,
+        what: str,
+        limit: int,
+        *,
+        headers: dict[str, str] | None = None,
+        redirects: bool = False,
+    ) -> tuple[bytes, httpx.Headers]:
+        """A GET's body (read streamed, refused past `limit` bytes) and its headers."""
+        try:
+            with self.http.stream("GET", url, headers=headers, follow_redirects=redirects) as r:
+                if r.status_code != 200:
+                    r.read()
+                    self._check(r, what, (200,))
+                body = bytearray()
+                for chunk in r.iter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        raise InvalidInput(f"{what} from {self.host} is over {limit} bytes")
+                return bytes(body), r.headers
+        except httpx.HTTPError as e:
+            raise self._unreachable(e) from e
 
     def download(
         self,
@@ -269,7 +340,8 @@ class RegistryClient:
         self, url: str, part: PartialBlob, descriptor: Descriptor, progress: Progress, key: str
     ) -> None:
         headers = {"Range": f"bytes={part.offset}-"} if part.offset else {}
-        with self.http.stream("GET", url, headers=headers) as response:
+        # Blob downloads may be redirected to storage (a CDN, S3), without our credentials.
+        with self.http.stream("GET", url, headers=headers, follow_redirects=True) as response:
             resumed = response.status_code == 206 and _range_start(response) == part.offset
             if response.status_code == 200:
                 if part.offset:

@@ -5,6 +5,9 @@ frees, and which other registered models would lose files (then it is blocked
 and deletes nothing). `execute_removal` carries the plan out and is safe to run
 twice. Only Hugging Face cache snapshots are ever deleted; a folder the user
 registered by path (`source="manual"`, or any other source) is left in place.
+Files are deleted only inside the HF cache and the store mlxctl manages: a row
+naming a snapshot or store elsewhere (an imported registry.json can) is
+unregistered and its files kept, with a note saying so.
 
 For cache snapshots the plan is huggingface_hub's own `delete_revisions`
 strategy, scoped to the one repo: the snapshot, the refs naming it, and the
@@ -37,6 +40,7 @@ from huggingface_hub.errors import CacheNotFound
 
 from mlxctl.errors import Conflict, InvalidInput
 from mlxctl.registry.record import ModelRecord
+from mlxctl.store.confine import is_inside, same_place
 from mlxctl.store.garbage import UntagPlan, execute_untag, plan_untag
 from mlxctl.store.hfcache import HF_SOURCE
 from mlxctl.store.layout import STORE_SOURCE, StoreLayout
@@ -75,15 +79,18 @@ class RemovalPlan:
         return bool(self.deletes) and not self.blocked
 
 
-def plan_removal(record: ModelRecord, others: Sequence[ModelRecord]) -> RemovalPlan:
+def plan_removal(
+    record: ModelRecord, others: Sequence[ModelRecord], *, hf_cache: Path, store_root: Path
+) -> RemovalPlan:
     """Plan the removal of `record`'s files, checked against the `others` registered.
 
     Reads the filesystem, changes nothing. `others` may include `record`
     itself (matched by slug, then ignored). Never raises for a missing or
     corrupted cache entry: the plan deletes nothing and says why in `notes`.
+    Only files under `hf_cache` and `store_root` are ever planned for deletion.
     """
     if record.source == STORE_SOURCE:
-        return _plan_store_removal(record)
+        return _plan_store_removal(record, store_root)
     if record.source != HF_SOURCE:
         origin = "registered by path" if record.source == "manual" else f"source {record.source!r}"
         return RemovalPlan(
@@ -95,7 +102,11 @@ def plan_removal(record: ModelRecord, others: Sequence[ModelRecord]) -> RemovalP
             ),
         )
     keep = RemovalPlan(slug=record.slug, source=record.source)
-    found = _find_revision(Path(record.cache_path).expanduser().resolve())
+    snapshot = Path(record.cache_path).expanduser().resolve()
+    if not is_inside(snapshot, hf_cache):
+        note = f"{snapshot} is outside the Hugging Face cache ({hf_cache}): its files are kept"
+        return replace(keep, notes=(note,))
+    found = _find_revision(snapshot)
     if isinstance(found, str):
         return replace(keep, notes=(found,))
     cache_dir, repo, revision = found
@@ -165,13 +176,17 @@ def execute_removal(plan: RemovalPlan) -> int:
     return sum(size for path, size in before.items() if not os.path.lexists(path))
 
 
-def _plan_store_removal(record: ModelRecord) -> RemovalPlan:
+def _plan_store_removal(record: ModelRecord, store_root: Path) -> RemovalPlan:
     keep = RemovalPlan(slug=record.slug, source=record.source)
     store = record.extra.get("store")
     try:
         if not isinstance(store, dict):
             raise InvalidInput("no store entry")
-        layout = StoreLayout(Path(str(store["root"])))
+        root = Path(str(store["root"]))
+        if not same_place(root, store_root):
+            note = f"store {root} is not mlxctl's store ({store_root}): its files are kept"
+            return replace(keep, notes=(note,))
+        layout = StoreLayout(root)
         untag = plan_untag(layout, parse_name(str(store["name"])))
     except (InvalidInput, KeyError) as e:
         why = e.message if isinstance(e, InvalidInput) else f"missing {e}"
@@ -180,6 +195,9 @@ def _plan_store_removal(record: ModelRecord) -> RemovalPlan:
     notes: tuple[str, ...] = ()
     if untag.manifest_digest is None:
         notes = (f"tag {untag.name} is already gone from the store",)
+    elif untag.unreadable:
+        unreadable = ", ".join(map(str, untag.unreadable))
+        notes = (f"its blobs stay: tag {unreadable} cannot be read, so what it uses is unknown",)
     elif untag.kept:
         notes = (f"{len(untag.kept)} blob(s) stay: other tags use them",)
     return RemovalPlan(

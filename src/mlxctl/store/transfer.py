@@ -3,18 +3,22 @@
 `push` sends what the registry lacks: a HEAD per blob skips those it has, a
 cross-repository mount reuses a blob it holds in another repository we pushed
 to or pulled from, anything else is uploaded; the manifest goes last, so a
-registry never serves a manifest whose blobs are missing. `pull` fetches the
-manifest, downloads only the blobs the store lacks (resuming partial ones) and
-tags the model once every blob is stored.
+registry never serves a manifest whose blobs are missing. `pull` fetches and
+checks the manifest and its config, downloads only the blobs the store lacks
+(resuming partial ones), builds and inspects the model folder, and tags the
+model last.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mlxctl.errors import NotFound
+from mlxctl import parsers
+from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.store.layout import StoreLayout
-from mlxctl.store.manifest import Manifest
+from mlxctl.store.manifest import Manifest, ModelConfig
+from mlxctl.store.modelinfo import inspect_model_dir
 from mlxctl.store.oci import OciReference, RegistryClient
 from mlxctl.store.progress import NoProgress, Progress
 from mlxctl.store.tags import ModelName
@@ -101,14 +105,30 @@ def pull(
     name: ModelName,
     client: RegistryClient,
     progress: Progress | None = None,
+    *,
+    before_tag: Callable[[], None] | None = None,
 ) -> PullReport:
-    """Download what is missing and tag `name`; the caller holds `layout.writing()`."""
+    """Check, download what is missing, inspect, then tag `name`; the caller holds
+    `layout.writing()`. `before_tag` runs last, before the tag is written.
+
+    A registry is not trusted: the manifest and its config blob pass every check
+    (layer titles, the paths and parser names the config gives) before anything
+    is stored, so a hostile manifest leaves no blob, tag or folder. The model
+    folder is built and inspected before tagging, so a failed pull leaves no tag.
+    """
     progress = progress or NoProgress()
     data, digest = client.get_manifest(source)
-    manifest = Manifest.from_bytes(data, where=f"manifest of {source}")
+    where = f"manifest of {source}"
+    manifest = Manifest.from_bytes(data, where=where)
+    config_bytes = client.get_config(source.repository, manifest.config)
+    try:
+        config = ModelConfig.from_bytes(config_bytes).check_paths(manifest)
+    except InvalidInput as e:
+        raise InvalidInput(f"{where}: {e.message}; nothing was stored", hint=e.hint) from None
+    parsers.check(config.tool_call_parser, config.reasoning_parser, where)
     report = PullReport(source=source, name=name, manifest=manifest, manifest_digest=digest)
-    for descriptor in manifest.blobs():
-        key, label = descriptor.digest, descriptor.title or "config"
+    for descriptor in manifest.layers:
+        key, label = descriptor.digest, descriptor.title or "layer"
         if layout.blobs.has(descriptor.digest, descriptor.size):
             progress.start(key, label, descriptor.size, descriptor.size)
             progress.finish(key, "already stored")
@@ -122,7 +142,19 @@ def pull(
         report.downloaded.append(descriptor.digest)
         report.bytes_downloaded += descriptor.size - resumed
         progress.finish(key, f"resumed at {resumed} bytes" if resumed else "downloaded")
-    layout.config(manifest)  # a config blob that does not parse stops here, before the tag
+    config_digest = manifest.config.digest
+    (report.reused if layout.blobs.has(config_digest) else report.downloaded).append(config_digest)
+    layout.blobs.write([config_bytes], expected=config_digest)
+    folder = layout.materialise(manifest, digest)
+    try:
+        inspect_model_dir(folder)
+    except InvalidInput as e:
+        raise InvalidInput(
+            f"{source} is not a model mlxctl can serve: {e.message}; it was not tagged",
+            hint=e.hint,
+        ) from None
+    if before_tag is not None:
+        before_tag()
     layout.put_bytes(name, data)
     layout.remember_remote(client.host, source.repository, [d.digest for d in manifest.blobs()])
     return report

@@ -66,8 +66,8 @@ class ChatPrompter:
         """Token ids of the prompt, ending with the assistant's generation header."""
         if self.template_source == "none":
             raise invalid_request(
-                "This model has no chat template; use /v1/completions or register a "
-                "template with `mlxctl register --chat-template`.",
+                "This model has no chat template; use /v1/completions or set a "
+                "template with `mlxctl registry set MODEL --chat-template FILE`.",
                 "messages",
                 code="no_chat_template",
             )
