@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlxctl.registry import ModelRecord, open_registry
-from mlxctl.slots import probe
+from mlxctl.supervision import probe
 from tests.api.conftest import fake_worker_command, start_daemon  # noqa: F401
 
 ALIASES = ["alpha", "beta", "gamma", "delta"]

@@ -149,7 +149,7 @@ def test_force_stops_an_mlx_server_and_says_which(
     monkeypatch.setenv("MLXCTL_HOST", daemon.url)
     port = base + 3
     stray = subprocess.Popen(
-        [sys.executable, "-m", "mlxctl.workers.fake", "stray", "--port", str(port)],
+        [sys.executable, "-m", "mlxctl.supervision.fake", "stray", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

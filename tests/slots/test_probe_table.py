@@ -10,9 +10,9 @@ import pytest
 
 from mlxctl.errors import InvalidInput
 from mlxctl.settings import Settings
-from mlxctl.slots import probe
-from mlxctl.slots.probe import mlx_kind
 from mlxctl.slots.table import resolve_slot, slot_table
+from mlxctl.supervision import probe
+from mlxctl.supervision.probe import mlx_kind
 
 OURS = "mlxctl worker"
 

@@ -10,7 +10,7 @@ status (`error_response`); after streaming began it is a final SSE event
     ├── InvalidInput            400 invalid_request_error
     ├── NotFound                404 not_found_error (model_not_found)
     ├── Busy                    429 rate_limit_error + Retry-After
-    ├── WorkerLost              502 server_error
+    ├── WorkerLost              502 server_error (WorkerTimeout: 504)
     └── other SchedulerErrors   503 server_error + Retry-After
 """
 

@@ -77,7 +77,7 @@ def print_slots(slots: list[dict[str, Any]]) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 def unload_all(yes: bool, as_json: bool) -> None:
-    """Unload every slot: clear the assignments and stop the slot workers."""
+    """Unload every slot: clear the assignments and stop every MLX server on a slot port."""
     if not yes and sys.stdin.isatty():
         click.confirm("Stop every slot worker and clear every assignment?", abort=True)
     with DaemonClient.from_settings() as client:
