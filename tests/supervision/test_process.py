@@ -107,10 +107,16 @@ async def test_a_worker_that_exits_during_load_fails_fast(tmp_path: Path) -> Non
 
 
 async def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('deaf', flush=True); time.sleep(60)"
+    )
     worker = make(tmp_path, [sys.executable, "-c", code])
     await worker.start()
-    await asyncio.sleep(0.3)  # let it install its handler
+    deadline = time.monotonic() + 15
+    while "\ndeaf\n" not in worker.log_path.read_text():  # its handler is in place
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
     started = time.monotonic()
     await worker.stop(grace=0.3)
     assert worker.returncode == -signal.SIGKILL

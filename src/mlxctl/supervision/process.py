@@ -161,7 +161,7 @@ class WorkerProcess:
         self._nonce: str | None = None
         self._exited = asyncio.Event()
         self._failure: str | None = None
-        self._ended_by: str | None = None  # why the supervisor killed it
+        self._verdict: str | None = None  # why the supervisor itself ended it
         self._liveness: asyncio.Task[None] | None = None
         self.started_at: float | None = None
 
@@ -324,9 +324,9 @@ class WorkerProcess:
 
     def exit_message(self) -> str:
         code = self.returncode
-        if self._ended_by is not None:
-            what = self._ended_by
-        elif self._handle is None:
+        if self._verdict is not None:
+            return logtail.with_log(self._verdict, self.log_path)
+        if self._handle is None:
             what = "did not start"
         elif code is None:
             what = "exited"  # adopted: its exit code went to its first parent
@@ -363,8 +363,7 @@ class WorkerProcess:
         try:
             pidfile.write(self._config.pid_dir(self.placement), record)
         except OSError as e:
-            await self._handle.terminate(0)
-            raise LoadError(self._fail(f"cannot record the worker's pid file: {e}")) from None
+            await self._give_up(f"cannot record the worker's pid file: {e}")
 
     async def _health(self, client: httpx.AsyncClient, timeout: float = 2.0) -> Health:
         probe_health = external_health if self.external else worker_health
@@ -380,12 +379,16 @@ class WorkerProcess:
             ours = health.is_ours(self.pid, self._nonce)
             who = f"pid {health.pid}"
         if not ours:
-            message = (
+            await self._give_up(
                 f"port {self._port} is answered by another process ({who}), not the one "
                 f"mlxctl started (pid {self.pid}): refusing to send it prompts"
             )
-            await self.stop(0)
-            raise LoadError(self._fail(message))
+
+    async def _give_up(self, message: str) -> NoReturn:
+        """End the process for `message`, which is then also what its exit reports."""
+        self._verdict = self._fail(message)
+        await self.stop(0)
+        raise LoadError(message)
 
     async def _watch_liveness(self) -> None:
         interval, timeout = self._config.liveness_interval, self._config.liveness_timeout
@@ -400,8 +403,9 @@ class WorkerProcess:
                 if alive:
                     answered = loop.time()
                 elif loop.time() - answered >= timeout and self._handle is not None:
-                    self._ended_by = f"stopped answering /health for {timeout:g} s and was killed"
-                    log.warning("%s (pid %s) %s", self.name, self.pid, self._ended_by)
+                    what = f"stopped answering /health for {timeout:g} s and was killed"
+                    self._verdict = f"the worker {what}"
+                    log.warning("%s (pid %s) %s", self.name, self.pid, what)
                     self._handle.signal(signal.SIGKILL)
                     return
                 with contextlib.suppress(TimeoutError):
