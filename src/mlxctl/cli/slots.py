@@ -49,6 +49,10 @@ def unload_slot(client: DaemonClient, slot: str, as_json: bool) -> None:
         console.print(
             f"Unloaded {row['unloaded']} from slot {row['port']} ({row['alias']}){stopped}"
         )
+    elif row.get("stopped_pid"):
+        where = f"slot {row['port']} ({row['alias']})"
+        pid = row["stopped_pid"]
+        console.print(f"Stopped the MLX server on {where}, no model assigned (stopped pid {pid})")
     else:
         console.print(f"Slot {row['port']} ({row['alias']}) had no model assigned")
 
@@ -86,7 +90,10 @@ def unload_all(yes: bool, as_json: bool) -> None:
         print_json(result)
         return
     for entry in result["unloaded"]:
-        console.print(f"Unloaded {entry['model'] or '(nothing)'} from slot {entry['slot']}")
+        stopped = f" (stopped pid {entry['stopped_pid']})" if entry.get("stopped_pid") else ""
+        console.print(
+            f"Unloaded {entry['model'] or '(nothing)'} from slot {entry['slot']}{stopped}"
+        )
     if not result["unloaded"]:
         console.print("No slot had a model.")
 
