@@ -13,15 +13,13 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from mlxctl.supervision.exitwatch import running
-from tests.api.conftest import Daemon, StartDaemon
 from tests.cli.runner import Run
-from tests.slots.conftest import add_model, base_port
+from tests.slots.conftest import Serve, add_model, base_port, slots, wait_for
 
 # An OpenAI-ish server that knows nothing of mlxctl (as llama-server would be): it
 # answers /health and /v1/models, and starts a helper process of its own.
@@ -43,42 +41,21 @@ EXTERNAL = textwrap.dedent(
 )
 
 
-def slots(daemon: Daemon) -> dict[int, dict[str, Any]]:
-    rows = daemon.client().get("/api/admin/slots").json()["slots"]
-    return {row["port"]: row for row in rows}
-
-
-def wait_for(check: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
-
-
 def group_of(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-eo", "pid=,pgid="], capture_output=True, text=True).stdout
     return [int(p) for p, g in (line.split() for line in out.splitlines()) if int(g) == pid]
 
 
 def test_an_external_server_on_a_slot_is_supervised_and_adopted(
-    start_daemon: StartDaemon,
-    slot_env: dict[str, str],
-    run: Run,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    serve: Serve, slot_env: dict[str, str], run: Run, tmp_path: Path
 ) -> None:
     base = base_port(slot_env)
     script = tmp_path / "server.py"
     script.write_text(EXTERNAL)
     command = f"{shlex.quote(sys.executable)} {script} {{port}} {{model}}"
     add_model("ext", tmp_path / "ext", extra={"command": command})
-    env = {**slot_env, "MLXCTL_WORKER_LIVENESS_INTERVAL": "0.3"}
-    env["MLXCTL_WORKER_LIVENESS_TIMEOUT"] = "2"
-    daemon = start_daemon(env)
-    monkeypatch.setenv("MLXCTL_HOST", daemon.url)
+    env = {"MLXCTL_WORKER_LIVENESS_INTERVAL": "0.3", "MLXCTL_WORKER_LIVENESS_TIMEOUT": "2"}
+    daemon = serve(**env)
     loaded = run("load", "ext", "gamma")
     assert loaded.code == 0, loaded.err
     live = slots(daemon)[base + 2]["live"]
@@ -90,8 +67,7 @@ def test_an_external_server_on_a_slot_is_supervised_and_adopted(
 
     # A new daemon proves it is ours (pid file + listener in its group) and adopts it.
     daemon.stop(signal.SIGKILL)
-    again = start_daemon(env)
-    monkeypatch.setenv("MLXCTL_HOST", again.url)
+    again = serve(**env)
     row = wait_for(lambda: (r := slots(again)[base + 2])["live"] and r)
     assert row["live"]["pid"] == pid and row["drift"] == []
     assert run("reconcile", "--json").json()["actions"] == []
@@ -110,7 +86,7 @@ def test_an_external_server_on_a_slot_is_supervised_and_adopted(
 
 
 def test_slot_workers_get_the_daemon_settings_and_key(
-    start_daemon: StartDaemon,
+    serve: Serve,
     slot_env: dict[str, str],
     run: Run,
     tmp_path: Path,
@@ -118,10 +94,9 @@ def test_slot_workers_get_the_daemon_settings_and_key(
 ) -> None:
     base = base_port(slot_env)
     add_model("one", tmp_path / "one")
-    env = {**slot_env, "MLXCTL_WORKER_MAX_BATCH": "3", "MLXCTL_WORKER_MAX_QUEUE": "5"}
+    env = {"MLXCTL_WORKER_MAX_BATCH": "3", "MLXCTL_WORKER_MAX_QUEUE": "5"}
     env.update(MLXCTL_WORKER_PROMPT_CACHE_BYTES="64MiB", MLXCTL_API_KEY="k3y")
-    daemon = start_daemon(env)
-    monkeypatch.setenv("MLXCTL_HOST", daemon.url)
+    daemon = serve(**env)
     monkeypatch.setenv("MLXCTL_API_KEY", "k3y")
     assert run("load", "one", "alpha").code == 0
     pid = slots(daemon)[base]["live"]["pid"]
@@ -140,15 +115,10 @@ def test_slot_workers_get_the_daemon_settings_and_key(
 
 
 def test_unload_stops_mlx_servers_on_slot_ports_and_nothing_else(
-    start_daemon: StartDaemon,
-    slot_env: dict[str, str],
-    run: Run,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    serve: Serve, slot_env: dict[str, str], run: Run, tmp_path: Path
 ) -> None:
     base = base_port(slot_env)
-    daemon = start_daemon(slot_env)
-    monkeypatch.setenv("MLXCTL_HOST", daemon.url)
+    daemon = serve()
 
     def mlx_server(port: int) -> subprocess.Popen[bytes]:
         # A hand-started worker: an MLX server mlxctl did not start.
@@ -183,14 +153,11 @@ def test_unload_stops_mlx_servers_on_slot_ports_and_nothing_else(
 
 
 def test_slot_registry_writes_do_not_block_the_daemon(
-    start_daemon: StartDaemon,
-    slot_env: dict[str, str],
-    tmp_path: Path,
-    isolated_home: Path,
+    serve: Serve, slot_env: dict[str, str], tmp_path: Path, isolated_home: Path
 ) -> None:
     base = base_port(slot_env)
     add_model("one", tmp_path / "one")
-    daemon = start_daemon({**slot_env, "MLXCTL_DB_BUSY_TIMEOUT": "30"})
+    daemon = serve(MLXCTL_DB_BUSY_TIMEOUT="30")
     client = daemon.client()
     assert client.post("/api/admin/slots/load", json={"model": "one", "slot": base}).is_success
     # Another process (a CLI, say) holds the registry's write lock for a while.

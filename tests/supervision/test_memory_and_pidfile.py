@@ -114,23 +114,29 @@ def test_slot_workers_are_never_reaped(tmp_path: Path, fake_worker: tuple) -> No
 
 
 def test_reap_kills_the_group_an_external_server_left(tmp_path: Path) -> None:
-    # A server that started a helper and exited: no leader, the helper lives on.
+    # A server that started a helper, then exited: no leader, the helper lives on.
     sleeper = "[sys.executable, '-c', 'import time; time.sleep(60)']"
-    script = f"import subprocess, sys; subprocess.Popen({sleeper}); print('up', flush=True)"
-    leader = subprocess.Popen(
-        [sys.executable, "-c", script], start_new_session=True, stdout=subprocess.PIPE, text=True
+    script = (
+        f"import subprocess, sys; helper = subprocess.Popen({sleeper}); "
+        "print(helper.pid, flush=True); sys.stdin.read()"
     )
-    assert leader.stdout is not None and leader.stdout.readline() == "up\n"
-    helpers = [p for p in psutil.process_iter() if _group(p.pid) == leader.pid]
+    leader = subprocess.Popen(
+        [sys.executable, "-c", script],
+        start_new_session=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert leader.stdin is not None and leader.stdout is not None
+    helper = psutil.Process(int(leader.stdout.readline()))
     record = _record(leader.pid, daemon_pid=999999)
+    leader.stdin.close()  # the leader exits now
     leader.wait(10)
     leader.stdout.close()
-    assert helpers and all(h.is_running() for h in helpers if h.pid != leader.pid)
+    assert helper.is_running() and _group(helper.pid) == leader.pid
     pidfile.write(pidfile.run_dir(tmp_path), record)
     assert pidfile.reap(pidfile.run_dir(tmp_path)) == [leader.pid]
-    for helper in helpers:
-        if helper.pid != leader.pid:
-            helper.wait(5)
+    helper.wait(5)
 
 
 def _group(pid: int) -> int | None:

@@ -16,7 +16,7 @@ import signal
 import subprocess
 from collections.abc import Callable
 
-from mlxctl.supervision.exitwatch import POLL_SECONDS, ExitFd, running
+from mlxctl.supervision.exitwatch import ExitFd
 
 log = logging.getLogger("mlxctl.supervision")
 
@@ -35,13 +35,8 @@ def leads_group(pid: int) -> bool:
 
 async def wait_exit(pid: int) -> None:
     """Return once `pid` has ended: on the event loop, without a thread."""
-    try:
-        watch = ExitFd.open(pid)
-    except ProcessLookupError:
-        return
+    watch = ExitFd.open(pid)
     if watch is None:
-        while running(pid):
-            await asyncio.sleep(POLL_SECONDS)
         return
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
