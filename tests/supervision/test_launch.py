@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from mlxctl.supervision.exitwatch import running
-from mlxctl.supervision.launch import launcher_argv
+from mlxctl.supervision.launch import Launch
 
 # Prints numbered 100-byte lines as fast as it can, then sleeps.
 CHATTY = textwrap.dedent(
@@ -30,7 +30,7 @@ def launch(
     tmp_path: Path, command: list[str], parent: int | None = None
 ) -> subprocess.Popen[bytes]:
     log = tmp_path / "child.log"
-    argv = launcher_argv(sys.executable, str(log), 10_000, 3, parent, command)
+    argv = Launch(str(log), 10_000, 3, parent, command).argv(sys.executable)
     with open(log, "ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
 
@@ -98,9 +98,10 @@ def test_a_tied_group_dies_with_its_daemon_grandchildren_too(tmp_path: Path) -> 
     daemon_code = textwrap.dedent(
         f"""
         import subprocess, sys, time
-        from mlxctl.supervision.launch import launcher_argv
-        argv = launcher_argv(sys.executable, {str(tmp_path / "s.log")!r}, 10**6, 1,
-                             __import__("os").getpid(), [sys.executable, "-c", {server!r}])
+        from mlxctl.supervision.launch import Launch
+        command = [sys.executable, "-c", {server!r}]
+        log = {str(tmp_path / "s.log")!r}
+        argv = Launch(log, 10**6, 1, __import__("os").getpid(), command).argv(sys.executable)
         subprocess.Popen(argv, start_new_session=True)
         time.sleep(60)
         """
@@ -117,7 +118,7 @@ def test_a_tied_group_dies_with_its_daemon_grandchildren_too(tmp_path: Path) -> 
 
 
 def test_an_untied_group_outlives_its_daemon_and_keeps_rotating(tmp_path: Path) -> None:
-    # A slot worker: no --parent. Its log keeps rotating after the daemon is gone.
+    # A slot worker: no parent. Its log keeps rotating after the daemon is gone.
     script = tmp_path / "ticker.py"
     script.write_text(
         "import time\nfor i in range(10**6):\n    print(f'{i:08d} ' + 'y' * 90, flush=True)\n"
@@ -126,9 +127,9 @@ def test_an_untied_group_outlives_its_daemon_and_keeps_rotating(tmp_path: Path) 
     daemon_code = textwrap.dedent(
         f"""
         import subprocess, sys
-        from mlxctl.supervision.launch import launcher_argv
-        argv = launcher_argv(sys.executable, {str(tmp_path / "child.log")!r}, 10_000, 2,
-                             None, [sys.executable, {str(script)!r}])
+        from mlxctl.supervision.launch import Launch
+        log = {str(tmp_path / "child.log")!r}
+        argv = Launch(log, 10_000, 2, None, [sys.executable, {str(script)!r}]).argv(sys.executable)
         quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         print(subprocess.Popen(argv, start_new_session=True, **quiet).pid, flush=True)
         """

@@ -13,7 +13,6 @@ import contextlib
 import os
 import select
 import sys
-import threading
 import time
 from typing import Protocol
 
@@ -99,6 +98,8 @@ def _polled(pid: int) -> ExitFd:
     """Elsewhere: a thread polls the pid and writes to a pipe once it has gone."""
     if not running(pid):
         raise ProcessLookupError(pid)
+    import threading  # only on this rare path: the launcher must start fast
+
     read_end, write_end = os.pipe()
 
     def poll() -> None:

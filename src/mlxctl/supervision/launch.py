@@ -1,7 +1,8 @@
 """The launcher: a few lines of Python between the daemon and every child it runs.
 
-    python -m mlxctl.supervision.launch --log PATH --max-bytes N --backups K
-        [--parent PID] -- COMMAND ARGS...
+    python -m mlxctl.supervision.launch LOG MAX_BYTES BACKUPS PARENT -- COMMAND ARGS...
+
+(PARENT 0: a child not tied to the daemon.)
 
 It forks a log pump, then `exec`s COMMAND in its own place, so the pid the daemon
 got from `Popen` is the worker's (or the external server's) own, and it leads the
@@ -12,7 +13,7 @@ external server that knows nothing of rotation) and whether or not the daemon
 still lives (slot workers outlive it). The pump ignores SIGTERM and ends at EOF, so
 a stopping child's last lines are kept.
 
-With `--parent` (workers tied to the daemon) the child asks Linux for SIGKILL on
+With a PARENT (workers tied to the daemon) the child asks Linux for SIGKILL on
 the daemon's death (PR_SET_PDEATHSIG, set here in the child itself rather than in
 a `preexec_fn`, which is unsafe in a threaded daemon) and checks that the daemon
 did not die before that took effect; and the pump watches the daemon (pidfd or
@@ -22,16 +23,11 @@ external servers too. Stdlib only, so it starts fast.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import ctypes
-import logging
 import os
 import signal
 import sys
-import threading
-from logging.handlers import RotatingFileHandler
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from mlxctl.supervision.exitwatch import block_until_exit
 
@@ -39,19 +35,34 @@ _PR_SET_PDEATHSIG = 1
 _LINE_BYTES = 1 << 16  # a longer line is written in pieces
 
 
-def launcher_argv(
-    python: str, log: str, max_bytes: int, backups: int, parent: int | None, command: list[str]
-) -> list[str]:
-    """The argv that runs `command` under the launcher (the daemon's side of the contract)."""
-    argv = [python, "-m", "mlxctl.supervision.launch", "--log", log]
-    argv += ["--max-bytes", str(max_bytes), "--backups", str(backups)]
-    if parent is not None:
-        argv += ["--parent", str(parent)]
-    return [*argv, "--", *command]
+class Launch(NamedTuple):
+    """What the launcher is told (a NamedTuple: dataclasses would slow every start)."""
+
+    log: str
+    max_bytes: int
+    backups: int
+    parent: int | None
+    command: list[str]
+
+    def argv(self, python: str) -> list[str]:
+        """The argv that runs the command under the launcher (the daemon's side)."""
+        argv = [python, "-m", "mlxctl.supervision.launch", self.log]
+        argv += [str(self.max_bytes), str(self.backups), str(self.parent or 0)]
+        return [*argv, "--", *self.command]
+
+    @classmethod
+    def parse(cls, argv: list[str]) -> Launch:
+        """No argparse: it would cost every start some 30 ms of imports."""
+        if len(argv) < 6 or argv[4] != "--":
+            sys.exit(
+                "usage: python -m mlxctl.supervision.launch LOG MAX_BYTES BACKUPS PARENT -- CMD"
+            )
+        log, max_bytes, backups, parent = argv[:4]
+        return cls(log, int(max_bytes), int(backups), int(parent) or None, argv[5:])
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    args = _parse(sys.argv[1:] if argv is None else argv)
+    args = Launch.parse(sys.argv[1:] if argv is None else argv)
     read_end, write_end = os.pipe()
     middle = os.fork()
     if middle == 0:
@@ -74,31 +85,23 @@ def main(argv: list[str] | None = None) -> NoReturn:
         os._exit(127)
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="mlxctl-launch")
-    parser.add_argument("--log", required=True)
-    parser.add_argument("--max-bytes", type=int, required=True)
-    parser.add_argument("--backups", type=int, required=True)
-    parser.add_argument("--parent", type=int)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    if args.command[:1] == ["--"]:
-        args.command = args.command[1:]
-    if not args.command:
-        parser.error("no command to run")
-    return args
-
-
 def _die_with(parent: int) -> None:
     """SIGKILL when the daemon dies (Linux); gone already → exit now."""
     if sys.platform.startswith("linux"):
+        import ctypes  # only here: the one child that needs it
+
         # The process's own symbols include libc's prctl (no find_library: it runs ldconfig).
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
 
 
-def _pump(read_end: int, args: argparse.Namespace) -> NoReturn:
+def _pump(read_end: int, args: Launch) -> NoReturn:
+    # Imported after the fork: the command's exec never waits for them.
+    import logging
+    import threading
+    from logging.handlers import RotatingFileHandler
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     if args.parent is not None:

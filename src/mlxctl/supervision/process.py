@@ -58,7 +58,7 @@ from mlxctl.supervision.command import (
 )
 from mlxctl.supervision.handle import ProcessHandle
 from mlxctl.supervision.health import Health, external_health, worker_health
-from mlxctl.supervision.launch import launcher_argv
+from mlxctl.supervision.launch import Launch
 from mlxctl.supervision.pidfile import PidRecord
 
 log = logging.getLogger("mlxctl.supervision")
@@ -224,19 +224,14 @@ class WorkerProcess:
             self._never_started(f"{what}: {argv[0]} is not an executable on PATH")
         self._nonce = None if self.external else secrets.token_hex(16)
         config, detached = self._config, self.placement.detached
-        launch = launcher_argv(
-            sys.executable,
-            str(self.log_path),
-            config.log_max_bytes,
-            config.log_backups,
-            None if detached else os.getpid(),
-            argv,
-        )
+        tied_to = None if detached else os.getpid()
+        log_path = str(self.log_path)
+        launch = Launch(log_path, config.log_max_bytes, config.log_backups, tied_to, argv)
         try:
             config.home.mkdir(parents=True, exist_ok=True)
             with logtail.open_with_header(self.log_path, argv) as logfile:
                 popen = subprocess.Popen(
-                    launch,
+                    launch.argv(sys.executable),
                     stdin=subprocess.DEVNULL,
                     stdout=logfile,
                     stderr=logfile,
