@@ -41,13 +41,20 @@ def test_a_real_worker_stopped_mid_stream_is_killed_and_the_model_reloads(
     env = {
         "MLXCTL_WORKER_COMMAND": real_worker_command(),
         "MLXCTL_WORKER_TEST_HOOKS": "1",
-        "MLXCTL_WORKER_LIVENESS_INTERVAL": "0.5",
-        "MLXCTL_WORKER_LIVENESS_TIMEOUT": "3",
+        "MLXCTL_WORKER_LIVENESS_INTERVAL": "0.3",
+        "MLXCTL_WORKER_LIVENESS_TIMEOUT": "2",
     }
     daemon = start_daemon(env)
     client = daemon.client()
     assert client.post("/api/admin/load", json={"model": "q"}).status_code == 200
     pid = daemon.ps()["q"]["pid"]
+    # Busy is not dead: a generation longer than the liveness timeout leaves it alone.
+    started = time.monotonic()
+    longer = {"mlxctl_test_force": "hello world " * 900}
+    busy = client.post(CHAT, json=chat("q", max_tokens=4000, **longer))
+    assert busy.status_code == 200, busy.text
+    assert time.monotonic() - started > 2  # longer than the liveness timeout
+    assert daemon.ps()["q"]["pid"] == pid
     body = chat("q", max_tokens=2000, stream=True, **LONG)
     with client.stream("POST", CHAT, json=body) as r:
         assert r.status_code == 200
@@ -60,8 +67,8 @@ def test_a_real_worker_stopped_mid_stream_is_killed_and_the_model_reloads(
     events = sse_lines(received)
     error = json.loads(events[-1])["error"]
     assert error["code"] == "worker_lost" and b"[DONE]" not in events
-    assert "stopped answering /health for 3 s and was killed" in error["message"]
-    assert ended < 3 + 5  # the liveness timeout, plus a probe interval or two
+    assert "stopped answering /health for 2 s and was killed" in error["message"]
+    assert ended < 2 + 5  # the liveness timeout, plus a probe interval or two
     # The next request loads the model again, in a new process.
     answer = openai.OpenAI(base_url=daemon.url + "/v1", api_key="unused", max_retries=0)
     try:

@@ -71,6 +71,7 @@ class SlotSupervisor:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._workers: dict[int, WorkerProcess] = {}  # started or adopted by this daemon
+        self._watchers: set[asyncio.Task[None]] = set()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="slots-db")
 
     # Daemon life -----------------------------------------------------------------
@@ -88,6 +89,8 @@ class SlotSupervisor:
                 await self._task
         for worker in self._workers.values():
             worker.detach()
+        for watcher in self._watchers:
+            watcher.cancel()
         await self._write(self.slots.db.close)  # the writer thread's connection
         self._writer.shutdown(wait=True)
 
@@ -372,7 +375,9 @@ class SlotSupervisor:
             if self._workers.get(port) is worker:
                 del self._workers[port]
 
-        asyncio.get_running_loop().create_task(noticed(), name=f"slot-{port}-exit")
+        watcher = asyncio.get_running_loop().create_task(noticed(), name=f"slot-{port}-exit")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
 
     async def _stop(self, port: int, pid: int) -> None:
         """Stop our worker on `port`, or the MLX server `pid` the caller identified."""

@@ -24,7 +24,10 @@ from mlxctl.supervision.health import NONCE_ENV
 from mlxctl.supervision.pidfile import write_private
 
 # Names of environment variables that hold credentials: never passed to a child.
-_SECRET_NAMES = {"MLXCTL_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_ACCESS_KEY_ID"}
+_SECRET_NAMES = {
+    *("MLXCTL_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_ACCESS_KEY_ID"),
+    *("DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "NETRC"),  # where credentials are kept
+}
 _SECRET_PARTS = re.compile(
     r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|AUTH_CONFIG",
     re.IGNORECASE,
