@@ -65,7 +65,7 @@ def commands() -> tuple[list[str], str]:
 def daemon(home: Path, fake: bool) -> Iterator[tuple[str, psutil.Process]]:
     serve, worker = commands()
     if fake:
-        worker = shlex.join([sys.executable, "-m", "mlxctl.workers.fake", *FAKE_OPTIONS])
+        worker = shlex.join([sys.executable, "-m", "mlxctl.supervision.fake", *FAKE_OPTIONS])
     env = {
         **os.environ,
         "MLXCTL_HOME": str(home),

@@ -34,7 +34,7 @@ import httpx  # noqa: E402
 
 from mlxctl.factory import make_model  # noqa: E402
 from mlxctl.factory.gguf import write_gguf  # noqa: E402
-from mlxctl.workers.process import free_port  # noqa: E402
+from mlxctl.supervision.process import free_port  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Tell me a story about a lighthouse."}]
 

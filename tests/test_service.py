@@ -32,7 +32,9 @@ def test_launchd_plist(tmp_path: Path) -> None:
     assert plist["Label"] == "dev.mlxctl.serve"
     assert plist["ProgramArguments"] == [str(EXE), "serve"]
     assert plist["RunAtLoad"] is True and plist["KeepAlive"] is True
-    assert plist["EnvironmentVariables"] == env
+    # launchd never rotates its stderr file: the daemon writes its own rotated log.
+    log_file = str(tmp_path / ".mlxctl/logs/serve.log")
+    assert plist["EnvironmentVariables"] == {**env, "MLXCTL_LOG_FILE": log_file}
     assert plist["StandardOutPath"] == str(tmp_path / ".mlxctl/logs/serve.out.log")
     assert plist["StandardErrorPath"] == str(tmp_path / ".mlxctl/logs/serve.err.log")
     assert plan.enable.startswith("launchctl bootstrap gui/$(id -u) ")

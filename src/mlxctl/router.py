@@ -6,6 +6,11 @@ request to it with httpx streaming. The lease (the worker's ref count) is held
 until the last byte has gone out. Bytes pass through untouched; a client that
 disconnects closes the upstream stream (the worker then cancels the generation);
 a worker that dies mid-stream ends the stream with the dialect's error event.
+
+Slow is not dead: a worker gets `first_byte` seconds to start answering (a long
+prompt's prefill, or a whole non-streamed answer) and `idle` seconds between two
+chunks of a stream; past either the request ends with `WorkerTimeout`. A worker that
+is dead or hung is found sooner by the supervisor's liveness check, which kills it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,8 +28,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from mlxctl.registry import ModelRecord, Registry
-from mlxctl.scheduler import DEFAULT, KeepAlive, Lease, Scheduler, WorkerLost
-from mlxctl.workers.process import external_command, model_target
+from mlxctl.scheduler import DEFAULT, KeepAlive, Lease, Scheduler, WorkerLost, WorkerTimeout
+from mlxctl.settings import Settings
+from mlxctl.supervision.command import external_command, model_target
 
 # Response headers that describe one hop, not the body: never passed on.
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
@@ -70,11 +77,30 @@ class Call:
     request_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a worker may stay silent: before its first byte, and between chunks."""
+
+    first_byte: float = 600.0
+    idle: float = 300.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Timeouts:
+        return cls(settings.worker_first_byte_timeout, settings.worker_idle_timeout)
+
+
 class Router:
-    def __init__(self, registry: Registry, scheduler: Scheduler, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        scheduler: Scheduler,
+        http: httpx.AsyncClient,
+        timeouts: Timeouts | None = None,
+    ) -> None:
         self.registry = registry
         self.scheduler = scheduler
         self.http = http
+        self.timeouts = timeouts or Timeouts()
 
     def resolve(self, reference: str) -> ModelRecord:
         """The registered model; NotFound names the closest names (a fresh read each time)."""
@@ -120,7 +146,7 @@ class Router:
         raise AssertionError("unreachable")
 
     async def _send(self, lease: Lease, call: Call) -> httpx.Response:
-        headers = {"content-type": "application/json", "accept": "*/*"}
+        headers = {"content-type": "application/json", "accept": "*/*", **lease.worker.headers}
         if call.request_id:
             headers["x-request-id"] = call.request_id
         body = call.body
@@ -129,7 +155,57 @@ class Router:
         request = self.http.build_request(
             "POST", lease.base_url + call.path, content=body, headers=headers
         )
-        return await self.http.send(request, stream=True)
+        limit = self.timeouts.first_byte
+        try:
+            async with asyncio.timeout(limit):
+                response = await self.http.send(request, stream=True)
+        except TimeoutError:
+            raise WorkerTimeout(
+                f"the worker for '{lease.slug}' did not start answering within {limit:g} s "
+                "(MLXCTL_WORKER_FIRST_BYTE_TIMEOUT)"
+            ) from None
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = IdleLimit(response.stream, self.timeouts.idle, lease.slug)
+        return response
+
+
+class StreamIdle(httpx.ReadTimeout):
+    """A worker's response went silent for longer than the idle timeout."""
+
+
+class IdleLimit(httpx.AsyncByteStream):
+    """A worker's response body that fails with `StreamIdle` after `idle` silent seconds."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, idle: float, slug: str) -> None:
+        self._inner = inner
+        self._idle = idle
+        self._slug = slug
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = self._inner.__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout(self._idle):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise StreamIdle(
+                    f"the worker for '{self._slug}' sent nothing for {self._idle:g} s "
+                    "mid-answer (MLXCTL_WORKER_IDLE_TIMEOUT)"
+                ) from None
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def lost(lease: Lease, error: httpx.HTTPError, what: str) -> WorkerLost:
+    """What a client hears when its worker's response broke off (`what` happened)."""
+    if isinstance(error, StreamIdle):
+        return WorkerTimeout(str(error))
+    await _exited(lease, 0.5)
+    return WorkerLost(_lost(lease, what))
 
 
 @dataclass
@@ -208,20 +284,20 @@ class ProxyResponse(Response):
                         self.exchange.first_byte = time.perf_counter()
                     self.tap.feed(chunk)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except httpx.HTTPError:
-                await self._worker_lost(send)
+            except httpx.HTTPError as e:
+                await self._worker_lost(send, e)
             self.complete = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # servers that raise on a send to a closed connection
             self.exchange.error = self.exchange.error or "client_disconnected"
 
-    async def _worker_lost(self, send: Send) -> None:
-        """The worker died mid-body: SSE gets a final error event; JSON just ends short."""
-        self.exchange.error = "worker_lost"
+    async def _worker_lost(self, send: Send, cause: httpx.HTTPError) -> None:
+        """The worker died or went silent mid-body: SSE gets a final error event; JSON
+        just ends short."""
+        error = await lost(self.lease, cause, "stopped mid-stream")
+        self.exchange.error = error.code
         if not self.is_sse:
             return
-        await _exited(self.lease, 0.5)
-        error = WorkerLost(_lost(self.lease, "stopped mid-stream"))
         body = self.dialect.stream_error(error)
         await send({"type": "http.response.body", "body": body, "more_body": True})
 

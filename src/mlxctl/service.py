@@ -59,6 +59,8 @@ def plan_service(
     """The unit file for `platform` ('darwin' or 'linux') under the user's `home`."""
     if platform == "darwin":
         path = home / "Library" / "LaunchAgents" / f"{LABEL}.plist"
+        # launchd never rotates StandardErrorPath: the daemon writes its own rotated file.
+        env = {"MLXCTL_LOG_FILE": str(logs_dir / "serve.log"), **env}
         text = launchd_plist(executable, env, logs_dir)
         return ServicePlan(path, text, f"launchctl bootstrap gui/$(id -u) {shlex.quote(str(path))}")
     if platform.startswith("linux"):

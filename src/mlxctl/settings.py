@@ -131,6 +131,39 @@ class Settings:
         "Requests a worker queues beyond its batch before answering 429 (its --max-queue).",
         64,
     )
+    worker_prompt_cache_entries: int = _setting(
+        "MLXCTL_WORKER_PROMPT_CACHE_ENTRIES",
+        "KV caches of past prompts each worker keeps for reuse (its --prompt-cache-entries).",
+        16,
+    )
+    worker_prompt_cache_bytes: str = _setting(
+        "MLXCTL_WORKER_PROMPT_CACHE_BYTES",
+        "Memory cap of each worker's prompt cache, e.g. 512MiB (its --prompt-cache-bytes).",
+        "2GiB",
+    )
+    worker_first_byte_timeout: float = _setting(
+        "MLXCTL_WORKER_FIRST_BYTE_TIMEOUT",
+        "Seconds the daemon waits for a worker to start answering a request: the whole "
+        "prompt's prefill for a stream, the whole answer otherwise. Then the request fails (504).",
+        600.0,
+    )
+    worker_idle_timeout: float = _setting(
+        "MLXCTL_WORKER_IDLE_TIMEOUT",
+        "Seconds a streamed answer may go without a byte from the worker before the request "
+        "fails with an error event.",
+        300.0,
+    )
+    worker_liveness_interval: float = _setting(
+        "MLXCTL_WORKER_LIVENESS_INTERVAL",
+        "Seconds between health checks of ready workers (on-demand and slot; 0: none).",
+        5.0,
+    )
+    worker_liveness_timeout: float = _setting(
+        "MLXCTL_WORKER_LIVENESS_TIMEOUT",
+        "Seconds a ready worker may fail its health checks (hung, stopped) before it is "
+        "killed; its requests end with an error and the next request loads the model again.",
+        30.0,
+    )
     worker_stop_grace: float = _setting(
         "MLXCTL_WORKER_STOP_GRACE",
         "Seconds a stopping worker gets after SIGTERM before SIGKILL.",
@@ -144,9 +177,27 @@ class Settings:
     )
     allow_insecure_pull: bool = _setting(
         "MLXCTL_ALLOW_INSECURE_PULL",
-        'Let /api/pull clients ask for a plain-http registry (`"insecure": true`). Off, '
-        "only the CLI's `pull --insecure` can; localhost registries use http regardless.",
+        'Let API clients ask the daemon for a plain-http registry (`"insecure": true` on '
+        "/api/pull and the admin pull/push). Off, only `mlxctl pull --insecure` without a "
+        "running daemon can; localhost registries use http regardless.",
         False,
+    )
+    log_file: Path | None = _setting(
+        "MLXCTL_LOG_FILE",
+        "Write the daemon's JSON log lines to this file, rotated like the worker logs, "
+        "instead of stderr (`service install` sets it for launchd, which never rotates).",
+        None,
+    )
+    log_max_bytes: int = _setting(
+        "MLXCTL_LOG_MAX_BYTES",
+        "Size in bytes at which a log (the daemon's file, each worker's and slot's) is "
+        "rotated while running; 0 never rotates.",
+        50 << 20,
+    )
+    log_backups: int = _setting(
+        "MLXCTL_LOG_BACKUPS",
+        "Rotated logs kept per log file (<name>.log.1 … .N).",
+        5,
     )
     shutdown_grace: float = _setting(
         "MLXCTL_SHUTDOWN_GRACE",
@@ -167,7 +218,8 @@ class Settings:
     )
     slot_host: str = _setting(
         "MLXCTL_SLOT_HOST",
-        "Address slot workers listen on (non-loopback exposes them without the daemon's key).",
+        "Address slot workers listen on; with MLXCTL_API_KEY set they get the key through a "
+        "0600 file (never argv or the environment).",
         "127.0.0.1",
     )
     slot_reconcile_interval: float = _setting(

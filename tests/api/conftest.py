@@ -21,7 +21,7 @@ from mlxctl.factory import make_model
 from mlxctl.inventory import register_path
 from mlxctl.registry import ModelRecord, open_registry
 
-FAKE_WORKER = [sys.executable, "-m", "mlxctl.workers.fake"]
+FAKE_WORKER = [sys.executable, "-m", "mlxctl.supervision.fake"]
 
 
 def serve_command() -> list[str]:

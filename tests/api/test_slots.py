@@ -65,7 +65,9 @@ def test_slot_shape_and_errors(daemon: Daemon, slot_env: dict[str, str]) -> None
     assert refused.status_code == 400 and "confirm" in error(refused)
     assert client.get("/api/admin/slots").json()["slots"][0]["desired"] == "one"
     done = client.post("/api/admin/slots/unload-all", json={"confirm": True})
-    assert done.json()["unloaded"] == [{"slot": base, "model": "one"}]
+    [unloaded] = done.json()["unloaded"]
+    assert unloaded["slot"] == base and unloaded["model"] == "one"
+    assert isinstance(unloaded["stopped_pid"], int)
 
 
 def test_verify_flags_gpt_oss_without_harmony(

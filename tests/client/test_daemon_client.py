@@ -16,7 +16,7 @@ from mlxctl.client.daemon import error_from
 from mlxctl.errors import Conflict, InvalidInput, NotFound, Unavailable
 from mlxctl.registry import ModelRecord
 from mlxctl.settings import describe
-from mlxctl.workers.process import free_port
+from mlxctl.supervision.process import free_port
 from tests.api.conftest import Daemon, StartDaemon, fake_worker_command
 
 Register = Callable[..., ModelRecord]

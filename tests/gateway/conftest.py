@@ -50,12 +50,19 @@ FakeWorker = Callable[[str, int], subprocess.Popen[bytes]]
 
 @pytest.fixture
 def fake_worker() -> Iterator[FakeWorker]:
-    """Starts `python -m mlxctl.workers.fake MODEL` on a port; stops whatever is left."""
+    """Starts `python -m mlxctl.supervision.fake MODEL` on a port; stops whatever is left."""
     started: list[subprocess.Popen[bytes]] = []
 
     def start(model: str, port: int) -> subprocess.Popen[bytes]:
         args = ["--host", "127.0.0.1", "--port", str(port), "--load-seconds", "0"]
-        cmd = [sys.executable, "-m", "mlxctl.workers.fake", *args, "--tokens-per-second", "1000"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlxctl.supervision.fake",
+            *args,
+            "--tokens-per-second",
+            "1000",
+        ]
         proc = subprocess.Popen([*cmd, model], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started.append(proc)
         wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=30)

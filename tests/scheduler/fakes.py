@@ -7,7 +7,7 @@ import itertools
 from pathlib import Path
 
 from mlxctl.registry import ModelRecord
-from mlxctl.workers.base import LoadError, ProcessState
+from mlxctl.supervision.base import LoadError, ProcessState
 
 MB = 1_000_000
 
@@ -54,6 +54,10 @@ class FakeWorker:
     @property
     def log_path(self) -> Path | None:
         return None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
 
     async def start(self) -> None:
         self.factory.log.append(f"start {self.slug}")

@@ -8,14 +8,16 @@ import os
 import random
 import signal
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mlxctl.registry import ModelRecord, open_registry
-from mlxctl.slots import probe
-from tests.api.conftest import fake_worker_command, start_daemon  # noqa: F401
+from mlxctl.supervision import probe
+from tests.api.conftest import Daemon, StartDaemon, fake_worker_command, start_daemon  # noqa: F401
 
 ALIASES = ["alpha", "beta", "gamma", "delta"]
 
@@ -74,3 +76,37 @@ def add_model(slug: str, path: Path, **fields: object) -> ModelRecord:
         return registry.add(ModelRecord(slug=slug, cache_path=str(path), **fields))  # type: ignore[arg-type]
     finally:
         registry.db.close()
+
+
+Serve = Callable[..., Daemon]
+
+
+@pytest.fixture
+def serve(
+    start_daemon: StartDaemon,  # noqa: F811
+    slot_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Serve:
+    """`serve(**env)`: a daemon on the test's slots; the CLI in this process talks to it."""
+
+    def start(**env: str) -> Daemon:
+        daemon = start_daemon({**slot_env, **env})
+        monkeypatch.setenv("MLXCTL_HOST", daemon.url)
+        return daemon
+
+    return start
+
+
+def slots(daemon: Daemon) -> dict[int, dict[str, Any]]:
+    rows = daemon.client().get("/api/admin/slots").json()["slots"]
+    return {row["port"]: row for row in rows}
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")

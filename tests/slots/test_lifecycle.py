@@ -6,22 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from mlxctl.registry import open_registry
-from tests.api.conftest import Daemon, StartDaemon
 from tests.cli.runner import Run
-from tests.slots.conftest import add_model, base_port
-
-
-def slots(daemon: Daemon) -> dict[int, dict[str, Any]]:
-    rows = daemon.client().get("/api/admin/slots").json()["slots"]
-    return {row["port"]: row for row in rows}
+from tests.slots.conftest import Serve, add_model, base_port, slots, wait_for
 
 
 def health(port: int) -> dict[str, Any]:
@@ -29,28 +21,13 @@ def health(port: int) -> dict[str, Any]:
     return body
 
 
-def wait_for(check: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
-
-
 def test_load_kill_reconcile_readopt(
-    start_daemon: StartDaemon,
-    slot_env: dict[str, str],
-    run: Run,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    serve: Serve, slot_env: dict[str, str], run: Run, tmp_path: Path
 ) -> None:
     base = base_port(slot_env)
     add_model("one", tmp_path / "one", repo_id="org/One")
     add_model("two", tmp_path / "two")
-    daemon = start_daemon(env=slot_env)
-    monkeypatch.setenv("MLXCTL_HOST", daemon.url)
+    daemon = serve()
 
     # Two models on two slots: by repo id + port, by slug + alias.
     loaded = run("load", "org/One", str(base))
@@ -82,8 +59,7 @@ def test_load_kill_reconcile_readopt(
     # kill -9 the daemon: the slots keep answering; a new daemon adopts them as they are.
     daemon.stop(signal.SIGKILL)
     assert health(base)["status"] == "ok" and health(base + 1)["model"]["id"] == "two"
-    again = start_daemon(env=slot_env)
-    monkeypatch.setenv("MLXCTL_HOST", again.url)
+    again = serve()
     table = wait_for(lambda: (t := slots(again)) and all(t[p]["live"] for p in pids) and t)
     assert {port: table[port]["live"]["pid"] for port in pids} == pids
     assert all(table[port]["drift"] == [] for port in pids)
@@ -101,16 +77,11 @@ def test_load_kill_reconcile_readopt(
 
 
 def test_foreign_listener_is_named_and_never_killed(
-    start_daemon: StartDaemon,
-    slot_env: dict[str, str],
-    run: Run,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    serve: Serve, slot_env: dict[str, str], run: Run, tmp_path: Path
 ) -> None:
     base = base_port(slot_env)
     add_model("one", tmp_path / "one")
-    daemon = start_daemon(env=slot_env)
-    monkeypatch.setenv("MLXCTL_HOST", daemon.url)
+    daemon = serve()
     port = base + 2
     foreign = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
@@ -137,19 +108,14 @@ def test_foreign_listener_is_named_and_never_killed(
 
 
 def test_force_stops_an_mlx_server_and_says_which(
-    start_daemon: StartDaemon,
-    slot_env: dict[str, str],
-    run: Run,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    serve: Serve, slot_env: dict[str, str], run: Run, tmp_path: Path
 ) -> None:
     base = base_port(slot_env)
     add_model("one", tmp_path / "one")
-    daemon = start_daemon(env=slot_env)
-    monkeypatch.setenv("MLXCTL_HOST", daemon.url)
+    daemon = serve()
     port = base + 3
     stray = subprocess.Popen(
-        [sys.executable, "-m", "mlxctl.workers.fake", "stray", "--port", str(port)],
+        [sys.executable, "-m", "mlxctl.supervision.fake", "stray", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,3 +184,22 @@ def test_parse_size(text: str, size: int) -> None:
 def test_parse_size_rejects_junk() -> None:
     with pytest.raises(InvalidInput):
         parse_size("lots")
+
+
+def test_a_folder_named_like_a_slug_never_replaces_the_registered_model(
+    model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = open_registry()
+    try:
+        registry.add(ModelRecord(slug="qwen", cache_path=str(model_path)))
+    finally:
+        registry.db.close()
+    decoy = tmp_path / "cwd" / "qwen"
+    shutil.copytree(model_path, decoy)
+    (tmp_path / "cwd" / "loose").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert resolve_model("qwen").path == model_path  # the registry wins
+    assert resolve_model("./qwen").path == decoy.resolve()  # a path when written as one
+    with pytest.raises(NotFound) as info:
+        resolve_model("loose")  # a bare name is never a folder of the cwd
+    assert info.value.hint is not None and "./loose" in info.value.hint

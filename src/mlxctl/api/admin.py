@@ -30,7 +30,7 @@ from mlxctl.api.errors import error_response
 from mlxctl.router import Router
 from mlxctl.scheduler import DEFAULT, KeepAlive, ModelStatus, Scheduler, SchedulerStatus
 from mlxctl.scheduler.keepalive import format_keep_alive
-from mlxctl.workers import memory
+from mlxctl.supervision import memory
 
 PREFIX = "/api/admin"
 
@@ -128,7 +128,7 @@ async def describe(rows: list[ModelStatus], http: httpx.AsyncClient) -> list[dic
         worker = row.worker
         reading = None
         if worker is not None and row.state == "ready":
-            reading = await memory.measure(http, worker.pid, worker.base_url)
+            reading = await memory.measure(http, worker.pid, worker.base_url, worker.headers)
         elif worker is not None:
             reading = memory.reading(worker.pid, None)
         data["measured"] = {

@@ -25,12 +25,13 @@ from mlxctl.api.envelope import http_exception_handler
 from mlxctl.api.middleware import DaemonMiddleware
 from mlxctl.errors import InvalidInput
 from mlxctl.registry import open_registry
-from mlxctl.router import Router
+from mlxctl.router import Router, Timeouts
 from mlxctl.scheduler import Scheduler, SchedulerConfig
 from mlxctl.settings import Settings
 from mlxctl.slots import SlotSupervisor
-from mlxctl.workers import WorkerFactory, orphans
-from mlxctl.workers.process import process_factory
+from mlxctl.supervision import pidfile
+from mlxctl.supervision.base import WorkerFactory
+from mlxctl.supervision.process import SupervisionConfig, process_factory
 
 
 def create_app(
@@ -47,16 +48,18 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         http = worker_client()
         registry = open_registry(settings)
-        orphans.reap(orphans.run_dir(settings.home))
-        scheduler = Scheduler(scheduler_config, worker_factory or process_factory(settings, http))
+        pidfile.reap(pidfile.run_dir(settings.home))
+        supervision = SupervisionConfig.from_settings(settings)
+        factory = worker_factory or process_factory(supervision, http)
+        scheduler = Scheduler(scheduler_config, factory)
         scheduler.start()
         app.state.http = http
         app.state.registry = registry
         app.state.scheduler = scheduler
-        app.state.router = Router(registry, scheduler, http)
+        app.state.router = Router(registry, scheduler, http, Timeouts.from_settings(settings))
         # Slot workers outlive the daemon: close() stops reconciling, never the workers.
-        app.state.slots = SlotSupervisor(settings, registry, http)
-        app.state.slots.start()
+        app.state.slots = SlotSupervisor(settings, registry, http, supervision)
+        await app.state.slots.start()
         try:
             yield
         finally:
@@ -89,7 +92,8 @@ def create_app(
 
 def worker_client() -> httpx.AsyncClient:
     """The client for talking to workers: no proxies from the environment, no read timeout
-    (a long prompt may take minutes before its first token)."""
+    of its own (the router bounds the first byte and the gaps between chunks apart: a long
+    prompt may take minutes before its first token)."""
     return httpx.AsyncClient(
         trust_env=False,
         timeout=httpx.Timeout(connect=5.0, read=None, write=60.0, pool=None),

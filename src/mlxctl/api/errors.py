@@ -12,7 +12,7 @@ status (`error_response`); after streaming began it is a final SSE event
     ├── Conflict                409 conflict
     ├── Forbidden               403 forbidden
     ├── Busy                    429 rate_limit_error + Retry-After
-    ├── WorkerLost              502 server_error
+    ├── WorkerLost              502 server_error (WorkerTimeout: 504)
     └── other SchedulerErrors   503 server_error + Retry-After
 """
 

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from mlxctl.router import Exchange
 from mlxctl.scheduler import Scheduler, SchedulerStatus
-from mlxctl.workers import memory
+from mlxctl.supervision import memory
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -87,7 +87,7 @@ class Metrics:
         self.latency.labels(route, model).observe(seconds)
         if exchange.ttft is not None and model:
             self.ttft.labels(model).observe(exchange.ttft)
-        if status >= 400 or exchange.error in ("worker_lost",):
+        if status >= 400 or exchange.error in ("worker_lost", "worker_timeout"):
             self.errors.labels(model, exchange.error or str(status)).inc()
 
     async def refresh(self, scheduler: Scheduler, http: httpx.AsyncClient) -> None:
@@ -95,7 +95,9 @@ class Metrics:
         ready = [m for m in snapshot.models if m.state == "ready" and m.worker is not None]
 
         async def stats(row: Any) -> tuple[str, int | None, dict[str, Any] | None]:
-            return row.model, row.worker_id, await memory.fetch_stats(http, row.worker.base_url)
+            worker = row.worker
+            stats = await memory.fetch_stats(http, worker.base_url, headers=worker.headers)
+            return row.model, row.worker_id, stats
 
         results = await asyncio.gather(*(stats(row) for row in ready))
         self.live.update(snapshot, results)

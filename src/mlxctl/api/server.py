@@ -4,7 +4,8 @@ On SIGTERM or SIGINT the daemon stops taking new requests (new connections are
 refused, requests on open connections get 503), lets running requests finish
 for up to `shutdown_grace` seconds, then the app's lifespan stops every worker
 and the process exits 0. Once listening it writes one JSON line,
-`{"event": "daemon.listening", "host", "port", "pid"}`, to stderr.
+`{"event": "daemon.listening", "host", "port", "pid"}`, to stderr. Log lines go to
+stderr, or with `MLXCTL_LOG_FILE` to that file, rotated at `MLXCTL_LOG_MAX_BYTES`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from logging.handlers import RotatingFileHandler
 from types import FrameType
 from typing import Any
 
@@ -53,8 +55,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def configure_logging(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: str = "info", settings: Settings | None = None) -> None:
+    """JSON lines to stderr, or to `MLXCTL_LOG_FILE`, rotated while the daemon runs."""
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    log_file = settings.log_file if settings is not None else None
+    if settings is not None and log_file is not None:
+        path = log_file.expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(
+            path, maxBytes=settings.log_max_bytes, backupCount=settings.log_backups
+        )
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -92,7 +102,7 @@ class DaemonServer(uvicorn.Server):
 def serve(settings: Settings, host: str, port: int, *, log_level: str = "info") -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code."""
     check_bind(host, settings.api_key)
-    configure_logging(log_level)
+    configure_logging(log_level, settings)
     app = create_app(settings)
     sock = bind(host, port)
     actual = int(sock.getsockname()[1])

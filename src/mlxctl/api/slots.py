@@ -4,12 +4,16 @@
     POST /api/admin/slots/load            {"model", "slot", "force"?} → slot; the model's
                                           exact name (or an unregistered org/repo to pull)
     POST /api/admin/slots/unload          {"slot"} → slot (+ "unloaded", "stopped_pid")
-    POST /api/admin/slots/unload-all      {"confirm": true} → {"unloaded", "slots"}
+    POST /api/admin/slots/unload-all      {"confirm": true} → {"unloaded": [{"slot",
+                                          "model", "stopped_pid"}], "slots"}
     POST /api/admin/slots/reconcile       → {"actions", "unfixable", "slots"}
     GET  /api/admin/slots/verify?strict=  → {"ok", "problems": [{"slot", "model", "problem"}]}
 
 A slot is `{"port", "alias", "desired", "live": {"pid", "model", "started_at",
-"healthy"} | null, "drift": [str, ...]}`. Errors use the OpenAI envelope.
+"healthy"} | null, "drift": [str, ...]}`. Errors use the OpenAI envelope. `unload` and
+`unload-all` stop mlxctl's slot workers and any MLX server (mlx_lm.server,
+mlx-openai-server, an mlxctl worker started by hand) on a slot port, never another
+kind of process.
 """
 
 from __future__ import annotations

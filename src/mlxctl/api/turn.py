@@ -24,7 +24,7 @@ import httpx
 
 from mlxctl.api.errors import APIError
 from mlxctl.registry import ModelRecord
-from mlxctl.router import Call, Exchange, Router, Upstream
+from mlxctl.router import Call, Exchange, Router, Upstream, lost
 from mlxctl.scheduler import KeepAlive, WorkerLost
 
 # The test-only field the worker honours with MLXCTL_WORKER_TEST_HOOKS=1 (it refuses it
@@ -153,11 +153,10 @@ class Turn:
                     self.exchange.completion_tokens = completion
                     yield Finish(finish or "stop", prompt, completion, matched)
                     return
-        except httpx.HTTPError:
-            self.exchange.error = "worker_lost"
-            raise WorkerLost(
-                f"the worker for '{self.upstream.lease.slug}' stopped mid-stream"
-            ) from None
+        except httpx.HTTPError as e:
+            error = await lost(self.upstream.lease, e, "stopped mid-stream")
+            self.exchange.error = error.code
+            raise error from None
         raise WorkerLost(f"the worker for '{self.upstream.lease.slug}' ended without usage")
 
     async def aclose(self) -> None:

@@ -43,6 +43,10 @@ def unload_slot(client: DaemonClient, slot: str, as_json: bool) -> None:
         console.print(
             f"Unloaded {row['unloaded']} from slot {row['port']} ({row['alias']}){stopped}"
         )
+    elif row.get("stopped_pid"):
+        where = f"slot {row['port']} ({row['alias']})"
+        pid = row["stopped_pid"]
+        console.print(f"Stopped the MLX server on {where}, no model assigned (stopped pid {pid})")
     else:
         console.print(f"Slot {row['port']} ({row['alias']}) had no model assigned")
 
@@ -71,7 +75,7 @@ def print_slots(slots: list[dict[str, Any]]) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 def unload_all(yes: bool, as_json: bool) -> None:
-    """Unload every slot: clear the assignments and stop the slot workers."""
+    """Unload every slot: clear the assignments and stop every MLX server on a slot port."""
     if not yes and sys.stdin.isatty():
         click.confirm("Stop every slot worker and clear every assignment?", abort=True)
     with DaemonClient.from_settings() as client:
@@ -80,7 +84,10 @@ def unload_all(yes: bool, as_json: bool) -> None:
         print_json(result)
         return
     for entry in result["unloaded"]:
-        console.print(f"Unloaded {entry['model'] or '(nothing)'} from slot {entry['slot']}")
+        stopped = f" (stopped pid {entry['stopped_pid']})" if entry.get("stopped_pid") else ""
+        console.print(
+            f"Unloaded {entry['model'] or '(nothing)'} from slot {entry['slot']}{stopped}"
+        )
     if not result["unloaded"]:
         console.print("No slot had a model.")
 

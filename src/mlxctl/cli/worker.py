@@ -2,7 +2,7 @@
 
 The process the daemon supervises per loaded model, and a drop-in for
 `mlx_lm.server` when run by hand. MODEL is a registered name (slug, repo id or
-unambiguous prefix) or a path to a model folder.
+unambiguous prefix) or a path to a model folder (`./qwen`, `~/models/qwen`, `/x`).
 """
 
 from __future__ import annotations
@@ -173,11 +173,15 @@ def worker(
 
 
 def resolve_model(reference: str) -> ModelInfo:
-    """A model folder path as is, else a registered model with its overrides.
+    """A registered model with its overrides, else a model folder (or GGUF file) path.
 
-    A store model also brings its ModelSpec: adapter, PARAMETER defaults, SYSTEM
-    and MESSAGE turns. One `store verify` marked damaged is refused.
+    The registry comes first: a folder in the working directory named like a slug
+    never replaces a registered model. A reference is a path only when it looks like
+    one (`./x`, `~/x`, `/x`), or holds a `/` and is no registered name (`org/repo` is).
+    A store model also brings its ModelSpec: adapter, PARAMETER defaults, SYSTEM and
+    MESSAGE turns. One `store verify` marked damaged is refused.
     """
+    from mlxctl.errors import NotFound
     from mlxctl.registry import open_registry
     from mlxctl.settings import Settings
     from mlxctl.store.confine import adapter_dir, template_override
@@ -185,11 +189,19 @@ def resolve_model(reference: str) -> ModelInfo:
     from mlxctl.worker.requests import request_defaults
 
     path = Path(reference).expanduser()
-    if path.is_dir() or (path.is_file() and path.suffix == ".gguf"):
+    model_path = path.is_dir() or (path.is_file() and path.suffix == ".gguf")
+    if model_path and reference.startswith((".", "~", "/")):
         return ModelInfo(id=path.resolve().name, path=path.resolve())
     registry = open_registry()
     try:
         record = registry.resolve(reference)
+    except NotFound as e:
+        if model_path and "/" in reference:
+            return ModelInfo(id=path.resolve().name, path=path.resolve())
+        if model_path:
+            hint = f"to serve the folder, name it as a path: ./{reference}"
+            raise NotFound(e.message, hint=hint) from None
+        raise
     finally:
         registry.db.close()
     extra = record.extra

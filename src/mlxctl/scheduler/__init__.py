@@ -4,7 +4,7 @@ loop.py      `Scheduler`: one asyncio task owns the state, fed by events
 policy.py    pure decisions: `evict_for`, `estimate_bytes`
 state.py     loaded entries (ref count, keep-alive deadline, state) and snapshots
 events.py    the events the loop handles     lease.py   the ref count a request holds
-errors.py    Busy / CannotFit / LoadFailed / WorkerLost / ShuttingDown
+errors.py    Busy / CannotFit / LoadFailed / WorkerLost (WorkerTimeout) / ShuttingDown
 config.py    limits from the settings; budget.py and keepalive.py parse them
 """
 
@@ -16,6 +16,7 @@ from mlxctl.scheduler.errors import (
     SchedulerError,
     ShuttingDown,
     WorkerLost,
+    WorkerTimeout,
 )
 from mlxctl.scheduler.lease import Lease
 from mlxctl.scheduler.loop import DEFAULT, KeepAlive, Scheduler
@@ -35,4 +36,5 @@ __all__ = [
     "SchedulerStatus",
     "ShuttingDown",
     "WorkerLost",
+    "WorkerTimeout",
 ]

@@ -5,6 +5,7 @@
     ├── CannotFit      the memory budget cannot take the model    → 503 + Retry-After
     ├── LoadFailed     the worker failed to load (cooling down)   → 503 + Retry-After
     ├── WorkerLost     the worker died while serving the request  → 502 (or a final event)
+    │   └── WorkerTimeout  it sent nothing for too long            → 504 (or a final event)
     └── ShuttingDown   the daemon is draining                     → 503 + Retry-After
 
 Every one carries `retry_after` in seconds (None where retrying cannot help). The
@@ -52,6 +53,11 @@ class LoadFailed(SchedulerError):
 class WorkerLost(SchedulerError):
     status = 502
     code = "worker_lost"
+
+
+class WorkerTimeout(WorkerLost):
+    status = 504
+    code = "worker_timeout"
 
 
 class ShuttingDown(SchedulerError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import TracebackType
 
-from mlxctl.workers.base import Worker
+from mlxctl.supervision.base import Worker
 
 
 class Lease:

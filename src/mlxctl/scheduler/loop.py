@@ -49,7 +49,7 @@ from mlxctl.scheduler.state import (
     SchedulerStatus,
     Waiter,
 )
-from mlxctl.workers.base import Worker, WorkerFactory
+from mlxctl.supervision.base import Worker, WorkerFactory
 
 log = logging.getLogger("mlxctl.scheduler")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlxctl.registry import ModelRecord
 from mlxctl.scheduler.policy import State
-from mlxctl.workers.base import Worker
+from mlxctl.supervision.base import Worker
 
 if TYPE_CHECKING:
     from mlxctl.scheduler.lease import Lease

@@ -6,11 +6,16 @@ an action that fixes it or an `unfixable` entry saying why not.
 
     desired   observed on the port                     action       drift
     model M   nothing                                  start M      dead worker / not running
-    model M   our worker, /health model M (ok)         adopt        - (adopt only if pid is new)
+    model M   our worker, serving M (ok)               adopt        - (adopt only if pid is new)
     model M   our worker, another model                restart M    wrong model
-    model M   a foreign process                        -            foreign process (unfixable)
+    model M   a process mlxctl did not start           -            foreign process (unfixable)
     model M   M's folder missing from disk             -            model missing (unfixable)
     nothing   our worker                               stop         serving without assignment
+
+"Ours" is proven, not guessed from a command line: the slot's pid file names the
+process (pid, create time) and the port's listener is in its group, or its /health
+carries the nonce it was started with (`supervision.process.recognise`). An MLX
+server mlxctl did not start is never adopted; `load --force` or `unload` replace it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class Observed:
     mlx_kind: str | None = None
     model: str | None = None
     status: str | None = None
+    ours: bool = False  # a process this or a previous daemon started for the slot
 
     @property
     def listening(self) -> bool:
@@ -88,13 +94,12 @@ def plan(views: list[SlotView]) -> Plan:
 
 def _one(view: SlotView) -> tuple[list[str], Action | None, str | None]:
     seen, port, want = view.observed, view.port, view.desired
-    ours = seen.mlx_kind == "mlxctl worker"
     if want is None:
         if not seen.listening:
             if view.recorded_pid is not None:
                 return [], Action("forget", port, pid=view.recorded_pid, reason="exited"), None
             return [], None, None
-        if ours and seen.pid is not None and seen.pid == view.recorded_pid:
+        if seen.ours and seen.pid is not None and seen.pid == view.recorded_pid:
             reason = f"serving '{seen.model}' but no model is assigned"
             return [reason], Action("stop", port, seen.model, seen.pid, reason), None
         return [], None, None  # someone else's server on an empty slot is not ours to judge
@@ -106,25 +111,32 @@ def _one(view: SlotView) -> tuple[list[str], Action | None, str | None]:
             return [f"not running: {view.blocked}"], None, view.blocked
         reason = "dead worker" if view.recorded_pid is not None else "not running"
         return [reason], Action("start", port, want, None, reason), None
-    if seen.mlx_kind is None:
-        problem = f"a foreign process listens on the port: {_who(seen)}"
-        return [problem], None, problem
+    if not seen.ours:
+        return _foreign(seen, want)
     if seen.model not in (None, want):
         reason = f"wrong model: serving '{seen.model}' instead of '{want}'"
-        if not ours:
-            return [reason], None, f"{reason} ({seen.mlx_kind} {_who(seen)}, not started by mlxctl)"
         return [reason], Action("restart", port, want, seen.pid, reason), None
     if seen.status == "failed":
         reason = "the worker failed to load its model"
         return [reason], Action("restart", port, want, seen.pid, reason), None
     if seen.status == "loading":
         return [], None, None
-    if seen.model is None:
-        problem = f"{seen.mlx_kind} {_who(seen)} does not report its model"
-        return [problem], None, problem
     if seen.pid is not None and seen.pid != view.recorded_pid:
         return [], Action("adopt", port, want, seen.pid, "serving the desired model"), None
     return [], None, None
+
+
+def _foreign(seen: Observed, want: str) -> tuple[list[str], Action | None, str | None]:
+    """A process mlxctl did not start holds the port: say what it is; never touch it."""
+    if seen.mlx_kind is None:
+        problem = f"a foreign process listens on the port: {_who(seen)}"
+        return [problem], None, problem
+    what = f"{seen.mlx_kind} {_who(seen)}, not started by mlxctl"
+    if seen.model not in (None, want):
+        reason = f"wrong model: serving '{seen.model}' instead of '{want}'"
+        return [reason], None, f"{reason} ({what})"
+    problem = f"the port is held by {what}: `load --force` or `unload` replaces it"
+    return [problem], None, problem
 
 
 def _who(seen: Observed) -> str:

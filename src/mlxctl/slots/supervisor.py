@@ -1,73 +1,98 @@
-"""Slot workers: start, stop, adopt, and the operations the admin API offers.
+"""Slot workers: the admin operations on slots, and the reconcile loop.
 
-Slot workers are not tied to the daemon's life: each runs in its own session
-(process group) with no parent-death signal and logs to `logs/slot-<port>.log`,
-so a stopped or killed daemon leaves them serving and the next daemon adopts
-them (pid alive, port listening, /health reporting the desired model).
+A slot worker is a `supervision.WorkerProcess` placed on the slot's port in its own
+session (`Placement.slot`): the same supervision as an on-demand worker (launcher
+with a rotating `logs/slot-<port>.log`, identity check, liveness, SIGTERM → SIGKILL),
+except that it outlives the daemon. Its pid file (`run/slots/slot-<port>.json`) lets
+the next daemon prove the worker is ours and adopt it. Processes mlxctl did not start
+are never adopted; an MLX server among them is stopped only on `load --force`,
+`unload` and `unload-all`, anything else never.
 
 Every operation that changes slots holds one asyncio lock, so a reconcile never
-interleaves with a load. Registry calls stay on the event-loop thread (the
-connection is per thread); psutil scans run in worker threads.
+interleaves with a load. Registry writes run on one thread of their own, off the
+event loop (a CLI holding the write lock must not freeze the daemon); psutil scans
+run in worker threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import os
-import shlex
-import signal
-import subprocess
-import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-import psutil
 
 from mlxctl.errors import Conflict, InvalidInput, NotFound, Unavailable
 from mlxctl.library import catalog, transfer
 from mlxctl.registry import ModelRecord, Registry, open_registry
 from mlxctl.registry.slots import SlotRecord, Slots
 from mlxctl.settings import Settings
-from mlxctl.slots import probe, verify
+from mlxctl.slots import verify
 from mlxctl.slots.reconcile import Action, Observed, Plan, SlotView, plan
 from mlxctl.slots.table import SlotSpec, resolve_slot, slot_table
 from mlxctl.store.hfpull import looks_like_hf
-from mlxctl.workers.process import last_error_line, worker_command
+from mlxctl.supervision import pidfile, probe
+from mlxctl.supervision.base import LoadError
+from mlxctl.supervision.handle import ProcessHandle
+from mlxctl.supervision.health import external_health, worker_health
+from mlxctl.supervision.process import (
+    Placement,
+    SupervisionConfig,
+    WorkerProcess,
+    connect_url,
+    recognise,
+)
 
 log = logging.getLogger("mlxctl.slots")
-
-# Children this process started: polled so exited ones are reaped, never waited on at exit.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+T = TypeVar("T")
 
 
 class SlotSupervisor:
-    def __init__(self, settings: Settings, registry: Registry, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        http: httpx.AsyncClient,
+        supervision: SupervisionConfig | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = registry
         self.table = slot_table(settings)
         self.slots = Slots(registry.db)
         self.http = http
         self.host = settings.slot_host
+        self.supervision = supervision or SupervisionConfig.from_settings(settings)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._workers: dict[int, WorkerProcess] = {}  # started or adopted by this daemon
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="slots-db")
 
     # Daemon life -----------------------------------------------------------------
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Sync the table with the settings and start the reconcile loop (first pass now)."""
-        self.slots.sync_table([(s.port, s.alias) for s in self.table])
+        await self._write(self.slots.sync_table, [(s.port, s.alias) for s in self.table])
         self._task = asyncio.create_task(self._loop(), name="slot-reconciler")
 
     async def close(self) -> None:
-        """Stop reconciling; the slot workers keep serving."""
+        """Stop reconciling and watching; the slot workers keep serving."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for worker in self._workers.values():
+            worker.detach()
+        for watcher in self._watchers:
+            watcher.cancel()
+        await self._write(self.slots.db.close)  # the writer thread's connection
+        self._writer.shutdown(wait=True)
 
     async def _loop(self) -> None:
         interval = self.settings.slot_reconcile_interval
@@ -107,6 +132,7 @@ class SlotSupervisor:
                         {"slot": action.port, "model": action.model, "problem": str(e)}
                     )
                 done.append(entry)
+            await self._watch_untracked(views)
             return {"actions": done, "unfixable": unfixable, "slots": await self.snapshot()}
 
     async def load(self, reference: str, slot: str | int, force: bool = False) -> dict[str, Any]:
@@ -129,16 +155,16 @@ class SlotSupervisor:
             seen = await self._observe(spec.port)
             stopped: dict[str, Any] | None = None
             if seen.listening:
-                if seen.mlx_kind == "mlxctl worker" and seen.model == record.slug:
-                    self.slots.assign(spec.port, record.slug)
+                if seen.ours and seen.model == record.slug:
+                    await self._write(self.slots.assign, spec.port, record.slug)
                     await self._execute(Action("adopt", spec.port, record.slug, seen.pid))
                     return await self._one(spec.port)
                 stopped = await self._clear_port(spec, seen, force)
-            self.slots.assign(spec.port, record.slug)
+            await self._write(self.slots.assign, spec.port, record.slug)
             try:
                 await self._start(spec.port, record)
             except BaseException:
-                self.slots.clear(spec.port)
+                await self._write(self.slots.clear, spec.port)
                 raise
         described = await self._one(spec.port)
         if stopped is not None:
@@ -146,28 +172,38 @@ class SlotSupervisor:
         return described
 
     async def unload(self, slot: str | int) -> dict[str, Any]:
+        """Clear the slot and stop what serves it: our worker, or an MLX server (never
+        another kind of process)."""
         spec = resolve_slot(slot, self.table)
         async with self._lock:
             before = self._slot(spec.port)
             seen = await self._observe(spec.port)
-            self.slots.clear(spec.port)
+            await self._write(self.slots.clear, spec.port)
             stopped = None
-            if seen.pid is not None and self._ours(before, seen):
-                await self._stop(seen.pid)
+            if seen.pid is not None and (seen.ours or seen.mlx_kind is not None):
+                await self._stop(spec.port, seen.pid)
                 stopped = seen.pid
-            self.slots.set_live(spec.port, pid=None, live_model=None, started_at=None)
+            await self._set_live(spec.port, None, None, None)
         described = await self._one(spec.port)
         described["unloaded"] = before.model
         described["stopped_pid"] = stopped
         return described
 
     async def unload_all(self) -> dict[str, Any]:
+        """Every slot cleared, and every MLX server on a slot port stopped."""
         unloaded = []
-        for spec in self.table:
-            slot = self.slots.get(spec.port)
-            if slot is not None and (slot.model is not None or slot.pid is not None):
-                result = await self.unload(spec.port)
-                unloaded.append({"slot": spec.port, "model": result["unloaded"]})
+        for view in await self._views():
+            seen = view.observed
+            mlx_server = seen.pid is not None and (seen.ours or seen.mlx_kind is not None)
+            if view.desired is not None or view.recorded_pid is not None or mlx_server:
+                result = await self.unload(view.port)
+                unloaded.append(
+                    {
+                        "slot": view.port,
+                        "model": result["unloaded"],
+                        "stopped_pid": result["stopped_pid"],
+                    }
+                )
         return {"unloaded": unloaded, "slots": await self.snapshot()}
 
     async def verify(self, strict: bool) -> dict[str, Any]:
@@ -200,7 +236,11 @@ class SlotSupervisor:
         return {"ok": not problems, "problems": problems}
 
     def log_path(self, port: int) -> Path:
-        return self.settings.logs_dir / f"slot-{port}.log"
+        return self.supervision.log_path(self._placement(port))
+
+    def worker(self, port: int) -> WorkerProcess | None:
+        """The supervised worker serving `port`, if this daemon started or adopted it."""
+        return self._workers.get(port)
 
     # Observation -----------------------------------------------------------------
 
@@ -226,23 +266,23 @@ class SlotSupervisor:
         )
 
     async def _observe(self, port: int) -> Observed:
-        for pid, child in list(_CHILDREN.items()):
-            if child.poll() is not None:
-                del _CHILDREN[pid]
         found = await asyncio.to_thread(probe.listener, port, self.host)
         if found is None:
             return Observed()
-        model = status = None
-        with contextlib.suppress(httpx.HTTPError, ValueError, AttributeError):
-            response = await self.http.get(self._url(port, "/health"), timeout=3.0)
-            body = response.json()
-            status = body.get("status")
-            model = (body.get("model") or {}).get("id")
-            found = probe.with_pid(found, body.get("pid"), port)
-        kind = found.mlx_kind
-        if kind is None:
-            model = status = None  # a foreign process's answer means nothing here
-        return Observed(found.pid, found.command, kind, model, status)
+        started = pidfile.read(self.supervision.pid_file(self._placement(port)))
+        url = connect_url(self.host, port)
+        if started is not None and started.nonce is None:  # an external server we started
+            health = await external_health(self.http, url, timeout=3.0)
+        else:
+            health = await worker_health(self.http, url, timeout=3.0)
+        if await asyncio.to_thread(recognise, started, health, found.pid):
+            assert started is not None
+            ours = found.mlx_kind or "external server"
+            return Observed(started.pid, found.command, ours, started.model, health.status, True)
+        found = probe.with_pid(found, health.pid, port)
+        if found.mlx_kind is None:
+            return Observed(found.pid, found.command)  # a foreign answer means nothing here
+        return Observed(found.pid, found.command, found.mlx_kind, health.model, health.status)
 
     def _describe(self, views: list[SlotView], decided: Plan) -> list[dict[str, Any]]:
         rows = []
@@ -275,88 +315,78 @@ class SlotSupervisor:
     # Effects ---------------------------------------------------------------------
 
     async def _execute(self, action: Action) -> None:
+        port = action.port
         if action.kind in ("stop", "restart") and action.pid is not None:
-            await self._stop(action.pid)
+            await self._stop(port, action.pid)
         if action.kind in ("stop", "forget"):
-            self.slots.set_live(action.port, pid=None, live_model=None, started_at=None)
-        elif action.kind == "adopt":
-            self.slots.set_live(
-                action.port,
-                pid=action.pid,
-                live_model=action.model,
-                started_at=_create_time(action.pid),
-            )
+            await self._set_live(port, None, None, None)
+        elif action.kind == "adopt" and action.pid is not None:
+            self._adopt(port, action.model, action.pid)
+            started = _create_time(action.pid)
+            await self._set_live(port, action.pid, action.model, started)
         elif action.kind in ("start", "restart"):
             record = self.registry.get(action.model or "")
             if record is None:
                 raise NotFound(f"model '{action.model}' is no longer registered")
-            await self._start(action.port, record)
+            await self._start(port, record)
 
     async def _start(self, port: int, record: ModelRecord) -> None:
-        """Spawn the slot worker detached, and record it live once /health says ok."""
-        argv = [*worker_command(self.settings.worker_command), record.slug]
-        argv += ["--port", str(port), "--host", self.host]
-        log_path = self.log_path(port)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(log_path, "ab") as logfile:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            logfile.write(f"=== mlxctl {stamp} start: {shlex.join(argv)}\n".encode())
-            logfile.flush()
-            try:
-                child = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=logfile,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                )
-            except OSError as e:
-                raise Unavailable(f"cannot start the slot worker ({argv[0]}): {e}") from None
-        _CHILDREN[child.pid] = child
+        """Spawn the slot worker, and record it live once it is ready."""
+        worker = WorkerProcess(record, self.supervision, self._placement(port), self.http)
         try:
-            await self._wait_ready(port, record.slug, child)
+            await worker.start()
+            await worker.wait_ready(self.settings.load_timeout)
+        except LoadError as e:
+            await worker.stop(self.settings.worker_stop_grace)
+            raise Unavailable(f"slot {port}: '{record.slug}' did not start: {e}") from None
         except BaseException:
-            await self._stop(child.pid)
+            await worker.stop(self.settings.worker_stop_grace)
             raise
-        self.slots.set_live(
-            port, pid=child.pid, live_model=record.slug, started_at=datetime.now(UTC).isoformat()
-        )
+        self._watch(port, worker)
+        now = datetime.now(UTC).isoformat()
+        await self._set_live(port, worker.pid, record.slug, now)
 
-    async def _wait_ready(self, port: int, slug: str, child: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + self.settings.load_timeout
-        delay = 0.05
-        while True:
-            if child.poll() is not None:
-                raise Unavailable(self._with_log(port, f"the slot worker for '{slug}' exited"))
-            with contextlib.suppress(httpx.HTTPError, ValueError, AttributeError):
-                response = await self.http.get(self._url(port, "/health"), timeout=2.0)
-                body = response.json()
-                if body.get("status") == "ok" and (body.get("model") or {}).get("id") == slug:
-                    return
-                if body.get("status") == "failed":
-                    raise Unavailable(self._with_log(port, f"'{slug}' failed to load"))
-            if time.monotonic() >= deadline:
-                message = f"'{slug}' not ready after {self.settings.load_timeout:g} s"
-                raise Unavailable(self._with_log(port, message))
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+    def _adopt(self, port: int, slug: str | None, pid: int) -> None:
+        """Watch (exit, liveness) a ready worker a previous daemon started."""
+        tracked = self._workers.get(port)
+        if tracked is not None and tracked.pid == pid:
+            return
+        record = self.registry.get(slug or "")
+        started = pidfile.read(self.supervision.pid_file(self._placement(port)))
+        if record is None or started is None or started.pid != pid:
+            return
+        placement = self._placement(port)
+        self._watch(port, WorkerProcess.adopt(record, self.supervision, placement, started))
 
-    async def _stop(self, pid: int) -> None:
-        """SIGTERM (the group when it leads one), SIGKILL after the grace period."""
-        group = _leads_group(pid)
-        _signal(pid, signal.SIGTERM, group)
-        deadline = time.monotonic() + self.settings.worker_stop_grace
-        while _alive(pid) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if _alive(pid):
-            log.warning("slot worker pid %d ignored SIGTERM; killing it", pid)
-            _signal(pid, signal.SIGKILL, group)
-            while _alive(pid):
-                await asyncio.sleep(0.05)
-        elif group:
-            _signal(pid, signal.SIGKILL, group)  # anything it left in its group
+    async def _watch_untracked(self, views: list[SlotView]) -> None:
+        """After a daemon restart the plan adopts nothing new: watch ours all the same."""
+        for view in views:
+            seen = view.observed
+            if seen.ours and seen.pid is not None and seen.model == view.desired:
+                self._adopt(view.port, seen.model, seen.pid)
+
+    def _watch(self, port: int, worker: WorkerProcess) -> None:
+        self._workers[port] = worker
+
+        async def noticed() -> None:
+            await worker.wait_exit()
+            if worker.state != "unloading":
+                log.warning("slot %d: %s", port, worker.exit_message())
+            if self._workers.get(port) is worker:
+                del self._workers[port]
+
+        watcher = asyncio.get_running_loop().create_task(noticed(), name=f"slot-{port}-exit")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _stop(self, port: int, pid: int) -> None:
+        """Stop our worker on `port`, or the MLX server `pid` the caller identified."""
+        grace = self.settings.worker_stop_grace
+        worker = self._workers.get(port)
+        if worker is not None and worker.pid == pid:
+            await worker.stop(grace)
+        else:
+            await ProcessHandle(pid).terminate(grace)
 
     async def _clear_port(self, spec: SlotSpec, seen: Observed, force: bool) -> dict[str, Any]:
         who = f"pid {seen.pid}" if seen.pid is not None else "a process mlxctl cannot see"
@@ -366,21 +396,34 @@ class SlotSupervisor:
                 f"port {spec.port} ({spec.alias}) is in use by {what}",
                 hint="--force stops it if it is an MLX server; other processes are never stopped",
             )
-        if seen.mlx_kind is None or seen.pid is None:
+        if not (seen.ours or seen.mlx_kind is not None) or seen.pid is None:
             raise Conflict(
                 f"port {spec.port} ({spec.alias}) is in use by {what}, which is not an MLX "
                 "server: --force never stops other processes",
                 hint="stop it yourself or choose another slot",
             )
-        await self._stop(seen.pid)
+        await self._stop(spec.port, seen.pid)
         return {"pid": seen.pid, "command": seen.command, "kind": seen.mlx_kind}
 
+    async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A registry write on the writer thread: the event loop never waits on SQLite."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
+
+    async def _set_live(
+        self, port: int, pid: int | None, model: str | None, since: str | None
+    ) -> None:
+        await self._write(self.slots.set_live, port, pid=pid, live_model=model, started_at=since)
+
     # Helpers ---------------------------------------------------------------------
+
+    def _placement(self, port: int) -> Placement:
+        return Placement.slot(port, self.host)
 
     async def _model(self, reference: str) -> ModelRecord:
         """The registered model, or — for an `org/repo` not registered yet — pulled from HF."""
         try:
-            return self.registry.resolve(reference)
+            return self._registered(reference)
         except NotFound as e:
             if not looks_like_hf(reference):
                 hint = f"{e.hint}; " if e.hint else ""
@@ -388,7 +431,12 @@ class SlotSupervisor:
                     e.message, hint=f"{hint}to fetch it from Hugging Face: mlxctl pull {reference}"
                 ) from None
         slug = await asyncio.to_thread(self._pull, reference)
-        return self.registry.resolve(slug)
+        return self._registered(slug)
+
+    def _registered(self, reference: str) -> ModelRecord:
+        """The one place a slot change resolves a model name: exactly (slug, repo id or
+        `name:tag`), never by prefix, since slot changes stop and start servers."""
+        return self.registry.resolve_exact(reference)
 
     def _pull(self, reference: str) -> str:
         """Runs in a worker thread, with its own registry connection."""
@@ -417,49 +465,7 @@ class SlotSupervisor:
                 f"refusing to start '{record.slug}' (MLXCTL_SLOT_STRICT): {'; '.join(problems)}"
             )
 
-    def _ours(self, slot: SlotRecord, seen: Observed) -> bool:
-        if seen.mlx_kind != "mlxctl worker":
-            return False
-        return seen.pid == slot.pid or (slot.model is not None and seen.model == slot.model)
-
-    def _url(self, port: int, path: str) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "*") else self.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{port}{path}"
-
-    def _with_log(self, port: int, message: str) -> str:
-        line = last_error_line(self.log_path(port))
-        detail = f": {line}" if line and line not in message else ""
-        return f"{message}{detail} (log: {self.log_path(port)})"
-
-
-def _leads_group(pid: int) -> bool:
-    try:
-        return os.getpgid(pid) == pid
-    except OSError:
-        return False
-
-
-def _signal(pid: int, sig: signal.Signals, group: bool) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if group:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-
-
-def _alive(pid: int) -> bool:
-    child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
-        del _CHILDREN[pid]
-        return False
-    return probe.alive(pid)
-
 
 def _create_time(pid: int | None) -> str | None:
-    if pid is None:
-        return None
-    try:
-        return datetime.fromtimestamp(psutil.Process(pid).create_time(), UTC).isoformat()
-    except psutil.Error:
-        return None
+    created = pidfile.create_time(pid) if pid is not None else None
+    return None if created is None else datetime.fromtimestamp(created, UTC).isoformat()

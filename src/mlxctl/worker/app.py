@@ -297,6 +297,8 @@ async def models(request: Request, state: WorkerState) -> Response:
 async def health(request: Request, state: WorkerState) -> Response:
     model = {"id": state.model.id, "path": str(state.model.path), "repo_id": state.model.repo_id}
     body: dict[str, Any] = {"status": state.status, "model": model, "pid": os.getpid()}
+    # The daemon's per-start nonce (supervision/health.py): its proof this is its worker.
+    body["nonce"] = os.environ.get("MLXCTL_WORKER_NONCE")
     if state.error:
         body["error"] = state.error
     return JSONResponse(body, status_code=503 if state.status == "failed" else 200)

@@ -36,7 +36,7 @@ def mlx_kind(command: str | None) -> str | None:
         return None
     words = command.split()
     joined = " ".join(words)
-    if "mlxctl.workers.fake" in joined:
+    if "mlxctl.supervision.fake" in joined:
         return "mlxctl worker"  # the test stand-in speaks the same contract
     if any(w.endswith("mlxctl") or w == "mlxctl.cli.main" for w in words) and "worker" in words:
         return "mlxctl worker"

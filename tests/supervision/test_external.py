@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from mlxctl.registry import ModelRecord
-from mlxctl.workers import LoadError
-from mlxctl.workers.process import WorkerProcess, model_target, render_command
+from mlxctl.supervision.base import LoadError
+from mlxctl.supervision.command import model_target, render_command
+from mlxctl.supervision.process import SupervisionConfig, WorkerProcess
 
 pytestmark = pytest.mark.anyio
 
@@ -44,7 +45,7 @@ def anyio_backend() -> str:
 
 def _worker(tmp_path: Path, command: str, **record: object) -> WorkerProcess:
     rec = ModelRecord(slug="ext", cache_path=str(tmp_path), extra={"command": command}, **record)  # type: ignore[arg-type]
-    return WorkerProcess(rec, command=["unused"], logs_dir=tmp_path / "logs")
+    return WorkerProcess(rec, SupervisionConfig(home=tmp_path, command=["unused"]))
 
 
 def test_placeholders_are_filled_per_word(tmp_path: Path) -> None:

@@ -8,12 +8,13 @@ simply has no reading.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import psutil
 
-from mlxctl.workers.base import MemoryReading
+from mlxctl.supervision.base import MemoryReading
 
 
 def rss(pid: int | None) -> int | None:
@@ -32,11 +33,14 @@ def rss(pid: int | None) -> int | None:
 
 
 async def fetch_stats(
-    client: httpx.AsyncClient, base_url: str, timeout: float = 1.0
+    client: httpx.AsyncClient,
+    base_url: str,
+    timeout: float = 1.0,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any] | None:
     """The worker's `/v1/worker/stats` body, or None when it does not answer in time."""
     try:
-        response = await client.get(f"{base_url}/v1/worker/stats", timeout=timeout)
+        response = await client.get(f"{base_url}/v1/worker/stats", timeout=timeout, headers=headers)
         if response.status_code != 200:
             return None
         body = response.json()
@@ -56,8 +60,13 @@ def reading(pid: int | None, stats: dict[str, Any] | None) -> MemoryReading:
     )
 
 
-async def measure(client: httpx.AsyncClient, pid: int | None, base_url: str) -> MemoryReading:
-    return reading(pid, await fetch_stats(client, base_url))
+async def measure(
+    client: httpx.AsyncClient,
+    pid: int | None,
+    base_url: str,
+    headers: Mapping[str, str] | None = None,
+) -> MemoryReading:
+    return reading(pid, await fetch_stats(client, base_url, headers=headers))
 
 
 def _int(value: object) -> int | None:

@@ -1,4 +1,4 @@
-"""What listens on a port, and the slot table from the settings."""
+"""What listens on a port, and whether it is an MLX server."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ import socket
 import psutil
 import pytest
 
-from mlxctl.errors import InvalidInput
-from mlxctl.settings import Settings
-from mlxctl.slots import probe
-from mlxctl.slots.probe import mlx_kind
-from mlxctl.slots.table import resolve_slot, slot_table
+from mlxctl.supervision import probe
+from mlxctl.supervision.probe import mlx_kind
 
 OURS = "mlxctl worker"
 
@@ -40,13 +37,3 @@ def test_probe_finds_this_users_listener_without_the_global_table(
         monkeypatch.setattr(psutil, "net_connections", denied)
         found = probe.listener(port)
         assert found is not None and found.pid == os.getpid()
-
-
-def test_slot_table_from_settings() -> None:
-    settings = Settings.from_env({"MLXCTL_SLOT_BASE_PORT": "9000", "MLXCTL_SLOT_ALIASES": "a, b"})
-    assert [(s.port, s.alias) for s in slot_table(settings)] == [(9000, "a"), (9001, "b")]
-    assert len(slot_table(Settings.from_env({}))) == 10
-    with pytest.raises(InvalidInput, match="distinct"):
-        slot_table(Settings.from_env({"MLXCTL_SLOT_ALIASES": "a,a"}))
-    with pytest.raises(InvalidInput, match="not a slot"):
-        resolve_slot("8110", slot_table(Settings.from_env({})))

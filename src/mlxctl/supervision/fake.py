@@ -1,14 +1,18 @@
 """A fake worker: the worker's HTTP contract with no model, for tests and benchmarks.
 
-    python -m mlxctl.workers.fake [--load-seconds S] [--tokens-per-second N]
+    python -m mlxctl.supervision.fake [--load-seconds S] [--tokens-per-second N]
         [--fail-load] [--rss-mb N] MODEL --host H --port P [--max-batch N --max-queue N]
+        [--prompt-cache-entries N --prompt-cache-bytes S] [--api-key-file PATH]
 
 Speaks what the daemon relies on: `/health` (`loading` for S seconds, then `ok`,
 or `failed` and exit 1 with `--fail-load`), `/v1/chat/completions` and
 `/v1/completions` (JSON or SSE at N tokens/s, `usage`, 429 + Retry-After when
-batch and queue are full), `/v1/models` and `/v1/worker/stats`. A request body
-field `fake_crash_after` (tokens) makes the process SIGKILL itself mid-stream.
-Use it as `MLXCTL_WORKER_COMMAND="python -m mlxctl.workers.fake --load-seconds 0.2"`.
+batch and queue are full), `/v1/models` and `/v1/worker/stats`; `/health` reports the
+pid and `MLXCTL_WORKER_NONCE`, and with `--api-key-file` every other route needs
+`Authorization: Bearer <key>`. A request body field `fake_crash_after` (tokens) makes
+the process SIGKILL itself mid-stream; `fake_stall_after` (tokens) makes the request
+go silent from there while the process keeps answering `/health`.
+Use it as `MLXCTL_WORKER_COMMAND="python -m mlxctl.supervision.fake --load-seconds 0.2"`.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class FakeState:
@@ -47,13 +53,14 @@ class FakeState:
         return "failed" if self.args.fail_load else "ok"
 
 
-def create_app(args: argparse.Namespace) -> Starlette:
+def create_app(args: argparse.Namespace) -> ASGIApp:
     state = FakeState(args)
     model_id: str = args.model
 
     async def health(request: Request) -> Response:
         model = {"id": model_id, "path": f"/fake/{model_id}", "repo_id": None}
         body: dict[str, Any] = {"status": state.status, "model": model, "pid": os.getpid()}
+        body["nonce"] = os.environ.get("MLXCTL_WORKER_NONCE")
         if state.status == "failed":
             body["error"] = "RuntimeError: fake load failure"
             asyncio.get_running_loop().call_later(0.05, os._exit, 1)
@@ -68,6 +75,7 @@ def create_app(args: argparse.Namespace) -> Starlette:
         chat = request.url.path.endswith("/chat/completions")
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
         crash_after = body.get("fake_crash_after")
+        stall_after = body.get("fake_stall_after")
         prompt = json.dumps(body.get("messages") or body.get("prompt") or "")
         prompt_tokens = max(1, len(prompt) // 4)
         state.in_flight += 1
@@ -78,6 +86,8 @@ def create_app(args: argparse.Namespace) -> Starlette:
         usage["total_tokens"] = prompt_tokens + max_tokens
         if not body.get("stream"):
             try:
+                if stall_after is not None:
+                    await asyncio.Event().wait()
                 await asyncio.sleep(max_tokens / args.tokens_per_second)
                 state.generated_total += max_tokens
             finally:
@@ -109,6 +119,8 @@ def create_app(args: argparse.Namespace) -> Starlette:
                 for i in range(max_tokens):
                     if crash_after is not None and i >= int(crash_after):
                         os.kill(os.getpid(), signal.SIGKILL)
+                    if stall_after is not None and i >= int(stall_after):
+                        await asyncio.Event().wait()
                     await asyncio.sleep(1 / args.tokens_per_second)
                     state.generated_total += 1
                     yield _chunk(ident, model_id, chat, f"tok{i} ", None)
@@ -150,7 +162,19 @@ def create_app(args: argparse.Namespace) -> Starlette:
         Route("/v1/models", models),
         Route("/v1/worker/stats", stats),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    if not args.api_key_file:
+        return app
+    expected = f"Bearer {Path(args.api_key_file).read_text().strip()}".encode()
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        guarded_path = scope["type"] == "http" and scope["path"] != "/health"
+        if guarded_path and dict(scope["headers"]).get(b"authorization") != expected:
+            denied = _error(401, "Missing or wrong API key.", "invalid_api_key")
+            return await denied(scope, receive, send)
+        await app(scope, receive, send)
+
+    return guarded
 
 
 def _sse(data: dict[str, Any]) -> bytes:
@@ -168,7 +192,7 @@ def _chunk(ident: str, model: str, chat: bool, text: str, finish: str | None) ->
 
 
 def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Response:
-    kind = "rate_limit_error" if status == 429 else "server_error"
+    kind = {429: "rate_limit_error", 401: "authentication_error"}.get(status, "server_error")
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers or {"Retry-After": "1"})
 
@@ -184,6 +208,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tokens-per-second", type=float, default=1000.0)
     parser.add_argument("--fail-load", action="store_true")
     parser.add_argument("--rss-mb", type=int, default=0)
+    parser.add_argument("--prompt-cache-entries", type=int, default=16)
+    parser.add_argument("--prompt-cache-bytes", default="2GiB")
+    parser.add_argument("--api-key-file")
     return parser.parse_args(argv)
 
 

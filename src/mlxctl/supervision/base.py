@@ -1,6 +1,6 @@
 """What the scheduler needs from a worker, whatever runs it.
 
-`process.WorkerProcess` is the real one (a `mlxctl worker` process per model);
+`process.WorkerProcess` is the real one (a supervised process per model);
 the scheduler's unit tests use a recording fake with the same shape. A worker
 is created unstarted by a `WorkerFactory`, then driven by the scheduler's
 effect tasks: `start` → `wait_ready` → ... → `stop`, while another task waits
@@ -57,6 +57,10 @@ class Worker(Protocol):
 
     @property
     def log_path(self) -> Path | None: ...
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers every call to the worker carries (its key, when the daemon has one)."""
 
     async def start(self) -> None:
         """Spawn the process; raises LoadError when it cannot even start."""

@@ -15,11 +15,13 @@ import httpx
 import pytest
 
 from mlxctl.registry import ModelRecord
-from mlxctl.workers import LoadError
-from mlxctl.workers.process import WorkerProcess, last_error_line, worker_command
+from mlxctl.supervision.base import LoadError
+from mlxctl.supervision.command import worker_command
+from mlxctl.supervision.logtail import last_error_line
+from mlxctl.supervision.process import SupervisionConfig, WorkerProcess
 
 pytestmark = pytest.mark.anyio
-FAKE = [sys.executable, "-m", "mlxctl.workers.fake"]
+FAKE = [sys.executable, "-m", "mlxctl.supervision.fake"]
 
 
 @pytest.fixture
@@ -27,9 +29,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def make(tmp_path: Path, command: list[str], slug: str = "m") -> WorkerProcess:
+def make(tmp_path: Path, command: list[str], slug: str = "m", **config: object) -> WorkerProcess:
     rec = ModelRecord(slug=slug, cache_path=str(tmp_path))
-    return WorkerProcess(rec, command=command, logs_dir=tmp_path / "logs", run_dir=tmp_path / "run")
+    return WorkerProcess(rec, SupervisionConfig(home=tmp_path, command=command, **config))  # type: ignore[arg-type]
 
 
 def gone(pid: int) -> bool:
@@ -47,7 +49,7 @@ async def test_start_ready_serve_stop(tmp_path: Path) -> None:
     await worker.start()
     assert worker.state == "loading" and worker.pid is not None
     assert os.getpgid(worker.pid) == worker.pid  # its own process group
-    assert (tmp_path / "run" / "m.json").exists()
+    assert (tmp_path / "run" / "workers" / "m.json").exists()
     await worker.wait_ready(10)
     assert worker.state == "ready"
     async with httpx.AsyncClient() as client:
@@ -57,7 +59,7 @@ async def test_start_ready_serve_stop(tmp_path: Path) -> None:
     await worker.stop(grace=5)
     assert time.monotonic() - started < 3
     assert worker.state == "exited" and worker.returncode is not None
-    assert not (tmp_path / "run" / "m.json").exists()
+    assert not (tmp_path / "run" / "workers" / "m.json").exists()
     log = worker.log_path.read_text()
     assert log.startswith("=== mlxctl ") and " m --host 127.0.0.1 --port " in log
 
@@ -105,10 +107,16 @@ async def test_a_worker_that_exits_during_load_fails_fast(tmp_path: Path) -> Non
 
 
 async def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('deaf', flush=True); time.sleep(60)"
+    )
     worker = make(tmp_path, [sys.executable, "-c", code])
     await worker.start()
-    await asyncio.sleep(0.3)  # let it install its handler
+    deadline = time.monotonic() + 15
+    while "\ndeaf\n" not in worker.log_path.read_text():  # its handler is in place
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
     started = time.monotonic()
     await worker.stop(grace=0.3)
     assert worker.returncode == -signal.SIGKILL
@@ -128,18 +136,18 @@ async def test_stop_before_start_is_harmless(tmp_path: Path) -> None:
     assert await worker.wait_exit() is None
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 def test_workers_die_with_a_daemon_killed_hard(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import asyncio, sys
         from pathlib import Path
         from mlxctl.registry import ModelRecord
-        from mlxctl.workers.process import WorkerProcess
+        from mlxctl.supervision.process import SupervisionConfig, WorkerProcess
 
         async def main():
             rec = ModelRecord(slug="m", cache_path="/x")
-            w = WorkerProcess(rec, command={FAKE!r}, logs_dir=Path({str(tmp_path)!r}))
+            config = SupervisionConfig(home=Path({str(tmp_path)!r}), command={FAKE!r})
+            w = WorkerProcess(rec, config)
             await w.start()
             print(w.pid, flush=True)
             await asyncio.sleep(60)
