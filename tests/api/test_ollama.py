@@ -189,6 +189,11 @@ def test_tags_show_ps(daemon: Daemon, client: ollama.Client) -> None:
 
 
 def test_keep_alive_load_and_unload(daemon: Daemon, client: ollama.Client) -> None:
+    # Past any date is forever: /api/ps used to overflow on it (a 500).
+    forever = client.generate(model="q", prompt="", keep_alive=1e308)
+    assert forever.done_reason == "load" and daemon.ps()["q"]["keep_alive"] is None
+    (running,) = client.ps().models
+    assert running.expires_at is not None and running.expires_at.year > 2300
     loaded = client.generate(model="q", prompt="", keep_alive="10m")
     assert loaded.done and loaded.done_reason == "load"
     assert "q" in daemon.ps()
