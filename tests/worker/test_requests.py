@@ -124,6 +124,13 @@ def test_chat_refusals_name_the_param(body: dict[str, Any], param: str) -> None:
     assert refused(parse_chat, {"messages": MSG, **body}).param == param
 
 
+@pytest.mark.parametrize("role", [{}, []])
+def test_a_role_that_is_not_a_string_is_a_400(role: Any) -> None:
+    # Found by the fuzz run (tests/api/openapi): `{} in set` raised TypeError, a 500.
+    body = {"messages": [{"role": role, "content": "x"}]}
+    assert refused(parse_chat, body).param == "messages[0].role"
+
+
 def test_test_hook_field_needs_test_hooks() -> None:
     spec = parse_chat({"messages": MSG, TEST_FORCE_FIELD: "forced"}, vocab_size=10, test_hooks=True)
     assert spec.force_text == "forced"

@@ -243,7 +243,7 @@ def _messages(value: Any) -> list[dict[str, Any]]:
         if not isinstance(message, dict):
             raise invalid_request(f"'{where}' must be an object", where)
         role = message.get("role")
-        if role not in _MESSAGE_ROLES:
+        if not isinstance(role, str) or role not in _MESSAGE_ROLES:  # {} is unhashable
             raise invalid_request(
                 f"'{where}.role' must be one of {', '.join(sorted(_MESSAGE_ROLES))}",
                 f"{where}.role",
