@@ -150,6 +150,14 @@ def test_response_formats() -> None:
     assert chat(response_format=fmt).response_format == {"type": "json_schema", "schema": schema}
 
 
+def test_integral_floats_are_integers() -> None:
+    # JSON has one number type: 8.0 is the integer the OpenAPI document allows.
+    spec = chat(max_tokens=8.0, top_k=40.0, seed=3.0, n=1.0)
+    assert (spec.max_tokens, spec.sampling.top_k, spec.sampling.seed) == (8, 40, 3)
+    assert parse_completion({"prompt": [1.0, 2.0]}, vocab_size=10).prompt == [1, 2]
+    assert refused(parse_chat, {"messages": MSG, "max_tokens": 8.5}).param == "max_tokens"
+
+
 def test_completion_prompts() -> None:
     assert parse_completion({"prompt": "hi"}, vocab_size=10).prompt == "hi"
     assert parse_completion({"prompt": ["hi"]}, vocab_size=10).prompt == "hi"

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from mlxctl.engine.types import SamplingParams
 from mlxctl.errors import InvalidInput
+from mlxctl.jsonnum import as_int
 from mlxctl.worker.openai_errors import APIError, invalid_request, unsupported
 
 # The test-only field that forces output through a logits processor (see structured.py);
@@ -405,10 +406,12 @@ def _prompt(value: Any, vocab_size: int) -> str | list[int]:
         value = value[0]  # a batch of one
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and value and all(_is_int(t) for t in value):
-        if not all(0 <= t < vocab_size for t in value):
+    ids = [as_int(t) for t in value] if isinstance(value, list) else []
+    if value and ids and None not in ids:
+        tokens = [t for t in ids if t is not None]
+        if not all(0 <= t < vocab_size for t in tokens):
             raise invalid_request("'prompt' holds a token id out of range", "prompt")
-        return [int(t) for t in value]
+        return tokens
     if isinstance(value, list) and len(value) > 1:
         raise unsupported("prompt", "as a batch of several prompts is not supported")
     raise invalid_request("'prompt' must be a string or an array of token ids", "prompt")
@@ -432,10 +435,11 @@ def _int(data: dict[str, Any], name: str, lo: int | None, hi: int | None) -> int
     value = data.get(name)
     if value is None:
         return None
-    if not _is_int(value):
+    number = as_int(value)
+    if number is None:
         raise invalid_request(f"'{name}' must be an integer", name)
-    _range(name, value, lo, hi)
-    return int(value)
+    _range(name, number, lo, hi)
+    return number
 
 
 def _float(data: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
@@ -454,12 +458,8 @@ def _range(name: str, value: float, lo: float | None, hi: float | None) -> None:
         raise invalid_request(f"'{name}' must be in {bounds}, got {value}", name)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: Any) -> bool:
-    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+    return as_int(value) is not None or (isinstance(value, float) and math.isfinite(value))
 
 
 __all__ = [
