@@ -118,6 +118,28 @@ def test_developer_role_becomes_system_and_parts_are_joined() -> None:
         ),
         ({"tools": [{"type": "retrieval"}]}, "tools[0]"),
         ({"chat_template_kwargs": "nope"}, "chat_template_kwargs"),
+        # Found by the fuzz run (tests/api/openapi): wrong types were taken as absent.
+        ({"chat_template_kwargs": False}, "chat_template_kwargs"),
+        ({"max_tokens": {}, "max_completion_tokens": 1}, "max_tokens"),
+        (
+            {"messages": [{"role": "tool", "content": "x", "tool_call_id": 5}]},
+            "messages[0].tool_call_id",
+        ),
+        (
+            {"messages": [{"role": "assistant", "reasoning_content": []}]},
+            "messages[0].reasoning_content",
+        ),
+        ({"messages": [{"role": "assistant", "tool_calls": 5}]}, "messages[0].tool_calls"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "description": 5}}]},
+            "tools[0].function.description",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": []}}]},
+            "tools[0].function.parameters",
+        ),
+        ({"logit_bias": {"+5": 1}}, "logit_bias"),
+        ({"logit_bias": {"1_0": 1}}, "logit_bias"),
     ],
 )
 def test_chat_refusals_name_the_param(body: dict[str, Any], param: str) -> None:
@@ -173,6 +195,8 @@ def test_completion_prompts() -> None:
         ({"prompt": ["a", "b"]}, "prompt"),
         ({"prompt": [1, 5000]}, "prompt"),
         ({"prompt": 5}, "prompt"),
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": [""]}, "prompt"),
         ({"prompt": "a", "echo": True}, "echo"),
         ({"prompt": "a", "suffix": "z"}, "suffix"),
         ({"prompt": "a", "best_of": 2}, "best_of"),

@@ -64,6 +64,8 @@ _CHAT = {
 }
 _COMPLETION = {"prompt", "logprobs", "echo", "best_of", "suffix"}
 _MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool"}
+# Message fields the chat template reads as text (others pass through unchecked).
+_MESSAGE_STRINGS = ("name", "tool_call_id", "reasoning_content")
 _MAX_STOPS = 16
 _MAX_TOP_LOGPROBS = 20
 
@@ -162,10 +164,14 @@ def parse_chat(
     top = _int(data, "top_logprobs", 0, _MAX_TOP_LOGPROBS)
     if top and not logprobs:
         raise invalid_request("'top_logprobs' requires 'logprobs': true", "top_logprobs")
-    max_tokens = _int(data, "max_completion_tokens", 1, None)
-    if max_tokens is None:
-        max_tokens = _int(data, "max_tokens", 1, None)
-    kwargs = data.get("chat_template_kwargs") or {}
+    # Both spellings are checked, whichever one wins.
+    max_tokens, older = (
+        _int(data, "max_completion_tokens", 1, None),
+        _int(data, "max_tokens", 1, None),
+    )
+    max_tokens = older if max_tokens is None else max_tokens
+    kwargs = data.get("chat_template_kwargs")
+    kwargs = {} if kwargs is None else kwargs
     if not isinstance(kwargs, dict):
         raise invalid_request("'chat_template_kwargs' must be an object", "chat_template_kwargs")
     return RequestSpec(
@@ -249,6 +255,12 @@ def _messages(value: Any) -> list[dict[str, Any]]:
                 f"'{where}.role' must be one of {', '.join(sorted(_MESSAGE_ROLES))}",
                 f"{where}.role",
             )
+        for name in _MESSAGE_STRINGS:
+            if message.get(name) is not None and not isinstance(message[name], str):
+                raise invalid_request(f"'{where}.{name}' must be a string", f"{where}.{name}")
+        calls = message.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            raise invalid_request(f"'{where}.tool_calls' must be an array", f"{where}.tool_calls")
         clean = dict(message)
         clean["role"] = "system" if role == "developer" else role
         clean["content"] = _content(message.get("content"), f"{where}.content", role)
@@ -297,6 +309,11 @@ def _tools(data: dict[str, Any]) -> list[dict[str, Any]] | None:
             raise invalid_request(f"'tools[{i}]' must be a function tool", f"tools[{i}]")
         if not isinstance(fn.get("name"), str) or not fn["name"]:
             raise invalid_request(f"'tools[{i}].function.name' is required", f"tools[{i}]")
+        for name, kind in (("description", str), ("parameters", dict)):
+            if fn.get(name) is not None and not isinstance(fn[name], kind):
+                what = "a string" if kind is str else "a JSON schema object"
+                where = f"tools[{i}].function.{name}"
+                raise invalid_request(f"'{where}' must be {what}", where)
     return None if choice == "none" or not tools else list(tools)
 
 
@@ -331,12 +348,10 @@ def _logit_bias(value: Any, vocab_size: int) -> dict[int, float]:
         raise invalid_request("'logit_bias' must be an object of token id → bias", "logit_bias")
     bias = {}
     for key, amount in value.items():
-        try:
-            token = int(key)
-        except (TypeError, ValueError):
-            raise invalid_request(
-                f"'logit_bias' key {key!r} is not a token id", "logit_bias"
-            ) from None
+        # Only plain digits: int() would also take "+1", " 1", "1_0" and other scripts' digits.
+        if not (key.isascii() and key.isdigit()):
+            raise invalid_request(f"'logit_bias' key {key!r} is not a token id", "logit_bias")
+        token = int(key)
         if not 0 <= token < vocab_size:
             raise invalid_request(f"'logit_bias' token {token} is out of range", "logit_bias")
         if not _is_number(amount) or not -100 <= amount <= 100:
@@ -404,6 +419,8 @@ def _prompt(value: Any, vocab_size: int) -> str | list[int]:
         raise invalid_request("Missing required parameter: 'prompt'.", "prompt")
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str | list):
         value = value[0]  # a batch of one
+    if value == "":
+        raise invalid_request("'prompt' is empty: there are no tokens to continue", "prompt")
     if isinstance(value, str):
         return value
     ids = [as_int(t) for t in value] if isinstance(value, list) else []
