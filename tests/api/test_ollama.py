@@ -254,7 +254,10 @@ def test_every_error_is_in_the_ollama_envelope(daemon: Daemon, client: ollama.Cl
         ("POST", "/api/copy", {"source": "q"}, 400, "destination"),
         ("POST", "/api/embed", {"model": "nope", "input": "x"}, 404, "nope"),
         ("POST", "/api/embeddings", {"model": "q", "prompt": 5}, 400, "prompt"),
-        ("POST", "/api/pull", {}, 400, "provide a model to pull"),
+        ("POST", "/api/pull", {}, 400, "'model' is required"),
+        # Found by the fuzz run (tests/api/openapi): stream false answered 500 for any failure.
+        ("POST", "/api/pull", {"model": "zzz", "stream": False}, 400, "does not name a registry"),
+        ("POST", "/api/pull", {"model": {}, "name": "a/b"}, 400, "'model' must be a string"),
         ("POST", "/api/no-such-route", {}, 404, "Unknown route"),
         ("GET", "/api/chat", None, 405, "not allowed"),
     ]

@@ -15,12 +15,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from mlxctl.api.body import json_object
+from mlxctl.api.body import bool_field, json_object, name_field
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama_errors import error_line, error_response
 from mlxctl.library import catalog, transfer
 from mlxctl.registry import open_registry
 from mlxctl.settings import Settings
+from mlxctl.store.progress import Progress
 
 _FIELDS = {"model", "name", "stream", "insecure"}
 _DONE = object()
@@ -55,44 +56,42 @@ async def pull(request: Request) -> Response:
         unknown = sorted(set(body) - _FIELDS)
         if unknown:
             raise APIError(400, f"/api/pull does not support the field '{unknown[0]}'")
-        reference = body.get("model") or body.get("name")
-        if not isinstance(reference, str) or not reference.strip():
-            raise APIError(400, "You must provide a model to pull.")
+        reference = name_field(body, "model", "name")
+        stream, insecure = bool_field(body, "stream", True), bool_field(body, "insecure", False)
     except Exception as e:
         return error_response(e)
-    lines = _pull_lines(reference.strip(), insecure=bool(body.get("insecure", False)))
-    if body.get("stream", True):
+    if stream:
+        lines = _pull_lines(reference, insecure=insecure)
         return StreamingResponse(lines, media_type="application/x-ndjson")
-    last: Any = None
-    async for line in lines:
-        last = line
-    data = json.loads(last)
-    status = 200 if "error" not in data else 500
-    return JSONResponse(data, status_code=status)
+    try:
+        slug = await asyncio.to_thread(_pull, reference, insecure, None)
+    except Exception as e:  # the failure's own status: 400 bad reference, 404, 503 unreachable
+        return error_response(e)
+    return JSONResponse({"status": "success", "model": slug})
+
+
+def _pull(reference: str, insecure: bool, progress: Progress | None) -> str:
+    """The pull itself (blocking): the registered model's slug."""
+    settings = Settings.from_env()
+    registry = open_registry(settings)
+    try:
+        result = transfer.pull(
+            registry,
+            catalog.open_store(settings),
+            settings,
+            reference,
+            insecure=insecure,
+            progress=progress,
+        )
+        return result.record.slug
+    finally:
+        registry.db.close()
 
 
 async def _pull_lines(reference: str, *, insecure: bool) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
-    sink = _Lines(loop, queue)
-
-    def work() -> str:
-        settings = Settings.from_env()
-        registry = open_registry(settings)
-        try:
-            result = transfer.pull(
-                registry,
-                catalog.open_store(settings),
-                settings,
-                reference,
-                insecure=insecure,
-                progress=sink,
-            )
-            return result.record.slug
-        finally:
-            registry.db.close()
-
-    task = loop.run_in_executor(None, work)
+    task = loop.run_in_executor(None, _pull, reference, insecure, _Lines(loop, queue))
     task.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, _DONE))
     yield _encode({"status": "pulling manifest"})
     while (item := await queue.get()) is not _DONE:
