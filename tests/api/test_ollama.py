@@ -258,6 +258,30 @@ def test_every_error_is_in_the_ollama_envelope(daemon: Daemon, client: ollama.Cl
         # Found by the fuzz run (tests/api/openapi): stream false answered 500 for any failure.
         ("POST", "/api/pull", {"model": "zzz", "stream": False}, 400, "does not name a registry"),
         ("POST", "/api/pull", {"model": {}, "name": "a/b"}, 400, "'model' must be a string"),
+        # Found by the fuzz run: tool_calls 5 was a 500; wrong types were taken as absent.
+        (
+            "POST",
+            "/api/chat",
+            {"model": "q", "messages": [{**ASK[0], "tool_calls": 5}]},
+            400,
+            "tool_calls",
+        ),
+        ("POST", "/api/show", {"model": 5, "name": "q"}, 400, "'model' must be a string"),
+        ("POST", "/api/chat", {"model": "q", "tools": {}}, 400, "tools"),
+        ("POST", "/api/chat", {"model": "q", "messages": ASK, "stream": "yes"}, 400, "stream"),
+        (
+            "POST",
+            "/api/chat",
+            {"model": "q", "messages": [{"role": "user", "content": 5}]},
+            400,
+            "content",
+        ),
+        ("POST", "/api/chat", {"model": "q", "messages": [{"role": "robot"}]}, 400, "role"),
+        ("POST", "/api/generate", {"model": "q", "context": {}}, 400, "context"),
+        ("POST", "/api/generate", {"model": "q", "prompt": 0}, 400, "prompt"),
+        ("POST", "/api/generate", {"model": "q", "raw": "yes"}, 400, "raw"),
+        ("POST", "/api/embed", {"model": "q", "input": "", "keep_alive": ""}, 400, "keep_alive"),
+        ("POST", "/api/embed", {"model": "q", "input": "", "truncate": "no"}, 400, "truncate"),
         ("POST", "/api/no-such-route", {}, 404, "Unknown route"),
         ("GET", "/api/chat", None, 405, "not allowed"),
     ]

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from mlxctl import __version__, inventory
 from mlxctl.api import ollama_embed, ollama_pull
 from mlxctl.api.admin import describe
-from mlxctl.api.body import json_object
+from mlxctl.api.body import json_object, name_field
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama_errors import error_response
 from mlxctl.capabilities import capabilities, chat_template, ollama_names
@@ -100,7 +100,7 @@ async def ps(request: Request) -> Response:
 async def show(request: Request) -> Response:
     try:
         body = json_object(await request.body())
-        record = _resolve(request, body, "model", "name")
+        record = _resolve(request, body)
     except Exception as e:
         return error_response(e)
     template = chat_template(record)
@@ -136,7 +136,7 @@ async def delete(request: Request) -> Response:
     router: Router = request.app.state.router
     try:
         body = json_object(await request.body())
-        record = _resolve(request, body, "model", "name")
+        record = _resolve(request, body)
         await router.scheduler.unload(record.slug)
         record, plan = inventory.plan_rm(router.registry, record.slug)
         inventory.rm(router.registry, record, plan)
@@ -145,13 +145,9 @@ async def delete(request: Request) -> Response:
     return Response(status_code=200)
 
 
-def _resolve(request: Request, body: dict[str, Any], *fields: str) -> ModelRecord:
+def _resolve(request: Request, body: dict[str, Any]) -> ModelRecord:
     router: Router = request.app.state.router
-    for name in fields:
-        value = body.get(name)
-        if isinstance(value, str) and value.strip():
-            return router.resolve(value)
-    raise APIError(400, f"'{fields[0]}' is required", code="missing")
+    return router.resolve(name_field(body, "model", "name"))
 
 
 def _entry(record: ModelRecord) -> dict[str, Any]:
