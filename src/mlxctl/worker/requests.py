@@ -20,49 +20,13 @@ from typing import Any, Literal
 from mlxctl.engine.types import SamplingParams
 from mlxctl.errors import InvalidInput
 from mlxctl.jsonnum import as_int
+from mlxctl.openai_fields import CHAT, COMPLETION, IGNORED, SAMPLING
 from mlxctl.worker.openai_errors import APIError, invalid_request, unsupported
 
 # The test-only field that forces output through a logits processor (see structured.py);
 # honoured only when the worker runs with MLXCTL_WORKER_TEST_HOOKS=1.
 TEST_FORCE_FIELD = "mlxctl_test_force"
 
-_IGNORED = {
-    "model",
-    "user",
-    "metadata",
-    "store",
-    "service_tier",
-    "parallel_tool_calls",
-    "prompt_cache_key",
-    "safety_identifier",
-}
-_SAMPLING = {
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "seed",
-    "repetition_penalty",
-    "frequency_penalty",
-    "presence_penalty",
-    "logit_bias",
-    "stop",
-    "max_tokens",
-    "stream",
-    "stream_options",
-    "n",
-    "response_format",
-}
-_CHAT = {
-    "messages",
-    "tools",
-    "tool_choice",
-    "logprobs",
-    "top_logprobs",
-    "max_completion_tokens",
-    "chat_template_kwargs",
-}
-_COMPLETION = {"prompt", "logprobs", "echo", "best_of", "suffix"}
 _MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool"}
 # Message fields the chat template reads as text (others pass through unchecked).
 _MESSAGE_STRINGS = ("name", "tool_call_id", "reasoning_content")
@@ -156,7 +120,7 @@ def parse_chat(
 ) -> RequestSpec:
     """A chat request; `defaults` (from `request_defaults`) fill the fields it leaves unset."""
     data = _object(body)
-    _check_fields(data, _IGNORED | _SAMPLING | _CHAT, test_hooks)
+    _check_fields(data, IGNORED | SAMPLING | CHAT, test_hooks)
     data = _with_defaults(data, defaults)
     messages = _messages(data.get("messages"))
     tools = _tools(data)
@@ -198,7 +162,7 @@ def parse_completion(
 ) -> RequestSpec:
     """A completion request; `defaults` as for `parse_chat`."""
     data = _object(body)
-    _check_fields(data, _IGNORED | _SAMPLING | _COMPLETION, test_hooks)
+    _check_fields(data, IGNORED | SAMPLING | COMPLETION, test_hooks)
     data = _with_defaults(data, defaults)
     if _bool(data, "echo"):
         raise unsupported("echo", "= true is not supported")
@@ -227,13 +191,13 @@ def _object(body: Any) -> dict[str, Any]:
     return body
 
 
-def _check_fields(data: dict[str, Any], known: set[str], test_hooks: bool) -> None:
+def _check_fields(data: dict[str, Any], known: frozenset[str], test_hooks: bool) -> None:
     allowed = known | ({TEST_FORCE_FIELD} if test_hooks else set())
     for name, value in data.items():
-        if name == "modalities" and value == ["text"]:
-            continue  # text out is what we do anyway
         if name not in allowed:
             raise unsupported(name)
+        if name == "modalities" and value != ["text"]:  # text out is what we do anyway
+            raise unsupported(name, 'other than ["text"] is not supported')
     n = _int(data, "n", 1, None)
     if n not in (None, 1):
         raise unsupported("n", "> 1 is not supported: send one request per completion")

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from mlxctl.api.app import create_app
 from mlxctl.api.envelope import dialect_of
 from mlxctl.api.openapi import LEFT_OUT, document
+from mlxctl.openai_fields import CHAT, COMPLETION, IGNORED, SAMPLING
 from mlxctl.settings import Settings
 
 _ENVELOPE = {"openai": "OpenAIError", "ollama": "OllamaError", "anthropic": "AnthropicError"}
@@ -75,6 +76,15 @@ def test_slots_are_named_by_this_daemons_ports_and_aliases(settings: Settings) -
     custom = replace(settings, slot_base_port=9000, slot_aliases="big,small")
     slot = document(custom)["components"]["schemas"]["SlotRef"]
     assert slot["anyOf"] == [{"enum": [9000, 9001]}, {"enum": ["9000", "9001", "big", "small"]}]
+
+
+def test_openai_requests_list_exactly_the_fields_the_worker_reads(settings: Settings) -> None:
+    schemas = document(settings)["components"]["schemas"]
+    for name, fields in (("ChatCompletionRequest", CHAT), ("CompletionRequest", COMPLETION)):
+        described = set(schemas[name]["properties"])
+        # keep_alive is the daemon's own field, taken out before the worker sees the body.
+        assert described == IGNORED | SAMPLING | fields | {"keep_alive"}, name
+        assert schemas[name]["additionalProperties"] is False
 
 
 def test_the_daemon_serves_it_behind_the_key(settings: Settings) -> None:

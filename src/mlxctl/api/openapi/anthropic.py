@@ -9,15 +9,12 @@ from mlxctl.api.openapi.build import (
     SSE_EVENT,
     STRING,
     TEXT,
-    WORKER,
     Paths,
     Schema,
-    answer,
     array,
     obj,
-    ok_json,
-    operation,
     ref,
+    worker_operation,
 )
 
 _TEXT = obj({"type": {"const": "text"}, "text": STRING}, "type", "text", extra=True)
@@ -192,29 +189,19 @@ SCHEMAS: dict[str, Schema] = {
 
 PATHS: Paths = {
     "/v1/messages": {
-        "post": operation(
+        "post": worker_operation(
             ANTHROPIC,
             "Create a message (JSON, or Anthropic's SSE events with stream: true)",
-            {
-                200: answer(
-                    "The message",
-                    {
-                        "application/json": ref("Message"),
-                        "text/event-stream": SSE_EVENT,
-                    },
-                )
-            },
-            errors=WORKER,
-            request=ref("MessagesRequest"),
+            "MessagesRequest",
+            {"application/json": ref("Message"), "text/event-stream": SSE_EVENT},
         )
     },
     "/v1/messages/count_tokens": {
-        "post": operation(
+        "post": worker_operation(
             ANTHROPIC,
             "Count the prompt's tokens through the model's chat template",
-            {200: ok_json("The count", ref("TokenCount"))},
-            errors=WORKER,
-            request=ref("CountTokensRequest"),
+            "CountTokensRequest",
+            {"application/json": ref("TokenCount")},
         )
     },
 }

@@ -65,6 +65,9 @@ def obj(
 
 def nullable(schema: Schema) -> Schema:
     """`schema` or JSON null (which the handlers read as "not given")."""
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {**schema, "type": [kind, "null"]}
     return {"anyOf": [schema, {"type": "null"}]}
 
 
@@ -134,6 +137,16 @@ def operation(
     if not secured:
         op["security"] = []
     return op
+
+
+def worker_operation(
+    dialect: Dialect, summary: str, request: str, ok: Mapping[str, Schema], reply: str = "The reply"
+) -> Operation:
+    """A route a model's worker answers: its body is the `request` component, its 200 is
+    `ok` (media type → schema), and it can give every `WORKER` error."""
+    return operation(
+        dialect, summary, {200: answer(reply, ok)}, errors=WORKER, request=ref(request)
+    )
 
 
 def error_answer(dialect: Dialect, status: int) -> dict[str, Any]:

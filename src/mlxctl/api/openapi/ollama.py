@@ -12,7 +12,6 @@ from mlxctl.api.openapi.build import (
     OLLAMA,
     STRING,
     TEXT,
-    WORKER,
     Paths,
     Schema,
     answer,
@@ -21,6 +20,7 @@ from mlxctl.api.openapi.build import (
     ok_json,
     operation,
     ref,
+    worker_operation,
 )
 from mlxctl.api.openapi.openai import EMBEDDING_INPUT, FUNCTION_TOOL, KEEP_ALIVE
 
@@ -381,53 +381,35 @@ PATHS: Paths = {
         )
     },
     "/api/chat": {
-        "post": operation(
+        "post": worker_operation(
             OLLAMA,
             "Chat (NDJSON lines unless stream: false)",
-            {
-                200: answer(
-                    "The reply",
-                    {"application/json": ref("OllamaChatResponse"), **_NDJSON},
-                )
-            },
-            errors=WORKER,
-            request=ref("OllamaChatRequest"),
+            "OllamaChatRequest",
+            {"application/json": ref("OllamaChatResponse"), **_NDJSON},
         )
     },
     "/api/generate": {
-        "post": operation(
+        "post": worker_operation(
             OLLAMA,
             "Generate from a prompt (NDJSON lines unless stream: false)",
-            {
-                200: answer(
-                    "The reply",
-                    {"application/json": ref("OllamaGenerateResponse"), **_NDJSON},
-                )
-            },
-            errors=WORKER,
-            request=ref("OllamaGenerateRequest"),
+            "OllamaGenerateRequest",
+            {"application/json": ref("OllamaGenerateResponse"), **_NDJSON},
         )
     },
     "/api/embed": {
-        "post": operation(
+        "post": worker_operation(
             OLLAMA,
             "Embeddings of one or more inputs",
-            {200: ok_json("The vectors", ref("OllamaEmbedResponse"))},
-            errors=WORKER,
-            request=ref("OllamaEmbedRequest"),
+            "OllamaEmbedRequest",
+            {"application/json": ref("OllamaEmbedResponse")},
         )
     },
     "/api/embeddings": {
-        "post": operation(
+        "post": worker_operation(
             OLLAMA,
             "Embedding of one prompt (the older API)",
-            {
-                200: ok_json(
-                    "The vector", obj({"embedding": array({"type": "number"})}, "embedding")
-                )
-            },
-            errors=WORKER,
-            request=ref("OllamaEmbeddingsRequest"),
+            "OllamaEmbeddingsRequest",
+            {"application/json": ref("OllamaEmbedding")},
         )
     },
 }

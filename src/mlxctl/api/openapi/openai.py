@@ -14,29 +14,18 @@ from mlxctl.api.openapi.build import (
     SSE_EVENT,
     STRING,
     TEXT,
-    WORKER,
     Paths,
     Schema,
-    answer,
     array,
     nullable,
     obj,
     ok_json,
     operation,
     ref,
+    worker_operation,
 )
+from mlxctl.openai_fields import IGNORED
 from mlxctl.scheduler.keepalive import PATTERN as KEEP_ALIVE_PATTERN
-
-# Accepted and ignored, whatever their value (clients send them by habit).
-_IGNORED = (
-    "user",
-    "metadata",
-    "store",
-    "service_tier",
-    "parallel_tool_calls",
-    "prompt_cache_key",
-    "safety_identifier",
-)
 
 KEEP_ALIVE: Schema = {
     "description": "How long the model stays loaded after this request: seconds, or a "
@@ -48,14 +37,6 @@ KEEP_ALIVE: Schema = {
 }
 
 
-def _optional(schema: Schema) -> Schema:
-    """A field the handler reads as absent when null."""
-    kind = schema.get("type")
-    if isinstance(kind, str):
-        return {**schema, "type": [kind, "null"]}
-    return nullable(schema)
-
-
 def _range(kind: str, lo: float | None, hi: float | None, **more: float) -> Schema:
     schema: Schema = {"type": [kind, "null"]}
     if lo is not None:
@@ -65,9 +46,27 @@ def _range(kind: str, lo: float | None, hi: float | None, **more: float) -> Sche
     return {**schema, **more}
 
 
+def _completion(kind: str, output: dict[str, Schema], finish: list[str]) -> Schema:
+    """A completion body (`worker/completion.py`): one choice holding `output`, and usage."""
+    choice = obj(
+        {
+            "index": INTEGER,
+            **output,
+            "logprobs": nullable({"type": "object"}),
+            "finish_reason": {"enum": finish},
+            "stop_reason": STRING,
+        },
+        "index",
+        *output,
+        "finish_reason",
+    )
+    head = {"id": STRING, "object": {"const": kind}, "created": INTEGER, "model": STRING}
+    return obj({**head, "choices": array(choice), "usage": ref("Usage")}, *head, "choices", "usage")
+
+
 _NON_EMPTY: Schema = {"type": "string", "minLength": 1}
 _TOKEN_ID: Schema = {"type": "integer", "minimum": 0, "description": "In the model's vocabulary."}
-_STOP = _optional({"anyOf": [_NON_EMPTY, array(_NON_EMPTY, maxItems=16)]})
+_STOP = nullable({"anyOf": [_NON_EMPTY, array(_NON_EMPTY, maxItems=16)]})
 _SAMPLING: dict[str, Schema] = {
     "model": TEXT,
     "keep_alive": KEEP_ALIVE,
@@ -75,11 +74,11 @@ _SAMPLING: dict[str, Schema] = {
     "top_p": _range("number", 0, 1),
     "top_k": _range("integer", 0, None),
     "min_p": _range("number", 0, 1),
-    "seed": _optional(INTEGER),
+    "seed": nullable(INTEGER),
     "repetition_penalty": _range("number", None, 10, exclusiveMinimum=0),
     "frequency_penalty": _range("number", -2, 2),
     "presence_penalty": _range("number", -2, 2),
-    "logit_bias": _optional(
+    "logit_bias": nullable(
         {
             "type": "object",
             "description": "Token id → bias in [-100, 100]; ids must be in the model's vocabulary.",
@@ -89,8 +88,8 @@ _SAMPLING: dict[str, Schema] = {
     ),
     "stop": _STOP,
     "max_tokens": _range("integer", 1, None),
-    "stream": _optional(BOOLEAN),
-    "stream_options": _optional(
+    "stream": nullable(BOOLEAN),
+    "stream_options": nullable(
         {
             "type": "object",
             "description": 'Only with "stream": true.',
@@ -98,8 +97,10 @@ _SAMPLING: dict[str, Schema] = {
         }
     ),
     "n": _range("integer", 1, 1),
-    "response_format": _optional(ref("ResponseFormat")),
-    **{name: ANY for name in _IGNORED},
+    "response_format": nullable(ref("ResponseFormat")),
+    "modalities": {"const": ["text"]},
+    # Accepted and ignored, whatever their value (clients send them by habit).
+    **{name: ANY for name in sorted(IGNORED - {"model"})},
 }
 
 EMBEDDING_INPUT: Schema = {
@@ -141,7 +142,7 @@ _TOOL_CALL = obj(
 # What a client may send back: arguments as JSON text or as the object itself.
 _TOOL_CALL_IN = obj(
     {
-        "id": _optional(STRING),
+        "id": nullable(STRING),
         "function": obj(
             {"name": STRING, "arguments": {"type": ["string", "object", "null"]}},
             "name",
@@ -151,7 +152,7 @@ _TOOL_CALL_IN = obj(
     "function",
     extra=True,
 )
-_MESSAGE_TEXT = {name: _optional(STRING) for name in ("name", "tool_call_id", "reasoning_content")}
+_MESSAGE_TEXT = {name: nullable(STRING) for name in ("name", "tool_call_id", "reasoning_content")}
 _MESSAGE: Schema = {
     "anyOf": [
         obj(
@@ -159,7 +160,7 @@ _MESSAGE: Schema = {
                 "role": {"enum": ["system", "developer", "user", "tool"]},
                 "content": _CONTENT,
                 **_MESSAGE_TEXT,
-                "tool_calls": _optional(array(_TOOL_CALL_IN)),
+                "tool_calls": nullable(array(_TOOL_CALL_IN)),
             },
             "role",
             "content",
@@ -168,9 +169,9 @@ _MESSAGE: Schema = {
         obj(
             {
                 "role": {"const": "assistant"},
-                "content": _optional(_CONTENT),
+                "content": nullable(_CONTENT),
                 **_MESSAGE_TEXT,
-                "tool_calls": _optional(array(_TOOL_CALL_IN)),
+                "tool_calls": nullable(array(_TOOL_CALL_IN)),
             },
             "role",
             extra=True,
@@ -197,8 +198,8 @@ SCHEMAS: dict[str, Schema] = {
                 {
                     "message": STRING,
                     "type": STRING,
-                    "param": _optional(STRING),
-                    "code": _optional(STRING),
+                    "param": nullable(STRING),
+                    "code": nullable(STRING),
                 },
                 "message",
                 "type",
@@ -231,16 +232,15 @@ SCHEMAS: dict[str, Schema] = {
         {
             **_SAMPLING,
             "messages": array(_MESSAGE, minItems=1),
-            "tools": _optional(array(FUNCTION_TOOL)),
+            "tools": nullable(array(FUNCTION_TOOL)),
             "tool_choice": {"enum": ["auto", "none", None]},
-            "logprobs": _optional(BOOLEAN),
+            "logprobs": nullable(BOOLEAN),
             "top_logprobs": {
                 **_range("integer", 0, 20),
                 "description": 'Needs "logprobs": true.',
             },
             "max_completion_tokens": _range("integer", 1, None),
-            "chat_template_kwargs": _optional({"type": "object"}),
-            "modalities": {"const": ["text"]},
+            "chat_template_kwargs": nullable({"type": "object"}),
         },
         "model",
         "messages",
@@ -290,73 +290,23 @@ SCHEMAS: dict[str, Schema] = {
         "prompt_tokens",
         "total_tokens",
     ),
-    "ChatCompletion": obj(
+    "ChatCompletion": _completion(
+        "chat.completion",
         {
-            "id": STRING,
-            "object": {"const": "chat.completion"},
-            "created": INTEGER,
-            "model": STRING,
-            "choices": array(
-                obj(
-                    {
-                        "index": INTEGER,
-                        "message": obj(
-                            {
-                                "role": {"const": "assistant"},
-                                "content": _optional(STRING),
-                                "reasoning_content": STRING,
-                                "tool_calls": array(_TOOL_CALL),
-                            },
-                            "role",
-                            "content",
-                        ),
-                        "logprobs": _optional({"type": "object"}),
-                        "finish_reason": {"enum": ["stop", "length", "tool_calls"]},
-                        "stop_reason": STRING,
-                    },
-                    "index",
-                    "message",
-                    "finish_reason",
-                )
-            ),
-            "usage": ref("Usage"),
+            "message": obj(
+                {
+                    "role": {"const": "assistant"},
+                    "content": nullable(STRING),
+                    "reasoning_content": STRING,
+                    "tool_calls": array(_TOOL_CALL),
+                },
+                "role",
+                "content",
+            )
         },
-        "id",
-        "object",
-        "created",
-        "model",
-        "choices",
-        "usage",
+        ["stop", "length", "tool_calls"],
     ),
-    "Completion": obj(
-        {
-            "id": STRING,
-            "object": {"const": "text_completion"},
-            "created": INTEGER,
-            "model": STRING,
-            "choices": array(
-                obj(
-                    {
-                        "index": INTEGER,
-                        "text": STRING,
-                        "logprobs": _optional({"type": "object"}),
-                        "finish_reason": {"enum": ["stop", "length"]},
-                        "stop_reason": STRING,
-                    },
-                    "index",
-                    "text",
-                    "finish_reason",
-                )
-            ),
-            "usage": ref("Usage"),
-        },
-        "id",
-        "object",
-        "created",
-        "model",
-        "choices",
-        "usage",
-    ),
+    "Completion": _completion("text_completion", {"text": STRING}, ["stop", "length"]),
     "EmbeddingList": obj(
         {
             "object": {"const": "list"},
@@ -386,8 +336,8 @@ SCHEMAS: dict[str, Schema] = {
             "object": {"const": "model"},
             "created": INTEGER,
             "owned_by": STRING,
-            "repo_id": _optional(STRING),
-            "context_length": _optional(INTEGER),
+            "repo_id": nullable(STRING),
+            "context_length": nullable(INTEGER),
             "capabilities": array(STRING),
         },
         "id",
@@ -402,30 +352,24 @@ _SSE = {"text/event-stream": SSE_EVENT}
 
 PATHS: Paths = {
     "/v1/chat/completions": {
-        "post": operation(
+        "post": worker_operation(
             OPENAI,
             "Chat completion (JSON, or SSE with stream: true)",
-            {200: answer("The completion", {"application/json": ref("ChatCompletion"), **_SSE})},
-            errors=WORKER,
-            request=ref("ChatCompletionRequest"),
+            "ChatCompletionRequest",
+            {"application/json": ref("ChatCompletion"), **_SSE},
         )
     },
     "/v1/completions": {
-        "post": operation(
+        "post": worker_operation(
             OPENAI,
             "Text completion (JSON, or SSE with stream: true)",
-            {200: answer("The completion", {"application/json": ref("Completion"), **_SSE})},
-            errors=WORKER,
-            request=ref("CompletionRequest"),
+            "CompletionRequest",
+            {"application/json": ref("Completion"), **_SSE},
         )
     },
     "/v1/embeddings": {
-        "post": operation(
-            OPENAI,
-            "Embeddings",
-            {200: ok_json("The vectors", ref("EmbeddingList"))},
-            errors=WORKER,
-            request=ref("EmbeddingRequest"),
+        "post": worker_operation(
+            OPENAI, "Embeddings", "EmbeddingRequest", {"application/json": ref("EmbeddingList")}
         )
     },
     "/v1/models": {
