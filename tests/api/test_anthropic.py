@@ -163,6 +163,16 @@ def test_count_tokens(client: anthropic.Anthropic) -> None:
     assert with_tools.input_tokens > counted.input_tokens
 
 
+FIVE = {"model": "q", "max_tokens": 5, "messages": ASK}
+TEXT5 = {"type": "text", "text": 5}
+
+
+def test_integral_float_max_tokens_is_an_integer(client: anthropic.Anthropic) -> None:
+    # JSON has one number type: 2.0 is the integer the document promises (the fuzz run sent it).
+    reply = client.messages.create(model="q", max_tokens=2.0, messages=ASK)  # type: ignore[arg-type]
+    assert reply.usage.output_tokens <= 2
+
+
 def test_errors_use_the_anthropic_envelope(client: anthropic.Anthropic, daemon: Daemon) -> None:
     with pytest.raises(anthropic.NotFoundError) as missing:
         client.messages.create(model="nope", max_tokens=5, messages=ASK)
@@ -210,6 +220,12 @@ def test_errors_use_the_anthropic_envelope(client: anthropic.Anthropic, daemon: 
             "max_tokens",
         ),
         ("/v1/messages/no-such-route", {}, 404, "Unknown route"),
+        # Found by the fuzz run (tests/api/openapi): wrong types were taken as absent.
+        ("/v1/messages", {**FIVE, "stream": {}}, 400, "stream"),
+        ("/v1/messages", {**FIVE, "tools": {}}, 400, "tools"),
+        ("/v1/messages", {**FIVE, "stop_sequences": "x"}, 400, "stop_sequences"),
+        ("/v1/messages", {**FIVE, "messages": [{"role": "user", "content": [TEXT5]}]}, 400, "text"),
+        ("/v1/messages/count_tokens", {"model": "q", "messages": ASK, "tools": {}}, 400, "tools"),
     ]
     for path, body, status, needle in cases:
         response = http.post(path, json=body)

@@ -189,6 +189,11 @@ def test_tags_show_ps(daemon: Daemon, client: ollama.Client) -> None:
 
 
 def test_keep_alive_load_and_unload(daemon: Daemon, client: ollama.Client) -> None:
+    # Past any date is forever: /api/ps used to overflow on it (a 500).
+    forever = client.generate(model="q", prompt="", keep_alive=1e308)
+    assert forever.done_reason == "load" and daemon.ps()["q"]["keep_alive"] is None
+    (running,) = client.ps().models
+    assert running.expires_at is not None and running.expires_at.year > 2300
     loaded = client.generate(model="q", prompt="", keep_alive="10m")
     assert loaded.done and loaded.done_reason == "load"
     assert "q" in daemon.ps()
@@ -249,7 +254,34 @@ def test_every_error_is_in_the_ollama_envelope(daemon: Daemon, client: ollama.Cl
         ("POST", "/api/copy", {"source": "q"}, 400, "destination"),
         ("POST", "/api/embed", {"model": "nope", "input": "x"}, 404, "nope"),
         ("POST", "/api/embeddings", {"model": "q", "prompt": 5}, 400, "prompt"),
-        ("POST", "/api/pull", {}, 400, "provide a model to pull"),
+        ("POST", "/api/pull", {}, 400, "'model' is required"),
+        # Found by the fuzz run (tests/api/openapi): stream false answered 500 for any failure.
+        ("POST", "/api/pull", {"model": "zzz", "stream": False}, 400, "does not name a registry"),
+        ("POST", "/api/pull", {"model": {}, "name": "a/b"}, 400, "'model' must be a string"),
+        # Found by the fuzz run: tool_calls 5 was a 500; wrong types were taken as absent.
+        (
+            "POST",
+            "/api/chat",
+            {"model": "q", "messages": [{**ASK[0], "tool_calls": 5}]},
+            400,
+            "tool_calls",
+        ),
+        ("POST", "/api/show", {"model": 5, "name": "q"}, 400, "'model' must be a string"),
+        ("POST", "/api/chat", {"model": "q", "tools": {}}, 400, "tools"),
+        ("POST", "/api/chat", {"model": "q", "messages": ASK, "stream": "yes"}, 400, "stream"),
+        (
+            "POST",
+            "/api/chat",
+            {"model": "q", "messages": [{"role": "user", "content": 5}]},
+            400,
+            "content",
+        ),
+        ("POST", "/api/chat", {"model": "q", "messages": [{"role": "robot"}]}, 400, "role"),
+        ("POST", "/api/generate", {"model": "q", "context": {}}, 400, "context"),
+        ("POST", "/api/generate", {"model": "q", "prompt": 0}, 400, "prompt"),
+        ("POST", "/api/generate", {"model": "q", "raw": "yes"}, 400, "raw"),
+        ("POST", "/api/embed", {"model": "q", "input": "", "keep_alive": ""}, 400, "keep_alive"),
+        ("POST", "/api/embed", {"model": "q", "input": "", "truncate": "no"}, 400, "truncate"),
         ("POST", "/api/no-such-route", {}, 404, "Unknown route"),
         ("GET", "/api/chat", None, 405, "not allowed"),
     ]

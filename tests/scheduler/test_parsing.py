@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mlxctl.errors import InvalidInput
 from mlxctl.scheduler.budget import parse_budget
 from mlxctl.scheduler.config import SchedulerConfig
-from mlxctl.scheduler.keepalive import format_keep_alive, parse_keep_alive
+from mlxctl.scheduler.keepalive import PATTERN, format_keep_alive, parse_keep_alive
 from mlxctl.settings import Settings
 
 
@@ -30,10 +32,33 @@ def test_keep_alive_values(value: object, seconds: float | None) -> None:
     assert parse_keep_alive(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["soon", "5x", "", True, None, [], "m5", float("nan")])
+@pytest.mark.parametrize(
+    "value",
+    [
+        *("soon", "5x", "", True, None, [], "m5", float("nan")),
+        # float() took these, but the published PATTERN does not.
+        *("+5", "1e5", "1_0", "inf", "\u00b2", "5m\n", "\x0b5m", "\u0665"),
+    ],
+)
 def test_bad_keep_alive_names_the_field(value: object) -> None:
     with pytest.raises(InvalidInput, match="'keep_alive' must be seconds or a duration"):
         parse_keep_alive(value)
+
+
+@pytest.mark.parametrize("value", [10**400, 1e300, -(10**400), "9" * 20 + "h"])
+def test_keep_alive_past_any_date_is_forever(value: object) -> None:
+    # 1e308 used to reach /api/ps, whose expiry date overflowed (a 500); 10**400 overflowed here.
+    assert parse_keep_alive(value) is None
+
+
+@pytest.mark.parametrize("text", ["5m", " 10M ", "-1", "2.5", "1h30m", "500ms", "x", "5 m", "1e3"])
+def test_the_published_pattern_is_what_parses(text: str) -> None:
+    try:
+        parse_keep_alive(text)
+        accepted = True
+    except InvalidInput:
+        accepted = False
+    assert accepted == bool(re.fullmatch(PATTERN, text))
 
 
 def test_keep_alive_formats_back() -> None:

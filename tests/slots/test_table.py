@@ -17,3 +17,10 @@ def test_slot_table_from_settings() -> None:
         slot_table(Settings.from_env({"MLXCTL_SLOT_ALIASES": "a,a"}))
     with pytest.raises(InvalidInput, match="not a slot"):
         resolve_slot("8110", slot_table(Settings.from_env({})))
+
+
+@pytest.mark.parametrize("reference", ["\u00b2", "\u0668\u0661\u0660\u0660", "8100\u00b2"])
+def test_other_scripts_digits_are_not_a_port(reference: str) -> None:
+    # "²".isdigit() is true but int("²") raises: the slot routes answered 500.
+    with pytest.raises(InvalidInput, match="not a slot"):
+        resolve_slot(reference, slot_table(Settings.from_env({})))

@@ -76,6 +76,19 @@ def test_broken_template_is_a_400(tokenizer: Any, tmp_path: Path) -> None:
     assert info.value.status == 400 and "no system messages" in info.value.message
 
 
+@pytest.mark.parametrize(
+    "function",
+    [{"name": "f", "arguments": 5}, {"name": 7, "arguments": "{}"}, {"arguments": "{}"}],
+)
+def test_a_tool_call_the_template_cannot_read_is_a_400(tokenizer: Any, function: Any) -> None:
+    # Found by the fuzz run (tests/api/openapi): these reached the template as they were.
+    call = {"id": "c1", "type": "function", "function": function}
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [call]}]
+    with pytest.raises(APIError) as info:
+        ChatPrompter(tokenizer).render(messages)
+    assert info.value.status == 400 and "tool call" in info.value.message.lower()
+
+
 def test_encode_prompt(tokenizer: Any) -> None:
     assert encode_prompt(tokenizer, [1, 2]) == [1, 2]
     assert encode_prompt(tokenizer, "hello") == tokenizer.encode("hello")

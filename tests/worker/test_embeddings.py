@@ -113,6 +113,14 @@ def test_token_id_inputs_and_bad_inputs(encoder: Running, bert: openai.OpenAI) -
         assert response.json()["error"]["param"] in ("input", "foo")
 
 
+def test_integral_floats_are_token_ids_and_sizes(encoder: Running) -> None:
+    # JSON has one number type: 2.0 is an integer (the fuzz run sent these; both were 400s).
+    body = {"model": "m", "input": [[2.0, 50.0, 3.0]], "dimensions": 16.0}
+    response = httpx.post(f"{encoder.url}/v1/embeddings", json=body)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"][0]["embedding"]) == 16
+
+
 def test_an_encoder_refuses_chat(bert: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         bert.chat.completions.create(

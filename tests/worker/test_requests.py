@@ -118,10 +118,39 @@ def test_developer_role_becomes_system_and_parts_are_joined() -> None:
         ),
         ({"tools": [{"type": "retrieval"}]}, "tools[0]"),
         ({"chat_template_kwargs": "nope"}, "chat_template_kwargs"),
+        # Found by the fuzz run (tests/api/openapi): wrong types were taken as absent.
+        ({"chat_template_kwargs": False}, "chat_template_kwargs"),
+        ({"max_tokens": {}, "max_completion_tokens": 1}, "max_tokens"),
+        (
+            {"messages": [{"role": "tool", "content": "x", "tool_call_id": 5}]},
+            "messages[0].tool_call_id",
+        ),
+        (
+            {"messages": [{"role": "assistant", "reasoning_content": []}]},
+            "messages[0].reasoning_content",
+        ),
+        ({"messages": [{"role": "assistant", "tool_calls": 5}]}, "messages[0].tool_calls"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "description": 5}}]},
+            "tools[0].function.description",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": []}}]},
+            "tools[0].function.parameters",
+        ),
+        ({"logit_bias": {"+5": 1}}, "logit_bias"),
+        ({"logit_bias": {"1_0": 1}}, "logit_bias"),
     ],
 )
 def test_chat_refusals_name_the_param(body: dict[str, Any], param: str) -> None:
     assert refused(parse_chat, {"messages": MSG, **body}).param == param
+
+
+@pytest.mark.parametrize("role", [{}, []])
+def test_a_role_that_is_not_a_string_is_a_400(role: Any) -> None:
+    # Found by the fuzz run (tests/api/openapi): `{} in set` raised TypeError, a 500.
+    body = {"messages": [{"role": role, "content": "x"}]}
+    assert refused(parse_chat, body).param == "messages[0].role"
 
 
 def test_test_hook_field_needs_test_hooks() -> None:
@@ -143,6 +172,14 @@ def test_response_formats() -> None:
     assert chat(response_format=fmt).response_format == {"type": "json_schema", "schema": schema}
 
 
+def test_integral_floats_are_integers() -> None:
+    # JSON has one number type: 8.0 is the integer the OpenAPI document allows.
+    spec = chat(max_tokens=8.0, top_k=40.0, seed=3.0, n=1.0)
+    assert (spec.max_tokens, spec.sampling.top_k, spec.sampling.seed) == (8, 40, 3)
+    assert parse_completion({"prompt": [1.0, 2.0]}, vocab_size=10).prompt == [1, 2]
+    assert refused(parse_chat, {"messages": MSG, "max_tokens": 8.5}).param == "max_tokens"
+
+
 def test_completion_prompts() -> None:
     assert parse_completion({"prompt": "hi"}, vocab_size=10).prompt == "hi"
     assert parse_completion({"prompt": ["hi"]}, vocab_size=10).prompt == "hi"
@@ -158,6 +195,8 @@ def test_completion_prompts() -> None:
         ({"prompt": ["a", "b"]}, "prompt"),
         ({"prompt": [1, 5000]}, "prompt"),
         ({"prompt": 5}, "prompt"),
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": [""]}, "prompt"),
         ({"prompt": "a", "echo": True}, "echo"),
         ({"prompt": "a", "suffix": "z"}, "suffix"),
         ({"prompt": "a", "best_of": 2}, "best_of"),

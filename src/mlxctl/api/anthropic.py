@@ -25,10 +25,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mlxctl.api.anthropic_errors import error_event, error_response
-from mlxctl.api.body import json_object, model_field
+from mlxctl.api.body import bool_field, json_object, model_field
 from mlxctl.api.errors import APIError
 from mlxctl.api.openai import exchange_of
 from mlxctl.api.turn import TEST_FORCE_FIELD, Finish, Text, Timings, ToolArgs, ToolStart, Turn
+from mlxctl.jsonnum import as_int
 from mlxctl.router import Router
 from mlxctl.scheduler import DEFAULT
 
@@ -60,19 +61,20 @@ async def messages(request: Request) -> Response:
     try:
         body = json_object(await request.body())
         _check_fields(body, _FIELDS)
-        max_tokens = body.get("max_tokens")
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        max_tokens = as_int(body.get("max_tokens"))
+        if max_tokens is None or max_tokens < 1:
             raise _bad("max_tokens: Field required (a positive integer)")
         router: Router = request.app.state.router
         record = router.resolve(model_field(body))
         openai = {**_chat(body), "max_tokens": max_tokens, **_sampling(body)}
+        stream = bool_field(body, "stream", False)
         turn = await Turn.open(
             router, record, "/v1/chat/completions", openai, DEFAULT, exchange, timings
         )
     except Exception as e:
         exchange.error = type(e).__name__
         return error_response(e)
-    if body.get("stream"):
+    if stream:
         return StreamingResponse(_events(turn, record.slug), media_type="text/event-stream")
     return _Collected(turn, record.slug)
 
@@ -251,6 +253,8 @@ def _chat(body: dict[str, Any]) -> dict[str, Any]:
     """messages, system, tools, tool_choice and thinking as OpenAI chat fields."""
     out: dict[str, Any] = {"messages": [*_system(body.get("system")), *_messages(body)]}
     tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise _bad("tools: must be an array of tools")
     if tools:
         out["tools"] = [_tool(tool, i) for i, tool in enumerate(tools)]
     choice = body.get("tool_choice")
@@ -274,6 +278,8 @@ def _chat(body: dict[str, Any]) -> dict[str, Any]:
 def _sampling(body: dict[str, Any]) -> dict[str, Any]:
     out = {k: body[k] for k in ("temperature", "top_p", "top_k") if body.get(k) is not None}
     stops = body.get("stop_sequences")
+    if stops is not None and not isinstance(stops, list):
+        raise _bad("stop_sequences: must be an array of strings")
     if stops:
         out["stop"] = stops
     return out
@@ -315,22 +321,30 @@ def _blocks(role: str, blocks: list[Any], i: int) -> list[dict[str, Any]]:
         kind = block.get("type") if isinstance(block, dict) else None
         where = f"messages.{i}.content.{j}"
         if kind == "text":
-            texts.append(str(block.get("text", "")))
+            texts.append(_string(block, "text", where))
         elif kind in ("thinking", "redacted_thinking"):
-            thinking.append(str(block.get("thinking", "")))
+            thinking.append(_string(block, "thinking", where, required=False))
         elif kind == "tool_use" and role == "assistant":
-            arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
-            function = {"name": block.get("name"), "arguments": arguments}
-            calls.append({"id": block.get("id"), "type": "function", "function": function})
+            tool_input = block.get("input")
+            if tool_input is not None and not isinstance(tool_input, dict):
+                raise _bad(f"{where}.input: must be an object")
+            arguments = json.dumps(tool_input or {}, ensure_ascii=False)
+            function = {"name": _string(block, "name", where), "arguments": arguments}
+            ident = _string(block, "id", where)
+            calls.append({"id": ident, "type": "function", "function": function})
         elif kind == "tool_result" and role == "user":
             content = block.get("content")
             if isinstance(content, list):
                 content = "".join(_texts(content, where))
-            if block.get("is_error"):
+            elif content is not None and not isinstance(content, str):
+                raise _bad(f"{where}.content: must be a string or an array of text blocks")
+            error = block.get("is_error")
+            if error is not None and not isinstance(error, bool):
+                raise _bad(f"{where}.is_error: must be true or false")
+            if error:
                 content = f"Error: {content}"
-            results.append(
-                {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": content or ""}
-            )
+            tool_use_id = _string(block, "tool_use_id", where)
+            results.append({"role": "tool", "tool_call_id": tool_use_id, "content": content or ""})
         else:
             raise _bad(f"{where}: a {kind!r} block is not supported in a {role} message")
     out: list[dict[str, Any]] = list(results)
@@ -352,8 +366,17 @@ def _texts(blocks: list[Any], where: str) -> list[str]:
     for j, block in enumerate(blocks):
         if not isinstance(block, dict) or block.get("type") != "text":
             raise _bad(f"{where}.{j}: only text blocks are supported here")
-        texts.append(str(block.get("text", "")))
+        texts.append(_string(block, "text", f"{where}.{j}"))
     return texts
+
+
+def _string(block: dict[str, Any], name: str, where: str, *, required: bool = True) -> str:
+    value = block.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise _bad(f"{where}.{name}: must be a string")
+    return value
 
 
 def _tool(tool: Any, i: int) -> dict[str, Any]:
@@ -361,10 +384,13 @@ def _tool(tool: Any, i: int) -> dict[str, Any]:
         raise _bad(f"tools.{i}: a tool needs a name and an input_schema")
     if tool.get("type") not in (None, "custom"):
         raise _bad(f"tools.{i}: server tools ({tool['type']}) are not supported")
+    schema = tool.get("input_schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise _bad(f"tools.{i}.input_schema: must be a JSON schema object")
     function = {
         "name": tool["name"],
-        "description": tool.get("description") or "",
-        "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
+        "description": _string(tool, "description", f"tools.{i}", required=False),
+        "parameters": schema or {"type": "object", "properties": {}},
     }
     return {"type": "function", "function": function}
 

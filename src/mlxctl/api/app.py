@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from mlxctl.api import admin, admin_ops, anthropic, metrics, ollama, ollama_models, openai
+from mlxctl.api import openapi as openapi_doc
 from mlxctl.api import slots as slots_api
 from mlxctl.api.envelope import http_exception_handler
 from mlxctl.api.middleware import DaemonMiddleware
@@ -78,6 +79,7 @@ def create_app(
             *admin_ops.routes(),
             *slots_api.routes(),
             *metrics.routes(),
+            *openapi_doc.routes(),
         ],
         lifespan=lifespan,
         middleware=[Middleware(DaemonMiddleware, api_key=settings.api_key, metrics=daemon_metrics)],

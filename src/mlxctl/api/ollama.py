@@ -26,11 +26,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from mlxctl.api.body import json_object, keep_alive_field, model_field
+from mlxctl.api.body import bool_field, json_object, keep_alive_field, model_field
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama_errors import error_line, error_response
 from mlxctl.api.openai import exchange_of
 from mlxctl.api.turn import TEST_FORCE_FIELD, Finish, Text, Timings, ToolArgs, ToolStart, Turn
+from mlxctl.jsonnum import as_int
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Router
 from mlxctl.scheduler import DEFAULT, KeepAlive
@@ -39,6 +40,7 @@ _COMMON = {"model", "format", "options", "stream", "keep_alive", "think", TEST_F
 _CHAT_FIELDS = _COMMON | {"messages", "tools"}
 _GENERATE_FIELDS = _COMMON | {"prompt", "suffix", "images", "system", "template", "context", "raw"}
 _MESSAGE_FIELDS = {"role", "content", "images", "thinking", "tool_calls", "tool_name"}
+_ROLES = ("system", "user", "assistant", "tool")
 _OPTIONS = {
     "temperature": "temperature",
     "top_p": "top_p",
@@ -71,18 +73,19 @@ async def chat(request: Request) -> Response:
         router: Router = request.app.state.router
         record = router.resolve(model_field(body))
         keep_alive = _keep_alive(body)
-        if not body.get("messages"):
+        common, stream, tools = _common(body), _stream(body), _tools(body.get("tools"))
+        if body.get("messages") in (None, []):
             return await _load_only(request, record, keep_alive, chat=True)
-        openai = {"messages": _messages(body["messages"]), **_common(body)}
-        if body.get("tools"):
-            openai["tools"] = body["tools"]
+        openai = {"messages": _messages(body["messages"]), **common}
+        if tools:
+            openai["tools"] = tools
         turn = await Turn.open(
             router, record, "/v1/chat/completions", openai, keep_alive, exchange, timings
         )
     except Exception as e:
         exchange.error = type(e).__name__
         return error_response(e)
-    return _respond(turn, record.slug, chat=True, stream=_stream(body))
+    return _respond(turn, record.slug, chat=True, stream=stream)
 
 
 async def generate(request: Request) -> Response:
@@ -95,23 +98,23 @@ async def generate(request: Request) -> Response:
         record = router.resolve(model_field(body))
         keep_alive = _keep_alive(body)
         _refuse_generate_fields(body)
-        prompt = body.get("prompt") or ""
-        if not isinstance(prompt, str):
-            raise _bad("'prompt' must be a string")
+        common, stream, raw = _common(body), _stream(body), bool_field(body, "raw", False)
+        prompt, system = _text(body, "prompt"), _text(body, "system")
+        if raw and (system or body.get("think") is not None):
+            raise _bad("'system' and 'think' need the chat template, which raw: true skips")
         if not prompt:
             return await _load_only(request, record, keep_alive, chat=False)
-        if body.get("raw"):
-            path, openai = "/v1/completions", {"prompt": prompt, **_common(body)}
+        if raw:
+            path, openai = "/v1/completions", {"prompt": prompt, **common}
         else:
-            system = body.get("system")
             messages = [{"role": "system", "content": system}] if system else []
             messages.append({"role": "user", "content": prompt})
-            path, openai = "/v1/chat/completions", {"messages": messages, **_common(body)}
+            path, openai = "/v1/chat/completions", {"messages": messages, **common}
         turn = await Turn.open(router, record, path, openai, keep_alive, exchange, timings)
     except Exception as e:
         exchange.error = type(e).__name__
         return error_response(e)
-    return _respond(turn, record.slug, chat=False, stream=_stream(body))
+    return _respond(turn, record.slug, chat=False, stream=stream)
 
 
 # --- the reply ---------------------------------------------------------------------------
@@ -256,22 +259,39 @@ def _check_fields(body: dict[str, Any], allowed: set[str], route: str) -> None:
 
 
 def _refuse_generate_fields(body: dict[str, Any]) -> None:
-    if body.get("context"):
-        raise _bad(
-            "'context' (the token state of an earlier /api/generate) is not supported; "
-            "send the conversation to /api/chat instead"
-        )
-    if body.get("template"):
-        raise _bad(
-            "'template' (a Go template) is not supported; send a formatted prompt with "
-            "raw: true, or let the model's chat template apply"
-        )
-    if body.get("suffix"):
-        raise _bad("'suffix' (fill-in-the-middle) is not supported")
-    if body.get("images"):
-        raise _bad("'images' are not supported: the models mlxctl serves are text-only")
-    if body.get("raw") and (body.get("system") or body.get("think") is not None):
-        raise _bad("'system' and 'think' need the chat template, which raw: true skips")
+    """Fields we cannot honour: absent, null or empty, else a 400 that says why."""
+    why = {
+        "context": "(the token state of an earlier /api/generate) is not supported; "
+        "send the conversation to /api/chat instead",
+        "template": "(a Go template) is not supported; send a formatted prompt with "
+        "raw: true, or let the model's chat template apply",
+        "suffix": "(fill-in-the-middle) is not supported",
+        "images": "are not supported: the models mlxctl serves are text-only",
+    }
+    for name, reason in why.items():
+        if not _empty(body.get(name)):
+            raise _bad(f"'{name}' {reason}")
+
+
+def _tools(tools: Any) -> list[Any]:
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise _bad("'tools' must be an array of function tools")
+    return tools
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _bad(f"'{name}' must be a string")
+    return value
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == []
 
 
 def _common(body: dict[str, Any]) -> dict[str, Any]:
@@ -304,7 +324,8 @@ def _options(options: Any) -> dict[str, Any]:
     if unknown:
         raise _bad(f"unsupported option(s): {', '.join(unknown)}")
     out = {_OPTIONS[k]: v for k, v in options.items() if k in _OPTIONS and v is not None}
-    if isinstance(out.get("max_tokens"), int) and out["max_tokens"] < 0:
+    predict = as_int(out.get("max_tokens"))
+    if predict is not None and predict < 0:
         del out["max_tokens"]  # -1 (no limit) and -2 (fill the context): up to the model
     if "num_ctx" in options and not _positive_int(options["num_ctx"]):
         raise _bad("option 'num_ctx' must be a positive integer")
@@ -322,16 +343,22 @@ def _messages(messages: Any) -> list[dict[str, Any]]:
         unknown = sorted(set(message) - _MESSAGE_FIELDS)
         if unknown:
             raise _bad(f"messages[{i}] has unsupported field(s) {', '.join(unknown)}")
-        if message.get("images"):
+        if not _empty(message.get("images")):
             raise _bad(f"messages[{i}].images: the models mlxctl serves are text-only")
         role = message.get("role")
+        if role not in _ROLES:
+            raise _bad(f"messages[{i}].role must be one of {', '.join(_ROLES)}")
+        for name in ("content", "thinking", "tool_name"):
+            _text(message, name)
+        calls = message.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            raise _bad(f"messages[{i}].tool_calls must be an array")
         item: dict[str, Any] = {"role": role, "content": message.get("content") or ""}
         if message.get("thinking"):
             item["reasoning_content"] = message["thinking"]
-        if message.get("tool_calls"):
+        if calls:
             item["tool_calls"] = [
-                _openai_call(call, f"call_{i}_{j}", call_ids)
-                for j, call in enumerate(message["tool_calls"])
+                _openai_call(call, f"call_{i}_{j}", call_ids) for j, call in enumerate(calls)
             ]
         if role == "tool" and message.get("tool_name"):
             item["name"] = message["tool_name"]
@@ -359,12 +386,12 @@ def _keep_alive(body: dict[str, Any]) -> KeepAlive:
 
 
 def _stream(body: dict[str, Any]) -> bool:
-    stream = body.get("stream", True)
-    return True if stream is None else bool(stream)
+    return bool_field(body, "stream", True)
 
 
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    number = as_int(value)
+    return number is not None and number > 0
 
 
 def _bad(message: str) -> APIError:

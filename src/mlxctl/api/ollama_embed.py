@@ -18,10 +18,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mlxctl.api.body import json_object, keep_alive_field, model_field
+from mlxctl.api.body import bool_field, json_object, keep_alive_field, model_field
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama_errors import error_response
 from mlxctl.api.openai import exchange_of
+from mlxctl.jsonnum import as_int
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Call, Exchange, Router
 from mlxctl.scheduler import DEFAULT, KeepAlive
@@ -34,19 +35,19 @@ async def embed(request: Request) -> Response:
     exchange = exchange_of(request)
     try:
         body = json_object(await request.body())
-        record = _record(request, body)
+        record, keep_alive = _record(request, body), _keep_alive(body)
+        truncate, dimensions = bool_field(body, "truncate", True), body.get("dimensions")
+        if dimensions is not None and not (as_int(dimensions) or 0) >= 1:
+            raise _bad("'dimensions' must be a positive integer")
         inputs = body.get("input")
         if inputs is None or inputs == "" or inputs == []:
             return JSONResponse({"model": record.slug, "embeddings": []})
         if not isinstance(inputs, str | list):
             raise _bad("'input' must be a string or a list of strings")
-        truncate = body.get("truncate", True)
-        if not isinstance(truncate, bool):
-            raise _bad("'truncate' must be a boolean")
         openai: dict[str, Any] = {"input": inputs, "truncate": truncate}
-        if body.get("dimensions") is not None:
-            openai["dimensions"] = body["dimensions"]
-        result, load_seconds = await _embed(request, record, openai, _keep_alive(body), exchange)
+        if dimensions is not None:
+            openai["dimensions"] = dimensions
+        result, load_seconds = await _embed(request, record, openai, keep_alive, exchange)
     except Exception as e:
         exchange.error = type(e).__name__
         return error_response(e)
@@ -65,14 +66,14 @@ async def embeddings(request: Request) -> Response:
     exchange = exchange_of(request)
     try:
         body = json_object(await request.body())
-        record = _record(request, body)
-        prompt = body.get("prompt") or ""
-        if not isinstance(prompt, str):
+        record, keep_alive = _record(request, body), _keep_alive(body)
+        prompt = body.get("prompt")
+        if prompt is not None and not isinstance(prompt, str):
             raise _bad("'prompt' must be a string")
         if not prompt:
             return JSONResponse({"embedding": []})
         openai = {"input": prompt, "truncate": True}
-        result, _ = await _embed(request, record, openai, _keep_alive(body), exchange)
+        result, _ = await _embed(request, record, openai, keep_alive, exchange)
     except Exception as e:
         exchange.error = type(e).__name__
         return error_response(e)

@@ -27,7 +27,7 @@ from mlxctl import __version__
 from mlxctl.api import ollama_embed, ollama_pull
 from mlxctl.api.admin import describe
 from mlxctl.api.admin_ops import context
-from mlxctl.api.body import json_object
+from mlxctl.api.body import json_object, name_field
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama_errors import error_response
 from mlxctl.capabilities import capabilities, chat_template, ollama_names
@@ -107,7 +107,7 @@ async def ps(request: Request) -> Response:
 async def show(request: Request) -> Response:
     try:
         body = json_object(await request.body())
-        record = _resolve(request, body, "model", "name")
+        record = _resolve(request, body)
     except Exception as e:
         return error_response(e)
     settings: Settings = request.app.state.settings
@@ -151,24 +151,16 @@ async def delete(request: Request) -> Response:
     exact name, repo id or `name:tag` deletes: a prefix is refused (404)."""
     try:
         body = json_object(await request.body())
-        args = RmArgs(model=_field(body, "model", "name"), confirm=True)
+        args = RmArgs(model=name_field(body, "model", "name"), confirm=True)
         await asyncio.to_thread(RM.run, context(request.app), args)
     except Exception as e:
         return error_response(e)
     return Response(status_code=200)
 
 
-def _resolve(request: Request, body: dict[str, Any], *fields: str) -> ModelRecord:
+def _resolve(request: Request, body: dict[str, Any]) -> ModelRecord:
     router: Router = request.app.state.router
-    return router.resolve(_field(body, *fields))
-
-
-def _field(body: dict[str, Any], *fields: str) -> str:
-    for name in fields:
-        value = body.get(name)
-        if isinstance(value, str) and value.strip():
-            return value
-    raise APIError(400, f"'{fields[0]}' is required", code="missing")
+    return router.resolve(name_field(body, "model", "name"))
 
 
 def _entry(record: ModelRecord) -> dict[str, Any]:

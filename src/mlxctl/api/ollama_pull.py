@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mlxctl.api.admin_ops import context, events
-from mlxctl.api.body import json_object
+from mlxctl.api.body import bool_field, json_object, name_field
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama_errors import error_line, error_response
 from mlxctl.library import transfer
@@ -38,14 +38,12 @@ async def pull(request: Request) -> Response:
         unknown = sorted(set(body) - _FIELDS)
         if unknown:
             raise APIError(400, f"/api/pull does not support the field '{unknown[0]}'")
-        reference = body.get("model") or body.get("name")
-        if not isinstance(reference, str) or not reference.strip():
-            raise APIError(400, "You must provide a model to pull.")
         args = PullArgs(
-            reference=reference.strip(),
-            insecure=_flag(body, "insecure"),
-            replace=_flag(body, "replace"),
+            reference=name_field(body, "model", "name"),
+            insecure=bool_field(body, "insecure", False),
+            replace=bool_field(body, "replace", False),
         )
+        stream = bool_field(body, "stream", True)
         ctx = context(request.app)
         check_insecure(ctx, args)
         # Refusals that need no download get a real status (409, 400), not an error line.
@@ -54,20 +52,13 @@ async def pull(request: Request) -> Response:
         )
     except Exception as e:
         return error_response(e)
-    if body.get("stream", True):
+    if stream:
         return StreamingResponse(_pull_lines(request.app, args), media_type="application/x-ndjson")
     try:  # not streamed: a failed pull answers with its own status (400, 404, 409...)
         result = await anyio.to_thread.run_sync(PULL.run, context(request.app), args)
     except Exception as e:
         return error_response(e)
     return JSONResponse({"status": "success", "model": result["model"]})
-
-
-def _flag(body: dict[str, Any], name: str) -> bool:
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise APIError(400, f"'{name}' must be true or false")
-    return value
 
 
 async def _pull_lines(app: Starlette, args: PullArgs) -> AsyncIterator[bytes]:

@@ -3,6 +3,7 @@
 Accepted as Ollama accepts them: a number of seconds (`300`, `0.5`), a duration
 string (`30s`, `5m`, `1h30m`, `500ms`), `-1` or any negative value (forever),
 `0` (unload as soon as the request ends). Parsed into seconds, None = forever.
+A string must match `PATTERN` (the OpenAPI document publishes it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import re
 from mlxctl.errors import InvalidInput
 
 FOREVER: None = None
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+# Longer than any machine stays up: forever (and no date arithmetic overflows later).
+_FOREVER_AFTER = 100 * 365 * 86400.0
+# ASCII digits only (Python's \d and float() also take other scripts' digits).
+_NUMBER = r"[0-9]+(\.[0-9]+)?"
+_UNIT = "[mM][sS]|[sSmMhH]"
+PATTERN = rf"^[ \t]*-?({_NUMBER}|({_NUMBER}({_UNIT}))+)[ \t]*$"
+_STRING = re.compile(PATTERN)
+_PART = re.compile(rf"({_NUMBER})({_UNIT})")
 _SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -22,19 +30,17 @@ def parse_keep_alive(value: object, *, param: str = "keep_alive") -> float | Non
     if isinstance(value, bool):
         raise _invalid(value, param)
     if isinstance(value, int | float):
-        return _seconds(float(value), value, param)
-    if isinstance(value, str):
-        text = value.strip().lower()
         try:
+            return _seconds(float(value), value, param)
+        except OverflowError:  # an integer beyond any float: forever, as past _FOREVER_AFTER
+            return FOREVER
+    if isinstance(value, str) and _STRING.fullmatch(value):
+        text = value.strip(" \t").lower()
+        parts = _PART.findall(text)
+        if not parts:
             return _seconds(float(text), value, param)
-        except ValueError:
-            pass
-        negative = text.startswith("-")
-        body = text.lstrip("-")
-        parts = _PART.findall(body)
-        if body and parts and "".join(n + u for n, u in parts) == body:
-            total = sum(float(n) * _SCALE[u] for n, u in parts)
-            return None if negative and total > 0 else _seconds(total, value, param)
+        total = sum(float(number) * _SCALE[unit] for number, _, unit in parts)
+        return None if text.startswith("-") and total > 0 else _seconds(total, value, param)
     raise _invalid(value, param)
 
 
@@ -54,7 +60,7 @@ def format_keep_alive(seconds: float | None) -> str:
 def _seconds(number: float, raw: object, param: str) -> float | None:
     if not math.isfinite(number):
         raise _invalid(raw, param)
-    return None if number < 0 else number
+    return None if number < 0 or number > _FOREVER_AFTER else number
 
 
 def _invalid(value: object, param: str) -> InvalidInput:

@@ -38,7 +38,7 @@ def resolve_slot(reference: str | int, table: list[SlotSpec]) -> SlotSpec:
     """A slot by port or alias; out-of-range ports and unknown aliases name the valid ones."""
     text = str(reference).strip()
     first, last = table[0].port, table[-1].port
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²".isdigit() too, but int() refuses it
         port = int(text)
         for spec in table:
             if spec.port == port:

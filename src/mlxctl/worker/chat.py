@@ -129,6 +129,10 @@ def _template_tool_call(call: Any) -> dict[str, Any]:
         raise invalid_request("Each tool call must have a 'function' object", "messages")
     fn = dict(call["function"])
     args = fn.get("arguments")
+    if not isinstance(fn.get("name"), str) or not isinstance(call.get("id"), str | None):
+        raise invalid_request("A tool call needs a string 'function.name' (and 'id')", "messages")
+    if not isinstance(args, str | dict | None):
+        raise invalid_request("Tool call 'arguments' must be a JSON string or object", "messages")
     if isinstance(args, str):
         # Templates render `arguments | tojson`; a JSON string would be quoted twice.
         try:

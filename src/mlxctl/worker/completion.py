@@ -10,6 +10,7 @@ the OpenAI shapes, streamed or whole.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -206,10 +207,19 @@ def _engine_error(done: DoneEvent) -> APIError:
 TokenText = Callable[[int], str]
 
 
+# OpenAI's logprob for "very unlikely": JSON has no -Infinity (or NaN, which extreme
+# sampling values such as repetition_penalty 1e-300 can produce).
+UNLIKELY = -9999.0
+
+
+def finite(logprob: float) -> float:
+    return logprob if math.isfinite(logprob) else UNLIKELY
+
+
 def chat_logprobs(tokens: list[TokenEvent], text: TokenText) -> list[dict[str, Any]]:
     def entry(token: int, logprob: float) -> dict[str, Any]:
         s = text(token)
-        return {"token": s, "logprob": logprob, "bytes": list(s.encode("utf-8"))}
+        return {"token": s, "logprob": finite(logprob), "bytes": list(s.encode("utf-8"))}
 
     return [
         {
@@ -229,8 +239,8 @@ def text_logprobs(tokens: list[TokenEvent], text: TokenText, offset: int) -> dic
         offset += len(s)
     return {
         "tokens": strings,
-        "token_logprobs": [t.logprob for t in tokens],
-        "top_logprobs": [{text(tok): lp for tok, lp in t.top_logprobs} for t in tokens],
+        "token_logprobs": [None if t.logprob is None else finite(t.logprob) for t in tokens],
+        "top_logprobs": [{text(tok): finite(lp) for tok, lp in t.top_logprobs} for t in tokens],
         "text_offset": offsets,
     }
 

@@ -23,6 +23,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from mlxctl.jsonnum import as_int
 from mlxctl.worker.openai_errors import APIError
 
 __all__ = ["create", "parse_input"]
@@ -67,9 +68,7 @@ async def create(request: Request, state: Any) -> Response:
 
 def parse_input(value: object) -> list[str | list[int]]:
     """OpenAI's four input shapes as a list of texts or token-id lists; 400 otherwise."""
-    if isinstance(value, str) or (
-        isinstance(value, list) and value and all(_is_id(x) for x in value)
-    ):
+    if isinstance(value, str) or (isinstance(value, list) and value and _ids(value) is not None):
         value = [value]
     if not isinstance(value, list) or not value:
         raise _bad("'input' must be a string, a list of strings or of token ids.", "input")
@@ -77,8 +76,8 @@ def parse_input(value: object) -> list[str | list[int]]:
     for item in value:
         if isinstance(item, str) and item:
             items.append(item)
-        elif isinstance(item, list) and item and all(_is_id(x) for x in item):
-            items.append([int(x) for x in item])
+        elif isinstance(item, list) and item and (ids := _ids(item)) is not None:
+            items.append(ids)
         else:
             raise _bad("Each input must be a non-empty string or list of token ids.", "input")
     return items
@@ -107,9 +106,9 @@ def _check(token_lists: list[list[int]], context: int, vocab: int, *, truncate: 
 def _dimensions(value: object, full: int, path: Path) -> int:
     if value is None:
         return full
-    if not _is_id(value) or not 1 <= int(str(value)) <= full:
+    wanted = as_int(value)
+    if wanted is None or not 1 <= wanted <= full:
         raise _bad(f"'dimensions' must be an integer from 1 to {full}.", "dimensions")
-    wanted = int(str(value))
     if wanted != full and not matryoshka(path):
         raise _bad(
             f"This model does not support 'dimensions' below its size ({full}).", "dimensions"
@@ -142,8 +141,10 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
     return vector
 
 
-def _is_id(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _ids(values: list[Any]) -> list[int] | None:
+    """Token ids (JSON integers), or None when one is not."""
+    ids = [as_int(x) for x in values]
+    return None if None in ids else [i for i in ids if i is not None]
 
 
 def _body(raw: bytes) -> dict[str, Any]:

@@ -19,50 +19,17 @@ from typing import Any, Literal
 
 from mlxctl.engine.types import SamplingParams
 from mlxctl.errors import InvalidInput
+from mlxctl.jsonnum import as_int
+from mlxctl.openai_fields import CHAT, COMPLETION, IGNORED, SAMPLING
 from mlxctl.worker.openai_errors import APIError, invalid_request, unsupported
 
 # The test-only field that forces output through a logits processor (see structured.py);
 # honoured only when the worker runs with MLXCTL_WORKER_TEST_HOOKS=1.
 TEST_FORCE_FIELD = "mlxctl_test_force"
 
-_IGNORED = {
-    "model",
-    "user",
-    "metadata",
-    "store",
-    "service_tier",
-    "parallel_tool_calls",
-    "prompt_cache_key",
-    "safety_identifier",
-}
-_SAMPLING = {
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "seed",
-    "repetition_penalty",
-    "frequency_penalty",
-    "presence_penalty",
-    "logit_bias",
-    "stop",
-    "max_tokens",
-    "stream",
-    "stream_options",
-    "n",
-    "response_format",
-}
-_CHAT = {
-    "messages",
-    "tools",
-    "tool_choice",
-    "logprobs",
-    "top_logprobs",
-    "max_completion_tokens",
-    "chat_template_kwargs",
-}
-_COMPLETION = {"prompt", "logprobs", "echo", "best_of", "suffix"}
 _MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool"}
+# Message fields the chat template reads as text (others pass through unchecked).
+_MESSAGE_STRINGS = ("name", "tool_call_id", "reasoning_content")
 _MAX_STOPS = 16
 _MAX_TOP_LOGPROBS = 20
 
@@ -153,7 +120,7 @@ def parse_chat(
 ) -> RequestSpec:
     """A chat request; `defaults` (from `request_defaults`) fill the fields it leaves unset."""
     data = _object(body)
-    _check_fields(data, _IGNORED | _SAMPLING | _CHAT, test_hooks)
+    _check_fields(data, IGNORED | SAMPLING | CHAT, test_hooks)
     data = _with_defaults(data, defaults)
     messages = _messages(data.get("messages"))
     tools = _tools(data)
@@ -161,10 +128,14 @@ def parse_chat(
     top = _int(data, "top_logprobs", 0, _MAX_TOP_LOGPROBS)
     if top and not logprobs:
         raise invalid_request("'top_logprobs' requires 'logprobs': true", "top_logprobs")
-    max_tokens = _int(data, "max_completion_tokens", 1, None)
-    if max_tokens is None:
-        max_tokens = _int(data, "max_tokens", 1, None)
-    kwargs = data.get("chat_template_kwargs") or {}
+    # Both spellings are checked, whichever one wins.
+    max_tokens, older = (
+        _int(data, "max_completion_tokens", 1, None),
+        _int(data, "max_tokens", 1, None),
+    )
+    max_tokens = older if max_tokens is None else max_tokens
+    kwargs = data.get("chat_template_kwargs")
+    kwargs = {} if kwargs is None else kwargs
     if not isinstance(kwargs, dict):
         raise invalid_request("'chat_template_kwargs' must be an object", "chat_template_kwargs")
     return RequestSpec(
@@ -191,7 +162,7 @@ def parse_completion(
 ) -> RequestSpec:
     """A completion request; `defaults` as for `parse_chat`."""
     data = _object(body)
-    _check_fields(data, _IGNORED | _SAMPLING | _COMPLETION, test_hooks)
+    _check_fields(data, IGNORED | SAMPLING | COMPLETION, test_hooks)
     data = _with_defaults(data, defaults)
     if _bool(data, "echo"):
         raise unsupported("echo", "= true is not supported")
@@ -220,13 +191,13 @@ def _object(body: Any) -> dict[str, Any]:
     return body
 
 
-def _check_fields(data: dict[str, Any], known: set[str], test_hooks: bool) -> None:
+def _check_fields(data: dict[str, Any], known: frozenset[str], test_hooks: bool) -> None:
     allowed = known | ({TEST_FORCE_FIELD} if test_hooks else set())
     for name, value in data.items():
-        if name == "modalities" and value == ["text"]:
-            continue  # text out is what we do anyway
         if name not in allowed:
             raise unsupported(name)
+        if name == "modalities" and value != ["text"]:  # text out is what we do anyway
+            raise unsupported(name, 'other than ["text"] is not supported')
     n = _int(data, "n", 1, None)
     if n not in (None, 1):
         raise unsupported("n", "> 1 is not supported: send one request per completion")
@@ -243,11 +214,17 @@ def _messages(value: Any) -> list[dict[str, Any]]:
         if not isinstance(message, dict):
             raise invalid_request(f"'{where}' must be an object", where)
         role = message.get("role")
-        if role not in _MESSAGE_ROLES:
+        if not isinstance(role, str) or role not in _MESSAGE_ROLES:  # {} is unhashable
             raise invalid_request(
                 f"'{where}.role' must be one of {', '.join(sorted(_MESSAGE_ROLES))}",
                 f"{where}.role",
             )
+        for name in _MESSAGE_STRINGS:
+            if message.get(name) is not None and not isinstance(message[name], str):
+                raise invalid_request(f"'{where}.{name}' must be a string", f"{where}.{name}")
+        calls = message.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            raise invalid_request(f"'{where}.tool_calls' must be an array", f"{where}.tool_calls")
         clean = dict(message)
         clean["role"] = "system" if role == "developer" else role
         clean["content"] = _content(message.get("content"), f"{where}.content", role)
@@ -296,6 +273,11 @@ def _tools(data: dict[str, Any]) -> list[dict[str, Any]] | None:
             raise invalid_request(f"'tools[{i}]' must be a function tool", f"tools[{i}]")
         if not isinstance(fn.get("name"), str) or not fn["name"]:
             raise invalid_request(f"'tools[{i}].function.name' is required", f"tools[{i}]")
+        for name, kind in (("description", str), ("parameters", dict)):
+            if fn.get(name) is not None and not isinstance(fn[name], kind):
+                what = "a string" if kind is str else "a JSON schema object"
+                where = f"tools[{i}].function.{name}"
+                raise invalid_request(f"'{where}' must be {what}", where)
     return None if choice == "none" or not tools else list(tools)
 
 
@@ -330,12 +312,10 @@ def _logit_bias(value: Any, vocab_size: int) -> dict[int, float]:
         raise invalid_request("'logit_bias' must be an object of token id → bias", "logit_bias")
     bias = {}
     for key, amount in value.items():
-        try:
-            token = int(key)
-        except (TypeError, ValueError):
-            raise invalid_request(
-                f"'logit_bias' key {key!r} is not a token id", "logit_bias"
-            ) from None
+        # Only plain digits: int() would also take "+1", " 1", "1_0" and other scripts' digits.
+        if not (key.isascii() and key.isdigit()):
+            raise invalid_request(f"'logit_bias' key {key!r} is not a token id", "logit_bias")
+        token = int(key)
         if not 0 <= token < vocab_size:
             raise invalid_request(f"'logit_bias' token {token} is out of range", "logit_bias")
         if not _is_number(amount) or not -100 <= amount <= 100:
@@ -403,12 +383,16 @@ def _prompt(value: Any, vocab_size: int) -> str | list[int]:
         raise invalid_request("Missing required parameter: 'prompt'.", "prompt")
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str | list):
         value = value[0]  # a batch of one
+    if value == "":
+        raise invalid_request("'prompt' is empty: there are no tokens to continue", "prompt")
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and value and all(_is_int(t) for t in value):
-        if not all(0 <= t < vocab_size for t in value):
+    ids = [as_int(t) for t in value] if isinstance(value, list) else []
+    if value and ids and None not in ids:
+        tokens = [t for t in ids if t is not None]
+        if not all(0 <= t < vocab_size for t in tokens):
             raise invalid_request("'prompt' holds a token id out of range", "prompt")
-        return [int(t) for t in value]
+        return tokens
     if isinstance(value, list) and len(value) > 1:
         raise unsupported("prompt", "as a batch of several prompts is not supported")
     raise invalid_request("'prompt' must be a string or an array of token ids", "prompt")
@@ -432,10 +416,11 @@ def _int(data: dict[str, Any], name: str, lo: int | None, hi: int | None) -> int
     value = data.get(name)
     if value is None:
         return None
-    if not _is_int(value):
+    number = as_int(value)
+    if number is None:
         raise invalid_request(f"'{name}' must be an integer", name)
-    _range(name, value, lo, hi)
-    return int(value)
+    _range(name, number, lo, hi)
+    return number
 
 
 def _float(data: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
@@ -454,12 +439,8 @@ def _range(name: str, value: float, lo: float | None, hi: float | None) -> None:
         raise invalid_request(f"'{name}' must be in {bounds}, got {value}", name)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: Any) -> bool:
-    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+    return as_int(value) is not None or (isinstance(value, float) and math.isfinite(value))
 
 
 __all__ = [

@@ -1,0 +1,312 @@
+"""mlxctl's own routes in the document: `api/admin.py`, `api/slots.py`, `api/metrics.py`,
+and `/openapi.json` itself. Errors use the OpenAI envelope, as the handlers do.
+"""
+
+from __future__ import annotations
+
+from mlxctl.api.openapi.build import (
+    ADMIN,
+    BOOLEAN,
+    INTEGER,
+    MODEL,
+    STRING,
+    TEXT,
+    Paths,
+    Schema,
+    answer,
+    array,
+    obj,
+    ok_json,
+    operation,
+    ref,
+)
+from mlxctl.api.openapi.openai import KEEP_ALIVE
+from mlxctl.settings import Settings
+from mlxctl.slots.table import slot_table
+
+_INT_OR_NULL: Schema = {"type": ["integer", "null"]}
+_NUMBER_OR_NULL: Schema = {"type": ["number", "null"]}
+_STRING_OR_NULL: Schema = {"type": ["string", "null"]}
+_SLOT_REF = ref("SlotRef")
+
+
+def slot_ref(settings: Settings) -> Schema:
+    """A slot as the handlers accept it: one of this daemon's ports or aliases."""
+    table = slot_table(settings)
+    return {
+        "description": "A slot's port or alias.",
+        "anyOf": [
+            {"enum": [spec.port for spec in table]},
+            {"enum": [str(spec.port) for spec in table] + [spec.alias for spec in table]},
+        ],
+    }
+
+
+SCHEMAS: dict[str, Schema] = {
+    "SlotRef": {"description": "Filled in from the daemon's slot table (slot_ref)."},
+    "Health": obj(
+        {
+            "status": {"enum": ["ok", "draining"]},
+            "version": STRING,
+            "pid": INTEGER,
+            "uptime_s": {"type": "number"},
+            "home": {
+                "type": "string",
+                "description": "A hash of the daemon's MLXCTL_HOME: the CLI talks to a "
+                "daemon on the default address only when it serves the CLI's own home.",
+            },
+        },
+        "status",
+        "version",
+        "pid",
+        "uptime_s",
+    ),
+    "LoadedModel": obj(
+        {
+            "model": STRING,
+            "state": {"enum": ["loading", "ready", "unloading", "queued"]},
+            "estimated_bytes": INTEGER,
+            "in_flight": INTEGER,
+            "waiting": INTEGER,
+            "pid": _INT_OR_NULL,
+            "url": _STRING_OR_NULL,
+            "keep_alive": _NUMBER_OR_NULL,
+            "keep_alive_text": STRING,
+            "expires_in": _NUMBER_OR_NULL,
+            "loaded_for": _NUMBER_OR_NULL,
+            "idle_for": _NUMBER_OR_NULL,
+            "requests_total": INTEGER,
+            "reason": _STRING_OR_NULL,
+            "measured": obj(
+                {
+                    name: _INT_OR_NULL
+                    for name in (
+                        "rss_bytes",
+                        "mlx_active_bytes",
+                        "mlx_peak_bytes",
+                        "mlx_cache_bytes",
+                        "total_bytes",
+                    )
+                }
+            ),
+            "log": _STRING_OR_NULL,
+        },
+        "model",
+        "state",
+        "estimated_bytes",
+        "measured",
+    ),
+    "AdminStatus": obj(
+        {
+            "version": STRING,
+            "pid": INTEGER,
+            "uptime_s": {"type": "number"},
+            "daemon_rss_bytes": _INT_OR_NULL,
+            "budget_bytes": INTEGER,
+            "budget": STRING,
+            "used_bytes": INTEGER,
+            "free_bytes": INTEGER,
+            "max_loaded_models": INTEGER,
+            "loaded_models": INTEGER,
+            "closing": BOOLEAN,
+            "measured_bytes": INTEGER,
+            "models": array(ref("LoadedModel")),
+        },
+        "version",
+        "budget_bytes",
+        "used_bytes",
+        "free_bytes",
+        "models",
+    ),
+    "AdminModelRequest": obj(
+        {"model": TEXT, "keep_alive": {"anyOf": [KEEP_ALIVE, {"type": "null"}]}},
+        "model",
+        extra=True,
+    ),
+    "Slot": obj(
+        {
+            "port": INTEGER,
+            "alias": STRING,
+            "desired": _STRING_OR_NULL,
+            "live": {
+                "anyOf": [
+                    obj(
+                        {
+                            "pid": _INT_OR_NULL,
+                            "model": _STRING_OR_NULL,
+                            "started_at": _STRING_OR_NULL,
+                            "healthy": BOOLEAN,
+                        }
+                    ),
+                    {"type": "null"},
+                ]
+            },
+            "drift": array(STRING),
+            "unloaded": _STRING_OR_NULL,
+            "stopped_pid": _INT_OR_NULL,
+            "stopped": {"type": "object"},
+        },
+        "port",
+        "alias",
+        "desired",
+        "live",
+        "drift",
+    ),
+    "SlotProblem": obj(
+        {"slot": INTEGER, "model": _STRING_OR_NULL, "problem": STRING}, "slot", "problem"
+    ),
+}
+
+_SLOTS = obj({"slots": array(ref("Slot"))}, "slots")
+
+PATHS: Paths = {
+    "/health": {
+        "get": operation(
+            ADMIN,
+            "Liveness and version (no API key needed)",
+            {
+                200: ok_json("Up", ref("Health")),
+                503: ok_json("Draining: shutting down", ref("Health")),
+            },
+            secured=False,
+        )
+    },
+    "/openapi.json": {
+        "get": operation(
+            ADMIN,
+            "This document",
+            {200: ok_json("The OpenAPI 3.1 document", {"type": "object"})},
+        )
+    },
+    "/metrics": {
+        "get": operation(
+            ADMIN,
+            "Prometheus metrics",
+            {200: answer("Prometheus text format", {"text/plain": STRING})},
+        )
+    },
+    "/api/admin/ps": {
+        "get": operation(
+            ADMIN,
+            "Loaded models with measured memory",
+            {200: ok_json("", obj({"models": array(ref("LoadedModel"))}, "models"))},
+        )
+    },
+    "/api/admin/status": {
+        "get": operation(
+            ADMIN, "Budget, use and loaded models", {200: ok_json("", ref("AdminStatus"))}
+        )
+    },
+    "/api/admin/load": {
+        "post": operation(
+            ADMIN,
+            "Load a model now and wait until it is ready",
+            {200: ok_json("The loaded model", ref("LoadedModel"))},
+            errors=(*MODEL, 429, 502),
+            request=ref("AdminModelRequest"),
+        )
+    },
+    "/api/admin/unload": {
+        "post": operation(
+            ADMIN,
+            "Unload a model (after its requests in flight)",
+            {
+                200: ok_json(
+                    "What was unloaded",
+                    obj({"model": STRING, "unloaded": BOOLEAN}, "model", "unloaded"),
+                )
+            },
+            errors=MODEL,
+            request=ref("AdminModelRequest"),
+        )
+    },
+    "/api/admin/slots": {
+        "get": operation(ADMIN, "The slots, desired and live", {200: ok_json("", _SLOTS)})
+    },
+    "/api/admin/slots/load": {
+        "post": operation(
+            ADMIN,
+            "Put a model on a slot and start its worker",
+            {200: ok_json("The slot", ref("Slot"))},
+            errors=(*MODEL, 409),
+            request=obj(
+                {"model": TEXT, "slot": _SLOT_REF, "force": BOOLEAN}, "model", "slot", extra=True
+            ),
+        )
+    },
+    "/api/admin/slots/unload": {
+        "post": operation(
+            ADMIN,
+            "Stop a slot's worker and clear it",
+            {200: ok_json("The slot", ref("Slot"))},
+            errors=(400,),
+            request=obj({"slot": _SLOT_REF}, "slot", extra=True),
+        )
+    },
+    "/api/admin/slots/unload-all": {
+        "post": operation(
+            ADMIN,
+            "Stop every slot",
+            {
+                200: ok_json(
+                    "What was unloaded",
+                    obj(
+                        {
+                            "unloaded": array(
+                                obj({"slot": INTEGER, "model": _STRING_OR_NULL}, "slot")
+                            ),
+                            "slots": array(ref("Slot")),
+                        },
+                        "unloaded",
+                        "slots",
+                    ),
+                )
+            },
+            errors=(400,),
+            request=obj({"confirm": {"const": True}}, "confirm", extra=True),
+        )
+    },
+    "/api/admin/slots/reconcile": {
+        "post": operation(
+            ADMIN,
+            "Make the live slots match the desired ones now",
+            {
+                200: ok_json(
+                    "What was done",
+                    obj(
+                        {
+                            "actions": array({"type": "object"}),
+                            "unfixable": array(ref("SlotProblem")),
+                            "slots": array(ref("Slot")),
+                        },
+                        "actions",
+                        "unfixable",
+                        "slots",
+                    ),
+                )
+            },
+        )
+    },
+    "/api/admin/slots/verify": {
+        "get": operation(
+            ADMIN,
+            "Check the running slots against their registered settings",
+            {
+                200: ok_json(
+                    "The problems found",
+                    obj({"ok": BOOLEAN, "problems": array(ref("SlotProblem"))}, "ok", "problems"),
+                )
+            },
+            errors=(400,),
+            parameters=[
+                {
+                    "name": "strict",
+                    "in": "query",
+                    "required": False,
+                    "description": "Also report warnings (not running, no audit line).",
+                    "schema": {"enum": ["0", "1", "true", "false"]},
+                }
+            ],
+        )
+    },
+}
