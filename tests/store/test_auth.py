@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from mlxctl.errors import Unavailable
-from mlxctl.store.auth import (
+from mlxctl.store.oci.auth import (
     Challenge,
     Credentials,
     CredentialStore,
@@ -19,7 +19,7 @@ from mlxctl.store.auth import (
     normalize_host,
     parse_challenges,
 )
-from mlxctl.store.oci import parse_reference
+from mlxctl.store.oci.client import parse_reference
 
 BASIC = Credentials("ann", "pa:ss")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlxctl.errors import Conflict
-from mlxctl.store.blobs import BlobStore, CorruptBlob, file_digest
+from mlxctl.store.content.blobs import BlobStore, CorruptBlob, file_digest
 
 
 def digest(data: bytes) -> str:

@@ -8,19 +8,18 @@ from pathlib import Path
 import mlx.core as mx
 import pytest
 
-from mlxctl import inventory
 from mlxctl.engine import mlxlm
 from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.factory import lay_out_hf_cache
-from mlxctl.library import build, catalog
+from mlxctl.library import build, catalog, inventory
 from mlxctl.registry import Registry
 from mlxctl.settings import Settings
-from mlxctl.store.garbage import plan_prune
-from mlxctl.store.hfcache import scan_hf_cache
-from mlxctl.store.layout import StoreLayout
-from mlxctl.store.manifest import TEMPLATE, WEIGHTS
-from mlxctl.store.modelspec import parse_spec
-from mlxctl.store.tags import parse_name
+from mlxctl.store.content.garbage import plan_prune
+from mlxctl.store.content.layout import StoreLayout
+from mlxctl.store.content.manifest import TEMPLATE, WEIGHTS
+from mlxctl.store.content.modelspec import parse_spec
+from mlxctl.store.content.tags import parse_name
+from mlxctl.store.local.hfcache import scan_hf_cache
 
 TEMPLATE_TEXT = (
     "{%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"

@@ -8,7 +8,9 @@ import pytest
 from mlx_lm import utils as mlx_lm_utils
 
 from mlxctl import factory
-from mlxctl.store import execute_removal, inspect_model_dir, plan_removal, scan_hf_cache
+from mlxctl.store.local.hfcache import scan_hf_cache
+from mlxctl.store.local.modelinfo import inspect_model_dir
+from mlxctl.store.local.removal import execute_removal, plan_removal
 from tests.store.store_helpers import disk_bytes
 
 

@@ -11,9 +11,9 @@ pytest.importorskip("gguf", reason="the gguf package is not installed")
 from mlxctl.factory import lay_out_hf_cache
 from mlxctl.factory.gguf import make_gguf
 from mlxctl.settings import Settings
-from mlxctl.store import inspect_model_dir, to_record
-from mlxctl.store.ggufinfo import pick_gguf, read_gguf
-from mlxctl.store.hfcache import scan_hf_cache
+from mlxctl.store.local.ggufinfo import pick_gguf, read_gguf
+from mlxctl.store.local.hfcache import scan_hf_cache
+from mlxctl.store.local.modelinfo import inspect_model_dir, to_record
 from tests.cli.runner import Run
 
 
@@ -80,7 +80,7 @@ def test_init_registers_and_show_reports_a_gguf(gguf_dir: Path, run: Run) -> Non
 
 
 def test_chat_template_reads_the_gguf_field(gguf_dir: Path, tmp_path: Path) -> None:
-    from mlxctl.store.ggufinfo import chat_template
+    from mlxctl.store.local.ggufinfo import chat_template
 
     assert "<|im_start|>" in chat_template(gguf_dir / "qwen2-tiny-q4_0.gguf")
     bad = tmp_path / "bad.gguf"
@@ -96,7 +96,7 @@ def test_chat_template_parses_a_file_once_per_version(
 
     import gguf
 
-    from mlxctl.store.ggufinfo import chat_template
+    from mlxctl.store.local.ggufinfo import chat_template
 
     file = tmp_path / "copy.gguf"
     shutil.copyfile(gguf_dir / "qwen2-tiny-q4_0.gguf", file)
@@ -119,7 +119,7 @@ def test_chat_template_survives_any_reader_error(
 ) -> None:
     import gguf
 
-    from mlxctl.store.ggufinfo import chat_template
+    from mlxctl.store.local.ggufinfo import chat_template
 
     def broken(path: str, *args: object) -> object:
         raise RuntimeError("a gguf version this library never saw")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from mlxctl.store import HF_SOURCE, scan_hf_cache
+from mlxctl.store.local.hfcache import HF_SOURCE, scan_hf_cache
 from tests.store.store_helpers import (
     PARAMETERS,
     commit,

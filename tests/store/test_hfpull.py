@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from mlxctl import inventory
 from mlxctl.errors import InvalidInput, NotFound, Unavailable
-from mlxctl.library import catalog, transfer
+from mlxctl.library import catalog, inventory, transfer
 from mlxctl.registry import Registry
 from mlxctl.settings import Settings
-from mlxctl.store.hfcache import scan_hf_cache
-from mlxctl.store.hfpull import looks_like_hf, parse_hf_reference
-from mlxctl.store.tags import parse_name
+from mlxctl.store.content.tags import parse_name
+from mlxctl.store.local.hfcache import scan_hf_cache
+from mlxctl.store.local.hfpull import looks_like_hf, parse_hf_reference
 from tests.store.hub_server import FakeHub
 
 REPO = "mlx-test/Tiny-Qwen2"

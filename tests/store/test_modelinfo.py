@@ -9,7 +9,12 @@ import mlx.core as mx
 import pytest
 
 from mlxctl.errors import InvalidInput
-from mlxctl.store import GGUF_UNSUPPORTED, inspect_model_dir, read_safetensors_header, to_record
+from mlxctl.store.local.modelinfo import (
+    GGUF_UNSUPPORTED,
+    inspect_model_dir,
+    read_safetensors_header,
+    to_record,
+)
 from tests.store.store_helpers import (
     HEAD_DIM,
     KV_HEADS,

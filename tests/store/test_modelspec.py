@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlxctl.errors import InvalidInput
-from mlxctl.store.modelspec import ModelSpec, format_spec, parse_spec
+from mlxctl.store.content.modelspec import ModelSpec, format_spec, parse_spec
 
 FULL = '''# A spec with every instruction.
 from tiny:latest

@@ -17,16 +17,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlxctl import inventory
 from mlxctl.engine import mlxlm
 from mlxctl.errors import InvalidInput, Unavailable
-from mlxctl.library import build, catalog, transfer
+from mlxctl.library import build, catalog, inventory, transfer
 from mlxctl.registry import Registry
 from mlxctl.settings import Settings
-from mlxctl.store.blobs import CorruptBlob
-from mlxctl.store.layout import StoreLayout
-from mlxctl.store.manifest import WEIGHTS
-from mlxctl.store.tags import parse_name
+from mlxctl.store.content.blobs import CorruptBlob
+from mlxctl.store.content.layout import StoreLayout
+from mlxctl.store.content.manifest import WEIGHTS
+from mlxctl.store.content.tags import parse_name
 from tests.store.conftest import REGISTRY_PASSWORD, REGISTRY_USER
 from tests.store.registry_server import (
     SKIP_REASON,

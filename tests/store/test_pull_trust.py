@@ -15,18 +15,17 @@ from typing import Any
 import httpx
 import pytest
 
-from mlxctl import inventory
 from mlxctl.errors import Conflict, InvalidInput, Unavailable
-from mlxctl.library import catalog, transfer
+from mlxctl.library import catalog, inventory, transfer
 from mlxctl.registry import Registry
 from mlxctl.settings import Settings
-from mlxctl.store.auth import Credentials, CredentialStore
-from mlxctl.store.garbage import PrunePlan, execute_prune, plan_prune
-from mlxctl.store.hfpull import parse_hf_reference
-from mlxctl.store.layout import StoreLayout, UnreadableTag
-from mlxctl.store.manifest import FILE, TITLE, check_title
-from mlxctl.store.oci import MAX_MANIFEST_BYTES, RegistryClient
-from mlxctl.store.tags import parse_name
+from mlxctl.store.content.garbage import PrunePlan, execute_prune, plan_prune
+from mlxctl.store.content.layout import StoreLayout, UnreadableTag
+from mlxctl.store.content.manifest import FILE, TITLE, check_title
+from mlxctl.store.content.tags import parse_name
+from mlxctl.store.local.hfpull import parse_hf_reference
+from mlxctl.store.oci.auth import Credentials, CredentialStore
+from mlxctl.store.oci.client import MAX_MANIFEST_BYTES, RegistryClient
 from tests.cli.runner import Run
 from tests.store.hostile_registry import model_files, stand_in
 from tests.store.registry_server import RegistryServer

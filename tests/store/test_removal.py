@@ -9,14 +9,9 @@ import pytest
 
 from mlxctl.errors import Conflict
 from mlxctl.registry.record import ModelRecord
-from mlxctl.store import (
-    RemovalPlan,
-    execute_removal,
-    inspect_model_dir,
-    plan_removal,
-    scan_hf_cache,
-    to_record,
-)
+from mlxctl.store.local.hfcache import scan_hf_cache
+from mlxctl.store.local.modelinfo import inspect_model_dir, to_record
+from mlxctl.store.local.removal import RemovalPlan, execute_removal, plan_removal
 from tests.store.store_helpers import commit, disk_bytes, lay_out_repo, llama_config, write_model
 
 ModelFiles = Callable[..., dict[str, bytes]]

@@ -15,8 +15,8 @@ from mlxctl.engine import mlxlm
 from mlxctl.library import catalog
 from mlxctl.registry import Registry
 from mlxctl.settings import Settings
-from mlxctl.store.manifest import WEIGHTS
-from mlxctl.store.tags import parse_name
+from mlxctl.store.content.manifest import WEIGHTS
+from mlxctl.store.content.tags import parse_name
 from tests.cli.runner import Result
 from tests.store.conftest import REGISTRY_PASSWORD, REGISTRY_USER
 from tests.store.registry_server import RegistryServer

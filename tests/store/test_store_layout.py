@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from mlxctl.errors import InvalidInput
-from mlxctl.store.garbage import execute_prune, execute_untag, plan_prune, plan_untag
-from mlxctl.store.layout import StoreLayout
-from mlxctl.store.manifest import (
+from mlxctl.store.content.garbage import execute_prune, execute_untag, plan_prune, plan_untag
+from mlxctl.store.content.layout import StoreLayout
+from mlxctl.store.content.manifest import (
     CONFIG,
     TITLE,
     WEIGHTS,
@@ -21,7 +21,7 @@ from mlxctl.store.manifest import (
     ModelConfig,
     media_type_for,
 )
-from mlxctl.store.tags import ModelName, parse_name
+from mlxctl.store.content.tags import ModelName, parse_name
 
 
 def tag_model(layout: StoreLayout, name: str, files: dict[str, bytes]) -> tuple[Manifest, str]:

@@ -15,11 +15,10 @@ from typing import Any
 import openai
 import pytest
 
-from mlxctl import inventory
 from mlxctl.cli.worker import resolve_model
 from mlxctl.errors import InvalidInput, Unavailable
 from mlxctl.factory import make_model
-from mlxctl.library import build, catalog
+from mlxctl.library import build, catalog, inventory
 from mlxctl.registry import ModelRecord, open_registry
 from mlxctl.settings import Settings
 from mlxctl.worker import audit

@@ -119,7 +119,7 @@ def worker(
 
     _reexec_with_blas()
     from mlxctl.engine.generator import Engine
-    from mlxctl.store.kind import model_kind
+    from mlxctl.store.local.kind import model_kind
     from mlxctl.worker.server import run_worker
 
     logging.basicConfig(
@@ -180,7 +180,7 @@ def resolve_model(reference: str) -> ModelInfo:
     """
     from mlxctl.registry import open_registry
     from mlxctl.settings import Settings
-    from mlxctl.store.confine import adapter_dir, template_override
+    from mlxctl.store.local.confine import adapter_dir, template_override
     from mlxctl.worker.app import ModelInfo
     from mlxctl.worker.requests import request_defaults
 
@@ -212,7 +212,7 @@ def resolve_model(reference: str) -> ModelInfo:
             "model '%s': options not applied by this worker: %s", record.slug, ", ".join(ignored)
         )
     system = extra.get("system")
-    # The row names files: read only those inside the store (store/confine.py).
+    # The row names files: read only those inside the store (store/local/confine.py).
     store_root = Settings.from_env().store_dir
     template = template_override(record, store_root)
     return ModelInfo(

@@ -35,7 +35,7 @@ from mlxctl.settings import Settings
 from mlxctl.slots import probe, verify
 from mlxctl.slots.reconcile import Action, Observed, Plan, SlotView, plan
 from mlxctl.slots.table import SlotSpec, resolve_slot, slot_table
-from mlxctl.store.hfpull import looks_like_hf
+from mlxctl.store.local.hfpull import looks_like_hf
 from mlxctl.workers.process import last_error_line, worker_command
 
 log = logging.getLogger("mlxctl.slots")

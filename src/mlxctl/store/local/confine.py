@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mlxctl.errors import InvalidInput
 from mlxctl.registry.record import ModelRecord
-from mlxctl.store.manifest import check_title
+from mlxctl.store.content.manifest import check_title
 
 
 def is_inside(path: Path, root: Path) -> bool:

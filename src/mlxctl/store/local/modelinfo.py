@@ -21,7 +21,7 @@ from typing import Any
 
 from mlxctl.errors import InvalidInput
 from mlxctl.registry.record import ModelRecord
-from mlxctl.store.ggufinfo import pick_gguf, read_gguf
+from mlxctl.store.local.ggufinfo import pick_gguf, read_gguf
 
 WEIGHT_GLOB = "model*.safetensors"
 GGUF_UNSUPPORTED = "unreadable GGUF file"

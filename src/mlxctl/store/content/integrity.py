@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlxctl.errors import InvalidInput, NotFound
-from mlxctl.store.layout import StoreLayout
+from mlxctl.store.content.layout import StoreLayout
+from mlxctl.store.content.tags import ModelName
 from mlxctl.store.progress import NoProgress, Progress
-from mlxctl.store.tags import ModelName
 
 
 @dataclass(frozen=True)

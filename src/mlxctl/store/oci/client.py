@@ -30,9 +30,9 @@ import httpx
 
 from mlxctl import __version__
 from mlxctl.errors import InvalidInput, NotFound, Unavailable
-from mlxctl.store.auth import DOCKER_HUB, Credentials, RegistryAuth, normalize_host
-from mlxctl.store.blobs import Blob, BlobStore, CorruptBlob, PartialBlob, check_digest
-from mlxctl.store.manifest import OCI_INDEX, OCI_MANIFEST, Descriptor, digest_of
+from mlxctl.store.content.blobs import Blob, BlobStore, CorruptBlob, PartialBlob, check_digest
+from mlxctl.store.content.manifest import OCI_INDEX, OCI_MANIFEST, Descriptor, digest_of
+from mlxctl.store.oci.auth import DOCKER_HUB, Credentials, RegistryAuth, normalize_host
 from mlxctl.store.progress import NoProgress, Progress
 
 DEFAULT_CHUNK = 16 << 20

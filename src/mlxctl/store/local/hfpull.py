@@ -36,7 +36,7 @@ from huggingface_hub.errors import (
 )
 
 from mlxctl.errors import InvalidInput, NotFound, Unavailable
-from mlxctl.store.manifest import MODEL_FILE_PATTERNS
+from mlxctl.store.content.manifest import MODEL_FILE_PATTERNS
 from mlxctl.store.progress import NoProgress, Progress
 
 HF_PREFIX = "hf://"

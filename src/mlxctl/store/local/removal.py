@@ -16,7 +16,7 @@ links are kept whether or not that snapshot is registered, so two registered
 revisions sharing a tokenizer never block each other. The last snapshot of a
 repo takes the whole `models--org--name` folder with it.
 
-Store models (`source="store"`) go through `store.garbage`: the tag, the model
+Store models (`source="store"`) go through `store.content.garbage`: the tag, the model
 folder of links when no other tag shares it, and the blobs no other tag uses;
 blobs another tag uses are `kept`, never a reason to block.
 """
@@ -40,11 +40,11 @@ from huggingface_hub.errors import CacheNotFound
 
 from mlxctl.errors import Conflict, InvalidInput
 from mlxctl.registry.record import ModelRecord
-from mlxctl.store.confine import is_inside, same_place
-from mlxctl.store.garbage import UntagPlan, execute_untag, plan_untag
-from mlxctl.store.hfcache import HF_SOURCE
-from mlxctl.store.layout import STORE_SOURCE, StoreLayout
-from mlxctl.store.tags import parse_name
+from mlxctl.store.content.garbage import UntagPlan, execute_untag, plan_untag
+from mlxctl.store.content.layout import STORE_SOURCE, StoreLayout
+from mlxctl.store.content.tags import parse_name
+from mlxctl.store.local.confine import is_inside, same_place
+from mlxctl.store.local.hfcache import HF_SOURCE
 
 _MAX_LINK_HOPS = 40
 

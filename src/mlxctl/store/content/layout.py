@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlxctl.errors import Conflict, InvalidInput, NotFound
-from mlxctl.store.blobs import BlobStore, remove_tree
-from mlxctl.store.manifest import Descriptor, Manifest, ModelConfig, check_title, digest_of
-from mlxctl.store.tags import ModelName, TagStore
+from mlxctl.store.content.blobs import BlobStore, remove_tree
+from mlxctl.store.content.manifest import Descriptor, Manifest, ModelConfig, check_title, digest_of
+from mlxctl.store.content.tags import ModelName, TagStore
 
 STORE_SOURCE = "store"  # ModelRecord.source of models kept in the store
 MAX_TEMPLATE_BYTES = 1 << 20

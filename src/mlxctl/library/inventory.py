@@ -1,4 +1,4 @@
-"""The inventory: what the store finds becomes registered models, and back.
+"""The inventory: what is on disk becomes registered models, and back.
 
 Sits above `registry` and `store` and joins them: `init` registers every usable
 model of the Hugging Face cache, `register_path` adds a folder by hand,
@@ -16,10 +16,10 @@ from mlxctl.errors import Conflict, InvalidInput
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.record import check_slug, slugify
 from mlxctl.settings import Settings
-from mlxctl.store.confine import adapter_dir, gguf_file, same_place, template_override
-from mlxctl.store.hfcache import scan_hf_cache
-from mlxctl.store.modelinfo import inspect_model_dir, to_record
-from mlxctl.store.removal import RemovalPlan, execute_removal, plan_removal
+from mlxctl.store.local.confine import adapter_dir, gguf_file, same_place, template_override
+from mlxctl.store.local.hfcache import scan_hf_cache
+from mlxctl.store.local.modelinfo import inspect_model_dir, to_record
+from mlxctl.store.local.removal import RemovalPlan, execute_removal, plan_removal
 
 
 @dataclass
@@ -108,7 +108,7 @@ def check_import(
 
     A registry.json is data from elsewhere: an external engine `command` runs a
     program, so it needs `allow_commands`; paths get the checks readers apply
-    (store/confine.py): an absolute model path, template and adapter in the
+    (store/local/confine.py): an absolute model path, template and adapter in the
     store, a plain GGUF file name, this mlxctl's store; parser names are known ones.
     """
     store_root = settings.store_dir

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 from mlxctl import parsers
 from mlxctl.errors import InvalidInput, NotFound
-from mlxctl.store.layout import StoreLayout
-from mlxctl.store.manifest import Manifest, ModelConfig
-from mlxctl.store.modelinfo import inspect_model_dir
-from mlxctl.store.oci import OciReference, RegistryClient
+from mlxctl.store.content.layout import StoreLayout
+from mlxctl.store.content.manifest import Manifest, ModelConfig
+from mlxctl.store.content.tags import ModelName
+from mlxctl.store.local.modelinfo import inspect_model_dir
+from mlxctl.store.oci.client import OciReference, RegistryClient
 from mlxctl.store.progress import NoProgress, Progress
-from mlxctl.store.tags import ModelName
 
 
 @dataclass

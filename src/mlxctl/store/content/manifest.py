@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from mlxctl.errors import InvalidInput
-from mlxctl.store.blobs import check_digest
+from mlxctl.store.content.blobs import check_digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlxctl.store.blobs import remove_tree
-from mlxctl.store.layout import StoreLayout, UnreadableTag
-from mlxctl.store.manifest import digest_of
-from mlxctl.store.tags import ModelName
+from mlxctl.store.content.blobs import remove_tree
+from mlxctl.store.content.layout import StoreLayout, UnreadableTag
+from mlxctl.store.content.manifest import digest_of
+from mlxctl.store.content.tags import ModelName
 
 _TAG_TEMP_AGE = 60.0  # seconds: a younger tag (or temp file) may belong to a running write
 
