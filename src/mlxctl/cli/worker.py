@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,24 +16,12 @@ from typing import TYPE_CHECKING
 import click
 
 from mlxctl.errors import InvalidInput, Unavailable
+from mlxctl.units import parse_size
 
 if TYPE_CHECKING:
     from mlxctl.engine.encoder import EncoderEngine
     from mlxctl.engine.llamacpp import LlamaCppEngine
     from mlxctl.worker.app import ModelInfo, WorkerEngine
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-
-
-def parse_size(text: str) -> int:
-    """Bytes from `2147483648`, `2GiB`, `512MB` or `1.5g` (binary with an `i`)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise InvalidInput(f"{text!r} is not a size: use bytes or a unit like 512MiB or 2GB")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    scale = 1 << (10 * "_kmgt".index(unit[0])) if unit.endswith("i") else _UNITS[unit]
-    return int(number * scale)
 
 
 @click.command("worker")
