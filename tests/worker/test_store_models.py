@@ -22,7 +22,7 @@ from mlxctl.library import build, catalog, inventory
 from mlxctl.registry import ModelRecord, open_registry
 from mlxctl.settings import Settings
 from mlxctl.worker import audit
-from mlxctl.worker.app import ModelInfo
+from mlxctl.worker.app import ServedModel
 from mlxctl.worker.chat import ChatPrompter
 from mlxctl.worker.requests import parse_chat, parse_completion, request_defaults
 from tests.store.test_create import spec_file, write_adapter
@@ -50,7 +50,7 @@ DEFAULTS = {"temperature": 0.9, "seed": 1234, "max_tokens": 6}
 @dataclass
 class StoreModel:
     home: Path
-    info: ModelInfo
+    info: ServedModel
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from mlxctl.units import parse_size
 if TYPE_CHECKING:
     from mlxctl.engine.encoder import EncoderEngine
     from mlxctl.engine.llamacpp import LlamaCppEngine
-    from mlxctl.worker.app import ModelInfo, WorkerEngine
+    from mlxctl.worker.app import ServedModel, WorkerEngine
 
 
 @click.command("worker")
@@ -159,7 +159,7 @@ def worker(
         raise Unavailable(f"the worker for '{info.id}' stopped: the model failed to load")
 
 
-def resolve_model(reference: str) -> ModelInfo:
+def resolve_model(reference: str) -> ServedModel:
     """A model folder path as is, else a registered model with its overrides.
 
     A store model also brings its ModelSpec: adapter, PARAMETER defaults, SYSTEM
@@ -168,12 +168,12 @@ def resolve_model(reference: str) -> ModelInfo:
     from mlxctl.registry import open_registry
     from mlxctl.settings import Settings
     from mlxctl.store.local.confine import adapter_dir, template_override
-    from mlxctl.worker.app import ModelInfo
+    from mlxctl.worker.app import ServedModel
     from mlxctl.worker.requests import request_defaults
 
     path = Path(reference).expanduser()
     if path.is_dir() or (path.is_file() and path.suffix == ".gguf"):
-        return ModelInfo(id=path.resolve().name, path=path.resolve())
+        return ServedModel(id=path.resolve().name, path=path.resolve())
     registry = open_registry()
     try:
         record = registry.resolve(reference)
@@ -202,7 +202,7 @@ def resolve_model(reference: str) -> ModelInfo:
     # The row names files: read only those inside the store (store/local/confine.py).
     store_root = Settings.from_env().store_dir
     template = template_override(record, store_root)
-    return ModelInfo(
+    return ServedModel(
         id=record.slug,
         path=Path(record.cache_path),
         repo_id=record.repo_id,

@@ -41,7 +41,7 @@ from mlxctl.store.content.manifest import (
 from mlxctl.store.content.tags import ModelName, parse_name
 from mlxctl.store.local.confine import template_override
 from mlxctl.store.local.hfcache import HF_SOURCE
-from mlxctl.store.local.modelinfo import ModelInfo, inspect_model_dir, to_record
+from mlxctl.store.local.modelinfo import FolderInfo, inspect_model_dir, to_record
 
 
 def open_store(settings: Settings | None = None) -> StoreLayout:
@@ -81,7 +81,7 @@ def layer(title: str, digest: str, size: int) -> Descriptor:
     return Descriptor(media_type_for(title), digest, size, {TITLE: title})
 
 
-def config_for(info: ModelInfo, **settings: Any) -> ModelConfig:
+def config_for(info: FolderInfo, **settings: Any) -> ModelConfig:
     """The config blob's model facts from an inspected folder, plus `settings`."""
     return ModelConfig(
         format=info.format,

@@ -18,7 +18,7 @@ from huggingface_hub.errors import CacheNotFound
 
 from mlxctl.errors import InvalidInput
 from mlxctl.registry.record import ModelRecord, slugify
-from mlxctl.store.local.modelinfo import ModelInfo, inspect_model_dir, to_record
+from mlxctl.store.local.modelinfo import FolderInfo, inspect_model_dir, to_record
 
 HF_SOURCE = "hf-cache"
 
@@ -33,7 +33,7 @@ class FoundModel:
     """
 
     record: ModelRecord
-    info: ModelInfo
+    info: FolderInfo
     refs: tuple[str, ...]
     is_main_ref: bool
     last_modified: float

@@ -5,7 +5,7 @@ come from each safetensors file's JSON header and from `os.stat`. Weight files
 are the ones mlx-lm loads (`model*.safetensors`), so a folder we call usable is
 one mlx-lm can open. A folder of GGUF files (and no MLX weights) is a "gguf"
 model served by llama.cpp; its facts come from the GGUF metadata (`ggufinfo`).
-An unreadable GGUF is reported (`ModelInfo.unsupported`) rather than raised.
+An unreadable GGUF is reported (`FolderInfo.unsupported`) rather than raised.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ Tensors = dict[str, tuple[str, tuple[int, ...]]]
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """A model folder as the scheduler and registry see it.
+class FolderInfo:
+    """What a model folder holds on disk, as the registry and scheduler see it.
 
     `parameters` counts logical weights: a 4-bit packed matrix counts its
     unpacked elements, and quantization scales/biases are not counted.
@@ -82,13 +82,13 @@ class ModelInfo:
         return self.unsupported is None
 
 
-def inspect_model_dir(path: Path) -> ModelInfo:
+def inspect_model_dir(path: Path) -> FolderInfo:
     """Describe the model in `path`, reading only config files and weight headers.
 
     Raises `InvalidInput` naming the reason when the folder is not a usable
     model (missing folder or config.json, no model*.safetensors, unreadable
     header, no model_type, incomplete sharded download). A folder of *.gguf
-    files returns a `ModelInfo` with format "gguf" (`unsupported` set if unreadable).
+    files returns a `FolderInfo` with format "gguf" (`unsupported` set if unreadable).
     """
     path = Path(path)
     if not path.is_dir():
@@ -112,7 +112,7 @@ def inspect_model_dir(path: Path) -> ModelInfo:
     counted = _count_parameters(tensors, quant)
     dtype = counted.dtype or _config_dtype(config)
     architectures = config.get("architectures")
-    return ModelInfo(
+    return FolderInfo(
         path=path,
         format="mlx",
         model_type=model_type,
@@ -128,17 +128,17 @@ def inspect_model_dir(path: Path) -> ModelInfo:
     )
 
 
-def _inspect_gguf(path: Path, files: list[Path]) -> ModelInfo:
+def _inspect_gguf(path: Path, files: list[Path]) -> FolderInfo:
     size = _total_size(files)
     chosen = pick_gguf(files)
     try:
         gguf = read_gguf(chosen)
     except InvalidInput as e:
         why = e.message.removeprefix(f"{chosen}: ")
-        return ModelInfo(
+        return FolderInfo(
             path=path, format="gguf", size_bytes=size, unsupported=f"{chosen.name}: {why}"
         )
-    return ModelInfo(
+    return FolderInfo(
         path=path,
         format="gguf",
         model_type=gguf.architecture,
@@ -155,7 +155,7 @@ def _inspect_gguf(path: Path, files: list[Path]) -> ModelInfo:
 
 
 def to_record(
-    info: ModelInfo,
+    info: FolderInfo,
     *,
     slug: str,
     cache_path: Path | str | None = None,
