@@ -25,7 +25,7 @@ from mlxctl.worker import audit
 from mlxctl.worker.app import ServedModel
 from mlxctl.worker.chat import ChatPrompter
 from mlxctl.worker.requests import parse_chat, parse_completion, request_defaults
-from tests.store.test_create import spec_file, write_adapter
+from tests.library.test_build import spec_file, write_adapter
 from tests.worker.conftest import Running, engine_loader, serve
 from tests.worker.test_cli import Proc
 

@@ -26,7 +26,7 @@ from mlxctl.store.content.blobs import CorruptBlob
 from mlxctl.store.content.layout import StoreLayout
 from mlxctl.store.content.manifest import WEIGHTS
 from mlxctl.store.content.tags import parse_name
-from tests.store.conftest import REGISTRY_PASSWORD, REGISTRY_USER
+from tests.store.fixtures import REGISTRY_PASSWORD, REGISTRY_USER
 from tests.store.registry_server import (
     SKIP_REASON,
     RecordingProxy,

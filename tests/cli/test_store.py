@@ -18,7 +18,7 @@ from mlxctl.settings import Settings
 from mlxctl.store.content.manifest import WEIGHTS
 from mlxctl.store.content.tags import parse_name
 from tests.cli.runner import Result
-from tests.store.conftest import REGISTRY_PASSWORD, REGISTRY_USER
+from tests.store.fixtures import REGISTRY_PASSWORD, REGISTRY_USER
 from tests.store.registry_server import RegistryServer
 
 Run = Callable[..., Result]

@@ -1,41 +1,18 @@
-"""Fixtures for store tests; the builders live in store_helpers."""
+"""The model store's shared fixtures: real registries, a stand-in hub, a factory model.
+
+A plugin of the root conftest (`pytest_plugins`), so the store, library and CLI
+tests share one registry server and one tiny model per session.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.store.store_helpers import folder_files, write_model
-
-
-@pytest.fixture
-def model_files(tmp_path: Path) -> Callable[..., dict[str, bytes]]:
-    """The files of a freshly written tiny model, as bytes to lay out in a cache."""
-    counter = iter(range(1_000))
-
-    def make(**kwargs: Any) -> dict[str, bytes]:
-        return folder_files(write_model(tmp_path / f"src-{next(counter)}", **kwargs))
-
-    return make
-
-
-@pytest.fixture
-def hf_cache(tmp_path: Path) -> Path:
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    return cache
-
-
-# --- The model store (issue 7): real registries, a stand-in hub, factory models. ---
-
-from collections.abc import Iterator  # noqa: E402
-
-from mlxctl.factory import make_model  # noqa: E402
-from tests.store.hub_server import FakeHub  # noqa: E402
-from tests.store.registry_server import (  # noqa: E402
+from tests.store.hub_server import FakeHub
+from tests.store.registry_server import (
     SKIP_REASON,
     RegistryServer,
     htpasswd_line,
@@ -48,6 +25,8 @@ REGISTRY_USER, REGISTRY_PASSWORD = "mlx", "s3cret-pass"
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight qwen2 (tiny) with a real tokenizer, built once per session."""
+    from mlxctl.factory import make_model  # MLX: imported only by the tests that use it
+
     return make_model(tmp_path_factory.mktemp("factory") / "tiny-qwen2", arch="qwen2", size="tiny")
 
 
