@@ -83,17 +83,7 @@ def layer(title: str, digest: str, size: int) -> Descriptor:
 
 def config_for(info: FolderInfo, **settings: Any) -> ModelConfig:
     """The config blob's model facts from an inspected folder, plus `settings`."""
-    return ModelConfig(
-        format=info.format,
-        model_type=info.model_type,
-        architectures=info.architectures,
-        parameters=info.parameters,
-        quant_bits=info.quant_bits,
-        quant_group_size=info.quant_group_size,
-        context_length=info.context_length,
-        dtype=info.dtype,
-        **settings,
-    )
+    return ModelConfig(**info.facts, architectures=info.architectures, dtype=info.dtype, **settings)
 
 
 def write_manifest(

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from mlxctl.errors import InvalidInput
 from mlxctl.registry.record import ModelRecord
@@ -47,6 +47,17 @@ _HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
 
 # name -> (safetensors dtype, shape)
 Tensors = dict[str, tuple[str, tuple[int, ...]]]
+
+
+class ModelFacts(TypedDict):
+    """The facts of a folder that both its registry row and a store manifest keep."""
+
+    format: str
+    model_type: str | None
+    parameters: int | None
+    quant_bits: int | None
+    quant_group_size: int | None
+    context_length: int | None
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,17 @@ class FolderInfo:
     @property
     def supported(self) -> bool:
         return self.unsupported is None
+
+    @property
+    def facts(self) -> ModelFacts:
+        return ModelFacts(
+            format=self.format,
+            model_type=self.model_type,
+            parameters=self.parameters,
+            quant_bits=self.quant_bits,
+            quant_group_size=self.quant_group_size,
+            context_length=self.context_length,
+        )
 
 
 def inspect_model_dir(path: Path) -> FolderInfo:
@@ -175,13 +197,8 @@ def to_record(
         cache_path=str(cache_path if cache_path is not None else info.path),
         repo_id=repo_id,
         model_id=model_id if model_id is not None else repo_id,
-        format=info.format,
-        model_type=info.model_type,
-        parameters=info.parameters,
+        **info.facts,
         size_bytes=info.size_bytes,
-        quant_bits=info.quant_bits,
-        quant_group_size=info.quant_group_size,
-        context_length=info.context_length,
         kv_bytes_per_token=info.kv_bytes_per_token,
         revision=revision,
         source=source,
