@@ -33,7 +33,7 @@ import httpx
 import psutil
 
 from mlxctl.factory import make_model
-from mlxctl.inventory import register_path
+from mlxctl.library.inventory import register_path
 from mlxctl.registry import ModelRecord, open_registry
 
 CHAT = "/v1/chat/completions"

@@ -12,6 +12,9 @@ from mlxctl.registry import Registry, open_registry
 from mlxctl.settings import Settings
 from tests.cli.runner import Result, Run
 
+# The model store's session fixtures (registries, hub, tiny model), shared by several folders.
+pytest_plugins = ["tests.store.fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

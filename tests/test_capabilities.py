@@ -9,7 +9,7 @@ import pytest
 from mlxctl.capabilities import capabilities, chat_template, ollama_names
 from mlxctl.factory import make_model
 from mlxctl.registry import ModelRecord
-from mlxctl.store.layout import StoreLayout
+from mlxctl.store.content.layout import StoreLayout
 
 STORE = Path("/nonexistent/mlxctl-store")  # no override in these rows: never read
 

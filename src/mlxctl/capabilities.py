@@ -12,9 +12,9 @@ from pathlib import Path
 
 from mlxctl.errors import InvalidInput
 from mlxctl.registry import ModelRecord
-from mlxctl.store.confine import gguf_file, template_override
-from mlxctl.store.ggufinfo import chat_template as gguf_chat_template
-from mlxctl.store.kind import kind_of
+from mlxctl.store.local.confine import gguf_file, template_override
+from mlxctl.store.local.ggufinfo import chat_template as gguf_chat_template
+from mlxctl.store.local.kind import kind_of
 
 # Ollama calls reasoning "thinking"; chat and structured output have no Ollama name.
 _OLLAMA = {
@@ -29,7 +29,7 @@ def chat_template(record: ModelRecord, *, store_root: Path) -> str:
     """The registry's template override, else the tokenizer's own ("" when none).
 
     Reads only the model's own files: an override outside the store, or a GGUF
-    name leading out of the folder, reads as no template (store/confine.py).
+    name leading out of the folder, reads as no template (store/local/confine.py).
     Runs off the event loop in the daemon: it parses GGUF metadata.
     """
     try:

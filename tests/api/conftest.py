@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from mlxctl.factory import make_model
-from mlxctl.inventory import register_path
+from mlxctl.library.inventory import register_path
 from mlxctl.registry import ModelRecord, open_registry
 
 FAKE_WORKER = [sys.executable, "-m", "mlxctl.supervision.fake"]

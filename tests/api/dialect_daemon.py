@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mlxctl.factory import make_model
-from mlxctl.inventory import register_path
+from mlxctl.library.inventory import register_path
 from mlxctl.registry import open_registry
 from mlxctl.settings import Settings
 from tests.api.conftest import Daemon, _wait_listening, serve_command

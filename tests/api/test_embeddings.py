@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from mlxctl.factory.embedding import make_embedding_model
-from mlxctl.inventory import register_path
+from mlxctl.library.inventory import register_path
 from mlxctl.registry import open_registry
 from mlxctl.settings import Settings
 from tests.api.conftest import Daemon

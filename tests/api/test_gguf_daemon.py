@@ -16,7 +16,7 @@ pytest.importorskip(
 )
 
 from mlxctl.factory.gguf import make_gguf
-from mlxctl.inventory import register_path
+from mlxctl.library.inventory import register_path
 from mlxctl.registry import open_registry
 from mlxctl.settings import Settings
 from tests.api.conftest import Daemon, StartDaemon, real_worker_command

@@ -18,7 +18,7 @@ from mlxctl.factory import make_model
 from mlxctl.library.transfer import credentials_path
 from mlxctl.registry import ModelRecord, open_registry
 from mlxctl.settings import Settings
-from mlxctl.store.auth import Credentials, CredentialStore
+from mlxctl.store.oci.auth import Credentials, CredentialStore
 from tests.api.conftest import StartDaemon
 from tests.store.hostile_registry import model_files, stand_in
 

@@ -20,7 +20,6 @@ from mlxctl.settings import Settings
 from tests.api.conftest import Daemon, StartDaemon, start_daemon  # noqa: F401
 from tests.cli.runner import Run
 from tests.gateway.conftest import free_port
-from tests.store.conftest import oci_registry  # noqa: F401
 from tests.store.registry_server import RegistryServer
 
 pytestmark = pytest.mark.slow
@@ -57,7 +56,7 @@ def test_every_registry_and_store_command_answers_from_the_daemon(
     studio: Daemon,
     isolated_home: Path,
     mini: Path,
-    oci_registry: RegistryServer,  # noqa: F811
+    oci_registry: RegistryServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -11,8 +11,8 @@ from safetensors import safe_open
 from tokenizers import Tokenizer
 
 from mlxctl.factory.embedding import make_embedding_model
-from mlxctl.store.kind import kind_of, model_kind
-from mlxctl.store.modelinfo import inspect_model_dir
+from mlxctl.store.local.kind import kind_of, model_kind
+from mlxctl.store.local.modelinfo import inspect_model_dir
 
 
 @pytest.fixture(scope="module")

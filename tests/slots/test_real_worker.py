@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from mlxctl.factory import make_model
-from mlxctl.inventory import register_path
+from mlxctl.library.inventory import register_path
 from mlxctl.registry import open_registry
 from tests.api.conftest import StartDaemon
 from tests.slots.conftest import base_port

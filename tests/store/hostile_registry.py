@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from mlxctl.store.manifest import CONFIG, OCI_MANIFEST, TITLE, digest_of, media_type_for
+from mlxctl.store.content.manifest import CONFIG, OCI_MANIFEST, TITLE, digest_of, media_type_for
 
 
 class StandInRegistry:

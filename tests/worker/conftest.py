@@ -23,7 +23,7 @@ from mlx_lm.tokenizer_utils import load as load_tokenizer
 from mlxctl.engine.generator import Engine
 from mlxctl.factory import make_model
 from mlxctl.listen import bind
-from mlxctl.worker.app import ModelInfo, WorkerEngine, WorkerState, create_app
+from mlxctl.worker.app import ServedModel, WorkerEngine, WorkerState, create_app
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Running:
 
 
 def serve(
-    model: ModelInfo, load_engine: Callable[[], WorkerEngine], *, wait: bool = True
+    model: ServedModel, load_engine: Callable[[], WorkerEngine], *, wait: bool = True
 ) -> Running:
     """Start a worker app on 127.0.0.1:<free port> in a thread (test hooks on)."""
     app = create_app(model, load_engine, test_hooks=True)
@@ -85,7 +85,7 @@ def tokenizer(model_path: Path) -> Any:
 @pytest.fixture(scope="session")
 def worker(model_path: Path) -> Iterator[Running]:
     running = serve(
-        ModelInfo(id="tiny-qwen2", path=model_path, repo_id="mlxctl-factory/tiny-qwen2"),
+        ServedModel(id="tiny-qwen2", path=model_path, repo_id="mlxctl-factory/tiny-qwen2"),
         engine_loader(model_path, max_batch=4, max_queue=16),
     )
     yield running

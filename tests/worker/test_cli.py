@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mlxctl.cli.worker import parse_size, resolve_model
+from mlxctl.cli.worker import resolve_model
 from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.library import catalog
 from mlxctl.registry import ModelRecord, open_registry
@@ -165,25 +165,6 @@ def test_a_registry_template_outside_the_store_is_never_read(
     with pytest.raises(InvalidInput) as refused:
         resolve_model("m")
     assert "outside the model store" in refused.value.message
-
-
-@pytest.mark.parametrize(
-    ("text", "size"),
-    [
-        ("1024", 1024),
-        ("2GiB", 2 << 30),
-        ("512MB", 512 * 10**6),
-        ("1.5g", 1_500_000_000),
-        ("8 KiB", 8192),
-    ],
-)
-def test_parse_size(text: str, size: int) -> None:
-    assert parse_size(text) == size
-
-
-def test_parse_size_rejects_junk() -> None:
-    with pytest.raises(InvalidInput):
-        parse_size("lots")
 
 
 def test_a_folder_named_like_a_slug_never_replaces_the_registered_model(

@@ -14,7 +14,7 @@ import pytest
 
 from mlxctl.engine.encoder import EncoderEngine
 from mlxctl.factory.embedding import make_embedding_model
-from mlxctl.worker.app import ModelInfo
+from mlxctl.worker.app import ServedModel
 from tests.worker.conftest import Running, serve
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def _encoder_loader(path: Path) -> Callable[[], EncoderEngine]:
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     path = make_embedding_model(tmp_path_factory.mktemp("embed") / "tiny-bert")
-    running = serve(ModelInfo(id="tiny-bert", path=path), _encoder_loader(path))
+    running = serve(ServedModel(id="tiny-bert", path=path), _encoder_loader(path))
     yield running
     running.stop()
 

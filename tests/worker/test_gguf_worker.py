@@ -20,7 +20,7 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
 from mlxctl.cli.worker import is_gguf, resolve_model
 from mlxctl.engine.llamacpp import LlamaCppEngine
 from mlxctl.factory.gguf import make_gguf
-from mlxctl.worker.app import ModelInfo
+from mlxctl.worker.app import ServedModel
 from tests.worker.conftest import Running, serve, sse_lines
 
 _MESSAGES = [{"role": "user", "content": "Count the stars."}]
@@ -32,7 +32,7 @@ def _serve(folder: Path) -> Running:
         engine.start()
         return engine
 
-    return serve(ModelInfo(id="tiny-gguf", path=folder), load)
+    return serve(ServedModel(id="tiny-gguf", path=folder), load)
 
 
 @pytest.fixture(scope="module", params=["llama.cpp-tokenizer", "hf-tokenizer"])

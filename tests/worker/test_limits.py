@@ -12,14 +12,14 @@ import httpx
 import openai
 import pytest
 
-from mlxctl.worker.app import ModelInfo
+from mlxctl.worker.app import ServedModel
 from tests.worker.conftest import Running, engine_loader, serve
 
 
 @pytest.fixture(scope="module")
 def one_slot(model_path: Path) -> Iterator[Running]:
     running = serve(
-        ModelInfo(id="one-slot", path=model_path),
+        ServedModel(id="one-slot", path=model_path),
         engine_loader(model_path, max_batch=1, max_queue=0),
     )
     yield running

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from mlxctl.engine.generator import ContextOverflow, QueueFull
-from mlxctl.worker.app import ModelInfo
+from mlxctl.worker.app import ServedModel
 from tests.worker.conftest import Running, serve, sse_lines
 from tests.worker.fakes import Script, ScriptedEngine
 
@@ -42,7 +42,7 @@ def assert_envelope(
 @pytest.fixture(scope="module")
 def scripted(model_path: Path, tokenizer: Any) -> Iterator[tuple[Running, ScriptedEngine]]:
     engine = ScriptedEngine(tokenizer, model_path)
-    running = serve(ModelInfo(id="scripted", path=model_path), lambda: engine)
+    running = serve(ServedModel(id="scripted", path=model_path), lambda: engine)
     yield running, engine
     running.stop()
 
@@ -212,7 +212,7 @@ def test_loading_503(model_path: Path, tokenizer: Any) -> None:
         release.wait(30)
         return ScriptedEngine(tokenizer, model_path)
 
-    running = serve(ModelInfo(id="slow", path=model_path), slow_load, wait=False)
+    running = serve(ServedModel(id="slow", path=model_path), slow_load, wait=False)
     try:
         with httpx.Client(base_url=running.url, timeout=30) as api:
             assert api.get("/health").json()["status"] == "loading"
@@ -234,7 +234,7 @@ def test_failed_load_503(model_path: Path) -> None:
     def broken() -> ScriptedEngine:
         raise RuntimeError("weights are corrupt")
 
-    running = serve(ModelInfo(id="broken", path=model_path), broken, wait=False)
+    running = serve(ServedModel(id="broken", path=model_path), broken, wait=False)
     try:
         with httpx.Client(base_url=running.url, timeout=30) as api:
             for _ in range(500):

@@ -15,18 +15,17 @@ from typing import Any
 import openai
 import pytest
 
-from mlxctl import inventory
 from mlxctl.cli.worker import resolve_model
 from mlxctl.errors import InvalidInput, Unavailable
 from mlxctl.factory import make_model
-from mlxctl.library import build, catalog
+from mlxctl.library import build, catalog, inventory
 from mlxctl.registry import ModelRecord, open_registry
 from mlxctl.settings import Settings
 from mlxctl.worker import audit
-from mlxctl.worker.app import ModelInfo
+from mlxctl.worker.app import ServedModel
 from mlxctl.worker.chat import ChatPrompter
 from mlxctl.worker.requests import parse_chat, parse_completion, request_defaults
-from tests.store.test_create import spec_file, write_adapter
+from tests.library.test_build import spec_file, write_adapter
 from tests.worker.conftest import Running, engine_loader, serve
 from tests.worker.test_cli import Proc
 
@@ -51,7 +50,7 @@ DEFAULTS = {"temperature": 0.9, "seed": 1234, "max_tokens": 6}
 @dataclass
 class StoreModel:
     home: Path
-    info: ModelInfo
+    info: ServedModel
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from typing import Any
 import openai
 import pytest
 
-from mlxctl.worker.app import ModelInfo
+from mlxctl.worker.app import ServedModel
 from tests.worker.conftest import Running, engine_loader, serve
 
 TOOLS = [
@@ -162,7 +162,7 @@ def thinking_worker(
     """A worker whose registry template opens <think> in the prompt (Qwen3 style)."""
     template = tmp_path_factory.mktemp("templates") / "open-think.jinja"
     template.write_text(_OPEN_THINK_TEMPLATE)
-    info = ModelInfo(id="thinker", path=model_path, chat_template=str(template))
+    info = ServedModel(id="thinker", path=model_path, chat_template=str(template))
     running = serve(info, engine_loader(model_path, max_batch=2))
     yield running
     running.stop()

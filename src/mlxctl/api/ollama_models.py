@@ -37,7 +37,7 @@ from mlxctl.operations.store import COPY, CopyArgs
 from mlxctl.registry import ModelRecord, Registry, with_registry
 from mlxctl.router import Router
 from mlxctl.settings import Settings
-from mlxctl.store.layout import StoreLayout
+from mlxctl.store.content.layout import StoreLayout
 
 
 def routes() -> list[Route]:

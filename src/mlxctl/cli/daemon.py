@@ -12,10 +12,11 @@ from typing import Any
 
 import click
 
-from mlxctl.cli.output import console, human_bytes, print_fields, print_json, print_table
+from mlxctl.cli.output import console, print_fields, print_json, print_table
 from mlxctl.cli.slots import load_slot, print_slots, unload_slot
 from mlxctl.client import DaemonClient, parse_address
 from mlxctl.settings import Settings, describe
+from mlxctl.units import human_bytes
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 

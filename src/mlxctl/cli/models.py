@@ -15,7 +15,6 @@ from rich.markup import escape
 from mlxctl.cli.backend import backend, path_arg
 from mlxctl.cli.output import (
     console,
-    human_bytes,
     human_count,
     print_fields,
     print_json,
@@ -23,6 +22,7 @@ from mlxctl.cli.output import (
 )
 from mlxctl.operations import models
 from mlxctl.operations.models import ModelArgs, NoArgs, RegisterArgs, RmArgs
+from mlxctl.units import human_bytes
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 

@@ -35,17 +35,6 @@ def print_fields(pairs: Sequence[tuple[str, Any]]) -> None:
         console.print(f"[bold]{key.ljust(width)}[/bold]  {'' if value is None else value}")
 
 
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
-
-
 def human_count(n: int | None) -> str:
     if n is None:
         return "?"

@@ -28,7 +28,7 @@ from rich.progress import (
 from rich.progress import Progress as RichBars
 
 from mlxctl.cli.backend import backend
-from mlxctl.cli.output import console, err_console, human_bytes, print_json, print_table
+from mlxctl.cli.output import console, err_console, print_json, print_table
 from mlxctl.errors import Unavailable
 from mlxctl.library import build, transfer
 from mlxctl.operations import store as store_ops
@@ -41,6 +41,7 @@ from mlxctl.operations.store import (
     VerifyArgs,
 )
 from mlxctl.settings import Settings
+from mlxctl.units import human_bytes
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 insecure_option = click.option(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,24 +16,12 @@ from typing import TYPE_CHECKING
 import click
 
 from mlxctl.errors import InvalidInput, Unavailable
+from mlxctl.units import parse_size
 
 if TYPE_CHECKING:
     from mlxctl.engine.encoder import EncoderEngine
     from mlxctl.engine.llamacpp import LlamaCppEngine
-    from mlxctl.worker.app import ModelInfo, WorkerEngine
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-
-
-def parse_size(text: str) -> int:
-    """Bytes from `2147483648`, `2GiB`, `512MB` or `1.5g` (binary with an `i`)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise InvalidInput(f"{text!r} is not a size: use bytes or a unit like 512MiB or 2GB")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    scale = 1 << (10 * "_kmgt".index(unit[0])) if unit.endswith("i") else _UNITS[unit]
-    return int(number * scale)
+    from mlxctl.worker.app import ServedModel, WorkerEngine
 
 
 @click.command("worker")
@@ -119,7 +106,7 @@ def worker(
 
     _reexec_with_blas()
     from mlxctl.engine.generator import Engine
-    from mlxctl.store.kind import model_kind
+    from mlxctl.store.local.kind import model_kind
     from mlxctl.worker.server import run_worker
 
     logging.basicConfig(
@@ -172,7 +159,7 @@ def worker(
         raise Unavailable(f"the worker for '{info.id}' stopped: the model failed to load")
 
 
-def resolve_model(reference: str) -> ModelInfo:
+def resolve_model(reference: str) -> ServedModel:
     """A registered model with its overrides, else a model folder (or GGUF file) path.
 
     The registry comes first: a folder in the working directory named like a slug
@@ -184,20 +171,20 @@ def resolve_model(reference: str) -> ModelInfo:
     from mlxctl.errors import NotFound
     from mlxctl.registry import open_registry
     from mlxctl.settings import Settings
-    from mlxctl.store.confine import adapter_dir, template_override
-    from mlxctl.worker.app import ModelInfo
+    from mlxctl.store.local.confine import adapter_dir, template_override
+    from mlxctl.worker.app import ServedModel
     from mlxctl.worker.requests import request_defaults
 
     path = Path(reference).expanduser()
     model_path = path.is_dir() or (path.is_file() and path.suffix == ".gguf")
     if model_path and reference.startswith((".", "~", "/")):
-        return ModelInfo(id=path.resolve().name, path=path.resolve())
+        return ServedModel(id=path.resolve().name, path=path.resolve())
     registry = open_registry()
     try:
         record = registry.resolve(reference)
     except NotFound as e:
         if model_path and "/" in reference:
-            return ModelInfo(id=path.resolve().name, path=path.resolve())
+            return ServedModel(id=path.resolve().name, path=path.resolve())
         if model_path:
             hint = f"to serve the folder, name it as a path: ./{reference}"
             raise NotFound(e.message, hint=hint) from None
@@ -224,10 +211,10 @@ def resolve_model(reference: str) -> ModelInfo:
             "model '%s': options not applied by this worker: %s", record.slug, ", ".join(ignored)
         )
     system = extra.get("system")
-    # The row names files: read only those inside the store (store/confine.py).
+    # The row names files: read only those inside the store (store/local/confine.py).
     store_root = Settings.from_env().store_dir
     template = template_override(record, store_root)
-    return ModelInfo(
+    return ServedModel(
         id=record.slug,
         path=Path(record.cache_path),
         repo_id=record.repo_id,

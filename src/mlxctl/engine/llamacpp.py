@@ -33,7 +33,7 @@ from mlxctl.engine.npsampler import Row, RowProcessor
 from mlxctl.engine.stats import EngineStats
 from mlxctl.engine.types import DoneEvent, GenerationRequest, TokenEvent
 from mlxctl.errors import NotFound, Unavailable
-from mlxctl.store.ggufinfo import GGUF_MAX_CONTEXT
+from mlxctl.store.local.ggufinfo import GGUF_MAX_CONTEXT
 
 __all__ = ["ContextOverflow", "LlamaCppEngine", "QueueFull", "find_gguf"]
 
@@ -48,7 +48,7 @@ _TOKENIZER_CTX = 64
 
 def find_gguf(path: Path, gguf_file: str | None = None) -> Path:
     """The GGUF file to load: `path` itself, `path/gguf_file`, or the folder's first one."""
-    from mlxctl.store.ggufinfo import pick_gguf
+    from mlxctl.store.local.ggufinfo import pick_gguf
 
     path = Path(path)
     if path.is_file():
@@ -238,7 +238,7 @@ def usable_cpus() -> int:
 
 def _trained_context(file: Path) -> int:
     """The context length the GGUF declares (header only); the default when absent."""
-    from mlxctl.store.ggufinfo import read_gguf
+    from mlxctl.store.local.ggufinfo import read_gguf
 
     try:
         declared = read_gguf(file).context_length

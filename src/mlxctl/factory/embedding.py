@@ -3,7 +3,7 @@
 `make_embedding_model` writes what a Hugging Face `BertModel` checkpoint holds
 (config.json, model.safetensors with HF tensor names, tokenizer.json and its config)
 plus the sentence-transformers pooling config, so `engine/bert.py` and
-`store/kind.py` see it exactly as a downloaded encoder. Same arguments, same bytes.
+`store/local/kind.py` see it exactly as a downloaded encoder. Same arguments, same bytes.
 """
 
 from __future__ import annotations

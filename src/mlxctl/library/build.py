@@ -28,11 +28,9 @@ from mlxctl.library.catalog import (
     write_manifest,
 )
 from mlxctl.registry import ModelRecord, Registry
-from mlxctl.store.blobs import remove_tree
-from mlxctl.store.confine import template_override
-from mlxctl.store.hfcache import HF_SOURCE
-from mlxctl.store.layout import StoreLayout
-from mlxctl.store.manifest import (
+from mlxctl.store.content.blobs import remove_tree
+from mlxctl.store.content.layout import StoreLayout
+from mlxctl.store.content.manifest import (
     ADAPTER_DIR,
     HF_CONFIG,
     LICENSE_FILE,
@@ -46,10 +44,12 @@ from mlxctl.store.manifest import (
     Descriptor,
     ModelConfig,
 )
-from mlxctl.store.modelinfo import inspect_model_dir
-from mlxctl.store.modelspec import ModelSpec, format_spec, parse_spec
+from mlxctl.store.content.modelspec import ModelSpec, format_spec, parse_spec
+from mlxctl.store.content.tags import ModelName, parse_name
+from mlxctl.store.local.confine import template_override
+from mlxctl.store.local.hfcache import HF_SOURCE
+from mlxctl.store.local.modelinfo import inspect_model_dir
 from mlxctl.store.progress import NoProgress, Progress
-from mlxctl.store.tags import ModelName, parse_name
 
 _ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
 

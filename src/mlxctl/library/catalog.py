@@ -23,11 +23,9 @@ from typing import Any
 from mlxctl.errors import Conflict, InvalidInput, NotFound
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.settings import Settings
-from mlxctl.store.blobs import Blob
-from mlxctl.store.confine import template_override
-from mlxctl.store.hfcache import HF_SOURCE
-from mlxctl.store.layout import STORE_SOURCE, StoreLayout
-from mlxctl.store.manifest import (
+from mlxctl.store.content.blobs import Blob
+from mlxctl.store.content.layout import STORE_SOURCE, StoreLayout
+from mlxctl.store.content.manifest import (
     CONFIG,
     MESSAGES_FILE,
     MODEL_FILE_PATTERNS,
@@ -40,8 +38,10 @@ from mlxctl.store.manifest import (
     ModelConfig,
     media_type_for,
 )
-from mlxctl.store.modelinfo import ModelInfo, inspect_model_dir, to_record
-from mlxctl.store.tags import ModelName, parse_name
+from mlxctl.store.content.tags import ModelName, parse_name
+from mlxctl.store.local.confine import template_override
+from mlxctl.store.local.hfcache import HF_SOURCE
+from mlxctl.store.local.modelinfo import FolderInfo, inspect_model_dir, to_record
 
 
 def open_store(settings: Settings | None = None) -> StoreLayout:
@@ -81,19 +81,9 @@ def layer(title: str, digest: str, size: int) -> Descriptor:
     return Descriptor(media_type_for(title), digest, size, {TITLE: title})
 
 
-def config_for(info: ModelInfo, **settings: Any) -> ModelConfig:
+def config_for(info: FolderInfo, **settings: Any) -> ModelConfig:
     """The config blob's model facts from an inspected folder, plus `settings`."""
-    return ModelConfig(
-        format=info.format,
-        model_type=info.model_type,
-        architectures=info.architectures,
-        parameters=info.parameters,
-        quant_bits=info.quant_bits,
-        quant_group_size=info.quant_group_size,
-        context_length=info.context_length,
-        dtype=info.dtype,
-        **settings,
-    )
+    return ModelConfig(**info.facts, architectures=info.architectures, dtype=info.dtype, **settings)
 
 
 def write_manifest(

@@ -26,19 +26,19 @@ from mlxctl.library.catalog import (
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.record import slugify
 from mlxctl.settings import Settings
-from mlxctl.store import transfer as oci_transfer
-from mlxctl.store.auth import Credentials, CredentialStore, find_credentials, normalize_host
-from mlxctl.store.hfpull import (
+from mlxctl.store.content.layout import StoreLayout
+from mlxctl.store.content.tags import DEFAULT_TAG, ModelName, parse_name
+from mlxctl.store.local.hfpull import (
     HfReference,
     download_snapshot,
     looks_like_hf,
     parse_hf_reference,
 )
-from mlxctl.store.layout import StoreLayout
-from mlxctl.store.modelinfo import inspect_model_dir
-from mlxctl.store.oci import DEFAULT_CHUNK, OciReference, RegistryClient, parse_reference
+from mlxctl.store.local.modelinfo import inspect_model_dir
+from mlxctl.store.oci import transfer as oci_transfer
+from mlxctl.store.oci.auth import Credentials, CredentialStore, find_credentials, normalize_host
+from mlxctl.store.oci.client import DEFAULT_CHUNK, OciReference, RegistryClient, parse_reference
 from mlxctl.store.progress import Progress
-from mlxctl.store.tags import DEFAULT_TAG, ModelName, parse_name
 
 
 @dataclass

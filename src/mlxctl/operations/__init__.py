@@ -11,7 +11,7 @@ route when a daemon answers and the function itself when none does
     store.py     pull, push, create, cp, prune, verify (pull/push/create/verify stream
                  their progress)
 
-Sits above `registry`, `store`, `library` and `inventory`; below `api` and `cli`.
+Sits above `registry`, `store` and `library`; below `api` and `cli`.
 """
 
 from typing import Any

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.settings import Settings
-from mlxctl.store.layout import StoreLayout
+from mlxctl.store.content.layout import StoreLayout
 from mlxctl.store.progress import NoProgress, Progress
 
 Result = dict[str, Any]

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from mlxctl import inventory
 from mlxctl.capabilities import capabilities
 from mlxctl.errors import InvalidInput
+from mlxctl.library import inventory
 from mlxctl.library.build import modelfile as build_modelfile
 from mlxctl.operations.base import Args, Context, Operation, Result
 from mlxctl.registry import ModelRecord
-from mlxctl.store import RemovalPlan
+from mlxctl.store.local.removal import RemovalPlan
 
 PREFIX = "/api/admin/models"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mlxctl.errors import InvalidInput
-from mlxctl.inventory import check_import
+from mlxctl.library.inventory import check_import
 from mlxctl.operations.base import Args, Context, Operation, Result
 from mlxctl.operations.models import NoArgs
 from mlxctl.registry.exchange import export_registry, parse_registry
@@ -52,7 +52,7 @@ def set_fields(ctx: Context, args: SetArgs) -> Result:
     """Change fields of a registered model, named exactly (slug, port, chat template, parsers).
 
     A chat template file is copied into the store: a row's template is only ever read
-    from there (store/confine.py), and later edits of the file change nothing.
+    from there (store/local/confine.py), and later edits of the file change nothing.
     """
     record = ctx.registry.resolve_exact(args.model)
     changes: dict[str, Any] = {}

@@ -7,9 +7,9 @@ from pathlib import Path
 from mlxctl.errors import Forbidden, Unavailable
 from mlxctl.library import build, catalog, transfer
 from mlxctl.operations.base import Args, Context, Operation, Result
-from mlxctl.store.garbage import PrunePlan, execute_prune, plan_prune
-from mlxctl.store.integrity import verify_store
-from mlxctl.store.tags import ModelName
+from mlxctl.store.content.garbage import PrunePlan, execute_prune, plan_prune
+from mlxctl.store.content.integrity import verify_store
+from mlxctl.store.content.tags import ModelName
 
 PREFIX = "/api/admin/store"
 

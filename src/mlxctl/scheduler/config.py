@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlxctl.scheduler.budget import human_bytes, parse_budget, physical_memory
+from mlxctl.scheduler.budget import parse_budget, physical_memory
 from mlxctl.scheduler.keepalive import parse_keep_alive
 from mlxctl.settings import Settings
+from mlxctl.units import human_bytes
 
 
 @dataclass(frozen=True)

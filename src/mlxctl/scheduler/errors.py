@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 from mlxctl.errors import Unavailable
 from mlxctl.registry import ModelRecord
-from mlxctl.scheduler.budget import human_bytes
 from mlxctl.scheduler.config import SchedulerConfig
+from mlxctl.units import human_bytes
 
 
 class SchedulerError(Unavailable):

@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 from mlxctl.registry import ModelRecord
 from mlxctl.scheduler import errors, policy
-from mlxctl.scheduler.budget import human_bytes
 from mlxctl.scheduler.config import SchedulerConfig
 from mlxctl.scheduler.errors import Busy, LoadFailed, SchedulerError, ShuttingDown
 from mlxctl.scheduler.events import (
@@ -50,6 +49,7 @@ from mlxctl.scheduler.state import (
     Waiter,
 )
 from mlxctl.supervision.base import Worker, WorkerFactory
+from mlxctl.units import human_bytes
 
 log = logging.getLogger("mlxctl.scheduler")
 

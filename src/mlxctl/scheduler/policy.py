@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mlxctl.registry import ModelRecord
-from mlxctl.store.ggufinfo import GGUF_MAX_CONTEXT
+from mlxctl.store.local.ggufinfo import GGUF_MAX_CONTEXT
 
 State = Literal["loading", "ready", "unloading"]
 

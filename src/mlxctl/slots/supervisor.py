@@ -36,7 +36,7 @@ from mlxctl.settings import Settings
 from mlxctl.slots import verify
 from mlxctl.slots.reconcile import Action, Observed, Plan, SlotView, plan
 from mlxctl.slots.table import SlotSpec, resolve_slot, slot_table
-from mlxctl.store.hfpull import looks_like_hf
+from mlxctl.store.local.hfpull import looks_like_hf
 from mlxctl.supervision import pidfile, probe
 from mlxctl.supervision.base import LoadError
 from mlxctl.supervision.handle import ProcessHandle

@@ -11,6 +11,6 @@ The engine (`mlxctl.engine.generator.Engine`) owns all MLX work on its own
 thread; nothing in this package calls MLX from the event loop.
 """
 
-from mlxctl.worker.app import ModelInfo, WorkerEngine, create_app
+from mlxctl.worker.app import ServedModel, WorkerEngine, create_app
 
-__all__ = ["ModelInfo", "WorkerEngine", "create_app"]
+__all__ = ["ServedModel", "WorkerEngine", "create_app"]

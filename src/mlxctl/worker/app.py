@@ -70,7 +70,7 @@ class WorkerEngine(Protocol):
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class ServedModel:
     """The served model: its public id and the registry's overrides, if any.
 
     A store model adds what its ModelSpec says: a LoRA `adapter_path`, request
@@ -93,7 +93,7 @@ class ModelInfo:
 class WorkerState:
     """Everything the routes share; set up once the engine has loaded."""
 
-    def __init__(self, model: ModelInfo, *, test_hooks: bool) -> None:
+    def __init__(self, model: ServedModel, *, test_hooks: bool) -> None:
         self.model = model
         self.test_hooks = test_hooks
         self.status: Literal["loading", "ok", "failed"] = "loading"
@@ -171,7 +171,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def create_app(
-    model: ModelInfo,
+    model: ServedModel,
     load_engine: Callable[[], WorkerEngine],
     *,
     on_ready: Callable[[WorkerState], None] | None = None,

@@ -19,13 +19,13 @@ import uvicorn
 
 from mlxctl.listen import bind
 from mlxctl.worker import audit
-from mlxctl.worker.app import ModelInfo, WorkerEngine, WorkerState, create_app
+from mlxctl.worker.app import ServedModel, WorkerEngine, WorkerState, create_app
 
 log = logging.getLogger("mlxctl.worker")
 
 
 def run_worker(
-    model: ModelInfo,
+    model: ServedModel,
     load_engine: Callable[[], WorkerEngine],
     *,
     host: str = "127.0.0.1",

@@ -30,7 +30,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlxctl.inventory import register_path
+from mlxctl.library.inventory import register_path
 from mlxctl.registry import open_registry
 from mlxctl.settings import Settings
 from tests.api.conftest import Daemon, StartDaemon, real_worker_command
