@@ -9,7 +9,6 @@ error envelope.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,9 +20,9 @@ from starlette.middleware import Middleware
 
 from mlxctl.api import admin, anthropic, metrics, ollama, ollama_models, openai
 from mlxctl.api import slots as slots_api
-from mlxctl.api.envelope import http_exception_handler
+from mlxctl.api.envelope import error_response_for, http_exception_handler
 from mlxctl.api.middleware import DaemonMiddleware
-from mlxctl.errors import InvalidInput
+from mlxctl.httpguard import GuardPolicy, HTTPGuard, check_bind
 from mlxctl.registry import open_registry
 from mlxctl.router import Router
 from mlxctl.scheduler import Scheduler, SchedulerConfig
@@ -32,20 +31,29 @@ from mlxctl.slots import SlotSupervisor
 from mlxctl.workers import WorkerFactory, orphans
 from mlxctl.workers.process import process_factory
 
+__all__ = ["check_settings", "create_app", "worker_client"]
+
 
 def create_app(
     settings: Settings,
     *,
+    bind_host: str = "127.0.0.1",
     worker_factory: WorkerFactory | None = None,
     config: SchedulerConfig | None = None,
 ) -> Starlette:
-    """The daemon app; `worker_factory` and `config` replace the real ones in tests."""
+    """The daemon app, listening on `bind_host` (its Host allow-list starts there);
+    `worker_factory` and `config` replace the real ones in tests."""
     scheduler_config = config or SchedulerConfig.from_settings(settings)
     daemon_metrics = metrics.Metrics()
+    guard = GuardPolicy.from_settings(
+        settings,
+        bind_host=bind_host,
+        api_key=settings.api_key,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        http = worker_client()
+        http = worker_client(settings.api_key)
         registry = open_registry(settings)
         orphans.reap(orphans.run_dir(settings.home))
         scheduler = Scheduler(scheduler_config, worker_factory or process_factory(settings, http))
@@ -75,7 +83,10 @@ def create_app(
             *metrics.routes(),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(DaemonMiddleware, api_key=settings.api_key, metrics=daemon_metrics)],
+        middleware=[
+            Middleware(DaemonMiddleware, metrics=daemon_metrics),
+            Middleware(HTTPGuard, policy=guard, respond=error_response_for),
+        ],
         exception_handlers={HTTPException: http_exception_handler},
     )
     app.state.settings = settings
@@ -85,31 +96,22 @@ def create_app(
     return app
 
 
-def worker_client() -> httpx.AsyncClient:
+def worker_client(api_key: str | None = None) -> httpx.AsyncClient:
     """The client for talking to workers: no proxies from the environment, no read timeout
-    (a long prompt may take minutes before its first token)."""
+    (a long prompt may take minutes before its first token), and the daemon's key, which
+    workers require as the daemon does."""
     return httpx.AsyncClient(
         trust_env=False,
+        headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
         timeout=httpx.Timeout(connect=5.0, read=None, write=60.0, pool=None),
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
     )
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(host: str, api_key: str | None) -> None:
-    """Refuse to listen beyond this machine without an API key."""
-    if not is_loopback(host) and not api_key:
-        raise InvalidInput(
-            f"refusing to listen on {host} without an API key: anyone who can reach it "
-            "could run models here",
-            hint="set MLXCTL_API_KEY (clients then send `Authorization: Bearer <key>`), "
-            "or listen on 127.0.0.1",
-        )
+def check_settings(settings: Settings, host: str) -> None:
+    """Refuse, before anything starts, settings that would open the daemon or its slot
+    workers beyond this machine without the key."""
+    check_bind(host, settings.api_key)
+    check_bind(
+        settings.slot_host, settings.api_key, what="run slot workers", setting="MLXCTL_SLOT_HOST"
+    )
