@@ -79,45 +79,6 @@ class Settings:
         secret=True,
     )
 
-    # Who may talk to the daemon and its workers over HTTP (docs/security.md).
-    allowed_hosts: str = _setting(
-        "MLXCTL_ALLOWED_HOSTS",
-        "More Host header values to answer, comma-separated (name, name:port, *.domain, or * "
-        "for any); loopback names and the bound address are always answered. Others get 403.",
-        "",
-    )
-    origins: str = _setting(
-        "MLXCTL_ORIGINS",
-        "Web origins whose pages may call the API, comma-separated, with wildcards "
-        "(http://localhost:*, app://*, * for any); they get CORS answers, others 403.",
-        "",
-    )
-    max_body_bytes: int = _setting(
-        "MLXCTL_MAX_BODY_BYTES",
-        "Largest request body the daemon and workers read, in bytes; larger ones get 413.",
-        32 * 1024 * 1024,
-    )
-    max_embed_inputs: int = _setting(
-        "MLXCTL_MAX_EMBED_INPUTS",
-        "Most inputs one embeddings request may carry; more get 400.",
-        2048,
-    )
-    allow_client_templates: bool = _setting(
-        "MLXCTL_ALLOW_CLIENT_TEMPLATES",
-        "Let requests bring their own chat template (`chat_template_kwargs.chat_template`); "
-        "such templates render in a separate process with time and memory limits.",
-        False,
-    )
-    template_timeout: float = _setting(
-        "MLXCTL_TEMPLATE_TIMEOUT",
-        "Seconds a chat template may take to render before the request gets 400.",
-        10.0,
-    )
-    template_max_chars: int = _setting(
-        "MLXCTL_TEMPLATE_MAX_CHARS",
-        "Longest prompt text a chat template may render; longer renders get 400.",
-        4 * 1024 * 1024,
-    )
     keep_alive: str = _setting(
         "MLXCTL_KEEP_ALIVE",
         "How long an idle model stays loaded: a duration (30s, 5m, 1h), seconds, "
@@ -186,6 +147,46 @@ class Settings:
         "MLXCTL_SHUTDOWN_GRACE",
         "Seconds `mlxctl serve` lets running requests finish after SIGTERM before stopping.",
         30.0,
+    )
+
+    # Who may talk to the daemon and its workers over HTTP (docs/security.md).
+    allowed_hosts: str = _setting(
+        "MLXCTL_ALLOWED_HOSTS",
+        "More Host header values to answer, comma-separated (name, name:port, *.domain, or * "
+        "for any); loopback names and the bound address are always answered. Others get 403.",
+        "",
+    )
+    origins: str = _setting(
+        "MLXCTL_ORIGINS",
+        "Web origins whose pages may call the API, comma-separated, with wildcards "
+        "(http://localhost:*, app://*, * for any); they get CORS answers, others 403.",
+        "",
+    )
+    max_body_bytes: int = _setting(
+        "MLXCTL_MAX_BODY_BYTES",
+        "Largest request body the daemon and workers read, in bytes; larger ones get 413.",
+        32 * 1024 * 1024,
+    )
+    max_embed_inputs: int = _setting(
+        "MLXCTL_MAX_EMBED_INPUTS",
+        "Most inputs one embeddings request may carry; more get 400.",
+        2048,
+    )
+    allow_client_templates: bool = _setting(
+        "MLXCTL_ALLOW_CLIENT_TEMPLATES",
+        "Let requests bring their own chat template (`chat_template_kwargs.chat_template`); "
+        "such templates render in a separate process with time and memory limits.",
+        False,
+    )
+    template_timeout: float = _setting(
+        "MLXCTL_TEMPLATE_TIMEOUT",
+        "Seconds a chat template may take to render before the request gets 400.",
+        10.0,
+    )
+    template_max_chars: int = _setting(
+        "MLXCTL_TEMPLATE_MAX_CHARS",
+        "Longest prompt text a chat template may render; longer renders get 400.",
+        4 * 1024 * 1024,
     )
 
     # Slots: fixed ports with stable aliases (`mlxctl load MODEL PORT|ALIAS`).

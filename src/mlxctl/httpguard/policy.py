@@ -11,8 +11,6 @@ from mlxctl.settings import Settings
 
 __all__ = ["GuardPolicy", "RawBodyRoute"]
 
-DEFAULT_MAX_BODY = 32 * 1024 * 1024
-
 
 @dataclass(frozen=True)
 class RawBodyRoute:
@@ -36,7 +34,7 @@ class GuardPolicy:
     hosts: HostAllowList
     origins: OriginList = field(default_factory=OriginList)
     api_key: str | None = None
-    max_body_bytes: int = DEFAULT_MAX_BODY
+    max_body_bytes: int = Settings.max_body_bytes
     # Paths answered without the key (liveness probes), still behind Host/Origin checks.
     open_paths: frozenset[str] = frozenset({"/health"})
     raw_body_routes: tuple[RawBodyRoute, ...] = ()

@@ -357,7 +357,7 @@ async def _submit(
     if spec.force_text is not None:
         ids = (await anyio.to_thread.run_sync(_encode_texts, tok, [spec.force_text]))[0]
         processors.append(ForcedOutput(ids, min(engine.eos_token_ids), state.vocab_size))
-    # Tokenizing up to 16 stop strings of 256 characters is no work for the event loop.
+    # Stop strings (at most 16 of 256 characters) are tokenized in a thread like prompts.
     stop_ids = await anyio.to_thread.run_sync(_encode_texts, tok, spec.stop) if spec.stop else []
     request = GenerationRequest(
         prompt_tokens=prompt,
