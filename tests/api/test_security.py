@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 
+from mlxctl.registry import ModelRecord
 from tests.api.conftest import StartDaemon, serve_command
 from tests.store.hub_server import FakeHub
 
@@ -198,3 +199,19 @@ def test_slot_workers_beyond_loopback_need_a_key() -> None:
     assert result.returncode == 2
     assert "refusing to run slot workers on 0.0.0.0 without an API key" in result.stderr
     assert "MLXCTL_SLOT_HOST=127.0.0.1" in result.stderr
+
+
+def test_a_keyed_daemon_keys_its_workers_and_talks_to_them(
+    start_daemon: StartDaemon, register: Callable[..., ModelRecord], tiny_models: dict[str, Path]
+) -> None:
+    register("q", tiny_models["qwen2"])
+    daemon = start_daemon({"MLXCTL_API_KEY": "k3y", "MLXCTL_WORKER_COMMAND": ""})
+    hi = {"model": "q", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    assert daemon.client().post("/v1/chat/completions", json=hi).status_code == 200
+    worker = daemon.ps()["q"]["url"]
+    # Another local process going around the daemon straight to the worker's port:
+    assert httpx.get(f"{worker}/v1/models").status_code == 401
+    assert httpx.post(f"{worker}/v1/chat/completions", json=hi).status_code == 401
+    assert httpx.get(f"{worker}/health").status_code == 200
+    keyed = httpx.get(f"{worker}/v1/models", headers={"Authorization": "Bearer k3y"})
+    assert keyed.status_code == 200
