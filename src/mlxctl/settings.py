@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _setting(env: str, help: str, default: Any) -> Any:
-    return field(default=default, metadata={"env": env, "help": help})
+def _setting(env: str, help: str, default: Any, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"env": env, "help": help, "secret": secret})
 
 
 def _default_hf_cache(environ: Mapping[str, str]) -> Path:
@@ -74,10 +74,12 @@ class Settings:
     )
     api_key: str | None = _setting(
         "MLXCTL_API_KEY",
-        "When set, every daemon route but /health needs `Authorization: Bearer <key>` "
-        "(or `x-api-key`); the CLI sends it.",
+        "When set, every daemon and worker route but /health needs `Authorization: Bearer "
+        "<key>` (or `x-api-key`); the CLI sends it, the daemon passes it to its workers.",
         None,
+        secret=True,
     )
+
     keep_alive: str = _setting(
         "MLXCTL_KEEP_ALIVE",
         "How long an idle model stays loaded: a duration (30s, 5m, 1h), seconds, "
@@ -205,6 +207,46 @@ class Settings:
         30.0,
     )
 
+    # Who may talk to the daemon and its workers over HTTP (docs/security.md).
+    allowed_hosts: str = _setting(
+        "MLXCTL_ALLOWED_HOSTS",
+        "More Host header values to answer, comma-separated (name, name:port, *.domain, or * "
+        "for any); loopback names and the bound address are always answered. Others get 403.",
+        "",
+    )
+    origins: str = _setting(
+        "MLXCTL_ORIGINS",
+        "Web origins whose pages may call the API, comma-separated, with wildcards "
+        "(http://localhost:*, app://*, * for any); they get CORS answers, others 403.",
+        "",
+    )
+    max_body_bytes: int = _setting(
+        "MLXCTL_MAX_BODY_BYTES",
+        "Largest request body the daemon and workers read, in bytes; larger ones get 413.",
+        32 * 1024 * 1024,
+    )
+    max_embed_inputs: int = _setting(
+        "MLXCTL_MAX_EMBED_INPUTS",
+        "Most inputs one embeddings request may carry; more get 400.",
+        2048,
+    )
+    allow_client_templates: bool = _setting(
+        "MLXCTL_ALLOW_CLIENT_TEMPLATES",
+        "Let requests bring their own chat template (`chat_template_kwargs.chat_template`); "
+        "such templates render in a separate process with time and memory limits.",
+        False,
+    )
+    template_timeout: float = _setting(
+        "MLXCTL_TEMPLATE_TIMEOUT",
+        "Seconds a chat template may take to render before the request gets 400.",
+        10.0,
+    )
+    template_max_chars: int = _setting(
+        "MLXCTL_TEMPLATE_MAX_CHARS",
+        "Longest prompt text a chat template may render; longer renders get 400.",
+        4 * 1024 * 1024,
+    )
+
     # Slots: fixed ports with stable aliases (`mlxctl load MODEL PORT|ALIAS`).
     slot_base_port: int = _setting(
         "MLXCTL_SLOT_BASE_PORT",
@@ -218,8 +260,9 @@ class Settings:
     )
     slot_host: str = _setting(
         "MLXCTL_SLOT_HOST",
-        "Address slot workers listen on; with MLXCTL_API_KEY set they get the key through a "
-        "0600 file (never argv or the environment).",
+        "Address slot workers listen on; a non-loopback one requires MLXCTL_API_KEY, which "
+        "the slot workers then require too (they get it through a 0600 file, never argv or "
+        "the environment).",
         "127.0.0.1",
     )
     slot_reconcile_interval: float = _setting(
@@ -290,6 +333,11 @@ def _convert(name: str, type_name: object, raw: str, env: str) -> Any:
         from mlxctl.errors import InvalidInput
 
         raise InvalidInput(f"{env}={raw!r} is not a valid {kind} (setting '{name}')") from None
+
+
+def is_secret(name: str) -> bool:
+    """Whether the setting holds a secret (never printed in clear)."""
+    return any(f.name == name and f.metadata["secret"] for f in fields(Settings))
 
 
 def describe() -> list[tuple[str, str, str, str]]:

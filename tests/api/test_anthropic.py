@@ -12,6 +12,8 @@ import pytest
 from tests.api.conftest import Daemon
 from tests.api.dialect_daemon import THOUGHT, TOOLS_CALL, module_daemon
 
+JSON = {"content-type": "application/json"}
+
 TOOLS: list[Any] = [
     {
         "name": "get_weather",
@@ -236,6 +238,6 @@ def test_errors_use_the_anthropic_envelope(client: anthropic.Anthropic, daemon: 
             "not_found_error" if status == 404 else "invalid_request_error"
         )
         assert needle in data["error"]["message"], (needle, data)
-    broken = http.post("/v1/messages", content=b"{not json")
+    broken = http.post("/v1/messages", content=b"{not json", headers=JSON)
     assert broken.status_code == 400 and broken.json()["type"] == "error"
     assert json.loads(broken.text)["error"]["type"] == "invalid_request_error"

@@ -20,7 +20,7 @@ def test_draining_refuses_new_requests_with_503(
     factory = RecordingFactory()
     config = SchedulerConfig(budget=10**9, budget_text="MLXCTL_MEMORY_BUDGET=1GB")
     app = create_app(Settings.from_env(), worker_factory=factory, config=config)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1:11500") as client:
         assert client.get("/health").json()["status"] == "ok"
         status = client.get("/api/admin/status").json()
         assert status["budget"] == "MLXCTL_MEMORY_BUDGET=1GB" and status["models"] == []

@@ -15,6 +15,8 @@ import pytest
 from tests.api.conftest import Daemon
 from tests.api.dialect_daemon import THOUGHT, TOOLS_CALL, module_daemon, ps_pids
 
+JSON = {"content-type": "application/json"}
+
 TOOLS = [
     {
         "type": "function",
@@ -291,7 +293,7 @@ def test_every_error_is_in_the_ollama_envelope(daemon: Daemon, client: ollama.Cl
         data = response.json()
         assert list(data) == ["error"] and isinstance(data["error"], str), data
         assert needle in data["error"], (needle, data)
-    bad = http.post("/api/chat", content=b"{not json")
+    bad = http.post("/api/chat", content=b"{not json", headers=JSON)
     assert bad.status_code == 400 and list(bad.json()) == ["error"]
     with pytest.raises(ollama.ResponseError) as caught:
         client.chat(model="nope", messages=ASK)

@@ -17,6 +17,8 @@ import pytest
 from mlxctl.registry import ModelRecord
 from tests.api.conftest import StartDaemon, fake_worker_command, sse_lines
 
+JSON = {"content-type": "application/json"}
+
 MB = 1_000_000
 CHAT = "/v1/chat/completions"
 Register = Callable[..., ModelRecord]
@@ -116,7 +118,9 @@ def test_errors_before_the_first_byte_use_the_openai_envelope(
         error = reply.json()["error"]
         assert set(error) == {"message", "type", "param", "code"}
         assert error["code"] == code and text in error["message"]
-    assert client.post(CHAT, content=b"{nope").json()["error"]["code"] == "invalid_json"
+    assert (
+        client.post(CHAT, content=b"{nope", headers=JSON).json()["error"]["code"] == "invalid_json"
+    )
     unknown = client.get("/v1/no-such-route")
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
     models = client.get("/v1/models").json()

@@ -130,6 +130,11 @@ def test_login_logout(run: Run, oci_registry_htpasswd: RegistryServer, settings:
     assert (settings.home / "auth.json").stat().st_mode & 0o777 == 0o600
     assert run("logout", host).out.strip() == f"Logged out of {host}"
     assert run("logout", host).out.strip() == f"Not logged in to {host}"
+    # -p works, but says where the password just went and what to use instead.
+    argv = run("login", host, "-u", REGISTRY_USER, "-p", REGISTRY_PASSWORD)
+    assert argv.code == 0 and "warning:" in argv.err
+    assert "shell history" in argv.err and "--password-stdin" in argv.err
+    assert "warning" not in right.err
 
 
 def test_prune_untags_what_the_registry_does_not_know(

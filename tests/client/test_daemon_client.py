@@ -111,3 +111,18 @@ def test_serve_help_lists_every_setting() -> None:
     missing = [env for _, env, _, _ in describe() if env not in text]
     assert missing == []
     assert "MLXCTL_MEMORY_BUDGET  [default: 75%]" in text
+
+
+def test_a_key_over_plain_http_to_another_host_warns_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for url in ("http://127.0.0.1:11500", "http://localhost:1", "https://llm.example.com"):
+        DaemonClient(url, api_key="k").close()
+    DaemonClient("http://192.0.2.7:11500").close()  # no key: nothing to leak
+    assert capsys.readouterr().err == ""
+    DaemonClient("http://192.0.2.7:11500", api_key="k").close()
+    DaemonClient("http://192.0.2.7:11500", api_key="k").close()
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1
+    assert "MLXCTL_API_KEY to http://192.0.2.7:11500 over plain http" in err
+    assert "https" in err

@@ -6,6 +6,7 @@ import asyncio
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -14,7 +15,7 @@ from safetensors.numpy import load_file, save_file
 
 from mlxctl.engine.bert import load_bert
 from mlxctl.engine.encoder import EncoderEngine
-from mlxctl.engine.generator import Engine
+from mlxctl.engine.generator import Engine, QueueFull
 from mlxctl.engine.pooling import pad
 from mlxctl.factory.embedding import make_embedding_model
 
@@ -97,6 +98,24 @@ def test_encoder_engine_embeds_on_its_thread(bert: Path) -> None:
         with pytest.raises(ValueError):
             asyncio.run(engine.embed([[]]))
         assert engine.stats()["inputs_total"] == 4
+    finally:
+        engine.close()
+
+
+def test_encoder_engine_bounds_requests_in_flight(bert: Path) -> None:
+    engine = EncoderEngine(bert, max_queue=0)
+    engine.start()
+    try:
+        ids = engine.tokenizer.encode("a b")
+
+        async def two_at_once() -> list[Any]:
+            return await asyncio.gather(
+                engine.embed([ids]), engine.embed([ids]), return_exceptions=True
+            )
+
+        first, second = asyncio.run(two_at_once())
+        assert isinstance(first, list) and isinstance(second, QueueFull)
+        assert len(asyncio.run(engine.embed([ids]))) == 1  # the place was given back
     finally:
         engine.close()
 

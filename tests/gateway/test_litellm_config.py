@@ -44,6 +44,8 @@ def test_on_demand_models_point_at_the_daemon_and_never_shadow_an_alias() -> Non
     params = config["model_list"][1]["litellm_params"]
     assert params["api_base"] == "http://d:11500/v1"
     assert params["api_key"] == DAEMON_KEY_REF
+    # Slot workers require the daemon's key too when it has one.
+    assert config["model_list"][0]["litellm_params"]["api_key"] == DAEMON_KEY_REF
 
 
 @pytest.mark.parametrize("name", ["on", "1e3", "yes: no", "a#b", 'q"uote', "null"])

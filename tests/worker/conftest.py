@@ -37,10 +37,15 @@ class Running:
 
 
 def serve(
-    model: ServedModel, load_engine: Callable[[], WorkerEngine], *, wait: bool = True
+    model: ServedModel,
+    load_engine: Callable[[], WorkerEngine],
+    *,
+    wait: bool = True,
+    **options: Any,
 ) -> Running:
-    """Start a worker app on 127.0.0.1:<free port> in a thread (test hooks on)."""
-    app = create_app(model, load_engine, test_hooks=True)
+    """Start a worker app on 127.0.0.1:<free port> in a thread (test hooks on); `options`
+    (`settings`, `guard`) go to `create_app`."""
+    app = create_app(model, load_engine, test_hooks=True, **options)
     sock = bind("127.0.0.1", 0)
     config = uvicorn.Config(app, log_config=None, lifespan="on", access_log=False)
     server = uvicorn.Server(config)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mlxctl.engine.templatebox import TemplateSandbox
 from mlxctl.worker.chat import ChatPrompter, encode_prompt
 from mlxctl.worker.openai_errors import APIError
 
@@ -92,3 +93,45 @@ def test_a_tool_call_the_template_cannot_read_is_a_400(tokenizer: Any, function:
 def test_encode_prompt(tokenizer: Any) -> None:
     assert encode_prompt(tokenizer, [1, 2]) == [1, 2]
     assert encode_prompt(tokenizer, "hello") == tokenizer.encode("hello")
+
+
+def test_a_client_template_renders_in_the_sandbox(tokenizer: Any) -> None:
+    sandbox = TemplateSandbox(timeout=5, max_chars=10_000)
+    try:
+        prompter = ChatPrompter(tokenizer, sandbox=sandbox, system="Be brief.")
+        template = (
+            "{{ eos_token }}{% for m in messages %}{{ m.role }}={{ m.content }};{% endfor %}"
+            "{{ flavour }}"
+        )
+        rendered = prompter.render(
+            [{"role": "user", "content": "hi"}],
+            template_kwargs={"chat_template": template, "flavour": "!"},
+        )
+        assert rendered.text == f"{tokenizer.eos_token}system=Be brief.;user=hi;!"
+        assert rendered.tokens == tokenizer.encode(rendered.text, add_special_tokens=False)
+        with pytest.raises(APIError) as info:
+            prompter.render([{"role": "user", "content": "x"}], template_kwargs={
+                "chat_template": "{% for a in range(100000) %}{{ a }}{% endfor %}"
+            })  # fmt: skip
+        assert info.value.param == "chat_template_kwargs.chat_template"
+        assert "longer than 10000 characters" in info.value.message
+    finally:
+        sandbox.close()
+
+
+def test_client_templates_need_the_sandbox(tokenizer: Any) -> None:
+    with pytest.raises(APIError) as info:
+        ChatPrompter(tokenizer).render(
+            [{"role": "user", "content": "x"}], template_kwargs={"chat_template": "{{ 1 }}"}
+        )
+    assert info.value.status == 400 and info.value.param == "chat_template_kwargs.chat_template"
+
+
+def test_a_prompt_beyond_max_chars_is_a_400(tokenizer: Any) -> None:
+    prompter = ChatPrompter(tokenizer, max_chars=300)
+    assert prompter.render([{"role": "user", "content": "short"}]).tokens
+    with pytest.raises(APIError) as info:
+        prompter.render([{"role": "user", "content": "x" * 400}])
+    assert (
+        info.value.code == "prompt_too_long" and "MLXCTL_TEMPLATE_MAX_CHARS" in info.value.message
+    )

@@ -97,6 +97,29 @@ def test_openai_client_sees_rate_limit(one_slot: Running, tokenizer: Any) -> Non
     _wait_for(one_slot.url, lambda s: s["active"] == 0)
 
 
+def test_embeddings_wait_in_the_same_admission_queue(one_slot: Running, tokenizer: Any) -> None:
+    with (
+        httpx.Client(base_url=one_slot.url, timeout=60) as http,
+        http.stream("POST", "/v1/chat/completions", json=_long_stream_body(tokenizer)) as first,
+    ):
+        lines = first.iter_lines()
+        next(lines)  # the one slot is generating
+        refused = http.post("/v1/embeddings", json={"input": "hello"})
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "queue_full"
+        assert int(refused.headers["Retry-After"]) >= 1
+    _wait_for(one_slot.url, lambda s: s["active"] == 0)
+    accepted = httpx.post(f"{one_slot.url}/v1/embeddings", json={"input": "hello"}, timeout=60)
+    assert accepted.status_code == 200 and len(accepted.json()["data"]) == 1
+    assert httpx.get(f"{one_slot.url}/v1/worker/stats").json()["queue_depth"] == 0
+
+
+def test_embedding_inputs_per_request_are_capped(one_slot: Running) -> None:
+    too_many = httpx.post(f"{one_slot.url}/v1/embeddings", json={"input": ["a"] * 2049})
+    assert too_many.status_code == 400
+    error = too_many.json()["error"]
+    assert error["param"] == "input" and "MLXCTL_MAX_EMBED_INPUTS" in error["message"]
+
+
 def test_non_streamed_request_is_cancelled_when_the_client_leaves(
     one_slot: Running, tokenizer: Any
 ) -> None:

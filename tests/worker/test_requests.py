@@ -140,8 +140,15 @@ def test_developer_role_becomes_system_and_parts_are_joined() -> None:
         ),
         ({"logit_bias": {"+5": 1}}, "logit_bias"),
         ({"logit_bias": {"1_0": 1}}, "logit_bias"),
+        ({"stop": ["x" * 257]}, "stop"),
+        ({"logit_bias": {str(i): 1 for i in range(301)}}, "logit_bias"),
+        # A template of the client's own: refused unless MLXCTL_ALLOW_CLIENT_TEMPLATES.
+        ({"chat_template_kwargs": {"chat_template": "{{ 'x' * 10**10 }}"}},
+         "chat_template_kwargs.chat_template"),
+        ({"chat_template_kwargs": {"tokenize": True}}, "chat_template_kwargs.tokenize"),
+        ({"chat_template_kwargs": {"return_dict": True}}, "chat_template_kwargs.return_dict"),
     ],
-)
+)  # fmt: skip
 def test_chat_refusals_name_the_param(body: dict[str, Any], param: str) -> None:
     assert refused(parse_chat, {"messages": MSG, **body}).param == param
 
@@ -151,6 +158,32 @@ def test_a_role_that_is_not_a_string_is_a_400(role: Any) -> None:
     # Found by the fuzz run (tests/api/openapi): `{} in set` raised TypeError, a 500.
     body = {"messages": [{"role": role, "content": "x"}]}
     assert refused(parse_chat, body).param == "messages[0].role"
+
+
+def test_limits_at_their_edge_are_accepted() -> None:
+    spec = chat(stop=["y" * 256] * 2 + [str(i) for i in range(14)])
+    assert len(spec.stop) == 15  # duplicates folded
+    assert len(chat(logit_bias={str(i): 1 for i in range(300)}).sampling.logit_bias) == 300
+    assert chat(chat_template_kwargs={"enable_thinking": False}).template_kwargs == {
+        "enable_thinking": False
+    }
+
+
+def test_client_templates_only_when_allowed() -> None:
+    kwargs = {"chat_template": "{{ messages[0].content }}", "flag": 1}
+    spec = parse_chat(
+        {"messages": MSG, "chat_template_kwargs": kwargs}, vocab_size=10, client_templates=True
+    )
+    assert spec.template_kwargs == kwargs
+    with pytest.raises(APIError) as info:
+        parse_chat(
+            {"messages": MSG, "chat_template_kwargs": {"chat_template": 3}},
+            vocab_size=10,
+            client_templates=True,
+        )
+    assert info.value.param == "chat_template_kwargs.chat_template"
+    message = refused(parse_chat, {"messages": MSG, "chat_template_kwargs": kwargs}).message
+    assert "MLXCTL_ALLOW_CLIENT_TEMPLATES=1" in message
 
 
 def test_test_hook_field_needs_test_hooks() -> None:

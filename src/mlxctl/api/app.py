@@ -9,7 +9,6 @@ error envelope.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,9 +21,9 @@ from starlette.middleware import Middleware
 from mlxctl.api import admin, admin_ops, anthropic, metrics, ollama, ollama_models, openai
 from mlxctl.api import openapi as openapi_doc
 from mlxctl.api import slots as slots_api
-from mlxctl.api.envelope import http_exception_handler
+from mlxctl.api.envelope import error_response_for, http_exception_handler
 from mlxctl.api.middleware import DaemonMiddleware
-from mlxctl.errors import InvalidInput
+from mlxctl.httpguard import GuardPolicy, HTTPGuard, check_bind
 from mlxctl.registry import open_registry
 from mlxctl.router import Router, Timeouts
 from mlxctl.scheduler import Scheduler, SchedulerConfig
@@ -34,16 +33,25 @@ from mlxctl.supervision import pidfile
 from mlxctl.supervision.base import WorkerFactory
 from mlxctl.supervision.process import SupervisionConfig, process_factory
 
+__all__ = ["check_settings", "create_app", "worker_client"]
+
 
 def create_app(
     settings: Settings,
     *,
+    bind_host: str = "127.0.0.1",
     worker_factory: WorkerFactory | None = None,
     config: SchedulerConfig | None = None,
 ) -> Starlette:
-    """The daemon app; `worker_factory` and `config` replace the real ones in tests."""
+    """The daemon app, listening on `bind_host` (its Host allow-list starts there);
+    `worker_factory` and `config` replace the real ones in tests."""
     scheduler_config = config or SchedulerConfig.from_settings(settings)
     daemon_metrics = metrics.Metrics()
+    guard = GuardPolicy.from_settings(
+        settings,
+        bind_host=bind_host,
+        api_key=settings.api_key,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -82,7 +90,10 @@ def create_app(
             *openapi_doc.routes(),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(DaemonMiddleware, api_key=settings.api_key, metrics=daemon_metrics)],
+        middleware=[
+            Middleware(DaemonMiddleware, metrics=daemon_metrics),
+            Middleware(HTTPGuard, policy=guard, respond=error_response_for),
+        ],
         exception_handlers={HTTPException: http_exception_handler},
     )
     app.state.settings = settings
@@ -95,7 +106,8 @@ def create_app(
 def worker_client() -> httpx.AsyncClient:
     """The client for talking to workers: no proxies from the environment, no read timeout
     of its own (the router bounds the first byte and the gaps between chunks apart: a long
-    prompt may take minutes before its first token)."""
+    prompt may take minutes before its first token). The key goes per request, from each
+    worker's own `headers`: an external server never receives it."""
     return httpx.AsyncClient(
         trust_env=False,
         timeout=httpx.Timeout(connect=5.0, read=None, write=60.0, pool=None),
@@ -103,21 +115,10 @@ def worker_client() -> httpx.AsyncClient:
     )
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(host: str, api_key: str | None) -> None:
-    """Refuse to listen beyond this machine without an API key."""
-    if not is_loopback(host) and not api_key:
-        raise InvalidInput(
-            f"refusing to listen on {host} without an API key: anyone who can reach it "
-            "could run models here",
-            hint="set MLXCTL_API_KEY (clients then send `Authorization: Bearer <key>`), "
-            "or listen on 127.0.0.1",
-        )
+def check_settings(settings: Settings, host: str) -> None:
+    """Refuse, before anything starts, settings that would open the daemon or its slot
+    workers beyond this machine without the key."""
+    check_bind(host, settings.api_key)
+    check_bind(
+        settings.slot_host, settings.api_key, what="run slot workers", setting="MLXCTL_SLOT_HOST"
+    )

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from mlxctl.api.errors import APIError
 from mlxctl.errors import InvalidInput
+from mlxctl.httpguard import parse_json
 from mlxctl.scheduler import KeepAlive
 from mlxctl.scheduler.keepalive import parse_keep_alive
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError) as e:
-        raise APIError(
-            400, f"The request body is not valid JSON: {e}", code="invalid_json"
-        ) from None
+    """An empty body is `{}`; bad JSON, nesting too deep or a non-object is a 400."""
+    body = parse_json(raw or b"{}")
     if not isinstance(body, dict):
         raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
     return body

@@ -26,7 +26,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from mlxctl.api.app import check_bind, create_app
+from mlxctl.api.app import check_settings, create_app
 from mlxctl.listen import bind
 from mlxctl.settings import Settings
 
@@ -101,9 +101,9 @@ class DaemonServer(uvicorn.Server):
 
 def serve(settings: Settings, host: str, port: int, *, log_level: str = "info") -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code."""
-    check_bind(host, settings.api_key)
+    check_settings(settings, host)
     configure_logging(log_level, settings)
-    app = create_app(settings)
+    app = create_app(settings, bind_host=host)
     sock = bind(host, port)
     actual = int(sock.getsockname()[1])
     config = uvicorn.Config(

@@ -22,7 +22,7 @@ from mlxctl.cli.slots import SLOT_COMMANDS
 from mlxctl.cli.store import STORE_COMMANDS
 from mlxctl.cli.worker import worker
 from mlxctl.errors import MlxctlError
-from mlxctl.settings import Settings, describe
+from mlxctl.settings import Settings, describe, is_secret
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,10 +33,12 @@ def cli() -> None:
 
 @cli.command("settings")
 def settings_cmd() -> None:
-    """Show every setting, its environment variable and its current value."""
+    """Show every setting, its environment variable and its current value (secrets masked)."""
     current = Settings.from_env()
     for name, env, default, help_text in describe():
         value = getattr(current, name)
+        if is_secret(name) and value:
+            value = "******** (set; hidden)"
         click.echo(f"{env}={value}\n    {help_text} (default: {default or 'computed'})")
 
 

@@ -231,7 +231,12 @@ def prune(dry_run: bool, as_json: bool) -> None:
 @click.command()
 @click.argument("registry_host", metavar="REGISTRY")
 @click.option("-u", "--username", help="User name (asked when missing).")
-@click.option("-p", "--password", help="Password or token (asked when missing).")
+@click.option(
+    "-p",
+    "--password",
+    help="Password or token (asked when missing; on the command line it lands in shell "
+    "history: prefer --password-stdin).",
+)
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
 @insecure_option
 def login(
@@ -242,6 +247,13 @@ def login(
     insecure: bool,
 ) -> None:
     """Log in to an OCI registry; the credentials are checked, then saved (mode 0600)."""
+    if password is not None:
+        err_console.print(
+            "[yellow]warning:[/yellow] --password puts the password in your shell history "
+            "and in the process list; pipe it in with --password-stdin instead "
+            f"(e.g. `cat token.txt | mlxctl login {escape(registry_host)} -u USER "
+            "--password-stdin`)"
+        )
     if password_stdin:
         password = sys.stdin.read().rstrip("\n")
     username = username or click.prompt("Username")

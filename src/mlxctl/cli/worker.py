@@ -3,6 +3,9 @@
 The process the daemon supervises per loaded model, and a drop-in for
 `mlx_lm.server` when run by hand. MODEL is a registered name (slug, repo id or
 unambiguous prefix) or a path to a model folder (`./qwen`, `~/models/qwen`, `/x`).
+
+With a key (`--api-key-file`, else MLXCTL_API_KEY) every route but /health needs
+it; without one the worker listens on loopback only, as `mlxctl serve` does.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ if TYPE_CHECKING:
 @click.argument("model")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=8080, show_default=True, help="Port (0: any free).")
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the API key clients must send (mode 0600; default: MLXCTL_API_KEY).",
+)
 @click.option(
     "--max-batch",
     type=click.IntRange(1),
@@ -86,6 +94,7 @@ def worker(
     model: str,
     host: str,
     port: int,
+    api_key_file: Path | None,
     max_batch: int,
     max_queue: int,
     prompt_cache_entries: int,
@@ -104,6 +113,11 @@ def worker(
     """
     from dataclasses import replace
 
+    from mlxctl.httpguard import check_bind, read_key_file
+    from mlxctl.settings import Settings
+
+    api_key = read_key_file(api_key_file) if api_key_file else Settings.from_env().api_key
+    check_bind(host, api_key)
     _reexec_with_blas()
     from mlxctl.engine.generator import Engine
     from mlxctl.store.local.kind import model_kind
@@ -133,7 +147,7 @@ def worker(
         elif model_kind(info.path) == "embedding":
             from mlxctl.engine.encoder import EncoderEngine  # BERT-family sentence encoders
 
-            engine = EncoderEngine(info.path)
+            engine = EncoderEngine(info.path, max_queue=max_queue)
         else:
             engine = Engine(
                 info.path,
@@ -152,6 +166,7 @@ def worker(
         load_engine,
         host=host,
         port=port,
+        api_key=api_key,
         graceful_timeout=graceful_timeout,
         log_level=log_level,
     )

@@ -5,11 +5,14 @@ no daemon → Unavailable("no mlxctl daemon at …: start one with `mlxctl serve
 an error answer → its OpenAI-envelope message (and the admin API's `hint`), as
 NotFound / InvalidInput / Conflict / Forbidden / Unavailable by status. `run(op, args)` calls
 one of the registry and store operations (`mlxctl.operations`) on the daemon.
+Before the key first goes over plain http to another machine, it warns once on
+stderr (anyone on the path could read it).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,6 +28,7 @@ from mlxctl.errors import (
     NotFound,
     Unavailable,
 )
+from mlxctl.httpguard.addresses import is_loopback
 from mlxctl.operations.base import Args, Operation, Result
 from mlxctl.settings import Settings
 from mlxctl.store.progress import Progress, replay
@@ -34,9 +38,27 @@ LOAD_TIMEOUT = 900.0
 TIMEOUT = 30.0
 
 
+_warned: set[str] = set()
+
+
+def warn_plain_http(base_url: str) -> None:
+    """Once per process and address: the key is about to cross the network unencrypted."""
+    url = httpx.URL(base_url)
+    if url.scheme != "http" or is_loopback(url.host) or base_url in _warned:
+        return
+    _warned.add(base_url)
+    sys.stderr.write(
+        f"warning: sending MLXCTL_API_KEY to {base_url} over plain http: anyone on the "
+        "network path can read it. Put the daemon behind an https reverse proxy and set "
+        "MLXCTL_HOST=https://..., or reach it through an SSH tunnel.\n"
+    )
+
+
 class DaemonClient:
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = TIMEOUT):
         self.base_url = base_url.rstrip("/")
+        if api_key:
+            warn_plain_http(self.base_url)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout, trust_env=False

@@ -7,7 +7,8 @@
 
 The worker's HTTP side tokenizes with `tokenizer` and hands token ids over, as for
 the generation engine; a list of inputs is one padded forward pass (chunked at
-`max_batch` rows). It generates nothing: `generate` raises InvalidInput.
+`max_batch` rows). At most `max_queue` requests wait behind the one being encoded;
+more get QueueFull (429). It generates nothing: `generate` raises InvalidInput.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +27,9 @@ from tokenizers import Tokenizer
 
 from mlxctl.engine.bert import BertModel, load_bert
 from mlxctl.engine.embedjob import EmbedJob, check_tokens, settle
+from mlxctl.engine.generator import QueueFull
 from mlxctl.engine.pooling import pad
+from mlxctl.engine.stats import EngineStats
 from mlxctl.engine.types import DoneEvent, GenerationRequest, TokenEvent
 from mlxctl.errors import InvalidInput, NotFound, Unavailable
 
@@ -56,9 +60,12 @@ class EncoderEngine:
 
     kind: Literal["embedding"] = "embedding"
 
-    def __init__(self, model_path: Path | str, *, max_batch: int = 32) -> None:
+    def __init__(self, model_path: Path | str, *, max_batch: int = 32, max_queue: int = 64) -> None:
         self.model_path = Path(model_path)
         self.max_batch = max_batch
+        self.max_queue = max_queue
+        # Bounds requests in flight: the one being encoded plus `max_queue` waiting.
+        self._admission = EngineStats(max_batch=1, max_queue=max_queue)
         self.tokenizer: EncoderTokenizer
         self.context_length = 0
         self.eos_token_ids: set[int] = set()
@@ -108,9 +115,15 @@ class EncoderEngine:
         if self._thread is None or not self._thread.is_alive():
             raise Unavailable("The engine is not running.", hint="Start it first.")
         check_tokens(token_lists, context_length=self.context_length, vocab_size=self.vocab_size)
-        job = EmbedJob.new(token_lists)
-        self._jobs.put(job)
-        return await job.future
+        if not self._admission.admit():
+            raise QueueFull(self._admission.retry_after())
+        started = time.perf_counter()
+        try:
+            job = EmbedJob.new(token_lists)
+            self._jobs.put(job)
+            return await job.future
+        finally:
+            self._admission.release(seconds=time.perf_counter() - started)
 
     def _run(self) -> None:
         try:

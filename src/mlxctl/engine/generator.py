@@ -218,15 +218,21 @@ class Engine:
         """Pooled-hidden-state embeddings, one L2-normalised vector per token list.
 
         Runs on the generation thread between decoding steps (docs/embeddings.md);
-        raises ValueError for empty inputs, inputs over the context or unknown ids.
+        raises ValueError for empty inputs, inputs over the context or unknown ids, and
+        QueueFull when batch and queue are full (an embedding takes a place like a request).
         """
         check_tokens(token_lists, context_length=self.context_length, vocab_size=self.vocab_size)
-        job = EmbedJob.new(token_lists)
-        with self._gate:
-            if not self._running:
-                raise Unavailable("The engine is not running.", hint="Start it first.")
-            self._commands.put(("embed", job))
-        return await job.future
+        if not self._stats.admit():
+            raise QueueFull(self._stats.retry_after())
+        try:
+            job = EmbedJob.new(token_lists)
+            with self._gate:
+                if not self._running:
+                    raise Unavailable("The engine is not running.", hint="Start it first.")
+                self._commands.put(("embed", job))
+            return await job.future
+        finally:
+            self._stats.release()
 
     def _submit(self, request: GenerationRequest) -> _Job:
         if not self._running:

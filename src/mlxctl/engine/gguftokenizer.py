@@ -10,15 +10,14 @@ then wrapped in mlx-lm's `TokenizerWrapper`, which infers think markers and tool
 from __future__ import annotations
 
 import functools
-import json
 import warnings
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mlxctl.engine import mlxlm
 from mlxctl.engine.mlxlm import TokenizerWrapper
+from mlxctl.engine.templatebox import sandbox_environment
 
 __all__ = ["LlamaCppTokenizer", "load_gguf_tokenizer"]
 
@@ -144,26 +143,4 @@ def _meta_int(meta: dict[str, str], key: str) -> int | None:
 @functools.lru_cache(maxsize=8)
 def _compiled(source: str) -> Any:
     """A template compiled once: compiling costs ~8 ms, rendering well under one."""
-    return _environment().from_string(source)
-
-
-def _environment() -> Any:
-    from jinja2 import ext
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message: str) -> None:
-        raise TemplateError(message)
-
-    def tojson(
-        value: Any, ensure_ascii: bool = False, indent: int | None = None, sort_keys: bool = False
-    ) -> str:
-        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, sort_keys=sort_keys)
-
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[ext.loopcontrols]
-    )
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    return env
+    return sandbox_environment().from_string(source)

@@ -13,7 +13,7 @@ from typing import Any
 
 from mlxctl.slots.table import SlotSpec
 
-# Workers need no key; LiteLLM's openai provider wants one anyway.
+# Without MLXCTL_API_KEY workers need no key; LiteLLM's openai provider wants one anyway.
 NO_KEY = "none"
 # LiteLLM reads `os.environ/NAME` values from its own environment when it starts.
 DAEMON_KEY_REF = "os.environ/MLXCTL_API_KEY"
@@ -21,14 +21,15 @@ DAEMON_KEY_REF = "os.environ/MLXCTL_API_KEY"
 MANAGED = "mlxctl_managed"
 
 
-def slot_entry(slot: SlotSpec, host: str) -> dict[str, Any]:
-    """The `model_list` entry for one slot; the alias is what clients ask for."""
+def slot_entry(slot: SlotSpec, host: str, *, keyed: bool = False) -> dict[str, Any]:
+    """The `model_list` entry for one slot; the alias is what clients ask for. Slot
+    workers require the daemon's key when it has one (`keyed`)."""
     return {
         "model_name": slot.alias,
         "litellm_params": {
             "model": f"openai/{slot.alias}",
             "api_base": f"http://{host}:{slot.port}/v1",
-            "api_key": NO_KEY,
+            "api_key": DAEMON_KEY_REF if keyed else NO_KEY,
         },
         "model_info": {MANAGED: True, "mlxctl_slot": slot.port},
     }
@@ -56,7 +57,7 @@ def build_config(
     keyed: bool = False,
 ) -> dict[str, Any]:
     """The whole proxy config; a name already taken by a slot alias is not repeated."""
-    entries = [slot_entry(slot, host) for slot in slots]
+    entries = [slot_entry(slot, host, keyed=keyed) for slot in slots]
     taken = {e["model_name"] for e in entries}
     if daemon_url is not None:
         for model_id in on_demand:

@@ -21,7 +21,6 @@ from mlxctl.engine.blas import preload_env
 from mlxctl.registry import ModelRecord
 from mlxctl.settings import Settings
 from mlxctl.supervision.health import NONCE_ENV
-from mlxctl.supervision.pidfile import write_private
 
 # Names of environment variables that hold credentials: never passed to a child.
 _SECRET_NAMES = {
@@ -32,7 +31,6 @@ _SECRET_PARTS = re.compile(
     r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|AUTH_CONFIG",
     re.IGNORECASE,
 )
-KEY_FILE_NAME = "worker.key"
 
 
 def default_command() -> list[str]:
@@ -123,14 +121,3 @@ def child_env(environ: Mapping[str, str], nonce: str | None = None) -> dict[str,
     if nonce is not None:
         env[NONCE_ENV] = nonce
     return preload_env(env, Settings.from_env(env).blas) or env
-
-
-def write_key_file(directory: Path, key: str) -> Path:
-    """A 0600 file holding `key`, for `mlxctl worker --api-key-file`.
-
-    Stand-in with the interface of the HTTP guard's helper (same name and signature);
-    the lead keeps one of the two at merge.
-    """
-    path = directory / KEY_FILE_NAME
-    write_private(path, key)
-    return path

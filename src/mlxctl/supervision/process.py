@@ -43,6 +43,7 @@ from typing import NoReturn
 
 import httpx
 
+from mlxctl.httpguard import write_key_file
 from mlxctl.registry import ModelRecord
 from mlxctl.settings import Settings
 from mlxctl.supervision import logtail, pidfile, probe
@@ -54,7 +55,6 @@ from mlxctl.supervision.command import (
     default_command,
     external_command,
     worker_command,
-    write_key_file,
 )
 from mlxctl.supervision.handle import ProcessHandle
 from mlxctl.supervision.health import Health, external_health, worker_health
@@ -110,9 +110,13 @@ class SupervisionConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SupervisionConfig:
-        """Writes the workers' 0600 key file when the daemon has a key."""
+        """Writes the workers' 0600 key file when the daemon has a key (a previous
+        daemon's is removed: the workers it started read theirs when they started)."""
         key = settings.api_key
-        key_file = write_key_file(settings.home / "run", key) if key else None
+        run = settings.home / "run"
+        for stale in run.glob("key-*"):
+            stale.unlink(missing_ok=True)
+        key_file = write_key_file(run, key) if key else None
         return cls(
             home=settings.home,
             command=worker_command(settings.worker_command),

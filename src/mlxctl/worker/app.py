@@ -9,13 +9,14 @@ the engine in a thread (while `/health` answers `loading` and the API answers
 
 The HTTP side never calls MLX: requests become `GenerationRequest`s (token ids
 plus sampling), and templating, tokenization and grammar compilation run in
-worker threads so the event loop stays free.
+worker threads so the event loop stays free. `mlxctl.httpguard.HTTPGuard` sits in
+front of every route (Host, Origin, the API key when the worker has one, body
+type and size), as in front of the daemon's.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import time
@@ -28,22 +29,26 @@ from typing import Any, Literal, Protocol
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mlxctl.engine.generator import ContextOverflow
+from mlxctl.engine.templatebox import TemplateSandbox
 from mlxctl.engine.types import DoneEvent, GenerationRequest, LogitsProcessorFactory, TokenEvent
+from mlxctl.httpguard import GuardPolicy, HTTPGuard, parse_json
 from mlxctl.settings import Settings
 from mlxctl.worker import completion as out
 from mlxctl.worker import embeddings, sse
-from mlxctl.worker.chat import ChatPrompter, encode_prompt
+from mlxctl.worker.chat import ChatPrompter, RenderedPrompt, encode_prompt
 from mlxctl.worker.openai_errors import (
     APIError,
     api_error_handler,
     error_response,
     from_exception,
     http_exception_handler,
+    invalid_request,
 )
 from mlxctl.worker.requests import RequestSpec, parse_chat, parse_completion
 from mlxctl.worker.structured import ForcedOutput, JsonGrammars
@@ -93,9 +98,16 @@ class ServedModel:
 class WorkerState:
     """Everything the routes share; set up once the engine has loaded."""
 
-    def __init__(self, model: ServedModel, *, test_hooks: bool) -> None:
+    def __init__(self, model: ServedModel, *, test_hooks: bool, settings: Settings) -> None:
         self.model = model
         self.test_hooks = test_hooks
+        self.settings = settings
+        # Client-supplied chat templates render in a child process (engine/templatebox.py).
+        self.sandbox: TemplateSandbox | None = None
+        if settings.allow_client_templates:
+            self.sandbox = TemplateSandbox(
+                timeout=settings.template_timeout, max_chars=settings.template_max_chars
+            )
         self.status: Literal["loading", "ok", "failed"] = "loading"
         self.error: str | None = None
         self.started = time.monotonic()
@@ -123,6 +135,8 @@ class WorkerState:
             think_markers=self.syntax.think,
             system=self.model.system,
             few_shot=[dict(m) for m in self.model.messages],
+            sandbox=self.sandbox,
+            max_chars=self.settings.template_max_chars,
         )
         self.grammars = JsonGrammars(tok, engine.eos_token_ids)
         self.vocab_size = len(tok)
@@ -177,10 +191,18 @@ def create_app(
     on_ready: Callable[[WorkerState], None] | None = None,
     on_failure: Callable[[BaseException], None] | None = None,
     test_hooks: bool | None = None,
+    guard: GuardPolicy | None = None,
+    settings: Settings | None = None,
 ) -> Starlette:
-    """The worker app; `load_engine` builds and starts the engine (blocking, run in a thread)."""
-    hooks = Settings.from_env().worker_test_hooks if test_hooks is None else test_hooks
-    state = WorkerState(model, test_hooks=hooks)
+    """The worker app; `load_engine` builds and starts the engine (blocking, run in a thread).
+
+    `guard` says who may call it (default: loopback callers, no key); `settings`
+    (default: from the environment) bring the request limits.
+    """
+    settings = settings or Settings.from_env()
+    hooks = settings.worker_test_hooks if test_hooks is None else test_hooks
+    state = WorkerState(model, test_hooks=hooks, settings=settings)
+    policy = guard or GuardPolicy.from_settings(settings, bind_host="127.0.0.1", api_key=None)
 
     async def load() -> None:
         try:
@@ -201,6 +223,8 @@ def create_app(
             tg.start_soon(load)
             yield
             tg.cancel_scope.cancel()
+        if state.sandbox is not None:
+            await anyio.to_thread.run_sync(state.sandbox.close)
         if state._engine is not None:
             await anyio.to_thread.run_sync(state._engine.close)
 
@@ -226,6 +250,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(HTTPGuard, policy=policy, respond=_refusal_response)],
         # Starlette's own 404/405, and anything that escapes a route, in the same envelope.
         exception_handlers={HTTPException: http_exception_handler, Exception: api_error_handler},
     )
@@ -240,15 +265,9 @@ async def chat_completions(request: Request, state: WorkerState) -> Response:
         vocab_size=state.vocab_size,
         test_hooks=state.test_hooks,
         defaults=state.model.defaults,
+        client_templates=state.sandbox is not None,
     )
-    prompt = await anyio.to_thread.run_sync(
-        functools.partial(
-            state.prompter.render,
-            spec.messages,
-            tools=spec.tools,
-            template_kwargs=spec.template_kwargs,
-        )
-    )
+    prompt = await _render(state, spec)
     stream = make_stream(
         state.syntax,
         stop=spec.stop,
@@ -338,13 +357,15 @@ async def _submit(
         fmt = spec.response_format
         processors.append(await anyio.to_thread.run_sync(state.grammars.factory, fmt))
     if spec.force_text is not None:
-        ids = list(tok.encode(spec.force_text, add_special_tokens=False))
+        ids = (await anyio.to_thread.run_sync(_encode_texts, tok, [spec.force_text]))[0]
         processors.append(ForcedOutput(ids, min(engine.eos_token_ids), state.vocab_size))
+    # Stop strings (at most 16 of 256 characters) are tokenized in a thread like prompts.
+    stop_ids = await anyio.to_thread.run_sync(_encode_texts, tok, spec.stop) if spec.stop else []
     request = GenerationRequest(
         prompt_tokens=prompt,
         max_tokens=spec.max_tokens or max(1, engine.context_length - len(prompt)),
         sampling=spec.sampling,
-        stop_token_ids=[list(tok.encode(s, add_special_tokens=False)) for s in spec.stop],
+        stop_token_ids=stop_ids,
         logits_processors=processors,
         request_id=request_id,
     )
@@ -370,11 +391,36 @@ def _sse(chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     return StreamingResponse(sse.frame(chunks), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
 
 
-async def _json(request: Request) -> Any:
-    raw = await request.body()
+async def _render(state: WorkerState, spec: RequestSpec) -> RenderedPrompt:
+    """The chat template applied in a thread, within MLXCTL_TEMPLATE_TIMEOUT.
+
+    A model's own template renders in this process: past the deadline the request
+    ends with a 400 and the thread is left to finish. A client's template renders in
+    the sandbox process, which is killed at the deadline (the margin lets it be first).
+    """
+    render = functools.partial(
+        state.prompter.render, spec.messages, tools=spec.tools, template_kwargs=spec.template_kwargs
+    )
+    limit = state.settings.template_timeout
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise APIError(
-            400, f"The request body is not valid JSON: {e}", code="invalid_json"
+        with anyio.fail_after(limit + 1):
+            return await anyio.to_thread.run_sync(render, abandon_on_cancel=True)
+    except TimeoutError:
+        raise invalid_request(
+            f"The chat template did not render within {limit:g} s (MLXCTL_TEMPLATE_TIMEOUT).",
+            "messages",
+            code="template_timeout",
         ) from None
+
+
+def _encode_texts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    return [list(tokenizer.encode(text, add_special_tokens=False)) for text in texts]
+
+
+def _refusal_response(path: str, error: APIError) -> Response:
+    """The guard's refusals (Host, Origin, key, body) in the OpenAI envelope."""
+    return error_response(error)
+
+
+async def _json(request: Request) -> Any:
+    return parse_json(await request.body())

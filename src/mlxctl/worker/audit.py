@@ -26,7 +26,9 @@ _ENGINE_LIMITS = ("max_batch", "max_queue", "prefill_step_size")
 _CACHE_LIMITS = ("prompt_cache_entries", "prompt_cache_bytes")
 
 
-def audit_record(state: WorkerState, *, host: str, port: int) -> dict[str, Any]:
+def audit_record(
+    state: WorkerState, *, host: str, port: int, key_required: bool = False
+) -> dict[str, Any]:
     """The effective settings of a loaded worker, as plain JSON-able data."""
     engine, model = state.engine, state.model
     syntax = state.syntax
@@ -34,7 +36,7 @@ def audit_record(state: WorkerState, *, host: str, port: int) -> dict[str, Any]:
         "event": "worker.ready",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "pid": os.getpid(),
-        "listen": {"host": host, "port": port},
+        "listen": {"host": host, "port": port, "api_key": key_required},
         "load_seconds": round(time.monotonic() - state.started, 3),
         "model": {
             "id": model.id,
@@ -55,6 +57,7 @@ def audit_record(state: WorkerState, *, host: str, port: int) -> dict[str, Any]:
         "structured_output": "llguidance",
         "batch": {name: getattr(engine, name, None) for name in _ENGINE_LIMITS},
         "prompt_cache": {name: getattr(engine, name, None) for name in _CACHE_LIMITS},
+        "client_templates": state.sandbox is not None,
         "test_hooks": state.test_hooks,
         "versions": {"mlxctl": __version__, **{p: _version(p) for p in _PACKAGES}},
         "blas": loaded_blas(),

@@ -11,7 +11,10 @@ a Modelfile's: the system prompt when the conversation has none, the few-shot
 turns after the system message and before the conversation.
 
 Rendering is CPU-bound Jinja plus tokenization: callers on the event loop run
-`render` in a worker thread.
+`render` in a worker thread, under a deadline. A template the request brings
+(`chat_template_kwargs.chat_template`, accepted only under
+MLXCTL_ALLOW_CLIENT_TEMPLATES) renders in the sandbox process instead
+(engine/templatebox.py). Either way a prompt longer than `max_chars` is a 400.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlxctl.engine.templatebox import TemplateSandbox
+from mlxctl.errors import InvalidInput
+from mlxctl.settings import Settings
 from mlxctl.worker.openai_errors import invalid_request
+
+# Variables transformers passes every template beside the messages (special tokens).
+_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token")
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,12 @@ class ChatPrompter:
         think_markers: tuple[str, str] | None = None,
         system: str | None = None,
         few_shot: Sequence[dict[str, Any]] = (),
+        sandbox: TemplateSandbox | None = None,
+        max_chars: int = Settings.template_max_chars,
     ) -> None:
         self.tokenizer = tokenizer
+        self.sandbox = sandbox
+        self.max_chars = max_chars
         self.system = system
         self.few_shot = [dict(m) for m in few_shot]
         self.template: str | None = None
@@ -64,6 +77,29 @@ class ChatPrompter:
         template_kwargs: dict[str, Any] | None = None,
     ) -> RenderedPrompt:
         """Token ids of the prompt, ending with the assistant's generation header."""
+        kwargs = dict(template_kwargs or {})
+        client_template = kwargs.pop("chat_template", None)
+        if client_template is not None:
+            text = self._render_client(str(client_template), messages, tools, kwargs)
+        else:
+            text = self._render_own(messages, tools, kwargs)
+        if len(text) > self.max_chars:
+            raise invalid_request(
+                f"The rendered prompt is {len(text)} characters, more than the "
+                f"{self.max_chars} a prompt may have (MLXCTL_TEMPLATE_MAX_CHARS).",
+                "messages",
+                code="prompt_too_long",
+            )
+        tokens = list(self.tokenizer.encode(text, add_special_tokens=False))
+        return RenderedPrompt(tokens, text, self._opens_reasoning(text))
+
+    def _render_own(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        kwargs: dict[str, Any],
+    ) -> str:
+        """The model's template (or the registry's override), through the tokenizer."""
         if self.template_source == "none":
             raise invalid_request(
                 "This model has no chat template; use /v1/completions or set a "
@@ -71,23 +107,55 @@ class ChatPrompter:
                 "messages",
                 code="no_chat_template",
             )
-        kwargs = dict(template_kwargs or {})
         if self.template is not None:
             kwargs["chat_template"] = self.template
         try:
-            text = self.tokenizer.apply_chat_template(
-                [_template_message(m) for m in self.with_preamble(messages)],
-                tools=tools,
-                add_generation_prompt=True,
-                tokenize=False,
-                **kwargs,
+            return str(
+                self.tokenizer.apply_chat_template(
+                    [_template_message(m) for m in self.with_preamble(messages)],
+                    tools=tools,
+                    add_generation_prompt=True,
+                    tokenize=False,
+                    **kwargs,
+                )
             )
         except Exception as e:  # Jinja raises its own error types, often with useful text
             raise invalid_request(
                 f"The chat template could not render these messages: {e}", "messages"
             ) from e
-        tokens = list(self.tokenizer.encode(text, add_special_tokens=False))
-        return RenderedPrompt(tokens, text, self._opens_reasoning(text))
+
+    def _render_client(
+        self,
+        template: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        kwargs: dict[str, Any],
+    ) -> str:
+        """A template from the request, in the sandbox process (never in this one)."""
+        if self.sandbox is None:
+            raise invalid_request(
+                "'chat_template_kwargs.chat_template' is not accepted by this server.",
+                "chat_template_kwargs.chat_template",
+                code="unsupported_parameter",
+            )
+        variables = {
+            **self._special_tokens(),
+            **kwargs,
+            "messages": [_template_message(m) for m in self.with_preamble(messages)],
+            "tools": tools,
+            "add_generation_prompt": True,
+        }
+        try:
+            return self.sandbox.render(template, variables)
+        except InvalidInput as e:
+            raise invalid_request(e.message, "chat_template_kwargs.chat_template") from None
+
+    def _special_tokens(self) -> dict[str, Any]:
+        tokens = getattr(self.tokenizer, "special_tokens_map", None)
+        if isinstance(tokens, dict):
+            return {k: v for k, v in tokens.items() if isinstance(v, str | list)}
+        found = {k: getattr(self.tokenizer, k, None) for k in _SPECIAL_TOKENS}
+        return {k: v for k, v in found.items() if isinstance(v, str)}
 
     def with_preamble(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`messages` with the model's system prompt (unless they bring one) and few-shot turns."""

@@ -7,6 +7,8 @@ Tokenization runs in a worker thread; the vectors come from the engine's own thr
 (a BERT encoder, or a chat model's pooled hidden state: docs/embeddings.md).
 `dimensions` truncates and re-normalises, but only for models whose config.json lists
 `matryoshka_dimensions` (trained for it); others answer 400 unless it is the full size.
+A request carries at most MLXCTL_MAX_EMBED_INPUTS inputs, and waits in the engine's
+admission queue like a generation (429 with Retry-After when it is full).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from mlxctl.httpguard import parse_json
 from mlxctl.jsonnum import as_int
 from mlxctl.worker.openai_errors import APIError
 
@@ -49,7 +52,7 @@ async def create(request: Request, state: Any) -> Response:
     truncate = body.get("truncate", False)
     if not isinstance(truncate, bool):
         raise _bad("'truncate' must be a boolean.", "truncate")
-    inputs = parse_input(body.get("input"))
+    inputs = parse_input(body.get("input"), max_inputs=state.settings.max_embed_inputs)
     token_lists = await anyio.to_thread.run_sync(_tokenize, engine.tokenizer, inputs)
     _check(token_lists, engine.context_length, len(engine.tokenizer), truncate=truncate)
     if truncate:
@@ -66,12 +69,19 @@ async def create(request: Request, state: Any) -> Response:
     return JSONResponse({"object": "list", "data": data, "model": state.model.id, "usage": usage})
 
 
-def parse_input(value: object) -> list[str | list[int]]:
-    """OpenAI's four input shapes as a list of texts or token-id lists; 400 otherwise."""
+def parse_input(value: object, *, max_inputs: int | None = None) -> list[str | list[int]]:
+    """OpenAI's four input shapes as a list of texts or token-id lists; 400 otherwise,
+    or when there are more than `max_inputs`."""
     if isinstance(value, str) or (isinstance(value, list) and value and _ids(value) is not None):
         value = [value]
     if not isinstance(value, list) or not value:
         raise _bad("'input' must be a string, a list of strings or of token ids.", "input")
+    if max_inputs is not None and len(value) > max_inputs:
+        raise _bad(
+            f"'input' has {len(value)} items; one request takes at most {max_inputs} "
+            "(MLXCTL_MAX_EMBED_INPUTS): split it into several requests.",
+            "input",
+        )
     items: list[str | list[int]] = []
     for item in value:
         if isinstance(item, str) and item:
@@ -148,12 +158,7 @@ def _ids(values: list[Any]) -> list[int] | None:
 
 
 def _body(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise APIError(
-            400, f"The request body is not valid JSON: {e}", code="invalid_json"
-        ) from None
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
     return body

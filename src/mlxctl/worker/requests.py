@@ -31,7 +31,23 @@ _MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool"}
 # Message fields the chat template reads as text (others pass through unchecked).
 _MESSAGE_STRINGS = ("name", "tool_call_id", "reasoning_content")
 _MAX_STOPS = 16
+_MAX_STOP_CHARS = 256
+_MAX_LOGIT_BIAS = 300  # OpenAI's own cap
 _MAX_TOP_LOGPROBS = 20
+# apply_chat_template arguments a request may not set through chat_template_kwargs:
+# they change what rendering returns, not what the template sees.
+_RESERVED_TEMPLATE_KWARGS = {
+    "conversation",
+    "messages",
+    "tools",
+    "add_generation_prompt",
+    "continue_final_message",
+    "tokenize",
+    "tokenizer_kwargs",
+    "padding",
+    "truncation",
+    "max_length",
+}
 
 
 @dataclass
@@ -117,8 +133,13 @@ def parse_chat(
     vocab_size: int,
     test_hooks: bool = False,
     defaults: Mapping[str, Any] | None = None,
+    client_templates: bool = False,
 ) -> RequestSpec:
-    """A chat request; `defaults` (from `request_defaults`) fill the fields it leaves unset."""
+    """A chat request; `defaults` (from `request_defaults`) fill the fields it leaves unset.
+
+    `chat_template_kwargs.chat_template` (a template of the client's own) is refused
+    unless `client_templates` (MLXCTL_ALLOW_CLIENT_TEMPLATES).
+    """
     data = _object(body)
     _check_fields(data, IGNORED | SAMPLING | CHAT, test_hooks)
     data = _with_defaults(data, defaults)
@@ -134,10 +155,7 @@ def parse_chat(
         _int(data, "max_tokens", 1, None),
     )
     max_tokens = older if max_tokens is None else max_tokens
-    kwargs = data.get("chat_template_kwargs")
-    kwargs = {} if kwargs is None else kwargs
-    if not isinstance(kwargs, dict):
-        raise invalid_request("'chat_template_kwargs' must be an object", "chat_template_kwargs")
+    kwargs = _template_kwargs(data.get("chat_template_kwargs"), client_templates)
     return RequestSpec(
         kind="chat",
         sampling=_sampling(data, vocab_size, logprobs=bool(logprobs), top_logprobs=top or 0),
@@ -148,7 +166,7 @@ def parse_chat(
         response_format=_response_format(data),
         messages=messages,
         tools=tools,
-        template_kwargs=dict(kwargs),
+        template_kwargs=kwargs,
         force_text=_force(data, test_hooks),
     )
 
@@ -258,6 +276,29 @@ def _content(value: Any, where: str, role: str) -> str | None:
     return "".join(texts)
 
 
+def _template_kwargs(value: Any, client_templates: bool) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid_request("'chat_template_kwargs' must be an object", "chat_template_kwargs")
+    for name in value:
+        param = f"chat_template_kwargs.{name}"
+        if name in _RESERVED_TEMPLATE_KWARGS or str(name).startswith("return_"):
+            raise unsupported(param, "cannot be set by a request")
+        if name == "chat_template" and not client_templates:
+            raise unsupported(
+                param,
+                "is refused: this server renders only the model's own chat template "
+                "(its operator may allow client templates with MLXCTL_ALLOW_CLIENT_TEMPLATES=1)",
+            )
+    if "chat_template" in value and not isinstance(value["chat_template"], str):
+        raise invalid_request(
+            "'chat_template_kwargs.chat_template' must be a string",
+            "chat_template_kwargs.chat_template",
+        )
+    return dict(value)
+
+
 def _tools(data: dict[str, Any]) -> list[dict[str, Any]] | None:
     tools = data.get("tools")
     choice = data.get("tool_choice")
@@ -310,6 +351,10 @@ def _logit_bias(value: Any, vocab_size: int) -> dict[int, float]:
         return {}
     if not isinstance(value, dict):
         raise invalid_request("'logit_bias' must be an object of token id → bias", "logit_bias")
+    if len(value) > _MAX_LOGIT_BIAS:
+        raise invalid_request(
+            f"'logit_bias' takes at most {_MAX_LOGIT_BIAS} tokens, got {len(value)}", "logit_bias"
+        )
     bias = {}
     for key, amount in value.items():
         # Only plain digits: int() would also take "+1", " 1", "1_0" and other scripts' digits.
@@ -335,6 +380,10 @@ def _stop(data: dict[str, Any]) -> list[str]:
         raise invalid_request("'stop' must be a non-empty string or an array of them", "stop")
     if len(stops) > _MAX_STOPS:
         raise invalid_request(f"'stop' takes at most {_MAX_STOPS} strings", "stop")
+    if any(len(s) > _MAX_STOP_CHARS for s in stops):
+        raise invalid_request(
+            f"each 'stop' string may be at most {_MAX_STOP_CHARS} characters long", "stop"
+        )
     return list(dict.fromkeys(stops))
 
 

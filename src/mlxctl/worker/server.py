@@ -17,7 +17,9 @@ from collections.abc import Callable
 
 import uvicorn
 
+from mlxctl.httpguard import GuardPolicy
 from mlxctl.listen import bind
+from mlxctl.settings import Settings
 from mlxctl.worker import audit
 from mlxctl.worker.app import ServedModel, WorkerEngine, WorkerState, create_app
 
@@ -30,24 +32,31 @@ def run_worker(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    api_key: str | None = None,
     graceful_timeout: float = 30.0,
     log_level: str = "info",
 ) -> int:
-    """Serve until told to stop; returns the process exit code."""
+    """Serve until told to stop; returns the process exit code. With `api_key`, every
+    route but /health requires it."""
     sock = bind(host, port)
     actual_port = int(sock.getsockname()[1])
     failed: list[BaseException] = []
     server: uvicorn.Server | None = None
 
     def ready(state: WorkerState) -> None:
-        audit.emit(audit.audit_record(state, host=host, port=actual_port))
+        record = audit.audit_record(state, host=host, port=actual_port, key_required=bool(api_key))
+        audit.emit(record)
 
     def failure(error: BaseException) -> None:
         failed.append(error)
         if server is not None:
             server.should_exit = True
 
-    app = create_app(model, load_engine, on_ready=ready, on_failure=failure)
+    settings = Settings.from_env()
+    guard = GuardPolicy.from_settings(settings, bind_host=host, api_key=api_key)
+    app = create_app(
+        model, load_engine, on_ready=ready, on_failure=failure, guard=guard, settings=settings
+    )
     config = uvicorn.Config(
         app,
         log_config=None,

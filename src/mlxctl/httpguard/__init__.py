@@ -1,0 +1,40 @@
+"""The checks every mlxctl HTTP server runs before a request reaches a route.
+
+Both the daemon (`api/app.py`) and the worker (`worker/app.py`) put `HTTPGuard`
+in front of their routes, so a web page cannot drive either (docs/security.md):
+
+addresses.py   loopback, `check_bind` (no key → loopback only), the Host allow-list
+origins.py     Origin patterns (MLXCTL_ORIGINS), same-origin, CORS headers
+keys.py        the API key: checked in constant time, handed over in a 0600 file
+policy.py      `GuardPolicy`: what one server lets through; `RawBodyRoute` exemptions
+middleware.py  `HTTPGuard`: Host → Origin/CORS → key → Content-Type → body size
+jsonbody.py    `parse_json`: bodies as JSON with a nesting limit
+
+This package imports nothing from `api/` or `worker/`: each server passes its own
+`respond(path, error)` to answer refusals in its dialect's envelope.
+"""
+
+from mlxctl.httpguard.addresses import HostAllowList, check_bind, is_loopback
+from mlxctl.httpguard.jsonbody import MAX_DEPTH, parse_json
+from mlxctl.httpguard.keys import authorized, read_key_file, write_key_file
+from mlxctl.httpguard.middleware import BodyTooLarge, HTTPGuard, Respond, is_json
+from mlxctl.httpguard.origins import OriginList
+from mlxctl.httpguard.policy import GuardPolicy, RawBodyRoute
+
+__all__ = [
+    "MAX_DEPTH",
+    "BodyTooLarge",
+    "GuardPolicy",
+    "HTTPGuard",
+    "HostAllowList",
+    "OriginList",
+    "RawBodyRoute",
+    "Respond",
+    "authorized",
+    "check_bind",
+    "is_json",
+    "is_loopback",
+    "parse_json",
+    "read_key_file",
+    "write_key_file",
+]
