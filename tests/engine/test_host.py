@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mlxctl.engine.host import EngineHost, Job, Outbox, QueueFull
+from mlxctl.engine.host import EngineHost, QueueFull
+from mlxctl.engine.outbox import Job, Outbox
 from mlxctl.engine.types import DoneEvent, TokenEvent
 from mlxctl.errors import Unavailable
 

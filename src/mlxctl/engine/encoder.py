@@ -20,7 +20,8 @@ import mlx.core as mx
 from tokenizers import Tokenizer
 
 from mlxctl.engine.bert import BertModel, load_bert
-from mlxctl.engine.host import EngineHost, Job, Outbox
+from mlxctl.engine.host import EngineHost
+from mlxctl.engine.outbox import Job, Outbox
 from mlxctl.engine.pooling import pad
 from mlxctl.engine.types import GenerationRequest
 from mlxctl.errors import InvalidInput

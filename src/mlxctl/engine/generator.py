@@ -21,7 +21,8 @@ import mlx.core as mx
 
 from mlxctl.engine import mlxlm, pooling, sampling
 from mlxctl.engine.checks import ContextOverflow
-from mlxctl.engine.host import EngineHost, Job, Outbox, QueueFull
+from mlxctl.engine.host import EngineHost, QueueFull
+from mlxctl.engine.outbox import Job, Outbox
 from mlxctl.engine.prefix import common_prefix
 from mlxctl.engine.prompt_cache import CacheHit, PromptCache
 from mlxctl.engine.types import TokenEvent

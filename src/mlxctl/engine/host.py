@@ -26,24 +26,23 @@ import contextlib
 import logging
 import queue
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from mlxctl.engine.checks import check_tokens, checked_max_tokens
+from mlxctl.engine.outbox import Event, Job, Outbox
 from mlxctl.engine.stats import EngineStats
-from mlxctl.engine.types import DoneEvent, FinishReason, GenerationRequest, TokenEvent
+from mlxctl.engine.types import DoneEvent, GenerationRequest, TokenEvent
 from mlxctl.errors import NotFound, Unavailable
 
-__all__ = ["Backend", "EngineHost", "Job", "Outbox", "QueueFull"]
+__all__ = ["Backend", "EngineHost", "QueueFull"]
 
 log = logging.getLogger(__name__)
 
-Event = TokenEvent | DoneEvent
 T = TypeVar("T")
 
 
@@ -59,30 +58,6 @@ class QueueFull(Unavailable):
 
 
 @dataclass(eq=False)
-class Job:
-    """One generation request's life.
-
-    The caller sets `cancelled` when it stops reading; every field below it belongs
-    to the engine thread (the backend fills `uid`, `detokenizer`, `cached`,
-    `generated` and `first_token`; the DoneEvent reports them).
-    """
-
-    request: GenerationRequest
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue[Event]
-    max_tokens: int
-    submitted: float = field(default_factory=time.perf_counter)
-    cancelled: bool = False
-    finished: bool = False
-    uid: int | None = None  # the backend's id for the job's sequence
-    detokenizer: Any = None  # the backend's text decoder for the job's tokens
-    cached: int = 0  # prompt tokens whose KV came from a cache
-    generated: int = 0
-    first_token: float | None = None
-    failure: str | None = None  # set mid-step (a logits processor raised): ends it in error
-
-
-@dataclass(eq=False)
 class _Call(Generic[T]):
     """A function to run on the engine thread between steps, and its caller's future."""
 
@@ -90,73 +65,6 @@ class _Call(Generic[T]):
     what: str
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
-
-
-class Outbox:
-    """The engine thread's ledger: which jobs run, and their events until the next flush.
-
-    Backends call `send` for each token and `finish` when a job ends; the host delivers
-    what piled up at the end of the step. Counters move before events, so a consumer
-    reading stats after its DoneEvent sees them.
-    """
-
-    def __init__(self, stats: EngineStats) -> None:
-        self.stats = stats
-        self.running: dict[Job, None] = {}  # in admission order
-        self.finished = False  # a job ended since the last flush
-        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[Job, Event]]] = {}
-
-    def send(self, job: Job, event: Event) -> None:
-        pending = self._pending.get(job.loop)
-        if pending is None:
-            pending = self._pending[job.loop] = []
-        pending.append((job, event))
-
-    def finish(
-        self,
-        job: Job,
-        reason: FinishReason,
-        *,
-        error: str | None = None,
-        now: float | None = None,
-    ) -> None:
-        """End `job` with its DoneEvent (the backend has dropped its sequence)."""
-        if job.finished:
-            return
-        now = time.perf_counter() if now is None else now
-        if reason == "error":
-            self.stats.add_error()
-        first = job.first_token
-        done = DoneEvent(
-            finish_reason=reason,
-            prompt_tokens=len(job.request.prompt_tokens),
-            completion_tokens=job.generated,
-            cached_tokens=job.cached,
-            error=error,
-            time_to_first_token=None if first is None else first - job.submitted,
-            generation_seconds=None if first is None else now - first,
-        )
-        self.retire(job, now=now)
-        self.send(job, done)
-
-    def retire(self, job: Job, *, cancelled: bool = False, now: float | None = None) -> None:
-        """Forget a job that left the engine (finished, failed or cancelled)."""
-        if job.finished:
-            return
-        job.finished = True
-        self.finished = True
-        self.running.pop(job, None)
-        now = time.perf_counter() if now is None else now
-        seconds = None if cancelled else now - job.submitted
-        self.stats.release(seconds=seconds, cancelled=cancelled)
-        self.stats.set_active(len(self.running))
-
-    def take(self) -> list[tuple[asyncio.AbstractEventLoop, list[tuple[Job, Event]]]]:
-        """The events held since the last call, per event loop."""
-        if not self._pending:
-            return []
-        pending, self._pending = self._pending, {}
-        return list(pending.items())
 
 
 class Backend(Protocol):

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from mlxctl.engine.host import Job, Outbox
 from mlxctl.engine.npsampler import NumpySampler, Row, row_processor
+from mlxctl.engine.outbox import Job, Outbox
 from mlxctl.engine.prefix import common_prefix
 from mlxctl.engine.types import FinishReason, TokenEvent
 

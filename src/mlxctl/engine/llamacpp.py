@@ -15,8 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mlxctl.engine.host import EngineHost, Outbox
+from mlxctl.engine.host import EngineHost
 from mlxctl.engine.llamabatch import LlamaBatch
+from mlxctl.engine.outbox import Outbox
 from mlxctl.errors import NotFound, Unavailable
 from mlxctl.store.ggufinfo import GGUF_MAX_CONTEXT
 
