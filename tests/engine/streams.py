@@ -7,7 +7,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from mlxctl.engine.generator import Engine
+from mlxctl.engine.host import EngineHost
 from mlxctl.engine.types import DoneEvent, GenerationRequest, SamplingParams, TokenEvent
 
 T = TypeVar("T")
@@ -24,7 +24,7 @@ class Result:
         return "".join(e.text for e in self.events)
 
 
-async def collect(engine: Engine, request: GenerationRequest) -> Result:
+async def collect(engine: EngineHost[Any], request: GenerationRequest) -> Result:
     """Read a whole stream, checking its shape: TokenEvents, then exactly one DoneEvent."""
     result = Result()
     async for event in engine.generate(request):

@@ -355,7 +355,8 @@ def test_a_failing_step_fails_the_batch_not_the_thread(
 def test_long_prompts_prefill_one_at_a_time() -> None:
     from types import SimpleNamespace
 
-    from mlxctl.engine.generator import _LONG_PREFILL, _Generation, _Job
+    from mlxctl.engine.generator import _LONG_PREFILL, _Generation
+    from mlxctl.engine.outbox import Job as _Job
 
     def job(tokens: int, *, first: bool = False, cached: int = 0) -> _Job:
         j = _Job(greedy(list(range(tokens)), 4), asyncio.new_event_loop(), asyncio.Queue(), 4)

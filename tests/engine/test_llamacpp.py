@@ -12,7 +12,8 @@ import pytest
 pytest.importorskip("gguf", reason="the gguf package is not installed")
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
 
-from mlxctl.engine.generator import ContextOverflow, QueueFull
+from mlxctl.engine.checks import ContextOverflow
+from mlxctl.engine.host import QueueFull
 from mlxctl.engine.llamacpp import LlamaCppEngine
 from mlxctl.engine.types import (
     DoneEvent,

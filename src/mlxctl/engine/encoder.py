@@ -1,7 +1,7 @@
-"""The embedding engine: one thread owns a BERT encoder, fed by a queue.
+"""The embedding engine: a BERT encoder on the host's thread (engine/host.py).
 
     caller (asyncio)                        encoder thread (all MLX work)
-    EncoderEngine.embed ── job ──▶ SimpleQueue ──▶ padded forward pass per chunk
+    EncoderEngine.embed ── call ──▶ SimpleQueue ──▶ padded forward pass per chunk
          ▲                                                 │
          └── asyncio.Future ◀── loop.call_soon_threadsafe ─┘ vectors
 
@@ -14,11 +14,6 @@ more get QueueFull (429). It generates nothing: `generate` raises InvalidInput.
 from __future__ import annotations
 
 import json
-import logging
-import queue
-import threading
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,16 +21,13 @@ import mlx.core as mx
 from tokenizers import Tokenizer
 
 from mlxctl.engine.bert import BertModel, load_bert
-from mlxctl.engine.embedjob import EmbedJob, check_tokens, settle
-from mlxctl.engine.generator import QueueFull
+from mlxctl.engine.host import EngineHost
+from mlxctl.engine.outbox import Job, Outbox
 from mlxctl.engine.pooling import pad
-from mlxctl.engine.stats import EngineStats
-from mlxctl.engine.types import DoneEvent, GenerationRequest, TokenEvent
-from mlxctl.errors import InvalidInput, NotFound, Unavailable
+from mlxctl.engine.types import GenerationRequest
+from mlxctl.errors import InvalidInput
 
 __all__ = ["EncoderEngine", "EncoderTokenizer"]
-
-log = logging.getLogger(__name__)
 
 
 class EncoderTokenizer:
@@ -55,90 +47,38 @@ class EncoderTokenizer:
         return int(self.tokenizer.get_vocab_size())
 
 
-class EncoderEngine:
+class EncoderEngine(EngineHost["_Encoder"]):
     """Serves one sentence encoder; `start()` loads it on its thread, `close()` stops it."""
 
     kind: Literal["embedding"] = "embedding"
+    thread_name = "mlxctl-encoder"
 
     def __init__(self, model_path: Path | str, *, max_batch: int = 32, max_queue: int = 64) -> None:
-        self.model_path = Path(model_path)
-        self.max_batch = max_batch
-        self.max_queue = max_queue
-        # Bounds requests in flight: the one being encoded plus `max_queue` waiting.
-        self._admission = EngineStats(max_batch=1, max_queue=max_queue)
+        # `max_batch` is rows per forward pass; one request is encoded at a time and
+        # `max_queue` more may wait (429 beyond).
+        super().__init__(model_path, max_batch=max_batch, max_queue=max_queue, in_flight=1)
         self.tokenizer: EncoderTokenizer
-        self.context_length = 0
-        self.eos_token_ids: set[int] = set()
-        self.vocab_size = 0
-        self._jobs: queue.SimpleQueue[EmbedJob | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._load_error: BaseException | None = None
-        self._counts = {
-            "requests_total": 0,
-            "inputs_total": 0,
-            "tokens_total": 0,
-            "errors_total": 0,
-        }
-        self._lock = threading.Lock()  # guards `_counts` only; MLX stays on the thread
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("EncoderEngine.start() was already called")
-        if not self.model_path.is_dir():
-            raise NotFound(f"Model directory {self.model_path} not found.")
-        self._thread = threading.Thread(target=self._run, name="mlxctl-encoder", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._load_error is not None:
-            self._thread.join()
-            raise self._load_error
-
-    def close(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            return
-        self._jobs.put(None)
-        self._thread.join()
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
-            return {"kind": "embedding", **self._counts}
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent | DoneEvent]:
-        raise InvalidInput(
-            f"'{self.model_path.name}' is an embedding model: it serves /v1/embeddings only."
-        )
-        yield  # pragma: no cover - makes this an async generator like Engine.generate
+        counts = self._stats.snapshot()
+        return {
+            "kind": "embedding",
+            "requests_total": counts["embed_requests_total"],
+            "inputs_total": counts["embed_inputs_total"],
+            "tokens_total": counts["tokens_prompt_total"],
+            "errors_total": counts["errors_total"],
+        }
 
     async def embed(self, token_lists: list[list[int]]) -> list[list[float]]:
         """One L2-normalised vector per token list, in order; raises ValueError on bad ids."""
-        if self._thread is None or not self._thread.is_alive():
-            raise Unavailable("The engine is not running.", hint="Start it first.")
-        check_tokens(token_lists, context_length=self.context_length, vocab_size=self.vocab_size)
-        if not self._admission.admit():
-            raise QueueFull(self._admission.retry_after())
-        started = time.perf_counter()
-        try:
-            job = EmbedJob.new(token_lists)
-            self._jobs.put(job)
-            return await job.future
-        finally:
-            self._admission.release(seconds=time.perf_counter() - started)
+        return await self._embed(token_lists)
 
-    def _run(self) -> None:
-        try:
-            model = self._load()
-        except BaseException as exc:
-            self._load_error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        while (job := self._jobs.get()) is not None:
-            self._serve(model, job)
-        del model
-        mx.clear_cache()
+    def _check(self, request: GenerationRequest) -> int:
+        raise InvalidInput(
+            f"'{self.model_path.name}' is an embedding model: it serves /v1/embeddings only."
+        )
 
-    def _load(self) -> BertModel:
+    def _load(self, outbox: Outbox) -> _Encoder:
         config = json.loads((self.model_path / "config.json").read_text())
         tokenizer = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
         self.context_length = int(config.get("max_position_embeddings") or 512)
@@ -147,25 +87,45 @@ class EncoderEngine:
         tokenizer.no_padding()
         self.tokenizer = EncoderTokenizer(tokenizer)
         self.vocab_size = int(config.get("vocab_size") or len(self.tokenizer))
-        return load_bert(self.model_path)
+        return _Encoder(load_bert(self.model_path), self.tokenizer.pad_token_id, self.max_batch)
 
-    def _serve(self, model: BertModel, job: EmbedJob) -> None:
-        try:
-            vectors: list[list[float]] = []
-            for start in range(0, len(job.token_lists), self.max_batch):
-                chunk = job.token_lists[start : start + self.max_batch]
-                ids, mask = pad(chunk, self.tokenizer.pad_token_id)
-                pooled = model.embed(ids, mask)
-                mx.eval(pooled)
-                vectors.extend(pooled.tolist())  # type: ignore[arg-type]
-        except Exception as exc:
-            log.exception("embedding failed")
-            with self._lock:
-                self._counts["errors_total"] += 1
-            settle(job, exc)
-            return
-        with self._lock:
-            self._counts["requests_total"] += 1
-            self._counts["inputs_total"] += len(job.token_lists)
-            self._counts["tokens_total"] += sum(map(len, job.token_lists))
-        settle(job, vectors)
+
+class _Encoder:
+    """The backend on the encoder thread: the model and its padded forward passes.
+
+    It takes no generation jobs (`EncoderEngine._check` refuses them first), so
+    `admit`, `step`, `cancel` and `reset` are never called with work to do.
+    """
+
+    def __init__(self, model: BertModel, pad_id: int, max_batch: int) -> None:
+        self.model = model
+        self.pad_id = pad_id
+        self.max_batch = max_batch
+
+    def embed(self, token_lists: list[list[int]]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(token_lists), self.max_batch):
+            ids, mask = pad(token_lists[start : start + self.max_batch], self.pad_id)
+            pooled = self.model.embed(ids, mask)
+            mx.eval(pooled)
+            vectors.extend(pooled.tolist())  # type: ignore[arg-type]
+        return vectors
+
+    def admit(self, job: Job) -> bool:
+        raise AssertionError("an encoder takes no generation jobs")
+
+    def step(self) -> None:
+        """Nothing runs."""
+
+    def cancel(self, job: Job) -> None:
+        """Nothing runs."""
+
+    def reset(self) -> None:
+        """Nothing runs."""
+
+    def publish(self, *, force: bool) -> None:
+        """No readings: the encoder keeps no cache."""
+
+    def close(self) -> None:
+        del self.model
+        mx.clear_cache()

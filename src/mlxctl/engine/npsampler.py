@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import mlx.core as mx
 import numpy as np
 
 from mlxctl.engine.sampling import REPETITION_CONTEXT
 from mlxctl.engine.types import SamplingParams
 
-__all__ = ["NumpySampler", "RowProcessor"]
+__all__ = ["NumpySampler", "Row", "RowProcessor", "row_processor"]
 
 Row = np.ndarray[Any, np.dtype[np.float32]]
 # (all tokens so far, logits row) -> logits row
@@ -83,6 +84,16 @@ class NumpySampler:
             probs = keep
         probs /= probs.sum()
         return int(self.rng.choice(probs.shape[0], p=probs))
+
+
+def row_processor(processor: Callable[[Any, Any], Any]) -> RowProcessor:
+    """An mlx-lm logits processor (mx arrays, (1, vocab) logits) on a numpy row."""
+
+    def apply(history: list[int], row: Row) -> Row:
+        out = processor(mx.array(history), mx.array(row)[None])
+        return np.array(out, dtype=np.float32).reshape(-1)
+
+    return apply
 
 
 def _log_softmax(row: Row) -> Row:

@@ -32,6 +32,8 @@ class EngineStats:
         self.tokens_generated_total = 0
         self.cancelled_total = 0
         self.errors_total = 0
+        self.embed_requests_total = 0
+        self.embed_inputs_total = 0
         self.request_seconds = 0.0  # moving average, for Retry-After
         self.prompt_cache: dict[str, int] = {}
         self.memory: dict[str, int] = {"active": 0, "peak": 0, "cache": 0}
@@ -71,6 +73,13 @@ class EngineStats:
             self.tokens_cached_total += cached
             self.tokens_generated_total += generated
 
+    def add_embedding(self, *, inputs: int, tokens: int) -> None:
+        """One embedding request served: its inputs, and their tokens as prompt tokens."""
+        with self._lock:
+            self.embed_requests_total += 1
+            self.embed_inputs_total += inputs
+            self.tokens_prompt_total += tokens
+
     def add_error(self) -> None:
         with self._lock:
             self.errors_total += 1
@@ -95,6 +104,8 @@ class EngineStats:
                 "tokens_generated_total": self.tokens_generated_total,
                 "cancelled_total": self.cancelled_total,
                 "errors_total": self.errors_total,
+                "embed_requests_total": self.embed_requests_total,
+                "embed_inputs_total": self.embed_inputs_total,
                 "prompt_cache": dict(self.prompt_cache),
                 "memory": dict(self.memory),
             }
