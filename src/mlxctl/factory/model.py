@@ -21,6 +21,7 @@ from mlx.nn.layers.base import Module
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxctl.engine import mlxlm
+from mlxctl.factory.cachearchs import CACHE_ARCHS, cache_arch_config, zero_centred_norms
 from mlxctl.factory.tokenizer import TokenizerInfo, tokenizer_info, write_tokenizer
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
     "model_config",
 ]
 
-ARCHS = ("llama", "qwen2")
+ARCHS = ("llama", "qwen2", "qwen3_5", "gemma3_text")
 SIZES = ("tiny", "small", "0.5b")
 DTYPES: dict[str, mx.Dtype] = {
     "float32": mx.float32,
@@ -68,9 +69,14 @@ SHAPES: dict[tuple[str, str], Shape] = {
     ("llama", "small"): Shape(512, 8, 8, 2, 1536, 8192, 8192, False),
     # A Llama-3.2-like shape scaled to ~0.5B, with the Llama 3 vocabulary size.
     ("llama", "0.5b"): Shape(1024, 24, 16, 4, 4096, 8192, 8192, True, vocab_size=128256),
+    # Caches other than plain KVCache (factory/cachearchs.py): a hybrid and a sliding window.
+    ("qwen3_5", "tiny"): Shape(64, 4, 4, 2, 256, 2048, 4096, True),
+    ("qwen3_5", "small"): Shape(512, 8, 8, 2, 1536, 8192, 8192, True),
+    ("gemma3_text", "tiny"): Shape(64, 2, 4, 2, 256, 2048, 4096, False),
+    ("gemma3_text", "small"): Shape(512, 8, 8, 2, 1536, 8192, 8192, False),
 }
 
-_FAMILY = {"qwen2": "chatml", "llama": "llama3"}
+_FAMILY = {"qwen2": "chatml", "llama": "llama3", "qwen3_5": "chatml", "gemma3_text": "chatml"}
 
 
 def _vocab_size(shape: Shape, tokens: TokenizerInfo) -> int:
@@ -100,6 +106,9 @@ def model_config(arch: str, size: str, *, dtype: str = "float32") -> dict[str, A
         "use_cache": True,
         "vocab_size": _vocab_size(shape, tokens),
     }
+    if (arch, size) in CACHE_ARCHS:
+        ids = {"bos_token_id": tokens.pad_token_id, "eos_token_id": tokens.eos_token_id}
+        return cache_arch_config(arch, size, common | ids)
     if arch == "qwen2":
         # Qwen2 configs carry bos = <|endoftext|> although the tokenizer adds no BOS.
         return common | {
@@ -142,9 +151,10 @@ def build_model(config: dict[str, Any], *, seed: int = 0, used_vocab: int | None
     params = sorted(flat, key=lambda item: item[0])
     keys = mx.random.split(mx.random.key(seed), len(params))
     new: list[tuple[str, mx.array]] = []
+    norm = 0.0 if zero_centred_norms(config) else 1.0
     for i, (name, param) in enumerate(params):
         rows = used_vocab if name.endswith(_VOCAB_MATRICES) else None
-        value = _init(name, tuple(param.shape), keys[i], dtype, rows)
+        value = _init(name, tuple(param.shape), keys[i], dtype, rows, norm)
         # Evaluate as we go so 0.5b never holds more than one pending tensor graph.
         mx.eval(value)
         new.append((name, value))
@@ -156,13 +166,20 @@ _VOCAB_MATRICES = ("embed_tokens.weight", "lm_head.weight")
 
 
 def _init(
-    name: str, shape: tuple[int, ...], key: mx.array, dtype: mx.Dtype, rows: int | None
+    name: str,
+    shape: tuple[int, ...],
+    key: mx.array,
+    dtype: mx.Dtype,
+    rows: int | None,
+    norm: float = 1.0,
 ) -> mx.array:
     if name.endswith("norm.weight"):
-        return mx.ones(shape, dtype=dtype)
+        return mx.full(shape, norm, dtype=dtype)
     if name.endswith(".bias"):
         return mx.zeros(shape, dtype=dtype)
-    bound = math.sqrt(3.0 / shape[-1])
+    # MLX conv weights are (out, kernel, in): every tap of every input adds to the sum.
+    fan_in = math.prod(shape[1:]) if name.endswith("conv1d.weight") else shape[-1]
+    bound = math.sqrt(3.0 / fan_in)
     drawn = shape if rows is None or rows >= shape[0] else (rows, *shape[1:])
     # Uniform of the same variance: about 3.5x faster than mx.random.normal on CPU.
     value = mx.random.uniform(-bound, bound, drawn, dtype=mx.float32, key=key).astype(dtype)
@@ -231,5 +248,8 @@ def _check(arch: str, size: str, dtype: str) -> None:
         raise ValueError(f"Unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     if size not in SIZES:
         raise ValueError(f"Unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    if (arch, size) not in SHAPES:
+        sizes = ", ".join(s for a, s in SHAPES if a == arch)
+        raise ValueError(f"{arch} comes in {sizes}, not {size!r}")
     if dtype not in DTYPES:
         raise ValueError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
