@@ -33,6 +33,7 @@ __all__ = [
     "build_model",
     "make_model",
     "model_config",
+    "randomize",
 ]
 
 ARCHS = ("llama", "qwen2", "qwen3_5", "gemma3_text")
@@ -137,32 +138,47 @@ def model_config(arch: str, size: str, *, dtype: str = "float32") -> dict[str, A
 def build_model(config: dict[str, Any], *, seed: int = 0, used_vocab: int | None = None) -> Module:
     """An mlx-lm model for `config` with seeded random weights in `config["torch_dtype"]`.
 
-    Weights are evaluated before returning. Norm scales are 1 and biases 0; every matrix
-    (embeddings included) is zero-mean with std 1/sqrt(fan_in), so activations and logits
-    keep unit scale. Embedding and output rows from `used_vocab` on are zero: padding ids
-    then score 0 and greedy decoding stays on tokens the tokenizer knows.
+    Weights are evaluated before returning; see `randomize` for how they are drawn.
     """
     model_cls, args_cls = mlxlm.model_classes(config)
+    model = cast(Module, model_cls(args_cls.from_dict(config)))
+    norm = 0.0 if zero_centred_norms(config) else 1.0
+    randomize(
+        model, seed=seed, dtype=DTYPES[config["torch_dtype"]], used_vocab=used_vocab, norm=norm
+    )
+    return model
+
+
+def randomize(
+    model: Module,
+    *,
+    seed: int,
+    dtype: mx.Dtype,
+    used_vocab: int | None = None,
+    norm: float = 1.0,
+    vocab_matrices: tuple[str, ...] = ("embed_tokens.weight", "lm_head.weight"),
+) -> None:
+    """Replace every parameter of `model` with a seeded draw, evaluated, in `dtype`.
+
+    Norm scales (1-D weights) are `norm` and biases 0; every other tensor is zero-mean with
+    std 1/sqrt(fan_in), so activations and logits keep unit scale. Rows from `used_vocab`
+    on of the `vocab_matrices` are zero: padding ids then score 0 and greedy decoding stays
+    on tokens the tokenizer knows.
+    """
     # Typed as Any: mlx's Module methods carry no annotations for mypy to check.
-    model: Any = model_cls(args_cls.from_dict(config))
-    dtype = DTYPES[config["torch_dtype"]]
+    module: Any = model
     # Sorted names and one split key per tensor: values never depend on module order.
-    flat = cast(list[tuple[str, mx.array]], tree_flatten(model.parameters()))
+    flat = cast(list[tuple[str, mx.array]], tree_flatten(module.parameters()))
     params = sorted(flat, key=lambda item: item[0])
     keys = mx.random.split(mx.random.key(seed), len(params))
     new: list[tuple[str, mx.array]] = []
-    norm = 0.0 if zero_centred_norms(config) else 1.0
     for i, (name, param) in enumerate(params):
-        rows = used_vocab if name.endswith(_VOCAB_MATRICES) else None
+        rows = used_vocab if name.endswith(vocab_matrices) else None
         value = _init(name, tuple(param.shape), keys[i], dtype, rows, norm)
         # Evaluate as we go so 0.5b never holds more than one pending tensor graph.
         mx.eval(value)
         new.append((name, value))
-    model.update(tree_unflatten(new))
-    return cast(Module, model)
-
-
-_VOCAB_MATRICES = ("embed_tokens.weight", "lm_head.weight")
+    module.update(tree_unflatten(new))
 
 
 def _init(
@@ -171,14 +187,14 @@ def _init(
     key: mx.array,
     dtype: mx.Dtype,
     rows: int | None,
-    norm: float = 1.0,
+    norm: float,
 ) -> mx.array:
-    if name.endswith("norm.weight"):
+    if name.endswith(".weight") and len(shape) == 1:
         return mx.full(shape, norm, dtype=dtype)
     if name.endswith(".bias"):
         return mx.zeros(shape, dtype=dtype)
-    # MLX conv weights are (out, kernel, in): every tap of every input adds to the sum.
-    fan_in = math.prod(shape[1:]) if name.endswith("conv1d.weight") else shape[-1]
+    # MLX conv weights are (out, *kernel, in): every tap of every input adds to the sum.
+    fan_in = math.prod(shape[1:]) if len(shape) > 2 else shape[-1]
     bound = math.sqrt(3.0 / fan_in)
     drawn = shape if rows is None or rows >= shape[0] else (rows, *shape[1:])
     # Uniform of the same variance: about 3.5x faster than mx.random.normal on CPU.

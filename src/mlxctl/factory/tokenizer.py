@@ -5,10 +5,12 @@ fixed list of Python standard-library modules plus a short multilingual section.
 Python build therefore always yields byte-identical files; another Python version may
 yield other merges (ordinary token ids differ, special tokens keep their positions).
 
-Two chat families exist. `chatml` (qwen2) follows Qwen2.5: `<|im_start|>`/`<|im_end|>`,
-tools in the system prompt, tool calls as `<tool_call>` JSON, plus `<think>`. `llama3`
-follows Llama 3: header tokens, `<|eot_id|>`, BOS added by the post-processor, tool calls
-as a bare JSON object and tool results under the `ipython` role.
+Three chat families exist. `chatml` (qwen2) follows Qwen2.5: `<|im_start|>`/`<|im_end|>`,
+tools in the system prompt, tool calls as `<tool_call>` JSON, plus `<think>`.
+`chatml-vision` (qwen2_5_vl) adds Qwen2.5-VL's vision tokens and renders image parts as
+`<|vision_start|><|image_pad|><|vision_end|>`. `llama3` follows Llama 3: header tokens,
+`<|eot_id|>`, BOS added by the post-processor, tool calls as a bare JSON object and tool
+results under the `ipython` role.
 """
 
 from __future__ import annotations
@@ -128,8 +130,26 @@ _TEXT_MACRO = (
     "{%- endmacro -%}"
 )
 
-_CHATML_TEMPLATE = (
-    _TEXT_MACRO + "{%- if messages and messages[0].role == 'system' -%}"
+# Qwen2-VL's rendering of content parts: each image (video) becomes one placeholder token
+# between vision markers, which the processor expands to the image's patch count.
+_VISION_TEXT_MACRO = (
+    "{%- macro text(content) -%}"
+    "{%- if content is string -%}{{- content -}}"
+    "{%- elif content is iterable -%}"
+    "{%- for part in content -%}"
+    "{%- if part.type == 'image' or part.type == 'image_url' or 'image' in part -%}"
+    "{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
+    "{%- elif part.type == 'video' or 'video' in part -%}"
+    "{{- '<|vision_start|><|video_pad|><|vision_end|>' -}}"
+    "{%- elif part.type == 'text' -%}{{- part.text -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- endif -%}"
+    "{%- endmacro -%}"
+)
+
+_CHATML_BODY = (
+    "{%- if messages and messages[0].role == 'system' -%}"
     "{%- set system_text = text(messages[0].content) -%}{%- set turns = messages[1:] -%}"
     "{%- else -%}"
     "{%- set system_text = 'You are a helpful assistant.' -%}{%- set turns = messages -%}"
@@ -172,10 +192,14 @@ _CHATML_TEMPLATE = (
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}"
+)
+_THINKING_SWITCH = (
     "{%- if enable_thinking is defined and not enable_thinking -%}"
     "{{- '<think>\\n\\n</think>\\n\\n' -}}{%- endif -%}"
-    "{%- endif -%}"
 )
+_CHATML_TEMPLATE = _TEXT_MACRO + _CHATML_BODY + _THINKING_SWITCH + "{%- endif -%}"
+# Qwen2.5-VL does not think: no empty think block when thinking is switched off.
+_CHATML_VISION_TEMPLATE = _VISION_TEXT_MACRO + _CHATML_BODY + "{%- endif -%}"
 
 _LLAMA3_TEMPLATE = (
     _TEXT_MACRO + "{%- macro header(role) -%}"
@@ -240,6 +264,24 @@ FAMILIES: dict[str, ChatFamily] = {
         digits="",
         nfc=True,
         chat_template=_CHATML_TEMPLATE,
+    ),
+    # Qwen2.5-VL: chatml plus the grounding and vision tokens, in Qwen's order.
+    "chatml-vision": ChatFamily(
+        name="chatml-vision",
+        tokens=_tokens(
+            "<|endoftext|> <|im_start|> <|im_end|> <|object_ref_start|> <|object_ref_end|>"
+            " <|box_start|> <|box_end|> <|quad_start|> <|quad_end|> <|vision_start|>"
+            " <|vision_end|> <|vision_pad|> <|image_pad|> <|video_pad|>",
+            "<tool_call> </tool_call>",
+        ),
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        extra_eos=("<|endoftext|>",),
+        add_bos=False,
+        digits="",
+        nfc=True,
+        chat_template=_CHATML_VISION_TEMPLATE,
     ),
     "llama3": ChatFamily(
         name="llama3",
