@@ -57,7 +57,7 @@ def main() -> None:
             f"| {name} | {a.token_agreement:.0%} | {a.acceptance_rate:.0%} | "
             f"{a.mean_accepted:.2f} |"
         )
-    print(f"target repeats its context: {trained.context_copy:.0%} of its 4-grams are in the prompt")
+    print(f"target copies its prompt: {trained.context_copy:.0%} of its 4-grams occur there")
 
 
 if __name__ == "__main__":
