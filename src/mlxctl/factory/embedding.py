@@ -63,14 +63,7 @@ EMBEDDING_SIZES: dict[str, _Shape] = {
 
 def make_embedding_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path:
     """Write a loadable random-weight BERT encoder into `out_dir` and return it."""
-    if size not in EMBEDDING_SIZES:
-        raise ValueError(f"size must be one of {', '.join(EMBEDDING_SIZES)}, not {size!r}")
-    shape = EMBEDDING_SIZES[size]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_wordpiece(shape.vocab)
-    tokenizer.save(str(out_dir / "tokenizer.json"))
-    config = _config(shape, tokenizer.get_vocab_size())
+    shape, out_dir, config = _start(out_dir, size)
     _write_json(out_dir / "config.json", config)
     weights = _encoder_weights(BertConfig.from_dict(config), seed)
     _save(out_dir / "model.safetensors", weights)
@@ -83,6 +76,18 @@ def make_embedding_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Pa
     pooling = {"pooling_mode_mean_tokens": True, "word_embedding_dimension": shape.hidden}
     _write_json(out_dir / "1_Pooling" / "config.json", pooling)
     return out_dir
+
+
+def _start(out_dir: Path, size: str) -> tuple[_Shape, Path, dict[str, Any]]:
+    """Check `size`, write the WordPiece tokenizer; the shape, folder and base config."""
+    if size not in EMBEDDING_SIZES:
+        raise ValueError(f"size must be one of {', '.join(EMBEDDING_SIZES)}, not {size!r}")
+    shape = EMBEDDING_SIZES[size]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_wordpiece(shape.vocab)
+    tokenizer.save(str(out_dir / "tokenizer.json"))
+    return shape, out_dir, _config(shape, tokenizer.get_vocab_size())
 
 
 def _config(shape: _Shape, vocab_size: int) -> dict[str, Any]:
@@ -156,14 +161,7 @@ def _save(path: Path, weights: dict[str, mx.array]) -> None:
 
 def make_reranker_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path:
     """Write a loadable random-weight BERT cross-encoder (one relevance logit); return it."""
-    if size not in EMBEDDING_SIZES:
-        raise ValueError(f"size must be one of {', '.join(EMBEDDING_SIZES)}, not {size!r}")
-    shape = EMBEDDING_SIZES[size]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_wordpiece(shape.vocab)
-    tokenizer.save(str(out_dir / "tokenizer.json"))
-    config = _config(shape, tokenizer.get_vocab_size())
+    shape, out_dir, config = _start(out_dir, size)
     del config["matryoshka_dimensions"]
     config |= {
         "architectures": ["BertForSequenceClassification"],

@@ -18,8 +18,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -41,6 +41,7 @@ __all__ = [
     "ChatFamily",
     "TokenizerInfo",
     "corpus",
+    "module_sources",
     "tokenizer_info",
     "train_bpe",
     "write_tokenizer",
@@ -72,16 +73,20 @@ Emoji are bytes too: 🙂 🚀 ✅ ❤️ 👍🏽 — and so are “curly quote
 """
 
 
-def corpus() -> list[str]:
-    """The training texts, in a fixed order; modules without source files are skipped."""
+def module_sources(names: Sequence[str]) -> list[str]:
+    """The source text of each stdlib module in `names` that has a .py file, in order."""
     texts: list[str] = []
-    for name in _CORPUS_MODULES:
+    for name in names:
         spec = importlib.util.find_spec(name)
         origin = spec.origin if spec is not None else None
         if origin and origin.endswith(".py") and Path(origin).is_file():
             texts.append(Path(origin).read_text(encoding="utf-8"))
-    texts.append(_EXTRA_TEXT)
     return texts
+
+
+def corpus() -> list[str]:
+    """The training texts, in a fixed order; modules without source files are skipped."""
+    return [*module_sources(_CORPUS_MODULES), _EXTRA_TEXT]
 
 
 @dataclass(frozen=True)
@@ -250,39 +255,37 @@ def _tokens(special: str, plain: str = "") -> tuple[SpecialToken, ...]:
     )
 
 
+_CHATML = ChatFamily(
+    name="chatml",
+    tokens=_tokens(
+        "<|endoftext|> <|im_start|> <|im_end|>", "<tool_call> </tool_call> <think> </think>"
+    ),
+    bos=None,
+    eos="<|im_end|>",
+    pad="<|endoftext|>",
+    extra_eos=("<|endoftext|>",),
+    add_bos=False,
+    digits="",
+    nfc=True,
+    chat_template=_CHATML_TEMPLATE,
+)
+
+# Qwen2.5-VL: chatml plus the grounding and vision tokens, in Qwen's order.
+_CHATML_VISION = replace(
+    _CHATML,
+    name="chatml-vision",
+    tokens=_tokens(
+        "<|endoftext|> <|im_start|> <|im_end|> <|object_ref_start|> <|object_ref_end|>"
+        " <|box_start|> <|box_end|> <|quad_start|> <|quad_end|> <|vision_start|>"
+        " <|vision_end|> <|vision_pad|> <|image_pad|> <|video_pad|>",
+        "<tool_call> </tool_call>",
+    ),
+    chat_template=_CHATML_VISION_TEMPLATE,
+)
+
 FAMILIES: dict[str, ChatFamily] = {
-    "chatml": ChatFamily(
-        name="chatml",
-        tokens=_tokens(
-            "<|endoftext|> <|im_start|> <|im_end|>", "<tool_call> </tool_call> <think> </think>"
-        ),
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        extra_eos=("<|endoftext|>",),
-        add_bos=False,
-        digits="",
-        nfc=True,
-        chat_template=_CHATML_TEMPLATE,
-    ),
-    # Qwen2.5-VL: chatml plus the grounding and vision tokens, in Qwen's order.
-    "chatml-vision": ChatFamily(
-        name="chatml-vision",
-        tokens=_tokens(
-            "<|endoftext|> <|im_start|> <|im_end|> <|object_ref_start|> <|object_ref_end|>"
-            " <|box_start|> <|box_end|> <|quad_start|> <|quad_end|> <|vision_start|>"
-            " <|vision_end|> <|vision_pad|> <|image_pad|> <|video_pad|>",
-            "<tool_call> </tool_call>",
-        ),
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        extra_eos=("<|endoftext|>",),
-        add_bos=False,
-        digits="",
-        nfc=True,
-        chat_template=_CHATML_VISION_TEMPLATE,
-    ),
+    "chatml": _CHATML,
+    "chatml-vision": _CHATML_VISION,
     "llama3": ChatFamily(
         name="llama3",
         tokens=_tokens(

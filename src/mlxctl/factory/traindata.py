@@ -13,17 +13,15 @@ Everything is drawn from a seeded `random.Random`, so rows are the same for the 
 
 from __future__ import annotations
 
-import importlib.util
 import keyword
 import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from mlxctl.factory.tokenizer import corpus
+from mlxctl.factory.tokenizer import corpus, module_sources
 
-__all__ = ["HELD_OUT_MODULES", "EditExample", "edit_examples", "module_sources"]
+__all__ = ["HELD_OUT_MODULES", "EditExample", "edit_examples"]
 
 # Not in the tokenizer corpus: snippets the trained models never saw.
 HELD_OUT_MODULES = (
@@ -50,17 +48,6 @@ class EditExample:
 
     def reply(self) -> str:
         return f"```python\n{self.answer}\n```"
-
-
-def module_sources(names: Sequence[str]) -> list[str]:
-    """The source text of each stdlib module in `names` that has a .py file."""
-    texts: list[str] = []
-    for name in names:
-        spec = importlib.util.find_spec(name)
-        origin = spec.origin if spec is not None else None
-        if origin and origin.endswith(".py") and Path(origin).is_file():
-            texts.append(Path(origin).read_text(encoding="utf-8"))
-    return texts
 
 
 def _snippets(texts: Sequence[str], min_lines: int, max_lines: int) -> list[str]:
