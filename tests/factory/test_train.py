@@ -5,7 +5,9 @@ The real plan (minutes of CPU) runs in bench/, never here.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ TOY = TrainPlan(
     target_steps=12,
     draft_steps=3,
     batch=4,
-    seq_len=48,
+    seq_len=128,
     edit_pool=32,
     eval_prompts=2,
     eval_tokens=6,
@@ -59,10 +61,15 @@ def test_same_plan_same_weights(pair: Path, tmp_path: Path) -> None:
     assert again == (pair / "draft" / "model.safetensors").read_bytes()
 
 
-def test_a_changed_plan_trains_again(pair: Path, tmp_path: Path) -> None:
+def test_a_changed_plan_or_an_old_report_trains_again(pair: Path, tmp_path: Path) -> None:
+    shutil.copytree(pair, tmp_path, dirs_exist_ok=True)
     other = TrainPlan(**{**TOY.__dict__, "draft_steps": 1, "target_steps": 1})
     report = train_pair(tmp_path, other)
     assert report.plan == other != TOY
+    record = json.loads((tmp_path / "train.json").read_text())
+    del record["plan"]["snippet_lines"]  # as an older version wrote it
+    (tmp_path / "train.json").write_text(json.dumps(record))
+    assert train_pair(tmp_path, other).plan == other
 
 
 def test_a_model_agrees_with_itself(pair: Path) -> None:

@@ -73,6 +73,8 @@ class TrainPlan:
     seq_len: int = 192
     learning_rate: float = 3e-3
     edit_fraction: float = 0.75  # share of rows that are rewrite chats, the rest plain text
+    answer_loss_only: bool = True  # rewrite chats: learn the answer, not the prompt
+    snippet_lines: tuple[int, int] = (3, 8)  # shortest and longest snippet to rewrite
     bpe_vocab: int = 2048
     edit_pool: int = 4000  # distinct rewrite chats to draw rows from
     eval_prompts: int = 16
@@ -125,10 +127,17 @@ class _Rows:
 
     def __init__(self, tokenizer: Any, plan: TrainPlan, pad: int) -> None:
         self.stream = _corpus_stream(tokenizer.backend_tokenizer.to_str(), tokenizer.eos_token_id)
-        self.edits = [
-            _chat_tokens(tokenizer, example)[: plan.seq_len + 1]
-            for example in edit_examples(plan.edit_pool, seed=plan.seed)
+        chats = [
+            _chat_tokens(tokenizer, example)
+            for example in edit_examples(
+                plan.edit_pool,
+                seed=plan.seed,
+                min_lines=plan.snippet_lines[0],
+                max_lines=plan.snippet_lines[1],
+            )
         ]
+        # Only whole chats: a cut-off answer would teach stopping mid-copy.
+        self.edits = [chat for chat in chats if len(chat[0]) <= plan.seq_len + 1]
         self.plan = plan
         self.pad = pad
         self.rng = np.random.default_rng(plan.seed)
@@ -138,10 +147,11 @@ class _Rows:
         rows = np.full((self.plan.batch, length), self.pad, dtype=np.int32)
         mask = np.zeros((self.plan.batch, length - 1), dtype=np.float32)
         for i in range(self.plan.batch):
-            if self.rng.random() < self.plan.edit_fraction:
-                tokens = self.edits[int(self.rng.integers(len(self.edits)))]
+            if self.rng.random() < self.plan.edit_fraction and self.edits:
+                tokens, answer = self.edits[int(self.rng.integers(len(self.edits)))]
                 rows[i, : len(tokens)] = tokens
-                mask[i, : len(tokens) - 1] = 1.0
+                # Loss on the answer only: the rows exist to teach copying the prompt.
+                mask[i, (answer - 1 if self.plan.answer_loss_only else 0) : len(tokens) - 1] = 1.0
             else:
                 start = int(self.rng.integers(len(self.stream) - length))
                 rows[i] = self.stream[start : start + length]
@@ -156,15 +166,20 @@ def _corpus_stream(tokenizer_json: str, eos: int) -> npt.NDArray[np.int32]:
     return np.array([t for e in encoded for t in [*e.ids, eos]], dtype=np.int32)
 
 
-def _chat_tokens(tokenizer: Any, example: EditExample) -> list[int]:
+def _chat_tokens(tokenizer: Any, example: EditExample) -> tuple[list[int], int]:
+    """The whole chat's tokens and where the assistant's answer starts."""
     messages = [*example.messages(), {"role": "assistant", "content": example.reply()}]
-    return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
+    tokens = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
+    prompt = tokenizer.apply_chat_template(
+        example.messages(), tokenize=True, return_dict=False, add_generation_prompt=True
+    )
+    return list(tokens), len(prompt)
 
 
 def _loss(model: Any, inputs: mx.array, targets: mx.array, mask: mx.array) -> mx.array:
     logits = model(inputs)
     losses = nn_losses.cross_entropy(logits, targets, reduction="none")
-    return (losses * mask).sum() / mask.sum()
+    return (losses * mask).sum() / mx.maximum(mask.sum(), 1.0)
 
 
 def train_model(
@@ -278,29 +293,32 @@ def greedy_acceptance(
 
 
 def _report(path: Path) -> PairReport | None:
+    """The report a finished run left, or None (none, unreadable, or from an older plan)."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        fields = data["plan"]
+        plan = TrainPlan(
+            **{
+                **fields,
+                "target": ModelShape(**fields["target"]),
+                "draft": ModelShape(**fields["draft"]),
+                "snippet_lines": tuple(fields["snippet_lines"]),
+            }
+        )
+        return PairReport(
+            target=path.parent / "target",
+            draft=path.parent / "draft",
+            target_parameters=data["target_parameters"],
+            draft_parameters=data["draft_parameters"],
+            target_seconds=data["target_seconds"],
+            draft_seconds=data["draft_seconds"],
+            target_loss=(data["target_loss"][0], data["target_loss"][1]),
+            draft_loss=(data["draft_loss"][0], data["draft_loss"][1]),
+            acceptance=Acceptance(**data["acceptance"]),
+            plan=plan,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    plan = TrainPlan(
-        **{
-            **data["plan"],
-            "target": ModelShape(**data["plan"]["target"]),
-            "draft": ModelShape(**data["plan"]["draft"]),
-        }
-    )
-    return PairReport(
-        target=path.parent / "target",
-        draft=path.parent / "draft",
-        target_parameters=data["target_parameters"],
-        draft_parameters=data["draft_parameters"],
-        target_seconds=data["target_seconds"],
-        draft_seconds=data["draft_seconds"],
-        target_loss=(data["target_loss"][0], data["target_loss"][1]),
-        draft_loss=(data["draft_loss"][0], data["draft_loss"][1]),
-        acceptance=Acceptance(**data["acceptance"]),
-        plan=plan,
-    )
 
 
 def _ends(losses: list[float]) -> tuple[float, float]:
