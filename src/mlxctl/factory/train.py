@@ -73,7 +73,7 @@ class TrainPlan:
     seq_len: int = 192
     learning_rate: float = 3e-3
     edit_fraction: float = 0.75  # share of rows that are rewrite chats, the rest plain text
-    answer_loss_only: bool = True  # rewrite chats: learn the answer, not the prompt
+    answer_loss_only: bool = False  # rewrite chats: learn only the answer, not the prompt
     snippet_lines: tuple[int, int] = (3, 8)  # shortest and longest snippet to rewrite
     bpe_vocab: int = 2048
     edit_pool: int = 4000  # distinct rewrite chats to draw rows from
