@@ -35,7 +35,7 @@ from tokenizers import Tokenizer
 
 from mlxctl.engine import mlxlm
 from mlxctl.factory.model import build_model, model_config
-from mlxctl.factory.tokenizer import corpus, write_tokenizer
+from mlxctl.factory.tokenizer import TokenizerInfo, corpus, write_tokenizer
 from mlxctl.factory.traindata import EditExample, edit_examples
 
 __all__ = [
@@ -107,9 +107,12 @@ class PairReport:
     plan: TrainPlan = field(default_factory=TrainPlan)
 
 
-def _config(shape: ModelShape, vocab_size: int, seq_len: int) -> dict[str, Any]:
+def _config(shape: ModelShape, tokens: TokenizerInfo) -> dict[str, Any]:
+    """A qwen2 config of `shape` whose vocabulary and special ids are `tokens`'."""
     config = model_config("qwen2", "tiny")
     return config | {
+        "bos_token_id": tokens.pad_token_id,
+        "eos_token_id": tokens.eos_token_id,
         "hidden_size": shape.hidden,
         "intermediate_size": shape.intermediate,
         "max_position_embeddings": 4096,
@@ -118,7 +121,7 @@ def _config(shape: ModelShape, vocab_size: int, seq_len: int) -> dict[str, Any]:
         "num_hidden_layers": shape.layers,
         "num_key_value_heads": shape.kv_heads,
         "sliding_window": 4096,
-        "vocab_size": vocab_size,
+        "vocab_size": tokens.size,
     }
 
 
@@ -203,7 +206,7 @@ def train_model(
         out_dir, family="chatml", vocab_size=plan.bpe_vocab, model_max_length=4096
     )
     tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
-    config = _config(shape, info.size, plan.seq_len)
+    config = _config(shape, info)
     mx.random.seed(plan.seed)
     model: Any = build_model(config, seed=plan.seed, used_vocab=info.size)
     rows = _Rows(tokenizer, plan, info.pad_token_id)
