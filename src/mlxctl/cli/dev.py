@@ -103,6 +103,12 @@ def make_model(
         snapshot = _in_hf_cache(repo, build)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("mlx_vlm"):
+            raise
+        raise click.ClickException(
+            "Vision models need mlx-vlm. Install it with: pip install 'mlxctl[vision]'"
+        ) from exc
     console.print(f"Built {kind} model {arch}/{size} {repo} in the HF cache: {snapshot}")
 
 
