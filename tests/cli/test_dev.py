@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,13 @@ def test_train_pair_trains_once_and_lays_out_both(
         assert (cache / f"models--mlxctl-factory--duo-{role}" / "refs" / "main").is_file()
     again = run(*args)
     assert again.code == 0 and again.json()["target_seconds"] == report["target_seconds"]
+
+
+def test_vision_without_mlx_vlm_says_how_to_install_it(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "mlx_vlm", None)  # as if the extra were not installed
+    monkeypatch.setitem(sys.modules, "mlx_vlm.utils", None)
+    result = run("dev", "make-model", "x", "--kind", "vision", "--out", str(tmp_path))
+    assert result.code == 1
+    assert "pip install 'mlxctl[vision]'" in result.err
