@@ -52,7 +52,9 @@ def test_reads_and_edits_with_clear_errors(daemon: Daemon) -> None:
     extra = client.post("/api/admin/models/show", json={"model": "one", "verbose": True})
     assert extra.status_code == 400
     assert error(extra)["message"] == "/api/admin/models/show does not take the field 'verbose'"
-    not_json = client.post("/api/admin/models/show", content=b"{nope")
+    not_json = client.post(
+        "/api/admin/models/show", content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert not_json.status_code == 400 and error(not_json)["code"] == "invalid_json"
 
     # Parser names as users write them; unknown ones are refused and change nothing.

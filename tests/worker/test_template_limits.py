@@ -86,7 +86,8 @@ def test_a_slow_model_template_is_a_400_within_the_limit(model_path: Path, tmp_p
     try:
         started = time.monotonic()
         reply = httpx.post(running.url + CHAT, json={"messages": HI}, timeout=60)
-        assert time.monotonic() - started < 1.0 + 1.5
+        # Generous slack: on a loaded 2-core CI box the render thread competes for the GIL.
+        assert time.monotonic() - started < 1.0 + 4.0
         assert reply.status_code == 400
         assert reply.json()["error"]["code"] == "template_timeout"
         assert httpx.get(running.url + "/health").json()["status"] == "ok"

@@ -1,9 +1,21 @@
-"""Random-weight BERT sentence encoders with a locally trained WordPiece tokenizer.
+"""Random-weight BERT encoders with a locally trained WordPiece tokenizer.
 
 `make_embedding_model` writes what a Hugging Face `BertModel` checkpoint holds
 (config.json, model.safetensors with HF tensor names, tokenizer.json and its config)
 plus the sentence-transformers pooling config, so `engine/bert.py` and
-`store/local/kind.py` see it exactly as a downloaded encoder. Same arguments, same bytes.
+`store/local/kind.py` see it exactly as a downloaded encoder.
+
+`make_reranker_model` writes a cross-encoder as sentence-transformers' CrossEncoder
+saves one (e.g. ms-marco-MiniLM): a `BertForSequenceClassification` checkpoint with one
+label. Its score for (query, document) is
+
+    logit = classifier(tanh(pooler(h[CLS])))   over "[CLS] query [SEP] document [SEP]"
+                                               (token type 0, then 1 from the document)
+
+and relevance = sigmoid(logit), the `activation_fn` its config names. It is told apart
+from a sentence encoder by `architectures` (`*ForSequenceClassification`, not
+`BertModel`), by `id2label` (one label) and by the missing `1_Pooling/` and
+`sentence_bert_config.json`. Same arguments, same bytes.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from tokenizers import (
 from mlxctl.engine.bert import BertConfig, BertModel
 from mlxctl.factory.tokenizer import corpus
 
-__all__ = ["EMBEDDING_SIZES", "make_embedding_model"]
+__all__ = ["EMBEDDING_SIZES", "make_embedding_model", "make_reranker_model"]
 
 _SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -51,16 +63,10 @@ EMBEDDING_SIZES: dict[str, _Shape] = {
 
 def make_embedding_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path:
     """Write a loadable random-weight BERT encoder into `out_dir` and return it."""
-    if size not in EMBEDDING_SIZES:
-        raise ValueError(f"size must be one of {', '.join(EMBEDDING_SIZES)}, not {size!r}")
-    shape = EMBEDDING_SIZES[size]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_wordpiece(shape.vocab)
-    tokenizer.save(str(out_dir / "tokenizer.json"))
-    config = _config(shape, tokenizer.get_vocab_size())
+    shape, out_dir, config = _start(out_dir, size)
     _write_json(out_dir / "config.json", config)
-    _write_weights(out_dir / "model.safetensors", BertConfig.from_dict(config), seed)
+    weights = _encoder_weights(BertConfig.from_dict(config), seed)
+    _save(out_dir / "model.safetensors", weights)
     _write_json(out_dir / "tokenizer_config.json", _tokenizer_config(shape))
     _write_json(
         out_dir / "sentence_bert_config.json",
@@ -70,6 +76,18 @@ def make_embedding_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Pa
     pooling = {"pooling_mode_mean_tokens": True, "word_embedding_dimension": shape.hidden}
     _write_json(out_dir / "1_Pooling" / "config.json", pooling)
     return out_dir
+
+
+def _start(out_dir: Path, size: str) -> tuple[_Shape, Path, dict[str, Any]]:
+    """Check `size`, write the WordPiece tokenizer; the shape, folder and base config."""
+    if size not in EMBEDDING_SIZES:
+        raise ValueError(f"size must be one of {', '.join(EMBEDDING_SIZES)}, not {size!r}")
+    shape = EMBEDDING_SIZES[size]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_wordpiece(shape.vocab)
+    tokenizer.save(str(out_dir / "tokenizer.json"))
+    return shape, out_dir, _config(shape, tokenizer.get_vocab_size())
 
 
 def _config(shape: _Shape, vocab_size: int) -> dict[str, Any]:
@@ -117,7 +135,8 @@ def _train_wordpiece(vocab_size: int) -> Tokenizer:
     return tokenizer
 
 
-def _write_weights(path: Path, config: BertConfig, seed: int) -> None:
+def _encoder_weights(config: BertConfig, seed: int, std: float = 0.02) -> dict[str, mx.array]:
+    """HF BertModel tensors, pooler included: the encoder ignores it when loading."""
     model = BertModel(config)
     key = mx.random.key(seed)
     weights: dict[str, mx.array] = {}
@@ -129,12 +148,41 @@ def _write_weights(path: Path, config: BertConfig, seed: int) -> None:
         elif name.endswith("bias"):
             weights[name] = mx.zeros(value.shape)
         else:
-            weights[name] = 0.02 * mx.random.normal(value.shape, key=sub)
+            weights[name] = std * mx.random.normal(value.shape, key=sub)
     h = config.hidden_size
-    # HF BertModel checkpoints carry the pooler; the encoder ignores it when loading.
-    weights["pooler.dense.weight"] = 0.02 * mx.random.normal((h, h), key=key)
+    weights["pooler.dense.weight"] = std * mx.random.normal((h, h), key=key)
     weights["pooler.dense.bias"] = mx.zeros((h,))
+    return weights
+
+
+def _save(path: Path, weights: dict[str, mx.array]) -> None:
     mx.save_safetensors(str(path), dict(sorted(weights.items())), metadata={"format": "pt"})
+
+
+def make_reranker_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Write a loadable random-weight BERT cross-encoder (one relevance logit); return it."""
+    shape, out_dir, config = _start(out_dir, size)
+    del config["matryoshka_dimensions"]
+    config |= {
+        "architectures": ["BertForSequenceClassification"],
+        "classifier_dropout": None,
+        "id2label": {"0": "LABEL_0"},
+        "label2id": {"LABEL_0": 0},
+        # What sentence-transformers' CrossEncoder records: relevance = sigmoid(logit).
+        "sentence_transformers": {"activation_fn": "torch.nn.modules.activation.Sigmoid"},
+    }
+    _write_json(out_dir / "config.json", dict(sorted(config.items())))
+    # Weights of std 1/sqrt(hidden), not BERT's 0.02: the [CLS] state, and so the score,
+    # then depends on the whole pair instead of being nearly constant.
+    h = shape.hidden
+    encoder = _encoder_weights(BertConfig.from_dict(config), seed, std=h**-0.5)
+    weights = {f"bert.{name}": value for name, value in encoder.items()}
+    key = mx.random.key(seed + 1)
+    weights["classifier.weight"] = 2 * h**-0.5 * mx.random.normal((1, h), key=key)
+    weights["classifier.bias"] = mx.zeros((1,))
+    _save(out_dir / "model.safetensors", weights)
+    _write_json(out_dir / "tokenizer_config.json", _tokenizer_config(shape))
+    return out_dir
 
 
 def _tokenizer_config(shape: _Shape) -> dict[str, Any]:

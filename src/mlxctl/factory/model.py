@@ -21,6 +21,7 @@ from mlx.nn.layers.base import Module
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxctl.engine import mlxlm
+from mlxctl.factory.cachearchs import CACHE_ARCHS, cache_arch_config, zero_centred_norms
 from mlxctl.factory.tokenizer import TokenizerInfo, tokenizer_info, write_tokenizer
 
 __all__ = [
@@ -32,9 +33,10 @@ __all__ = [
     "build_model",
     "make_model",
     "model_config",
+    "randomize",
 ]
 
-ARCHS = ("llama", "qwen2", "gpt_oss")
+ARCHS = ("llama", "qwen2", "gpt_oss", "qwen3_5", "gemma3_text")
 SIZES = ("tiny", "small", "0.5b")
 DTYPES: dict[str, mx.Dtype] = {
     "float32": mx.float32,
@@ -71,9 +73,20 @@ SHAPES: dict[tuple[str, str], Shape] = {
     # gpt-oss: mixture of experts, sinks, sliding and full attention in turn, Harmony chat.
     ("gpt_oss", "tiny"): Shape(64, 2, 4, 2, 64, 2048, 4096, False),
     ("gpt_oss", "small"): Shape(512, 8, 8, 2, 512, 8192, 8192, False),
+    # Caches other than plain KVCache (factory/cachearchs.py): a hybrid and a sliding window.
+    ("qwen3_5", "tiny"): Shape(64, 4, 4, 2, 256, 2048, 4096, True),
+    ("qwen3_5", "small"): Shape(512, 8, 8, 2, 1536, 8192, 8192, True),
+    ("gemma3_text", "tiny"): Shape(64, 2, 4, 2, 256, 2048, 4096, False),
+    ("gemma3_text", "small"): Shape(512, 8, 8, 2, 1536, 8192, 8192, False),
 }
 
-_FAMILY = {"qwen2": "chatml", "llama": "llama3", "gpt_oss": "harmony"}
+_FAMILY = {
+    "qwen2": "chatml",
+    "llama": "llama3",
+    "gpt_oss": "harmony",
+    "qwen3_5": "chatml",
+    "gemma3_text": "chatml",
+}
 GPT_OSS_EXPERTS, GPT_OSS_ACTIVE, GPT_OSS_WINDOW = 4, 2, 128
 
 
@@ -104,6 +117,9 @@ def model_config(arch: str, size: str, *, dtype: str = "float32") -> dict[str, A
         "use_cache": True,
         "vocab_size": _vocab_size(shape, tokens),
     }
+    if (arch, size) in CACHE_ARCHS:
+        ids = {"bos_token_id": tokens.pad_token_id, "eos_token_id": tokens.eos_token_id}
+        return cache_arch_config(arch, size, common | ids)
     if arch == "qwen2":
         # Qwen2 configs carry bos = <|endoftext|> although the tokenizer adds no BOS.
         return common | {
@@ -149,41 +165,64 @@ def model_config(arch: str, size: str, *, dtype: str = "float32") -> dict[str, A
 def build_model(config: dict[str, Any], *, seed: int = 0, used_vocab: int | None = None) -> Module:
     """An mlx-lm model for `config` with seeded random weights in `config["torch_dtype"]`.
 
-    Weights are evaluated before returning. Norm scales are 1 and biases 0; every matrix
-    (embeddings included) is zero-mean with std 1/sqrt(fan_in), so activations and logits
-    keep unit scale. Embedding and output rows from `used_vocab` on are zero: padding ids
-    then score 0 and greedy decoding stays on tokens the tokenizer knows.
+    Weights are evaluated before returning; see `randomize` for how they are drawn.
     """
     model_cls, args_cls = mlxlm.model_classes(config)
+    model = cast(Module, model_cls(args_cls.from_dict(config)))
+    norm = 0.0 if zero_centred_norms(config) else 1.0
+    randomize(
+        model, seed=seed, dtype=DTYPES[config["torch_dtype"]], used_vocab=used_vocab, norm=norm
+    )
+    return model
+
+
+def randomize(
+    model: Module,
+    *,
+    seed: int,
+    dtype: mx.Dtype,
+    used_vocab: int | None = None,
+    norm: float = 1.0,
+    vocab_matrices: tuple[str, ...] = ("embed_tokens.weight", "lm_head.weight"),
+) -> None:
+    """Replace every parameter of `model` with a seeded draw, evaluated, in `dtype`.
+
+    Norm scales (1-D weights) are `norm` and biases 0; every other tensor is zero-mean with
+    std 1/sqrt(fan_in), so activations and logits keep unit scale. Rows from `used_vocab`
+    on of the `vocab_matrices` are zero: padding ids then score 0 and greedy decoding stays
+    on tokens the tokenizer knows.
+    """
     # Typed as Any: mlx's Module methods carry no annotations for mypy to check.
-    model: Any = model_cls(args_cls.from_dict(config))
-    dtype = DTYPES[config["torch_dtype"]]
+    module: Any = model
     # Sorted names and one split key per tensor: values never depend on module order.
-    flat = cast(list[tuple[str, mx.array]], tree_flatten(model.parameters()))
+    flat = cast(list[tuple[str, mx.array]], tree_flatten(module.parameters()))
     params = sorted(flat, key=lambda item: item[0])
     keys = mx.random.split(mx.random.key(seed), len(params))
     new: list[tuple[str, mx.array]] = []
     for i, (name, param) in enumerate(params):
-        rows = used_vocab if name.endswith(_VOCAB_MATRICES) else None
-        value = _init(name, tuple(param.shape), keys[i], dtype, rows)
+        rows = used_vocab if name.endswith(vocab_matrices) else None
+        value = _init(name, tuple(param.shape), keys[i], dtype, rows, norm)
         # Evaluate as we go so 0.5b never holds more than one pending tensor graph.
         mx.eval(value)
         new.append((name, value))
-    model.update(tree_unflatten(new))
-    return cast(Module, model)
-
-
-_VOCAB_MATRICES = ("embed_tokens.weight", "lm_head.weight")
+    module.update(tree_unflatten(new))
 
 
 def _init(
-    name: str, shape: tuple[int, ...], key: mx.array, dtype: mx.Dtype, rows: int | None
+    name: str,
+    shape: tuple[int, ...],
+    key: mx.array,
+    dtype: mx.Dtype,
+    rows: int | None,
+    norm: float,
 ) -> mx.array:
-    if name.endswith("norm.weight"):
-        return mx.ones(shape, dtype=dtype)
+    if name.endswith(".weight") and len(shape) == 1:
+        return mx.full(shape, norm, dtype=dtype)
     if name.endswith(".bias"):
         return mx.zeros(shape, dtype=dtype)
-    bound = math.sqrt(3.0 / shape[-1])
+    # MLX conv weights are (out, *kernel, in): every tap of every input adds to the sum.
+    fan_in = math.prod(shape[1:]) if len(shape) > 2 else shape[-1]
+    bound = math.sqrt(3.0 / fan_in)
     drawn = shape if rows is None or rows >= shape[0] else (rows, *shape[1:])
     # Uniform of the same variance: about 3.5x faster than mx.random.normal on CPU.
     value = mx.random.uniform(-bound, bound, drawn, dtype=mx.float32, key=key).astype(dtype)
@@ -250,8 +289,10 @@ def make_model(
 def _check(arch: str, size: str, dtype: str) -> None:
     if arch not in ARCHS:
         raise ValueError(f"Unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
-    if size not in SIZES or (arch, size) not in SHAPES:
-        sizes = [s for a, s in SHAPES if a == arch]
-        raise ValueError(f"Unknown size {size!r} for {arch}; choose one of {', '.join(sizes)}")
+    if size not in SIZES:
+        raise ValueError(f"Unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    if (arch, size) not in SHAPES:
+        sizes = ", ".join(s for a, s in SHAPES if a == arch)
+        raise ValueError(f"{arch} comes in {sizes}, not {size!r}")
     if dtype not in DTYPES:
         raise ValueError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")

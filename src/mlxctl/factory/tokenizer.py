@@ -5,12 +5,14 @@ fixed list of Python standard-library modules plus a short multilingual section.
 Python build therefore always yields byte-identical files; another Python version may
 yield other merges (ordinary token ids differ, special tokens keep their positions).
 
-Three chat families exist. `chatml` (qwen2) follows Qwen2.5: `<|im_start|>`/`<|im_end|>`,
+Four chat families exist. `chatml` (qwen2) follows Qwen2.5: `<|im_start|>`/`<|im_end|>`,
 tools in the system prompt, tool calls as `<tool_call>` JSON, plus `<think>`. `llama3`
 follows Llama 3: header tokens, `<|eot_id|>`, BOS added by the post-processor, tool calls
 as a bare JSON object and tool results under the `ipython` role. `harmony` (gpt_oss)
 follows gpt-oss: `<|start|>ROLE<|channel|>CHANNEL<|message|>...<|end|>`, reasoning on
 the `analysis` channel, tool calls on `commentary` ending in `<|call|>`.
+`chatml-vision` (qwen2_5_vl) adds Qwen2.5-VL's vision tokens and renders image parts as
+`<|vision_start|><|image_pad|><|vision_end|>`.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -41,6 +43,7 @@ __all__ = [
     "ChatFamily",
     "TokenizerInfo",
     "corpus",
+    "module_sources",
     "tokenizer_info",
     "train_bpe",
     "write_tokenizer",
@@ -72,16 +75,20 @@ Emoji are bytes too: 🙂 🚀 ✅ ❤️ 👍🏽 — and so are “curly quote
 """
 
 
-def corpus() -> list[str]:
-    """The training texts, in a fixed order; modules without source files are skipped."""
+def module_sources(names: Sequence[str]) -> list[str]:
+    """The source text of each stdlib module in `names` that has a .py file, in order."""
     texts: list[str] = []
-    for name in _CORPUS_MODULES:
+    for name in names:
         spec = importlib.util.find_spec(name)
         origin = spec.origin if spec is not None else None
         if origin and origin.endswith(".py") and Path(origin).is_file():
             texts.append(Path(origin).read_text(encoding="utf-8"))
-    texts.append(_EXTRA_TEXT)
     return texts
+
+
+def corpus() -> list[str]:
+    """The training texts, in a fixed order; modules without source files are skipped."""
+    return [*module_sources(_CORPUS_MODULES), _EXTRA_TEXT]
 
 
 @dataclass(frozen=True)
@@ -130,8 +137,26 @@ _TEXT_MACRO = (
     "{%- endmacro -%}"
 )
 
-_CHATML_TEMPLATE = (
-    _TEXT_MACRO + "{%- if messages and messages[0].role == 'system' -%}"
+# Qwen2-VL's rendering of content parts: each image (video) becomes one placeholder token
+# between vision markers, which the processor expands to the image's patch count.
+_VISION_TEXT_MACRO = (
+    "{%- macro text(content) -%}"
+    "{%- if content is string -%}{{- content -}}"
+    "{%- elif content is iterable -%}"
+    "{%- for part in content -%}"
+    "{%- if part.type == 'image' or part.type == 'image_url' or 'image' in part -%}"
+    "{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
+    "{%- elif part.type == 'video' or 'video' in part -%}"
+    "{{- '<|vision_start|><|video_pad|><|vision_end|>' -}}"
+    "{%- elif part.type == 'text' -%}{{- part.text -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- endif -%}"
+    "{%- endmacro -%}"
+)
+
+_CHATML_BODY = (
+    "{%- if messages and messages[0].role == 'system' -%}"
     "{%- set system_text = text(messages[0].content) -%}{%- set turns = messages[1:] -%}"
     "{%- else -%}"
     "{%- set system_text = 'You are a helpful assistant.' -%}{%- set turns = messages -%}"
@@ -174,10 +199,14 @@ _CHATML_TEMPLATE = (
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}"
+)
+_THINKING_SWITCH = (
     "{%- if enable_thinking is defined and not enable_thinking -%}"
     "{{- '<think>\\n\\n</think>\\n\\n' -}}{%- endif -%}"
-    "{%- endif -%}"
 )
+_CHATML_TEMPLATE = _TEXT_MACRO + _CHATML_BODY + _THINKING_SWITCH + "{%- endif -%}"
+# Qwen2.5-VL does not think: no empty think block when thinking is switched off.
+_CHATML_VISION_TEMPLATE = _VISION_TEXT_MACRO + _CHATML_BODY + "{%- endif -%}"
 
 _LLAMA3_TEMPLATE = (
     _TEXT_MACRO + "{%- macro header(role) -%}"
@@ -286,21 +315,37 @@ def _tokens(special: str, plain: str = "") -> tuple[SpecialToken, ...]:
     )
 
 
-FAMILIES: dict[str, ChatFamily] = {
-    "chatml": ChatFamily(
-        name="chatml",
-        tokens=_tokens(
-            "<|endoftext|> <|im_start|> <|im_end|>", "<tool_call> </tool_call> <think> </think>"
-        ),
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        extra_eos=("<|endoftext|>",),
-        add_bos=False,
-        digits="",
-        nfc=True,
-        chat_template=_CHATML_TEMPLATE,
+_CHATML = ChatFamily(
+    name="chatml",
+    tokens=_tokens(
+        "<|endoftext|> <|im_start|> <|im_end|>", "<tool_call> </tool_call> <think> </think>"
     ),
+    bos=None,
+    eos="<|im_end|>",
+    pad="<|endoftext|>",
+    extra_eos=("<|endoftext|>",),
+    add_bos=False,
+    digits="",
+    nfc=True,
+    chat_template=_CHATML_TEMPLATE,
+)
+
+# Qwen2.5-VL: chatml plus the grounding and vision tokens, in Qwen's order.
+_CHATML_VISION = replace(
+    _CHATML,
+    name="chatml-vision",
+    tokens=_tokens(
+        "<|endoftext|> <|im_start|> <|im_end|> <|object_ref_start|> <|object_ref_end|>"
+        " <|box_start|> <|box_end|> <|quad_start|> <|quad_end|> <|vision_start|>"
+        " <|vision_end|> <|vision_pad|> <|image_pad|> <|video_pad|>",
+        "<tool_call> </tool_call>",
+    ),
+    chat_template=_CHATML_VISION_TEMPLATE,
+)
+
+FAMILIES: dict[str, ChatFamily] = {
+    "chatml": _CHATML,
+    "chatml-vision": _CHATML_VISION,
     "llama3": ChatFamily(
         name="llama3",
         tokens=_tokens(

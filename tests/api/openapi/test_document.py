@@ -89,7 +89,7 @@ def test_openai_requests_list_exactly_the_fields_the_worker_reads(settings: Sett
 
 def test_the_daemon_serves_it_behind_the_key(settings: Settings) -> None:
     keyed = replace(settings, api_key="secret")
-    client = TestClient(create_app(keyed))  # no lifespan: the route needs no scheduler
+    client = TestClient(create_app(keyed), base_url="http://127.0.0.1")  # no lifespan: the route needs no scheduler
     assert client.get("/openapi.json").status_code == 401
     answer = client.get("/openapi.json", headers={"Authorization": "Bearer secret"})
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"

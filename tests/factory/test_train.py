@@ -1,0 +1,96 @@
+"""The trained pair, on toy plans: loss goes down, runs repeat, results are cached.
+
+The real plan (minutes of CPU) runs in bench/, never here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mlxctl.factory.tokenizer import corpus
+from mlxctl.factory.train import ModelShape, TrainPlan, greedy_acceptance, train_model, train_pair
+from mlxctl.factory.traindata import HELD_OUT_MODULES, edit_examples
+
+TOY = TrainPlan(
+    target=ModelShape(32, 1, 2, 1, 64),
+    draft=ModelShape(16, 1, 2, 1, 32),
+    target_steps=12,
+    draft_steps=3,
+    batch=4,
+    seq_len=128,
+    edit_pool=32,
+    eval_prompts=2,
+    eval_tokens=6,
+)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pair")
+    train_pair(out, TOY)
+    return out
+
+
+def test_loss_goes_down(tmp_path: Path) -> None:
+    losses, seconds = train_model(tmp_path, TOY.target, TOY, 12)
+    assert len(losses) == 12 and seconds > 0
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.2
+
+
+def test_pair_shares_a_tokenizer_and_is_cached(pair: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (pair / "target" / name).read_bytes() == (pair / "draft" / name).read_bytes()
+    weights = pair / "target" / "model.safetensors"
+    stamp = (weights.stat().st_mtime_ns, (pair / "train.json").stat().st_mtime_ns)
+    report = train_pair(pair, TOY)  # the same plan: read back, not trained again
+    assert (weights.stat().st_mtime_ns, (pair / "train.json").stat().st_mtime_ns) == stamp
+    assert report.plan == TOY and report.target == pair / "target"
+    assert report.target_parameters > report.draft_parameters > 0
+    assert 0.0 <= report.acceptance.acceptance_rate <= 1.0
+    assert report.target_loss[1] < report.target_loss[0]
+
+
+def test_same_plan_same_weights(pair: Path, tmp_path: Path) -> None:
+    train_model(tmp_path, TOY.draft, TOY, TOY.draft_steps)
+    again = (tmp_path / "model.safetensors").read_bytes()
+    assert again == (pair / "draft" / "model.safetensors").read_bytes()
+
+
+def test_a_changed_plan_or_an_old_report_trains_again(pair: Path, tmp_path: Path) -> None:
+    shutil.copytree(pair, tmp_path, dirs_exist_ok=True)
+    other = TrainPlan(**{**TOY.__dict__, "draft_steps": 1, "target_steps": 1})
+    report = train_pair(tmp_path, other)
+    assert report.plan == other != TOY
+    record = json.loads((tmp_path / "train.json").read_text())
+    del record["plan"]["snippet_lines"]  # as an older version wrote it
+    (tmp_path / "train.json").write_text(json.dumps(record))
+    assert train_pair(tmp_path, other).plan == other
+
+
+def test_a_model_agrees_with_itself(pair: Path) -> None:
+    examples = edit_examples(2, seed=3, held_out=True)
+    same = greedy_acceptance(pair / "target", pair / "target", examples, tokens=8, block=4)
+    assert same.token_agreement == same.acceptance_rate == 1.0
+    assert same.mean_accepted == (4 + 3) / 2  # 8 tokens: a draft of 4, the bonus, then 3
+
+
+def test_edit_examples_rename_one_name_and_repeat() -> None:
+    first = edit_examples(20, seed=5)
+    assert first == edit_examples(20, seed=5) != edit_examples(20, seed=6)
+    for example in first:
+        old, new = re.findall(r"`(\w+)`", example.instruction)
+        assert re.search(rf"\b{old}\b", example.snippet)
+        assert example.answer == re.sub(rf"\b{old}\b", new, example.snippet)
+        assert example.reply().startswith("```python\n")
+
+
+def test_held_out_snippets_are_not_in_the_training_text() -> None:
+    training = "\n".join(corpus())
+    held_out = edit_examples(10, seed=0, held_out=True)
+    assert not set(HELD_OUT_MODULES) & {"json", "typing", "pathlib"}
+    assert all(example.snippet not in training for example in held_out)
