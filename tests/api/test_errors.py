@@ -61,3 +61,16 @@ def test_after_the_first_byte_an_error_is_one_final_sse_event() -> None:
         json.loads(event[6:])
         == APIError(502, "the worker for 'a' stopped mid-stream", code="worker_lost").body()
     )
+
+
+def test_operation_arguments_a_handler_builds_are_a_400_not_a_500() -> None:
+    # Found by the fuzz run: /api/copy with `"destination": "\f"` built CopyArgs and
+    # pydantic's ValidationError escaped as a 500.
+    from pydantic import ValidationError
+
+    from mlxctl.operations.store import CopyArgs
+
+    with pytest.raises(ValidationError) as caught:
+        CopyArgs(source="tiny", target="\f")
+    error = to_api_error(caught.value)
+    assert (error.status, error.param, error.code) == (400, "target", "invalid_value")

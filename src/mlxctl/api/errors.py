@@ -7,7 +7,7 @@ status (`error_response`); after streaming began it is a final SSE event
 (`error_event`), and the stream ends without `[DONE]`.
 
     MlxctlError                 status
-    ├── InvalidInput            400 invalid_request_error
+    ├── InvalidInput            400 invalid_request_error (so are pydantic ValidationErrors)
     ├── NotFound                404 not_found_error (model_not_found)
     ├── Conflict                409 conflict
     ├── Forbidden               403 forbidden
@@ -22,6 +22,7 @@ import json
 import logging
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
 from mlxctl.errors import Conflict, Forbidden, InvalidInput, MlxctlError, NotFound
@@ -47,6 +48,10 @@ def to_api_error(exc: BaseException) -> APIError:
     """Map anything raised while serving a request to what the client sees."""
     if isinstance(exc, APIError):
         return exc
+    if isinstance(exc, ValidationError):  # operation arguments built by a dialect handler
+        problem = exc.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"]) or None
+        return APIError(400, f"'{field}': {problem['msg']}", param=field, code="invalid_value")
     if isinstance(exc, SchedulerError):
         return APIError(exc.status, exc.message, code=exc.code, headers=exc.headers())
     if isinstance(exc, MlxctlError):

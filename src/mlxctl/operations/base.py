@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Strict, StringConstraints
 
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.settings import Settings
@@ -15,6 +15,11 @@ from mlxctl.store.content.layout import StoreLayout
 from mlxctl.store.progress import NoProgress, Progress
 
 Result = dict[str, Any]
+# A name, path or text an operation acts on: never empty or blank (the schema says so too).
+Text = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+# JSON true/false and whole numbers only: `0` is not false, `"8100"` is not a port.
+Flag = Annotated[bool, Strict()]
+Number = Annotated[int, Strict()]
 
 
 def _serves_nothing(record: ModelRecord) -> list[str]:

@@ -9,7 +9,7 @@ from mlxctl.capabilities import capabilities
 from mlxctl.errors import InvalidInput
 from mlxctl.library import inventory
 from mlxctl.library.build import modelfile as build_modelfile
-from mlxctl.operations.base import Args, Context, Operation, Result
+from mlxctl.operations.base import Args, Context, Flag, Number, Operation, Result, Text
 from mlxctl.registry import ModelRecord
 from mlxctl.store.local.removal import RemovalPlan
 
@@ -21,7 +21,7 @@ class NoArgs(Args):
 
 
 class ModelArgs(Args):
-    model: str
+    model: Text
 
 
 def list_models(ctx: Context, args: NoArgs) -> Result:
@@ -59,9 +59,9 @@ def init(ctx: Context, args: NoArgs) -> Result:
 
 
 class RegisterArgs(Args):
-    path: str
-    slug: str | None = None
-    port: int | None = None
+    path: Text
+    slug: Text | None = None
+    port: Number | None = None
     command: str | None = None
 
 
@@ -78,8 +78,8 @@ def register(ctx: Context, args: RegisterArgs) -> Result:
 
 
 class RmArgs(ModelArgs):
-    dry_run: bool = False
-    confirm: bool = False
+    dry_run: Flag = False
+    confirm: Flag = False
 
 
 def rm(ctx: Context, args: RmArgs) -> Result:

@@ -7,7 +7,7 @@ from typing import Any
 
 from mlxctl.errors import InvalidInput
 from mlxctl.library.inventory import check_import
-from mlxctl.operations.base import Args, Context, Operation, Result
+from mlxctl.operations.base import Args, Context, Flag, Number, Operation, Result, Text
 from mlxctl.operations.models import NoArgs
 from mlxctl.registry.exchange import export_registry, parse_registry
 
@@ -20,10 +20,10 @@ def export(ctx: Context, args: NoArgs) -> Result:
 
 
 class ImportArgs(Args):
-    text: str
+    text: Text
     source: str = "registry.json"  # named in error messages
-    replace: bool = False
-    allow_commands: bool = False  # rows served by an external command run a program
+    replace: Flag = False
+    allow_commands: Flag = False  # rows served by an external command run a program
 
 
 def import_registry(ctx: Context, args: ImportArgs) -> Result:
@@ -40,9 +40,9 @@ def import_registry(ctx: Context, args: ImportArgs) -> Result:
 class SetArgs(Args):
     """Only the fields sent change; null (or "") clears port, template and parsers."""
 
-    model: str
-    slug: str | None = None
-    port: int | None = None
+    model: Text
+    slug: Text | None = None
+    port: Number | None = None
     chat_template: str | None = None
     tool_call_parser: str | None = None
     reasoning_parser: str | None = None

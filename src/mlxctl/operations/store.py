@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mlxctl.errors import Forbidden, Unavailable
 from mlxctl.library import build, catalog, transfer
-from mlxctl.operations.base import Args, Context, Operation, Result
+from mlxctl.operations.base import Args, Context, Flag, Operation, Result, Text
 from mlxctl.store.content.garbage import PrunePlan, execute_prune, plan_prune
 from mlxctl.store.content.integrity import verify_store
 from mlxctl.store.content.tags import ModelName
@@ -15,10 +15,10 @@ PREFIX = "/api/admin/store"
 
 
 class PullArgs(Args):
-    reference: str
+    reference: Text
     name: str | None = None
-    insecure: bool = False
-    replace: bool = False  # take the name of a store model that came from another source
+    insecure: Flag = False
+    replace: Flag = False  # take the name of a store model that came from another source
 
 
 def check_insecure(ctx: Context, args: PullArgs | PushArgs) -> None:
@@ -58,9 +58,9 @@ def pull(ctx: Context, args: PullArgs) -> Result:
 
 
 class PushArgs(Args):
-    model: str
-    target: str
-    insecure: bool = False
+    model: Text
+    target: Text
+    insecure: Flag = False
 
 
 def push(ctx: Context, args: PushArgs) -> Result:
@@ -91,9 +91,9 @@ def push(ctx: Context, args: PushArgs) -> Result:
 
 
 class CreateArgs(Args):
-    name: str
-    modelspec: str  # the spec's text
-    directory: str  # where its relative FROM/ADAPTER folders are (on the daemon's machine)
+    name: Text
+    modelspec: Text  # the spec's text
+    directory: Text  # where its relative FROM/ADAPTER folders are (on the daemon's machine)
     source: str = "ModelSpec"  # named in error messages
 
 
@@ -117,8 +117,8 @@ def create(ctx: Context, args: CreateArgs) -> Result:
 
 
 class CopyArgs(Args):
-    source: str
-    target: str
+    source: Text
+    target: Text
 
 
 def cp(ctx: Context, args: CopyArgs) -> Result:
@@ -128,7 +128,7 @@ def cp(ctx: Context, args: CopyArgs) -> Result:
 
 
 class PruneArgs(Args):
-    dry_run: bool = False
+    dry_run: Flag = False
 
 
 def prune(ctx: Context, args: PruneArgs) -> Result:

@@ -99,6 +99,10 @@ _NAME_GRAMMAR = (
     "invalid tag",
     "invalid digest",
 )
+# The registry and store operations check what their fields name (a file, a registry.json,
+# a ModelSpec, a store name): the document describes the fields' shapes, the operation the
+# content. Refusals of a field's shape name it (`param`); refusals of content do not.
+_OPERATIONS = ("/api/admin/models", "/api/admin/registry", "/api/admin/store")
 # An Ollama request without a prompt only loads (or unloads) the model; it never reaches
 # the worker, which is what checks sampling options, so those are not checked then.
 _LOAD_ONLY = ('"done_reason":"load"', '"done_reason":"unload"')
@@ -120,10 +124,21 @@ def _excuse(failure: Any, case: Any, response: Any) -> str | None:
     if isinstance(failure, RejectedPositiveData) and response.status_code == 400:
         found = [f"model: {r}" for r in _MODEL_DEPENDENT if r in text]
         found += [f"name grammar: {r}" for r in _NAME_GRAMMAR if r in text]
+        if case.path.startswith(_OPERATIONS) and _param(response) is None:
+            found.append("operation: content refused")
         return found[0] if found else None
     if isinstance(failure, AcceptedNegativeData) and any(mark in text for mark in _LOAD_ONLY):
         return "ollama: load only"
     # The run refuses the network (see test_fuzz.py): a pull's registry is unreachable.
-    if case.path == "/api/pull" and response.status_code == 503:
+    pulls = ("/api/pull", "/api/admin/store/pull", "/api/admin/store/push")
+    if case.path in pulls and response.status_code == 503:
         return "pull: network refused"
     return None
+
+
+def _param(response: Any) -> str | None:
+    try:
+        error = response.json().get("error")
+    except ValueError:
+        return None
+    return error.get("param") if isinstance(error, dict) else None

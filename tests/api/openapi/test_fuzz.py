@@ -4,7 +4,8 @@ its dialect's envelope, conforming to /openapi.json, and the daemon's memory sta
 Two daemons on the tiny factory model, both behind an API key (so `ignored_auth` checks
 every route refuses a request without it):
   - A serves everything but the destructive routes, with real workers;
-  - B, with its own home, takes `/api/delete`, `/api/copy` and `/api/pull` (the network
+  - B, with its own home, takes `/api/delete`, `/api/copy`, `/api/pull` and the registry
+    and store operations (`/api/admin/models…`, `…/registry…`, `…/store…`; the network
     refused through a dead proxy, so a pull fails fast), so nothing they do reaches A.
 `st run` runs the examples, coverage and fuzzing phases with every check; the hooks in
 `fuzz_hooks.py` aim generated bodies at the served model and excuse only the refusals a
@@ -31,6 +32,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlxctl.library.inventory import register_path
+from mlxctl.operations import OPERATIONS
 from mlxctl.registry import open_registry
 from mlxctl.settings import Settings
 from tests.api.conftest import Daemon, StartDaemon, real_worker_command
@@ -42,7 +44,8 @@ KEY = "fuzz-key"
 MODEL = "tiny"
 SEED = int(os.environ.get("MLXCTL_FUZZ_SEED", "20251203"))
 MAX_EXAMPLES = int(os.environ.get("MLXCTL_FUZZ_EXAMPLES", "10"))
-DESTRUCTIVE = ("/api/delete", "/api/copy", "/api/pull")
+# The registry and store operations too: they delete, import over and prune the store.
+DESTRUCTIVE = ("/api/delete", "/api/copy", "/api/pull", *(op.path for op in OPERATIONS))
 # Daemon + its workers (a real one per model, slot workers if the fuzzer starts one).
 RSS_LIMIT = 2 << 30
 # What the daemon process alone may grow by over the run (it keeps no per-request state).
@@ -193,7 +196,7 @@ def test_fuzz_every_route(
         assert report["operations"]["tested"] == report["operations"]["selected"] > 0
     assert served["operations"]["selected"] + len(DESTRUCTIVE) == served["operations"]["total"]
     assert not [s for s in answered_a if s >= 500], answered_a
-    # B's only 5xx: a pull (stream: false) whose registry the dead proxy refused.
+    # B's only 5xx: a pull whose registry the dead proxy refused.
     assert {s for s in answered_b if s >= 500} <= {503}, answered_b
     assert memory.peak < RSS_LIMIT, f"daemon + workers peaked at {memory.peak >> 20} MiB"
     growth = memory.daemon[-1] - min(memory.daemon[:5])

@@ -42,6 +42,8 @@ OPENAI = Dialect("OpenAI", "OpenAIError")
 OLLAMA = Dialect("Ollama", "OllamaError")
 ANTHROPIC = Dialect("Anthropic", "AnthropicError")
 ADMIN = Dialect("Admin", "OpenAIError")
+# The registry and store operations: OpenAI's envelope plus the next step in `error.hint`.
+ADMIN_OPS = Dialect("Admin", "AdminError")
 
 
 def ref(name: str) -> Schema:
@@ -121,6 +123,7 @@ def operation(
     parameters: list[dict[str, Any]] | None = None,
     description: str | None = None,
     secured: bool = True,
+    body_required: bool = True,
 ) -> Operation:
     """One operation: its 2xx answers (`ok`), the error statuses it can give in the
     dialect's envelope, and a JSON request body if it takes one."""
@@ -130,7 +133,7 @@ def operation(
     if parameters:
         op["parameters"] = parameters
     if request is not None:
-        op["requestBody"] = body(request)
+        op["requestBody"] = body(request, required=body_required)
     responses = {str(status): response for status, response in ok.items()}
     for status in sorted({*errors, *(ALWAYS if secured else ())}):
         responses.setdefault(str(status), error_answer(dialect, status))

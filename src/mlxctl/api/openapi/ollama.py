@@ -274,7 +274,16 @@ SCHEMAS: dict[str, Schema] = {
             {
                 **_MODEL_OR_NAME,
                 "stream": {"type": ["boolean", "null"], "description": "Default true."},
-                "insecure": {"type": ["boolean", "null"]},
+                "insecure": {
+                    "type": ["boolean", "null"],
+                    "description": "A plain-http registry: refused (403) unless the daemon "
+                    "runs with MLXCTL_ALLOW_INSECURE_PULL.",
+                },
+                "replace": {
+                    "type": ["boolean", "null"],
+                    "description": "Take the name of a model pulled from elsewhere (409 "
+                    "otherwise).",
+                },
             }
         ),
         **_NAMED,
@@ -376,7 +385,7 @@ PATHS: Paths = {
                     {"application/json": ref("OllamaPullStatus"), **_NDJSON},
                 )
             },
-            errors=(400, 404, 409),
+            errors=(400, 403, 404, 409),
             request=ref("OllamaPullRequest"),
         )
     },

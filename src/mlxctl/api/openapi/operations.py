@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlxctl.api.openapi.build import (
-    ADMIN,
+    ADMIN_OPS,
     ANY,
     BODY,
     INTEGER,
@@ -30,6 +30,24 @@ from mlxctl.operations import OPERATIONS, Operation
 _ERRORS = (*BODY, 403, 404, 409)
 
 SCHEMAS: dict[str, Schema] = {
+    "AdminError": obj(
+        {
+            "error": obj(
+                {
+                    "message": STRING,
+                    "type": STRING,
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                    "hint": {"type": "string", "description": "The next step to take."},
+                },
+                "message",
+                "type",
+                "param",
+                "code",
+            )
+        },
+        "error",
+    ),
     "OperationResult": {
         "type": "object",
         "description": "The operation's result: the same data `mlxctl … --json` prints.",
@@ -69,8 +87,17 @@ def _path(op: Operation[Any]) -> dict[str, Any]:
     request: Schema | None = None
     if op.method != "GET":
         request = op.args.model_json_schema()
+    # Arguments that all have defaults may be left out, body and all (`prune`).
+    optional = not request or not request.get("required")
     return {
-        op.method.lower(): operation(ADMIN, op.summary, {200: ok}, errors=_ERRORS, request=request)
+        op.method.lower(): operation(
+            ADMIN_OPS,
+            op.summary,
+            {200: ok},
+            errors=_ERRORS,
+            request=request,
+            body_required=not optional,
+        )
     }
 
 
