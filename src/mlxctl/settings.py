@@ -141,6 +141,12 @@ class Settings:
         "Memory cap of each worker's prompt cache, e.g. 512MiB (its --prompt-cache-bytes).",
         "2GiB",
     )
+    worker_context: int = _setting(
+        "MLXCTL_WORKER_CONTEXT",
+        "Context window (tokens) a worker serves and a GGUF's shared KV cache is sized for "
+        "(its --context); 0: the model's own (a GGUF's capped at 8192).",
+        0,
+    )
     worker_first_byte_timeout: float = _setting(
         "MLXCTL_WORKER_FIRST_BYTE_TIMEOUT",
         "Seconds the daemon waits for a worker to start answering a request: the whole "
