@@ -384,9 +384,10 @@ class SlotSupervisor:
         """After a daemon restart the plan adopts nothing new: adopt ours all the same."""
         for view in views:
             seen = view.observed
-            if seen.ours and seen.pid is not None and seen.model == view.desired:
+            pid, ours = seen.pid, seen.ours and seen.status == "ok"
+            if pid is not None and ours and seen.model == view.desired:
                 try:
-                    await self._adopt(view.port, seen.model, seen.pid)
+                    await self._adopt(view.port, seen.model, pid)
                 except (SchedulerError, Conflict) as e:
                     log.warning("slot %d: not adopted: %s", view.port, e)
 
