@@ -86,13 +86,15 @@ class Settings:
     )
     memory_budget: str = _setting(
         "MLXCTL_MEMORY_BUDGET",
-        "Memory the loaded models may use together (estimated weights + KV cache): "
+        "Memory the loaded models, on demand and on slots, may use together (estimated "
+        "weights + KV cache): "
         "a share of physical RAM (75%) or a size (16GiB).",
         "75%",
     )
     max_loaded_models: int = _setting(
         "MLXCTL_MAX_LOADED_MODELS",
-        "Most models loaded at once; loading one more evicts the least recently used idle one.",
+        "Most models loaded on demand at once (slots' models do not count); loading one more "
+        "evicts the least recently used idle one.",
         3,
     )
     max_queue: int = _setting(

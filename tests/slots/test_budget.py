@@ -81,7 +81,9 @@ def test_slot_aliases_are_model_names_in_every_dialect(
     with httpx.HTTPTransport() as transport:
         ollama_client = ollama.Client(host=daemon.url, transport=transport)
         answer = ollama_client.chat(model="beta", messages=[{"role": "user", "content": "hi"}])
+        running = ollama_client.ps().models
     assert answer.model == "one"
+    assert [m.model for m in running] == ["one"]  # Ollama's ps lists the slot's model
     with anthropic.Anthropic(base_url=daemon.url, api_key="x", max_retries=0) as claude:
         hello: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
         reply = claude.messages.create(model="beta", max_tokens=4, messages=hello)

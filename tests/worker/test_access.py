@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import httpx
 import pytest
 
 from mlxctl.traffic import Buckets
+from mlxctl.worker.access import access_log
 from tests.worker.conftest import Running
 
 CHAT = "/v1/chat/completions"
@@ -20,17 +22,17 @@ def counted(http: httpx.Client, route: str, status: int) -> int:
     return rows[0] if rows else 0
 
 
-def request_lines(err: str) -> list[dict[str, Any]]:
-    lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+def request_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == access_log.name]
     return [x for x in lines if x.get("event") == "request"]
 
 
 def test_one_json_line_and_one_count_per_request(
-    worker: Running, http: httpx.Client, capsys: pytest.CaptureFixture[str]
+    worker: Running, http: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     ok_before, bad_before = counted(http, CHAT, 200), counted(http, CHAT, 400)
     ttft_before = http.get("/v1/worker/stats").json()["traffic"]["ttft_seconds"]["count"]
-    capsys.readouterr()
+    caplog.set_level(logging.INFO, logger=access_log.name)
     body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True}
     streamed = http.post(CHAT, json=body, headers={"X-Request-Id": "from-daemon"})
     assert streamed.status_code == 200 and streamed.headers["x-request-id"] == "from-daemon"
@@ -38,7 +40,7 @@ def test_one_json_line_and_one_count_per_request(
     assert refused.status_code == 400 and refused.headers["x-request-id"]
     http.get("/health")  # polled by the supervisor: neither logged nor counted
 
-    lines = request_lines(capsys.readouterr().err)
+    lines = request_lines(caplog)
     assert [(x["id"], x["status"], x["path"]) for x in lines] == [
         ("from-daemon", 200, CHAT),
         (refused.headers["x-request-id"], 400, CHAT),

@@ -133,6 +133,9 @@ def worker(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from mlxctl.worker.access import write_lines_to
+
+    write_lines_to(sys.stderr)  # one bare JSON line per request, like the daemon's
     info, backend = resolve_backend(model)
     if chat_template is not None:
         info = replace(info, chat_template=str(chat_template))

@@ -2,38 +2,37 @@
 
 Pure ASGI (streams pass straight through). For each request to a model route it takes
 `X-Request-Id` (the daemon passes its own, so both logs share the id) or makes one and
-returns it, then, when the response ends, writes the daemon's access-log line (id,
-model, status, tokens, time to the first body byte, duration) to stderr, the worker's
-log, and counts the request for `/v1/worker/stats`. Requests sent straight to a slot's
+returns it, then, when the response ends, logs the daemon's access-log line (id,
+model, status, tokens, time to the first body byte, duration) as one JSON line
+(`mlxctl worker` writes it to stderr, the worker's log: `write_lines_to`) and counts
+the request for `/v1/worker/stats`. Requests sent straight to a slot's
 port are seen here and nowhere else. Health and stats polls are not logged.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlxctl.traffic import Traffic, request_line
 
+access_log = logging.getLogger("mlxctl.worker.access")
 MODEL_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
 # Where a route handler leaves its `worker.completion.Completion`, for the token counts.
 COMPLETION_KEY = "completion"
 
 
 class AccessLog:
-    def __init__(
-        self, app: ASGIApp, *, traffic: Traffic, model: str, stream: TextIO | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, traffic: Traffic, model: str) -> None:
         self.app = app
         self.traffic = traffic
         self.model = model
-        self.stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in MODEL_ROUTES:
@@ -79,12 +78,17 @@ class AccessLog:
                 seconds=seconds,
                 error=None if complete else "client_disconnected",
             )
-            self._write({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **line})
+            now = datetime.now(UTC).isoformat(timespec="milliseconds")
+            access_log.info("%s", json.dumps({"time": now, **line}))
 
-    def _write(self, line: dict[str, Any]) -> None:
-        out = self.stream if self.stream is not None else sys.stderr
-        out.write(json.dumps(line) + "\n")
-        out.flush()
+
+def write_lines_to(stream: TextIO) -> None:
+    """Access lines as bare JSON lines on `stream` (the worker process's stderr)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False
 
 
 def _tokens(scope: Scope) -> tuple[int | None, int | None]:
