@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mlxctl.backend import backend_of
 from mlxctl.errors import InvalidInput
 from mlxctl.registry import ModelRecord
 from mlxctl.store.local.confine import gguf_file, template_override
 from mlxctl.store.local.ggufinfo import chat_template as gguf_chat_template
-from mlxctl.store.local.kind import kind_of
 
 # Ollama calls reasoning "thinking"; chat and structured output have no Ollama name.
 _OLLAMA = {
@@ -71,11 +71,8 @@ def capabilities(
     A BERT-family encoder only embeds. Chat models also answer /v1/embeddings (pooled
     hidden state, docs/embeddings.md) but, as in Ollama, do not list it.
     """
-    architectures = record.extra.get("architectures")
-    names = (
-        [a for a in architectures if isinstance(a, str)] if isinstance(architectures, list) else []
-    )
-    if kind_of(record.model_type, names) == "embedding":
+    backend = backend_of(record)
+    if backend.embeds_only:
         return ["embeddings"]
     template = chat_template(record, store_root=store_root) if template is None else template
     found = ["completion"]
@@ -85,8 +82,7 @@ def capabilities(
         found.append("tools")
     if record.reasoning_parser or "<think>" in template or "enable_thinking" in template:
         found.append("reasoning")
-    if record.format in ("mlx", "gguf") and not record.extra.get("command"):
-        # Our engines enforce JSON schemas while decoding; an external server may not.
+    if backend.enforces_schemas:
         found.append("structured_output")
     return found
 

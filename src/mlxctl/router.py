@@ -1,7 +1,7 @@
 """The router: a request's `model` → a ready worker → the worker's bytes, back to the client.
 
-`resolve` turns what the client typed (slug, repo id, unambiguous prefix) into a
-registered model; `forward` leases a worker from the scheduler and proxies one
+`resolve` turns what the client typed (slug, repo id, slot alias, unambiguous prefix)
+into a registered model; `forward` leases a worker from the scheduler and proxies one
 request to it with httpx streaming. The lease (the worker's ref count) is held
 until the last byte has gone out. Bytes pass through untouched; a client that
 disconnects closes the upstream stream (the worker then cancels the generation);
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,13 +27,19 @@ import httpx
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from mlxctl.backend import backend_of, model_target
+from mlxctl.errors import NotFound
 from mlxctl.registry import ModelRecord, Registry
+from mlxctl.registry.resolve import resolve_exact, resolve_reference
 from mlxctl.scheduler import DEFAULT, KeepAlive, Lease, Scheduler, WorkerLost, WorkerTimeout
 from mlxctl.settings import Settings
-from mlxctl.supervision.command import external_command, model_target
 
-# Response headers that describe one hop, not the body: never passed on.
-_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
+# Response headers that describe one hop, not the body: never passed on (the request id
+# too: the worker echoes the daemon's, which the daemon's middleware sets itself).
+_HOP_HEADERS = {
+    *("connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"),
+    "x-request-id",
+}
 # How much of a response the usage tap keeps to find `usage` at the end.
 _TAIL_BYTES = 16384
 _BODY_BYTES = 1 << 20
@@ -96,15 +102,25 @@ class Router:
         scheduler: Scheduler,
         http: httpx.AsyncClient,
         timeouts: Timeouts | None = None,
+        aliases: Callable[[str], str | None] | None = None,
     ) -> None:
         self.registry = registry
         self.scheduler = scheduler
         self.http = http
         self.timeouts = timeouts or Timeouts()
+        self.aliases = aliases  # slot alias → the slug of the model on that slot
 
     def resolve(self, reference: str) -> ModelRecord:
-        """The registered model; NotFound names the closest names (a fresh read each time)."""
-        return self.registry.resolve(reference)
+        """The registered model: its exact name, else the model on the slot of that alias,
+        else an unambiguous prefix. NotFound names the closest names (a fresh read)."""
+        records = self.registry.list()
+        try:
+            return resolve_exact(reference, records)
+        except NotFound:
+            pass
+        slug = self.aliases(reference) if self.aliases is not None else None
+        on_slot = next((r for r in records if r.slug == slug), None)
+        return on_slot or resolve_reference(reference, records)
 
     async def forward(self, call: Call, dialect: Dialect, exchange: Exchange) -> Response:
         """Lease a worker and proxy `call` to it; errors before the first byte are responses."""
@@ -150,7 +166,7 @@ class Router:
         if call.request_id:
             headers["x-request-id"] = call.request_id
         body = call.body
-        if external_command(call.record):
+        if backend_of(call.record).external:
             body = _with_model(body, model_target(call.record))
         request = self.http.build_request(
             "POST", lease.base_url + call.path, content=body, headers=headers

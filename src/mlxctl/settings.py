@@ -88,13 +88,15 @@ class Settings:
     )
     memory_budget: str = _setting(
         "MLXCTL_MEMORY_BUDGET",
-        "Memory the loaded models may use together (estimated weights + KV cache): "
+        "Memory the loaded models, on demand and on slots, may use together (estimated "
+        "weights + KV cache): "
         "a share of physical RAM (75%) or a size (16GiB).",
         "75%",
     )
     max_loaded_models: int = _setting(
         "MLXCTL_MAX_LOADED_MODELS",
-        "Most models loaded at once; loading one more evicts the least recently used idle one.",
+        "Most models loaded on demand at once (slots' models do not count); loading one more "
+        "evicts the least recently used idle one.",
         3,
     )
     max_queue: int = _setting(
@@ -142,6 +144,12 @@ class Settings:
         "MLXCTL_WORKER_PROMPT_CACHE_BYTES",
         "Memory cap of each worker's prompt cache, e.g. 512MiB (its --prompt-cache-bytes).",
         "2GiB",
+    )
+    worker_context: int = _setting(
+        "MLXCTL_WORKER_CONTEXT",
+        "Context window (tokens) a worker serves and a GGUF's shared KV cache is sized for "
+        "(its --context); 0: the model's own (a GGUF's capped at 8192).",
+        0,
     )
     worker_first_byte_timeout: float = _setting(
         "MLXCTL_WORKER_FIRST_BYTE_TIMEOUT",

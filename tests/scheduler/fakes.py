@@ -82,6 +82,9 @@ class FakeWorker:
     def exit_message(self) -> str:
         return f"the worker exited with code {self._returncode}"
 
+    def detach(self) -> None:
+        self.factory.log.append(f"detach {self.slug}")
+
     # Test controls
     def ready(self) -> None:
         self._ready.set()

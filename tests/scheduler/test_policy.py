@@ -2,10 +2,21 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mlxctl.scheduler.policy import LoadedView, estimate_bytes, evict_for, waits_for_exits
+from mlxctl.model_options import ModelOptions
+from mlxctl.scheduler.policy import (
+    LoadedView,
+    cannot_fit,
+    estimate_bytes,
+    evict_for,
+    waits_for_exits,
+)
 from tests.scheduler.fakes import MB, record
 
 GB = 1000 * MB
+
+
+def opts(kv_context: int, max_batch: int) -> ModelOptions:
+    return ModelOptions(kv_context=kv_context, max_batch=max_batch)
 
 
 def view(
@@ -48,8 +59,8 @@ def test_max_loaded_evicts_even_when_memory_fits() -> None:
     assert evict_for(1 * GB, loaded, budget=100 * GB, max_loaded=2) == ["b"]
 
 
-def test_pinned_models_go_after_every_unpinned_idle_one() -> None:
-    loaded = [view("pinned", 3, used=0, pinned=True), view("recent", 3, used=9)]
+def test_keep_alive_forever_models_go_after_every_other_idle_one() -> None:
+    loaded = [view("pinned", 3, used=0, forever=True), view("recent", 3, used=9)]
     assert evict_for(3 * GB, loaded, budget=6 * GB, max_loaded=5) == ["recent"]
     assert evict_for(6 * GB, loaded, budget=6 * GB, max_loaded=5) == ["recent", "pinned"]
 
@@ -63,15 +74,45 @@ def test_unloading_models_count_as_gone_but_must_exit_first() -> None:
 
 def test_estimate_is_weights_plus_kv_for_every_sequence() -> None:
     rec = record("m", size_mb=100, kv=1000, ctx=2048)
-    assert estimate_bytes(rec, ctx=1024, max_batch=4) == 100 * MB + 1000 * 1024 * 4
+    assert estimate_bytes(rec, opts(1024, 4)) == 100 * MB + 1000 * 1024 * 4
     # The reserved context never exceeds the model's own.
-    assert estimate_bytes(rec, ctx=8192, max_batch=1) == 100 * MB + 1000 * 2048
-    assert estimate_bytes(record("unknown", size_mb=0), ctx=4096, max_batch=8) == 0
+    assert estimate_bytes(rec, opts(8192, 1)) == 100 * MB + 1000 * 2048
+    assert estimate_bytes(record("unknown", size_mb=0), opts(4096, 8)) == 0
 
 
 def test_a_gguf_counts_the_one_context_llama_cpp_allocates() -> None:
     long = replace(record("g", size_mb=100, kv=1000, ctx=32768), format="gguf")
     # Shared by every sequence, capped at 8192 cells: not ctx × max_batch.
-    assert estimate_bytes(long, ctx=4096, max_batch=8) == 100 * MB + 1000 * 8192
+    assert estimate_bytes(long, opts(4096, 8)) == 100 * MB + 1000 * 8192
     short = replace(long, context_length=2048)
-    assert estimate_bytes(short, ctx=4096, max_batch=8) == 100 * MB + 1000 * 2048
+    assert estimate_bytes(short, opts(4096, 8)) == 100 * MB + 1000 * 2048
+
+
+def test_a_pinned_model_is_never_evicted_and_shrinks_the_budget() -> None:
+    loaded = [view("slot", 5, pinned=True), view("idle", 2, used=1)]
+    assert evict_for(3 * GB, loaded, budget=8 * GB, max_loaded=5) == ["idle"]
+    # Evicting everything evictable still leaves only 3 GB: no wait can help.
+    assert evict_for(4 * GB, loaded, budget=8 * GB, max_loaded=5) is None
+    assert cannot_fit(4 * GB, loaded, budget=8 * GB, max_loaded=5)
+    assert not cannot_fit(3 * GB, loaded, budget=8 * GB, max_loaded=5)
+    # A busy on-demand model may still leave: waiting can help.
+    busy = [view("slot", 5, pinned=True), view("busy", 2, in_flight=1)]
+    assert evict_for(3 * GB, busy, budget=8 * GB, max_loaded=5) is None
+    assert not cannot_fit(3 * GB, busy, budget=8 * GB, max_loaded=5)
+
+
+def test_pinned_models_do_not_count_against_max_loaded() -> None:
+    loaded = [view("s1", 1, pinned=True), view("s2", 1, pinned=True), view("a", 1, used=1)]
+    assert evict_for(1 * GB, loaded, budget=100 * GB, max_loaded=2) == []
+    assert evict_for(1 * GB, loaded, budget=100 * GB, max_loaded=1) == ["a"]
+    # A slot load (pinned target) is bounded by memory alone.
+    assert evict_for(1 * GB, loaded, budget=100 * GB, max_loaded=0, pinned=True) == []
+    assert not waits_for_exits(1 * GB, loaded, budget=100 * GB, max_loaded=1, pinned=True)
+
+
+def test_the_served_context_bounds_the_estimate() -> None:
+    rec = record("m", size_mb=100, kv=1000, ctx=32768)
+    capped = ModelOptions(kv_context=4096, max_batch=2, context=1024)
+    assert estimate_bytes(rec, capped) == 100 * MB + 1000 * 1024 * 2
+    gguf = replace(rec, format="gguf")
+    assert estimate_bytes(gguf, ModelOptions(context=16384)) == 100 * MB + 1000 * 16384

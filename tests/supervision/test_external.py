@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mlxctl.backend import model_target
 from mlxctl.registry import ModelRecord
 from mlxctl.supervision.base import LoadError
-from mlxctl.supervision.command import model_target, render_command
+from mlxctl.supervision.command import render_command
 from mlxctl.supervision.process import SupervisionConfig, WorkerProcess
 
 pytestmark = pytest.mark.anyio

@@ -17,7 +17,8 @@ import pytest
 pytest.importorskip("gguf", reason="the gguf package is not installed")
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
 
-from mlxctl.cli.worker import is_gguf, resolve_model
+from mlxctl.backend import is_gguf
+from mlxctl.cli.worker import resolve_model
 from mlxctl.engine.llamacpp import LlamaCppEngine
 from mlxctl.factory.gguf import make_gguf
 from mlxctl.worker.app import ServedModel

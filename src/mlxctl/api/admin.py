@@ -2,12 +2,14 @@
 
     GET  /health                 liveness, version and `home` (an id of the MLXCTL_HOME it
                                  serves: the CLI's default-daemon check; no API key needed)
-    GET  /api/admin/ps           loaded models: state, memory (estimated and measured),
+    GET  /api/admin/ps           loaded models, on demand and on slots (`slot`: port and
+                                 alias, `pinned`): state, memory (estimated and measured),
                                  expiry, requests in flight
     GET  /api/admin/status       budget, used, free, and the same models
     POST /api/admin/load         {"model", "keep_alive"?}  load now, wait until ready
     POST /api/admin/unload       {"model"}  unload now (or after in-flight requests);
-                                 the exact name, never a prefix
+                                 the exact name, never a prefix; 409 for a model on a
+                                 slot (unload the slot)
 
 Errors use the OpenAI envelope (`api/errors.py`), like the rest of the daemon.
 """
@@ -107,14 +109,20 @@ async def unload(request: Request) -> Response:
 
 
 def budget(snapshot: SchedulerStatus) -> dict[str, Any]:
-    loaded = [m for m in snapshot.models if m.state in ("loading", "ready", "unloading")]
+    """The budget and who holds it; slots' models count in `used` (and `pinned_bytes`),
+    not against `max_loaded_models`."""
+    loaded = [m for m in snapshot.models if m.holds_memory]
+    pinned = sum(1 for m in loaded if m.slot is not None)
     return {
         "budget_bytes": snapshot.budget,
         "budget": snapshot.budget_text,
         "used_bytes": snapshot.used,
+        "pinned_bytes": snapshot.pinned,
         "free_bytes": snapshot.free,
         "max_loaded_models": snapshot.max_loaded,
         "loaded_models": len(loaded),
+        "on_demand_models": len(loaded) - pinned,
+        "slot_models": pinned,
         "closing": snapshot.closing,
     }
 

@@ -105,7 +105,7 @@ async def unload_everywhere(app: Starlette, record: ModelRecord) -> list[str]:
         if record.slug in (slot.get("desired"), live.get("model")):
             await app.state.slots.unload(slot["port"])
             stopped.append(f"slot {slot['alias']} on port {slot['port']}")
-    if await app.state.scheduler.unload(record.slug):
+    if await app.state.scheduler.unpin(record.slug):  # whatever is left, pinned or not
         stopped.append("on-demand worker")
     return stopped
 

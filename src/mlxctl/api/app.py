@@ -24,6 +24,7 @@ from mlxctl.api import slots as slots_api
 from mlxctl.api.envelope import error_response_for, http_exception_handler
 from mlxctl.api.middleware import DaemonMiddleware
 from mlxctl.httpguard import GuardPolicy, HTTPGuard, check_bind
+from mlxctl.model_options import OptionsSource
 from mlxctl.registry import open_registry
 from mlxctl.router import Router, Timeouts
 from mlxctl.scheduler import Scheduler, SchedulerConfig
@@ -58,17 +59,21 @@ def create_app(
         http = worker_client()
         registry = open_registry(settings)
         pidfile.reap(pidfile.run_dir(settings.home))
-        supervision = SupervisionConfig.from_settings(settings)
+        # One source of every model's worker options: the estimate and the argv agree.
+        options = OptionsSource.from_settings(settings)
+        supervision = SupervisionConfig.from_settings(settings, options)
         factory = worker_factory or process_factory(supervision, http)
-        scheduler = Scheduler(scheduler_config, factory)
+        scheduler = Scheduler(scheduler_config, factory, options)
         scheduler.start()
+        # Slot workers outlive the daemon: closing detaches them, never stops them.
+        slots = SlotSupervisor(settings, registry, http, scheduler, supervision)
         app.state.http = http
         app.state.registry = registry
         app.state.scheduler = scheduler
-        app.state.router = Router(registry, scheduler, http, Timeouts.from_settings(settings))
-        # Slot workers outlive the daemon: close() stops reconciling, never the workers.
-        app.state.slots = SlotSupervisor(settings, registry, http, supervision)
-        await app.state.slots.start()
+        app.state.slots = slots
+        timeouts = Timeouts.from_settings(settings)
+        app.state.router = Router(registry, scheduler, http, timeouts, aliases=slots.model_on)
+        await slots.start()
         try:
             yield
         finally:

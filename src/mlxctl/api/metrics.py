@@ -4,7 +4,8 @@ Request counters and histograms are observed by the access middleware. The rest
 is read at scrape time: the scheduler's snapshot (loaded models, estimates,
 loads, evictions, crashes) and each ready worker's `/v1/worker/stats` (tokens,
 queue depth, MLX memory, prompt-cache hits). Worker counters restart with their
-worker, so each model's totals add up the workers it has had.
+worker, so each model's totals add up the workers it has had. A slot's worker also
+gets series of its own (`slot_metrics.py`), with the traffic sent straight to its port.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mlxctl.api.slot_metrics import number, slot_families
 from mlxctl.router import Exchange
 from mlxctl.scheduler import Scheduler, SchedulerStatus
 from mlxctl.supervision import memory
+from mlxctl.traffic import LATENCY_BUCKETS, TTFT_BUCKETS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-_LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Worker stats counters summed across a model's workers: (stats path, metric suffix, help).
 _WORKER_COUNTERS = (
     (("tokens_prompt_total",), "prompt_tokens", "Prompt tokens the workers processed"),
@@ -68,14 +69,14 @@ class Metrics:
             "mlxctl_time_to_first_token_seconds",
             "Time from request to the first body byte from the worker",
             ["model"],
-            buckets=_TTFT_BUCKETS,
+            buckets=TTFT_BUCKETS,
             registry=self.registry,
         )
         self.latency = Histogram(
             "mlxctl_request_duration_seconds",
             "Time from request to the last byte",
             ["route", "model"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.live = LiveCollector()
@@ -126,7 +127,7 @@ class LiveCollector(Collector):
             if stats is None:
                 continue
             self.stats[model] = stats
-            values = {name: _get(stats, path) for path, name, _ in _WORKER_COUNTERS}
+            values = {name: number(stats, path) for path, name, _ in _WORKER_COUNTERS}
             previous = self._last.get(model)
             if previous is not None and previous[0] != worker_id:
                 for name, value in previous[1].items():
@@ -167,9 +168,9 @@ class LiveCollector(Collector):
             mem.add_metric([m.model, "estimated"], m.estimate)
             stats = self.stats.get(m.model)
             if stats is not None:
-                queue.add_metric([m.model, "worker"], _get(stats, ("queue_depth",)))
+                queue.add_metric([m.model, "worker"], number(stats, ("queue_depth",)))
                 for key in ("active", "cache", "peak"):
-                    mem.add_metric([m.model, f"mlx_{key}"], _get(stats, ("memory", key)))
+                    mem.add_metric([m.model, f"mlx_{key}"], number(stats, ("memory", key)))
             if m.worker is not None and m.state == "ready":
                 rss = memory.rss(m.worker.pid)
                 if rss is not None:
@@ -177,6 +178,7 @@ class LiveCollector(Collector):
         yield from (state, in_flight, queue, mem)
         yield from self._scheduler_counters(snap)
         yield from self._worker_counters()
+        yield from slot_families(snap.models, self.stats)
 
     def _scheduler_counters(self, snap: SchedulerStatus) -> Iterator[Metric]:
         counters = snap.counters
@@ -216,10 +218,3 @@ class LiveCollector(Collector):
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, help_text, value=value)
-
-
-def _get(stats: dict[str, Any], path: tuple[str, ...]) -> float:
-    value: Any = stats
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

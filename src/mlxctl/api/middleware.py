@@ -16,7 +16,6 @@ import json
 import logging
 import time
 import uuid
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,6 +23,7 @@ from mlxctl.api.envelope import error_response_for
 from mlxctl.api.errors import APIError
 from mlxctl.api.metrics import Metrics
 from mlxctl.router import Exchange
+from mlxctl.traffic import request_line
 
 access_log = logging.getLogger("mlxctl.access")
 
@@ -103,19 +103,16 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 def _log(scope: Scope, path: str, status: int, exchange: Exchange, seconds: float) -> None:
-    ttft = exchange.ttft
-    line: dict[str, Any] = {
-        "event": "request",
-        "id": exchange.request_id,
-        "method": scope.get("method"),
-        "path": path,
-        "model": exchange.model,
-        "status": status,
-        "prompt_tokens": exchange.prompt_tokens,
-        "completion_tokens": exchange.completion_tokens,
-        "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
-        "duration_ms": round(seconds * 1000, 1),
-    }
-    if exchange.error:
-        line["error"] = exchange.error
+    line = request_line(
+        request_id=exchange.request_id,
+        method=scope.get("method"),
+        path=path,
+        model=exchange.model,
+        status=status,
+        prompt_tokens=exchange.prompt_tokens,
+        completion_tokens=exchange.completion_tokens,
+        ttft=exchange.ttft,
+        seconds=seconds,
+        error=exchange.error,
+    )
     access_log.info("%s", json.dumps(line))

@@ -139,10 +139,10 @@ def status(as_json: bool) -> None:
             ("daemon", f"{client.base_url} (pid {data.get('pid')}, v{data.get('version')})"),
             ("uptime", f"{data.get('uptime_s', 0):.0f} s"),
             ("budget", f"{human_bytes(data.get('budget_bytes'))} ({data.get('budget')})"),
-            ("used", f"{human_bytes(data.get('used_bytes'))} estimated"),
+            ("used", _used(data)),
             ("free", human_bytes(data.get("free_bytes"))),
             ("measured", human_bytes(data.get("measured_bytes"))),
-            ("models", f"{data.get('loaded_models')} of {data.get('max_loaded_models')} loaded"),
+            ("models", _counts(data)),
         ]
     )
     if data.get("models"):
@@ -150,6 +150,19 @@ def status(as_json: bool) -> None:
         _models_table(data["models"])
     console.print()
     print_slots(data["slots"])
+
+
+def _used(data: dict[str, Any]) -> str:
+    used = f"{human_bytes(data.get('used_bytes'))} estimated"
+    pinned = data.get("pinned_bytes")
+    return f"{used}, {human_bytes(pinned)} of it on slots" if pinned else used
+
+
+def _counts(data: dict[str, Any]) -> str:
+    on_demand = data.get("on_demand_models", data.get("loaded_models"))
+    text = f"{on_demand} of {data.get('max_loaded_models')} loaded"
+    slots = data.get("slot_models")
+    return f"{text} on demand, {slots} on slots" if slots else text
 
 
 def _unload(model: str, as_json: bool) -> None:
@@ -178,11 +191,18 @@ def _models_table(models: list[dict[str, Any]]) -> None:
             m.get("in_flight"),
             human_bytes(m.get("estimated_bytes")),
             human_bytes((m.get("measured") or {}).get("total_bytes")),
+            _slot(m),
             _until(m),
         )
         for m in models
     ]
-    print_table(["NAME", "STATE", "PID", "IN FLIGHT", "ESTIMATED", "MEASURED", "UNTIL"], rows)
+    headers = ["NAME", "STATE", "PID", "IN FLIGHT", "ESTIMATED", "MEASURED", "SLOT", "UNTIL"]
+    print_table(headers, rows)
+
+
+def _slot(row: dict[str, Any]) -> str:
+    slot = row.get("slot")
+    return f"{slot['port']} ({slot['alias']})" if isinstance(slot, dict) else "-"
 
 
 def _until(row: dict[str, Any]) -> str:
@@ -190,6 +210,8 @@ def _until(row: dict[str, Any]) -> str:
         return str(row.get("state"))
     if row.get("in_flight"):
         return "in use"
+    if row.get("pinned"):
+        return "pinned"  # a slot's model stays until its slot is unloaded
     expires = row.get("expires_in")
     if expires is None:
         return "forever" if row.get("keep_alive") is None else "now"

@@ -22,6 +22,7 @@ from mlxctl.errors import InvalidInput, Unavailable
 from mlxctl.units import parse_size
 
 if TYPE_CHECKING:
+    from mlxctl.backend import Backend
     from mlxctl.engine.encoder import EncoderEngine
     from mlxctl.engine.llamacpp import LlamaCppEngine
     from mlxctl.worker.app import ServedModel, WorkerEngine
@@ -64,6 +65,11 @@ if TYPE_CHECKING:
     help="Memory cap of the prompt cache (bytes, or e.g. 512MiB).",
 )
 @click.option(
+    "--context",
+    type=click.IntRange(1),
+    help="Context window in tokens (default: the model's; a GGUF's capped at 8192).",
+)
+@click.option(
     "--prefill-step-size",
     type=click.IntRange(1),
     default=2048,
@@ -99,6 +105,7 @@ def worker(
     max_queue: int,
     prompt_cache_entries: int,
     prompt_cache_bytes: str,
+    context: int | None,
     prefill_step_size: int,
     chat_template: Path | None,
     tool_call_parser: str | None,
@@ -120,7 +127,6 @@ def worker(
     check_bind(host, api_key)
     _reexec_with_blas()
     from mlxctl.engine.generator import Engine
-    from mlxctl.store.local.kind import model_kind
     from mlxctl.worker.server import run_worker
 
     logging.basicConfig(
@@ -128,7 +134,10 @@ def worker(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    info = resolve_model(model)
+    from mlxctl.worker.access import write_lines_to
+
+    write_lines_to(sys.stderr)  # one bare JSON line per request, like the daemon's
+    info, backend = resolve_backend(model)
     if chat_template is not None:
         info = replace(info, chat_template=str(chat_template))
     if tool_call_parser:
@@ -139,12 +148,13 @@ def worker(
 
     def load_engine() -> WorkerEngine:
         engine: Engine | LlamaCppEngine | EncoderEngine
-        if is_gguf(info.path):
-            # The format picks the engine (llama.cpp for GGUF, batching up to max_batch).
+        if backend.engine == "llama.cpp":
             from mlxctl.engine.llamacpp import LlamaCppEngine
 
-            engine = LlamaCppEngine(info.path, max_batch=max_batch, max_queue=max_queue)
-        elif model_kind(info.path) == "embedding":
+            engine = LlamaCppEngine(
+                info.path, max_batch=max_batch, max_queue=max_queue, context_length=context
+            )
+        elif backend.engine == "encoder":
             from mlxctl.engine.encoder import EncoderEngine  # BERT-family sentence encoders
 
             engine = EncoderEngine(info.path, max_queue=max_queue)
@@ -159,6 +169,8 @@ def worker(
                 adapter_path=info.adapter_path,
             )
         engine.start()
+        if context is not None and engine.context_length > context:
+            engine.context_length = context  # prompt + answer stay within what was budgeted
         return engine
 
     code = run_worker(
@@ -177,12 +189,22 @@ def worker(
 def resolve_model(reference: str) -> ServedModel:
     """A registered model with its overrides, else a model folder (or GGUF file) path.
 
+    (`resolve_backend` also says which engine serves it.)
+    """
+    return resolve_backend(reference)[0]
+
+
+def resolve_backend(reference: str) -> tuple[ServedModel, Backend]:
+    """A registered model with its overrides, else a model folder (or GGUF file) path,
+    and the backend that serves it (`mlxctl.backend`: one decision for every part).
+
     The registry comes first: a folder in the working directory named like a slug
     never replaces a registered model. A reference is a path only when it looks like
     one (`./x`, `~/x`, `/x`), or holds a `/` and is no registered name (`org/repo` is).
     A store model also brings its ModelSpec: adapter, PARAMETER defaults, SYSTEM and
     MESSAGE turns. One `store verify` marked damaged is refused.
     """
+    from mlxctl.backend import backend_of, backend_of_path
     from mlxctl.errors import NotFound
     from mlxctl.registry import open_registry
     from mlxctl.settings import Settings
@@ -193,31 +215,30 @@ def resolve_model(reference: str) -> ServedModel:
     path = Path(reference).expanduser()
     model_path = path.is_dir() or (path.is_file() and path.suffix == ".gguf")
     if model_path and reference.startswith((".", "~", "/")):
-        return ServedModel(id=path.resolve().name, path=path.resolve())
+        return ServedModel(id=path.resolve().name, path=path.resolve()), backend_of_path(path)
     registry = open_registry()
     try:
         record = registry.resolve(reference)
     except NotFound as e:
         if model_path and "/" in reference:
-            return ServedModel(id=path.resolve().name, path=path.resolve())
+            folder = ServedModel(id=path.resolve().name, path=path.resolve())
+            return folder, backend_of_path(path)
         if model_path:
             hint = f"to serve the folder, name it as a path: ./{reference}"
             raise NotFound(e.message, hint=hint) from None
         raise
     finally:
         registry.db.close()
-    extra = record.extra
-    damaged = extra.get("store_damaged")
+    damaged = record.damaged_files
     if damaged:
-        store = extra.get("store")
-        name = store.get("name", record.slug) if isinstance(store, dict) else record.slug
+        name = record.store.name if record.store is not None else record.slug
         raise Unavailable(
             f"model '{record.slug}' is damaged in the store: {', '.join(map(str, damaged))} "
             "failed verification",
             hint=f"check it with `mlxctl store verify {name}`, then re-pull it "
             f"(`mlxctl pull {name}`) or re-create it",
         )
-    options = extra.get("options") or {}
+    options = record.request_options
     if not isinstance(options, dict):
         raise InvalidInput(f"model '{record.slug}': its options are not an object")
     defaults, ignored = request_defaults(options)
@@ -225,11 +246,10 @@ def resolve_model(reference: str) -> ServedModel:
         logging.getLogger("mlxctl.worker").warning(
             "model '%s': options not applied by this worker: %s", record.slug, ", ".join(ignored)
         )
-    system = extra.get("system")
     # The row names files: read only those inside the store (store/local/confine.py).
     store_root = Settings.from_env().store_dir
     template = template_override(record, store_root)
-    return ServedModel(
+    info = ServedModel(
         id=record.slug,
         path=Path(record.cache_path),
         repo_id=record.repo_id,
@@ -238,16 +258,10 @@ def resolve_model(reference: str) -> ServedModel:
         reasoning_parser=record.reasoning_parser,
         adapter_path=adapter_dir(record, store_root),
         defaults=defaults,
-        system=system if isinstance(system, str) else None,
-        messages=_few_shot(record.slug, extra.get("messages")),
+        system=record.system,
+        messages=_few_shot(record.slug, record.messages),
     )
-
-
-def is_gguf(path: Path) -> bool:
-    """A GGUF file, or a folder of GGUF files without MLX weights (the registry's "gguf")."""
-    if path.is_file():
-        return path.suffix == ".gguf"
-    return not any(path.glob("model*.safetensors")) and any(path.glob("*.gguf"))
+    return info, backend_of(record)
 
 
 def _few_shot(slug: str, value: object) -> list[dict[str, str]]:

@@ -1,7 +1,9 @@
 """A registered model: the row the registry keeps for each model.
 
 The first nine fields are the seeds' `registry.json` fields; the rest are what
-the scheduler needs to plan memory without loading the model.
+the scheduler needs to plan memory without loading the model. `extra` is stored
+(and exported) as one JSON object; code reads it only through the typed
+properties below, which treat a malformed value as absent (import checks it).
 """
 
 from __future__ import annotations
@@ -62,9 +64,82 @@ class ModelRecord:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    # Typed views of `extra` --------------------------------------------------------
+
+    @property
+    def command(self) -> str | None:
+        """The external server command template (`register --command`), if any."""
+        return _text(self.extra.get("command"))
+
+    @property
+    def gguf_file(self) -> str | None:
+        """The GGUF file's name inside `cache_path` (GGUF models)."""
+        return _text(self.extra.get("gguf_file"))
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        """config.json's `architectures` (`Qwen2ForCausalLM`, `BertModel`, ...)."""
+        value = self.extra.get("architectures")
+        return tuple(a for a in value if isinstance(a, str)) if isinstance(value, list) else ()
+
+    @property
+    def store(self) -> StoreRef | None:
+        """Where a store model lives (`pull`, `create`); None for other models."""
+        value = self.extra.get("store")
+        if not isinstance(value, dict):
+            return None
+        name, root = _text(value.get("name")), _text(value.get("root"))
+        if name is None or root is None:
+            return None
+        return StoreRef(name, root, _text(value.get("manifest")))
+
+    @property
+    def origin(self) -> str | None:
+        """The HF snapshot (`hf://repo@revision`) a store model was taken from."""
+        return _text(self.extra.get("origin"))
+
+    @property
+    def adapter_path(self) -> object:
+        """The LoRA adapter folder as the row names it (checked by `store.confine`)."""
+        return self.extra.get("adapter_path")
+
+    @property
+    def damaged_files(self) -> list[str]:
+        """Files `store verify` found damaged (a damaged model is never served)."""
+        value = self.extra.get("store_damaged")
+        return [str(v) for v in value] if isinstance(value, list) else []
+
+    @property
+    def request_options(self) -> object:
+        """A ModelSpec's PARAMETER defaults (checked by the worker)."""
+        return self.extra.get("options") or {}
+
+    @property
+    def system(self) -> str | None:
+        """A ModelSpec's SYSTEM prompt."""
+        return _text(self.extra.get("system"))
+
+    @property
+    def messages(self) -> object:
+        """A ModelSpec's MESSAGE turns (checked by the worker)."""
+        return self.extra.get("messages")
+
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    """A store model's tag, the store it lives in and its manifest digest."""
+
+    name: str
+    root: str
+    manifest: str | None = None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def check_slug(slug: object) -> str:

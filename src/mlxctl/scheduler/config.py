@@ -1,4 +1,5 @@
-"""The scheduler's limits, read once from the settings."""
+"""The scheduler's limits, read once from the settings (a model's own batch and context
+are its `ModelOptions`, from `model_options.OptionsSource`)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,6 @@ class SchedulerConfig:
     queue_timeout: float = 120.0
     load_timeout: float = 300.0
     cooldown: float = 10.0
-    kv_context: int = 4096
-    max_batch: int = 8
     stop_grace: float = 10.0
 
     @classmethod
@@ -40,7 +39,5 @@ class SchedulerConfig:
             queue_timeout=settings.queue_timeout,
             load_timeout=settings.load_timeout,
             cooldown=settings.load_cooldown,
-            kv_context=settings.kv_context,
-            max_batch=settings.worker_max_batch,
             stop_grace=settings.worker_stop_grace,
         )

@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from mlxctl.errors import Unavailable
+from mlxctl.backend import backend_of
+from mlxctl.errors import Conflict, Unavailable
+from mlxctl.model_options import ModelOptions
 from mlxctl.registry import ModelRecord
 from mlxctl.scheduler.config import SchedulerConfig
 from mlxctl.units import human_bytes
@@ -72,18 +74,50 @@ def queue_full(slug: str, waiting: int, config: SchedulerConfig, retry_after: fl
     )
 
 
-def too_big(record: ModelRecord, estimate: int, config: SchedulerConfig) -> CannotFit:
-    """No eviction can help: the model alone exceeds the budget."""
-    if config.max_loaded < 1:
+def too_big(
+    record: ModelRecord,
+    estimate: int,
+    config: SchedulerConfig,
+    options: ModelOptions,
+    slots: Sequence[tuple[str, str, int]] = (),
+    *,
+    pinned: bool = False,
+) -> CannotFit:
+    """No eviction can help: the model alone exceeds the budget, or what the slots
+    (`slots`: alias, model, bytes) leave of it. The same words for a slot load."""
+    if config.max_loaded < 1 and not pinned:
         return CannotFit("no model may be loaded: MLXCTL_MAX_LOADED_MODELS is 0")
-    weights = record.size_bytes or 0
-    ctx = min(config.kv_context, record.context_length or config.kv_context)
+    weights = human_bytes(record.size_bytes or 0)
+    served = options.context or record.context_length or options.kv_context
+    if backend_of(record).shared_kv:
+        kv = f"a KV cache for {served} tokens shared by its sequences"
+    else:
+        kv = f"KV cache for {options.max_batch} × {min(options.kv_context, served)} tokens"
+    held = ""
+    if slots:
+        each = ", ".join(f"{alias} ({model}, {human_bytes(n)})" for alias, model, n in slots)
+        held = f", of which slots hold {human_bytes(sum(n for _, _, n in slots))}: {each}"
+    unload = ", or unload a slot (mlxctl unload ALIAS)" if slots else ""
     return CannotFit(
-        f"model '{record.slug}' needs about {human_bytes(estimate)} "
-        f"(weights {human_bytes(weights)} + KV cache for {config.max_batch} × {ctx} "
-        f"tokens) but the memory budget is {budget_words(config)}: raise "
-        "MLXCTL_MEMORY_BUDGET, or lower MLXCTL_KV_CONTEXT or MLXCTL_WORKER_MAX_BATCH",
+        f"model '{record.slug}' needs about {human_bytes(estimate)} (weights {weights} + "
+        f"{kv}) but the memory budget is {budget_words(config)}{held}: raise "
+        f"MLXCTL_MEMORY_BUDGET, or lower MLXCTL_KV_CONTEXT or MLXCTL_WORKER_MAX_BATCH{unload}",
         retry_after=60,
+    )
+
+
+def on_a_slot(slug: str, port: int, alias: str) -> Conflict:
+    """An on-demand unload of a model its slot holds: slots are unloaded as slots."""
+    return Conflict(
+        f"model '{slug}' is pinned on slot {port} ({alias}): it is not unloaded on demand",
+        hint=f"unload the slot: mlxctl unload {alias}",
+    )
+
+
+def on_another_slot(slug: str, port: int, alias: str) -> Conflict:
+    return Conflict(
+        f"model '{slug}' is already on slot {port} ({alias})",
+        hint=f"one model, one slot: unload it first (mlxctl unload {port})",
     )
 
 

@@ -11,13 +11,25 @@ import asyncio
 from dataclasses import dataclass
 
 from mlxctl.registry import ModelRecord
-from mlxctl.scheduler.state import SchedulerStatus, Waiter
+from mlxctl.scheduler.state import SchedulerStatus, SlotPin, Waiter
+from mlxctl.supervision.base import Worker
 
 
 @dataclass(frozen=True)
 class Acquire:
     record: ModelRecord
     waiter: Waiter
+    slot: SlotPin | None = None  # load it onto this slot (pinned) if it must be loaded
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """A ready slot worker a previous daemon started: counted from now on."""
+
+    record: ModelRecord
+    waiter: Waiter
+    slot: SlotPin
+    worker: Worker
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,7 @@ class WaitExpired:
 class Unload:
     slug: str
     future: asyncio.Future[bool]
+    slot: bool = False  # a pinned model too (the slot supervisor's unload)
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,7 @@ class Shutdown:
 
 Event = (
     Acquire
+    | Adopt
     | Release
     | LoadDone
     | LoadFailed

@@ -10,6 +10,13 @@ tasks, whose results come back as events. Who to evict is `policy.evict_for`.
                else     queue for memory; the FIFO head evicts idle models (LRU)
                         and loads once it fits; too big for the budget → CannotFit
     release ─▶ ref count -1; idle → unload now (keep_alive 0), at a deadline, or never (-1)
+    pin     ─▶ as acquire, but the load goes onto a slot: a pinned entry, counted in the
+               budget, never evicted or expired (an on-demand copy of the model goes first)
+    adopt   ─▶ a running slot worker of a previous daemon becomes a pinned entry at once
+    unload  ─▶ on-demand entries; a pinned one only through `unpin` (the slot supervisor)
+
+A model has at most one entry, so one worker: a request for a model on a slot is
+served by the slot's worker, and loading a model onto a slot replaces its on-demand one.
 """
 
 from __future__ import annotations
@@ -22,12 +29,15 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
+from mlxctl.errors import MlxctlError
+from mlxctl.model_options import OptionsSource
 from mlxctl.registry import ModelRecord
 from mlxctl.scheduler import errors, policy
 from mlxctl.scheduler.config import SchedulerConfig
 from mlxctl.scheduler.errors import Busy, LoadFailed, SchedulerError, ShuttingDown
 from mlxctl.scheduler.events import (
     Acquire,
+    Adopt,
     Event,
     Expire,
     LoadDone,
@@ -46,6 +56,7 @@ from mlxctl.scheduler.state import (
     ModelStatus,
     Pending,
     SchedulerStatus,
+    SlotPin,
     Waiter,
 )
 from mlxctl.supervision.base import Worker, WorkerFactory
@@ -58,8 +69,14 @@ KeepAlive = float | None | Literal["default"]
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig, factory: WorkerFactory) -> None:
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        factory: WorkerFactory,
+        options: OptionsSource | None = None,
+    ) -> None:
         self.config = config
+        self.options = options or OptionsSource()
         self._factory = factory
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._entries: dict[str, Entry] = {}
@@ -73,6 +90,7 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             Acquire: self._on_acquire,
+            Adopt: self._on_adopt,
             Release: self._on_release,
             LoadDone: self._on_load_done,
             LoadFailedEvent: self._on_load_failed,
@@ -90,12 +108,18 @@ class Scheduler:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="mlxctl-scheduler")
 
-    async def acquire(self, record: ModelRecord, keep_alive: KeepAlive = DEFAULT) -> Lease:
-        """A lease on a ready worker for `record`; raises a SchedulerError subclass."""
+    async def acquire(
+        self, record: ModelRecord, keep_alive: KeepAlive = DEFAULT, *, slot: SlotPin | None = None
+    ) -> Lease:
+        """A lease on a ready worker for `record` (its slot's, when it is on one); raises
+        a SchedulerError subclass. With `slot`, a load it needs goes onto that slot."""
         self._check_running()
         ka = self.config.keep_alive if isinstance(keep_alive, str) else keep_alive
         future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
-        self._post(Acquire(record, Waiter(future, ka)))
+        self._post(Acquire(record, Waiter(future, ka, request=slot is None), slot))
+        return await self._granted(future)
+
+    async def _granted(self, future: asyncio.Future[Lease]) -> Lease:
         try:
             return await future
         except asyncio.CancelledError:
@@ -109,11 +133,32 @@ class Scheduler:
         lease = await self.acquire(record, keep_alive)
         lease.release()
 
+    async def pin(self, record: ModelRecord, slot: SlotPin) -> None:
+        """Load `record` onto `slot` and wait until it is ready. Refused like an on-demand
+        load when it does not fit (CannotFit names the budget and what slots hold)."""
+        (await self.acquire(record, slot=slot)).release()
+
+    async def adopt(self, record: ModelRecord, slot: SlotPin, worker: Worker) -> None:
+        """Count a ready slot worker a previous daemon started (it is in memory already:
+        never refused; idle on-demand models are evicted if it overfills the budget)."""
+        self._check_running()
+        future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        self._post(Adopt(record, Waiter(future, None, request=False), slot, worker))
+        (await self._granted(future)).release()
+
     async def unload(self, slug: str) -> bool:
-        """Unload now, or once in-flight requests end; False when it was not loaded."""
+        """Unload now, or once in-flight requests end; False when it was not loaded.
+        A model on a slot is refused (Conflict): slots are unloaded with `unpin`."""
+        return await self._unload(slug, slot=False)
+
+    async def unpin(self, slug: str) -> bool:
+        """Stop `slug`'s worker, pinned or not (the slot supervisor's unload)."""
+        return await self._unload(slug, slot=True)
+
+    async def _unload(self, slug: str, *, slot: bool) -> bool:
         self._check_running()
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._post(Unload(slug, future))
+        self._post(Unload(slug, future, slot))
         return await future
 
     async def status(self) -> SchedulerStatus:
@@ -135,7 +180,7 @@ class Scheduler:
         await asyncio.gather(*self._effects, return_exceptions=True)
 
     def estimate(self, record: ModelRecord) -> int:
-        return policy.estimate_bytes(record, self.config.kv_context, self.config.max_batch)
+        return policy.estimate_bytes(record, self.options.for_model(record))
 
     # The loop --------------------------------------------------------------------
 
@@ -159,20 +204,24 @@ class Scheduler:
     # Handlers: on the loop task, never block, never await -------------------------
 
     def _on_acquire(self, event: Acquire) -> None:
-        waiter, record = event.waiter, event.record
+        waiter, record, slot = event.waiter, event.record, event.slot
         if waiter.future.done():
             return
         if self._closing:
             return self._fail(waiter, ShuttingDown("mlxctl is shutting down", retry_after=5))
         slug = record.slug
         entry = self._entries.get(slug)
-        if entry is not None and entry.state == "ready":
+        if entry is not None and entry.slot is not None and slot not in (None, entry.slot):
+            return self._fail(waiter, errors.on_another_slot(slug, *_where(entry.slot)))
+        # An on-demand worker of a model on its way to a slot takes no new requests.
+        usable = entry is not None and (entry.pinned or not self._moving_to_slot(slug, slot))
+        if entry is not None and usable and entry.state == "ready":
             return self._grant(entry, waiter)
         cooling = self._cooldown.get(slug)
         if cooling is not None and cooling[0] > self._now():
             return self._fail(waiter, LoadFailed(cooling[1], retry_after=cooling[0] - self._now()))
         self._cooldown.pop(slug, None)
-        if entry is not None and entry.state == "loading":
+        if entry is not None and usable and entry.state == "loading":
             entry.waiters = _live(entry.waiters)
             if len(entry.waiters) >= self.config.max_queue:
                 return self._fail(waiter, self._busy(slug, len(entry.waiters)))
@@ -180,8 +229,12 @@ class Scheduler:
             return
         pending = self._pending.get(slug)
         if pending is None:
-            pending = Pending(record, self.estimate(record), self._now())
+            pending = Pending(record, self.estimate(record), self._now(), slot=slot)
             self._pending[slug] = pending
+        elif slot is not None:
+            if pending.slot is not None and pending.slot.port != slot.port:
+                return self._fail(waiter, errors.on_another_slot(slug, *_where(pending.slot)))
+            pending.slot = slot  # the requests already waiting will be served by the slot
         pending.prune()
         if len(pending.waiters) >= self.config.max_queue:
             return self._fail(waiter, self._busy(slug, len(pending.waiters)))
@@ -191,13 +244,33 @@ class Scheduler:
         pending.waiters.append(waiter)
         self._drain()
 
+    def _on_adopt(self, event: Adopt) -> None:
+        waiter, slug = event.waiter, event.record.slug
+        if waiter.future.done():
+            return
+        if self._closing:
+            return self._fail(waiter, ShuttingDown("mlxctl is shutting down", retry_after=5))
+        entry = self._entries.get(slug)
+        if entry is not None and entry.slot is not None:
+            if entry.worker.pid == event.worker.pid:
+                return self._grant(entry, waiter)  # adopted already
+            return self._fail(waiter, errors.on_another_slot(slug, *_where(entry.slot)))
+        pending = self._pending.get(slug)
+        if pending is None:
+            pending = Pending(event.record, self.estimate(event.record), self._now())
+            self._pending[slug] = pending
+        pending.slot, pending.adoptee = event.slot, event.worker
+        pending.waiters.append(waiter)
+        self._drain()
+
     def _on_release(self, event: Release) -> None:
         entry = self._entry(event.slug, event.worker_id)
         if entry is None:
             return
         entry.refs -= 1
         entry.last_used = self._now()
-        entry.keep_alive = event.keep_alive
+        if not entry.pinned:  # a slot's model stays until its slot is unloaded
+            entry.keep_alive = event.keep_alive
         if entry.refs == 0:
             self._idle(entry)
         self._drain()
@@ -268,6 +341,9 @@ class Scheduler:
         if entry is None:
             event.future.set_result(False)
             return
+        if entry.slot is not None and not event.slot:
+            event.future.set_exception(errors.on_a_slot(entry.slug, *_where(entry.slot)))
+            return
         entry.unload_futures.append(event.future)
         entry.unload_requested = True
         if entry.state == "ready" and entry.refs == 0:
@@ -289,22 +365,31 @@ class Scheduler:
             for waiter in entry.waiters:
                 self._fail(waiter, error)
             entry.waiters.clear()
-            if entry.state != "unloading":
+            if entry.pinned and entry.state == "ready":
+                self._detach(entry)  # a slot's worker outlives the daemon
+            elif entry.state != "unloading":
                 self._stop(entry, "shutdown")
         self._maybe_closed()
 
     # Decisions -------------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Start loads for queued models in arrival order while they fit (FIFO for memory)."""
+        """Start loads for queued models in arrival order while they fit (FIFO for memory).
+        Adoptions go first: they wait for nothing but an on-demand copy's exit."""
         if self._closing:
             return
+        for slug, pending in list(self._pending.items()):
+            if pending.adoptee is not None and self._replaced(slug, pending):
+                del self._pending[slug]
+                self._adopt(pending, pending.adoptee)
         for slug, pending in list(self._pending.items()):
             pending.prune()
             if not pending.waiters:
                 del self._pending[slug]
                 continue
             entry = self._entries.get(slug)
+            if pending.slot is not None and not self._replaced(slug, pending):
+                return  # its on-demand copy is still stopping
             if entry is not None and entry.state != "unloading":
                 del self._pending[slug]  # it came back meanwhile: join it
                 for waiter in pending.waiters:
@@ -317,18 +402,20 @@ class Scheduler:
             if entry is not None:
                 return  # its previous worker is still stopping
             budget, max_loaded = self.config.budget, self.config.max_loaded
-            victims = policy.evict_for(pending.estimate, self._views(), budget, max_loaded)
+            views, pin = self._views(), pending.slot is not None
+            victims = policy.evict_for(pending.estimate, views, budget, max_loaded, pinned=pin)
             if victims is None:
-                if pending.estimate > budget or max_loaded < 1:
+                if policy.cannot_fit(pending.estimate, views, budget, max_loaded, pinned=pin):
                     del self._pending[slug]
-                    error = errors.too_big(pending.record, pending.estimate, self.config)
+                    error = self._too_big(pending)
                     for waiter in pending.waiters:
                         self._fail(waiter, error)
                     continue
                 return  # busy models hold the memory: wait for a release
             for name in victims:
                 self._stop(self._entries[name], "evicted")
-            if policy.waits_for_exits(pending.estimate, self._views(), budget, max_loaded):
+            views = self._views()
+            if policy.waits_for_exits(pending.estimate, views, budget, max_loaded, pinned=pin):
                 return
             del self._pending[slug]
             self._start_load(pending)
@@ -338,7 +425,7 @@ class Scheduler:
         if waiter.future.done():
             return
         entry.refs += 1
-        entry.requests_total += 1
+        entry.requests_total += waiter.request
         entry.last_used = self._now()
         entry.disarm()
         lease = Lease(entry.slug, entry.worker_id, entry.worker, waiter.keep_alive, self._release)
@@ -387,9 +474,9 @@ class Scheduler:
         self._spawn(entry.worker.stop(self.config.stop_grace))
 
     def _start_load(self, pending: Pending) -> None:
-        record = pending.record
+        record, slot = pending.record, pending.slot
         worker_id = next(self._ids)
-        worker = self._factory(record)
+        worker = slot.make_worker(record) if slot is not None else self._factory(record)
         entry = Entry(
             record=record,
             worker_id=worker_id,
@@ -397,15 +484,68 @@ class Scheduler:
             estimate=pending.estimate,
             state="loading",
             started=self._now(),
-            keep_alive=self.config.keep_alive,
+            keep_alive=None if slot is not None else self.config.keep_alive,
+            slot=slot,
         )
         for waiter in pending.waiters:
             waiter.cancel_timer()  # from here the load timeout bounds the wait
         entry.waiters = pending.waiters
         self._entries[record.slug] = entry
-        log.info("loading %s (estimate %s)", record.slug, human_bytes(entry.estimate))
+        where = f" on slot {slot.port} ({slot.alias})" if slot is not None else ""
+        log.info("loading %s%s (estimate %s)", record.slug, where, human_bytes(entry.estimate))
         entry.load_task = self._spawn(self._load(record.slug, worker_id, worker))
-        self._spawn(self._watch(record.slug, worker_id, worker))
+        entry.watch_task = self._spawn(self._watch(record.slug, worker_id, worker))
+
+    def _adopt(self, pending: Pending, worker: Worker) -> None:
+        """A running slot worker becomes a ready pinned entry; the budget makes room."""
+        now, slot = self._now(), pending.slot
+        assert slot is not None
+        worker_id = next(self._ids)
+        entry = Entry(
+            record=pending.record,
+            worker_id=worker_id,
+            worker=worker,
+            estimate=pending.estimate,
+            state="ready",
+            started=now,
+            keep_alive=None,
+            last_used=now,
+            ready_at=now,
+            slot=slot,
+        )
+        self._entries[entry.slug] = entry
+        log.info("adopted %s on slot %d (pid %s)", entry.slug, slot.port, worker.pid)
+        entry.watch_task = self._spawn(self._watch(entry.slug, worker_id, worker))
+        for waiter in pending.waiters:
+            self._grant(entry, waiter)
+        budget = self.config.budget
+        victims = policy.evict_for(0, self._views(), budget, self.config.max_loaded, pinned=True)
+        if victims is None:
+            log.warning("the slots' models hold more than the memory budget (%s)", budget)
+        for name in victims or []:
+            self._stop(self._entries[name], "evicted")
+
+    def _replaced(self, slug: str, pending: Pending) -> bool:
+        """Whether a slot load may go ahead: no on-demand copy of the model is left. A copy
+        still there is asked to go (after its running requests)."""
+        entry = self._entries.get(slug)
+        if entry is None or entry.pinned:
+            return True
+        entry.unload_requested = True
+        if entry.state == "ready" and entry.refs == 0:
+            self._stop(entry, "moved to a slot")
+        return False
+
+    def _moving_to_slot(self, slug: str, slot: SlotPin | None) -> bool:
+        pending = self._pending.get(slug)
+        return slot is not None or (pending is not None and pending.slot is not None)
+
+    def _detach(self, entry: Entry) -> None:
+        """Forget a slot's ready worker without stopping it (the daemon is closing)."""
+        if entry.watch_task is not None:
+            entry.watch_task.cancel()
+        entry.worker.detach()
+        self._remove(entry)
 
     def _remove(self, entry: Entry) -> None:
         entry.disarm()
@@ -464,15 +604,27 @@ class Scheduler:
                 in_flight=e.refs,
                 last_used=e.last_used,
                 state=e.state,
-                pinned=e.keep_alive is None,
+                forever=e.keep_alive is None,
+                pinned=e.pinned,
             )
             for e in self._entries.values()
         ]
 
-    def _fail(self, waiter: Waiter, error: SchedulerError) -> None:
+    def _fail(self, waiter: Waiter, error: MlxctlError) -> None:
         waiter.cancel_timer()
         if not waiter.future.done():
             waiter.future.set_exception(error)
+
+    def _too_big(self, pending: Pending) -> SchedulerError:
+        record = pending.record
+        slots = [
+            (e.slot.alias, e.slug, e.estimate)
+            for e in self._entries.values()
+            if e.slot is not None and e.state != "unloading"
+        ]
+        options = self.options.for_model(record)
+        pinned = pending.slot is not None
+        return errors.too_big(record, pending.estimate, self.config, options, slots, pinned=pinned)
 
     def _busy(self, slug: str, waiting: int) -> Busy:
         retry = self._counters.load_seconds.get(slug, 2.0)
@@ -504,6 +656,10 @@ _FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.S
 
 def _faulted(returncode: int | None) -> bool:
     return returncode is not None and returncode < 0 and -returncode in _FAULTS
+
+
+def _where(slot: SlotPin) -> tuple[int, str]:
+    return slot.port, slot.alias
 
 
 def _live(waiters: deque[Waiter]) -> deque[Waiter]:

@@ -1,15 +1,18 @@
 """What the scheduler loop owns, and the read-only snapshots it hands out.
 
 `Entry` is one loaded (or loading, or unloading) model: its worker, ref count,
-keep-alive deadline and explicit state. `Pending` is a model waiting for memory
-before its load can start. Only the loop task touches these; everyone else gets
-a `SchedulerStatus`, a frozen copy taken on the loop.
+keep-alive deadline and explicit state; a pinned entry (`slot` set) is a slot's
+worker: counted in the budget, never evicted or expired. `Pending` is a model
+waiting for memory (or for its old worker to go) before its load can start. Only
+the loop task touches these; everyone else gets a `SchedulerStatus`, a frozen copy
+taken on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +24,16 @@ if TYPE_CHECKING:
     from mlxctl.scheduler.lease import Lease
 
 
+@dataclass(frozen=True)
+class SlotPin:
+    """Where a pinned model serves: a slot's port and alias, and how its worker is made
+    (placed on the slot's port, outliving the daemon)."""
+
+    port: int
+    alias: str
+    make_worker: Callable[[ModelRecord], Worker] = field(compare=False, repr=False)
+
+
 @dataclass(eq=False)
 class Waiter:
     """One request waiting for a worker; `future` gets its Lease or its error."""
@@ -28,6 +41,7 @@ class Waiter:
     future: asyncio.Future[Lease]
     keep_alive: float | None
     timer: asyncio.TimerHandle | None = None
+    request: bool = True  # False for a slot's own load or adoption: not a request served
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -55,11 +69,17 @@ class Entry:
     waiters: deque[Waiter] = field(default_factory=deque)
     unload_futures: list[asyncio.Future[bool]] = field(default_factory=list)
     load_task: asyncio.Task[None] | None = None
+    watch_task: asyncio.Task[None] | None = None
     requests_total: int = 0
+    slot: SlotPin | None = None
 
     @property
     def slug(self) -> str:
         return self.record.slug
+
+    @property
+    def pinned(self) -> bool:
+        return self.slot is not None
 
     def disarm(self) -> None:
         if self.timer is not None:
@@ -84,17 +104,24 @@ class Entry:
             requests_total=self.requests_total,
             reason=self.reason,
             worker=self.worker,
+            slot=self.slot,
         )
 
 
 @dataclass(eq=False)
 class Pending:
-    """A model some requests want, waiting until memory (or its old worker) frees up."""
+    """A model some requests want, waiting until memory (or its old worker) frees up.
+
+    With `slot` its load goes onto that slot; with `adoptee` too, the slot's worker is
+    already running (a previous daemon's) and waits only for an on-demand copy to go.
+    """
 
     record: ModelRecord
     estimate: int
     since: float
     waiters: deque[Waiter] = field(default_factory=deque)
+    slot: SlotPin | None = None
+    adoptee: Worker | None = None
 
     def prune(self) -> None:
         live = [w for w in self.waiters if not w.future.done()]
@@ -107,6 +134,7 @@ class Pending:
             state="queued",
             estimate=self.estimate,
             waiting=len(self.waiters),
+            slot=self.slot,
         )
 
 
@@ -147,8 +175,14 @@ class ModelStatus:
     requests_total: int = 0
     reason: str | None = None
     worker: Worker | None = field(default=None, compare=False, repr=False)
+    slot: SlotPin | None = None  # pinned on this slot
+
+    @property
+    def holds_memory(self) -> bool:
+        return self.state in ("loading", "ready", "unloading")
 
     def to_dict(self) -> dict[str, Any]:
+        slot = self.slot
         return {
             "model": self.model,
             "state": self.state,
@@ -163,6 +197,8 @@ class ModelStatus:
             "idle_for": None if self.idle_for is None else round(self.idle_for, 3),
             "requests_total": self.requests_total,
             "reason": self.reason,
+            "pinned": self.slot is not None,
+            "slot": None if slot is None else {"port": slot.port, "alias": slot.alias},
         }
 
 
@@ -179,3 +215,8 @@ class SchedulerStatus:
     @property
     def free(self) -> int:
         return max(0, self.budget - self.used)
+
+    @property
+    def pinned(self) -> int:
+        """Bytes the slots' models hold (part of `used`)."""
+        return sum(m.estimate for m in self.models if m.slot is not None and m.holds_memory)

@@ -8,6 +8,11 @@ the next daemon prove the worker is ours and adopt it. Processes mlxctl did not 
 are never adopted; an MLX server among them is stopped only on `load --force`,
 `unload` and `unload-all`, anything else never.
 
+The scheduler runs slot workers: a slot load is `Scheduler.pin` (counted in the memory
+budget, refused like an on-demand load when it does not fit; `--force` never overrides
+that), an adopted worker `Scheduler.adopt`, a stop `Scheduler.unpin`. So the daemon's
+requests for a model on a slot go to the slot's worker, and its exit is seen there.
+
 Every operation that changes slots holds one asyncio lock, so a reconcile never
 interleaves with a load. Registry writes run on one thread of their own, off the
 event loop (a CLI holding the write lock must not freeze the daemon); psutil scans
@@ -32,13 +37,14 @@ from mlxctl.errors import Conflict, InvalidInput, NotFound, Unavailable
 from mlxctl.library import catalog, transfer
 from mlxctl.registry import ModelRecord, Registry, open_registry
 from mlxctl.registry.slots import SlotRecord, Slots
+from mlxctl.scheduler import LoadFailed, Scheduler, SchedulerError
+from mlxctl.scheduler.state import SlotPin
 from mlxctl.settings import Settings
 from mlxctl.slots import verify
 from mlxctl.slots.reconcile import Action, Observed, Plan, SlotView, plan
 from mlxctl.slots.table import SlotSpec, resolve_slot, slot_table
 from mlxctl.store.local.hfpull import looks_like_hf
 from mlxctl.supervision import pidfile, probe
-from mlxctl.supervision.base import LoadError
 from mlxctl.supervision.handle import ProcessHandle
 from mlxctl.supervision.health import external_health, worker_health
 from mlxctl.supervision.process import (
@@ -59,10 +65,12 @@ class SlotSupervisor:
         settings: Settings,
         registry: Registry,
         http: httpx.AsyncClient,
+        scheduler: Scheduler,
         supervision: SupervisionConfig | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
+        self.scheduler = scheduler
         self.table = slot_table(settings)
         self.slots = Slots(registry.db)
         self.http = http
@@ -71,26 +79,24 @@ class SlotSupervisor:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._workers: dict[int, WorkerProcess] = {}  # started or adopted by this daemon
-        self._watchers: set[asyncio.Task[None]] = set()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="slots-db")
 
     # Daemon life -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Sync the table with the settings and start the reconcile loop (first pass now)."""
+        """Sync the table with the settings, adopt (count) the slot workers a previous
+        daemon left running before the first request, then reconcile in the background."""
         await self._write(self.slots.sync_table, [(s.port, s.alias) for s in self.table])
+        async with self._lock:
+            await self._adopt_untracked(await self._views())
         self._task = asyncio.create_task(self._loop(), name="slot-reconciler")
 
     async def close(self) -> None:
-        """Stop reconciling and watching; the slot workers keep serving."""
+        """Stop reconciling; the slot workers keep serving (the scheduler detaches them)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for worker in self._workers.values():
-            worker.detach()
-        for watcher in self._watchers:
-            watcher.cancel()
         await self._write(self.slots.db.close)  # the writer thread's connection
         self._writer.shutdown(wait=True)
 
@@ -132,7 +138,7 @@ class SlotSupervisor:
                         {"slot": action.port, "model": action.model, "problem": str(e)}
                     )
                 done.append(entry)
-            await self._watch_untracked(views)
+            await self._adopt_untracked(views)
             return {"actions": done, "unfixable": unfixable, "slots": await self.snapshot()}
 
     async def load(self, reference: str, slot: str | int, force: bool = False) -> dict[str, Any]:
@@ -240,7 +246,22 @@ class SlotSupervisor:
 
     def worker(self, port: int) -> WorkerProcess | None:
         """The supervised worker serving `port`, if this daemon started or adopted it."""
-        return self._workers.get(port)
+        worker = self._workers.get(port)
+        return worker if worker is not None and worker.state in ("loading", "ready") else None
+
+    def model_on(self, alias: str) -> str | None:
+        """The model the slot `alias` serves (None: no slot has that alias), so the
+        daemon's dialects take `jerry-s` as a model name. A slot without one: NotFound."""
+        spec = next((s for s in self.table if s.alias == alias.strip().lower()), None)
+        if spec is None:
+            return None
+        slot = self.slots.get(spec.port)
+        if slot is None or slot.model is None:
+            raise NotFound(
+                f"slot {spec.port} ({spec.alias}) has no model",
+                hint=f"load one onto it: mlxctl load MODEL {spec.alias}",
+            )
+        return slot.model
 
     # Observation -----------------------------------------------------------------
 
@@ -321,7 +342,7 @@ class SlotSupervisor:
         if action.kind in ("stop", "forget"):
             await self._set_live(port, None, None, None)
         elif action.kind == "adopt" and action.pid is not None:
-            self._adopt(port, action.model, action.pid)
+            await self._adopt(port, action.model, action.pid)
             started = _create_time(action.pid)
             await self._set_live(port, action.pid, action.model, started)
         elif action.kind in ("start", "restart"):
@@ -331,24 +352,19 @@ class SlotSupervisor:
             await self._start(port, record)
 
     async def _start(self, port: int, record: ModelRecord) -> None:
-        """Spawn the slot worker, and record it live once it is ready."""
-        worker = WorkerProcess(record, self.supervision, self._placement(port), self.http)
+        """Load the model onto the slot through the scheduler (budget first), and record
+        the worker live once it is ready."""
         try:
-            await worker.start()
-            await worker.wait_ready(self.settings.load_timeout)
-        except LoadError as e:
-            await worker.stop(self.settings.worker_stop_grace)
+            await self.scheduler.pin(record, self._pin(port))
+        except LoadFailed as e:
             raise Unavailable(f"slot {port}: '{record.slug}' did not start: {e}") from None
-        except BaseException:
-            await worker.stop(self.settings.worker_stop_grace)
-            raise
-        self._watch(port, worker)
+        worker = self._workers[port]
         now = datetime.now(UTC).isoformat()
         await self._set_live(port, worker.pid, record.slug, now)
 
-    def _adopt(self, port: int, slug: str | None, pid: int) -> None:
-        """Watch (exit, liveness) a ready worker a previous daemon started."""
-        tracked = self._workers.get(port)
+    async def _adopt(self, port: int, slug: str | None, pid: int) -> None:
+        """Count and watch (exit, liveness) a ready worker a previous daemon started."""
+        tracked = self.worker(port)
         if tracked is not None and tracked.pid == pid:
             return
         record = self.registry.get(slug or "")
@@ -356,37 +372,32 @@ class SlotSupervisor:
         if record is None or started is None or started.pid != pid:
             return
         placement = self._placement(port)
-        self._watch(port, WorkerProcess.adopt(record, self.supervision, placement, started))
-
-    async def _watch_untracked(self, views: list[SlotView]) -> None:
-        """After a daemon restart the plan adopts nothing new: watch ours all the same."""
-        for view in views:
-            seen = view.observed
-            if seen.ours and seen.pid is not None and seen.model == view.desired:
-                self._adopt(view.port, seen.model, seen.pid)
-
-    def _watch(self, port: int, worker: WorkerProcess) -> None:
+        worker = WorkerProcess.adopt(record, self.supervision, placement, started)
+        try:
+            await self.scheduler.adopt(record, self._pin(port), worker)
+        except (SchedulerError, Conflict):
+            worker.detach()  # the daemon is closing, or the model is live elsewhere
+            raise
         self._workers[port] = worker
 
-        async def noticed() -> None:
-            await worker.wait_exit()
-            if worker.state != "unloading":
-                log.warning("slot %d: %s", port, worker.exit_message())
-            if self._workers.get(port) is worker:
-                del self._workers[port]
-
-        watcher = asyncio.get_running_loop().create_task(noticed(), name=f"slot-{port}-exit")
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
+    async def _adopt_untracked(self, views: list[SlotView]) -> None:
+        """After a daemon restart the plan adopts nothing new: adopt ours all the same."""
+        for view in views:
+            seen = view.observed
+            pid, ours = seen.pid, seen.ours and seen.status == "ok"
+            if pid is not None and ours and seen.model == view.desired:
+                try:
+                    await self._adopt(view.port, seen.model, pid)
+                except (SchedulerError, Conflict) as e:
+                    log.warning("slot %d: not adopted: %s", view.port, e)
 
     async def _stop(self, port: int, pid: int) -> None:
-        """Stop our worker on `port`, or the MLX server `pid` the caller identified."""
-        grace = self.settings.worker_stop_grace
-        worker = self._workers.get(port)
-        if worker is not None and worker.pid == pid:
-            await worker.stop(grace)
-        else:
-            await ProcessHandle(pid).terminate(grace)
+        """Stop our worker on `port` (through the scheduler, after the daemon's requests
+        on it), or the MLX server `pid` the caller identified."""
+        worker = self.worker(port)
+        if worker is not None and worker.pid == pid and await self.scheduler.unpin(worker.slug):
+            return
+        await ProcessHandle(pid).terminate(self.settings.worker_stop_grace)
 
     async def _clear_port(self, spec: SlotSpec, seen: Observed, force: bool) -> dict[str, Any]:
         who = f"pid {seen.pid}" if seen.pid is not None else "a process mlxctl cannot see"
@@ -419,6 +430,16 @@ class SlotSupervisor:
 
     def _placement(self, port: int) -> Placement:
         return Placement.slot(port, self.host)
+
+    def _pin(self, port: int) -> SlotPin:
+        alias = resolve_slot(port, self.table).alias
+        return SlotPin(port, alias, functools.partial(self._make_worker, port))
+
+    def _make_worker(self, port: int, record: ModelRecord) -> WorkerProcess:
+        """The scheduler's factory for this slot's worker (tracked here by port)."""
+        worker = WorkerProcess(record, self.supervision, self._placement(port), self.http)
+        self._workers[port] = worker
+        return worker
 
     async def _model(self, reference: str) -> ModelRecord:
         """The registered model, or — for an `org/repo` not registered yet — pulled from HF."""

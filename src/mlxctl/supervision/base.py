@@ -74,6 +74,9 @@ class Worker(Protocol):
     async def stop(self, grace: float) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds; returns once it has exited."""
 
+    def detach(self) -> None:
+        """Stop watching it without stopping it (a slot worker when the daemon closes)."""
+
     def exit_message(self) -> str:
         """Why it ended, for users: exit code or signal plus the log's last error line."""
 

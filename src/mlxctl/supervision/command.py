@@ -1,11 +1,12 @@
 """What a child runs for a model, and with which environment.
 
 One place decides the argv of every supervised process: `mlxctl worker MODEL` with
-the daemon's per-model settings (batch, queue, prompt cache, key file), or a model's
-external server command (`register --command`) with `{model}`, `{port}`, `{host}`
-filled in. Children get the daemon's environment without its secrets (the API key
-reaches workers only through a 0600 file) and with `HF_HUB_OFFLINE=1`: a worker
-never downloads anything.
+the model's options (`model_options.py`: batch, queue, prompt cache, context) and the
+key file, or, when its backend says so (`backend.py`), the model's external server
+command (`register --command`) with `{model}`, `{port}`, `{host}` filled in.
+Children get the daemon's environment without its secrets (the API key reaches
+workers only through a 0600 file) and with `HF_HUB_OFFLINE=1`: a worker never
+downloads anything.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import re
 import shlex
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from mlxctl.backend import backend_of, model_target
 from mlxctl.engine.blas import preload_env
+from mlxctl.model_options import ModelOptions
 from mlxctl.registry import ModelRecord
 from mlxctl.settings import Settings
 from mlxctl.supervision.health import NONCE_ENV
@@ -42,20 +44,6 @@ def worker_command(setting: str) -> list[str]:
     return shlex.split(setting) if setting.strip() else default_command()
 
 
-def external_command(record: ModelRecord) -> str | None:
-    """The record's external server command template (`register --command`), if any."""
-    command = record.extra.get("command")
-    return command if isinstance(command, str) and command.strip() else None
-
-
-def model_target(record: ModelRecord) -> str:
-    """What `{model}` means: the GGUF file of a GGUF model, else the model folder."""
-    gguf_file = record.extra.get("gguf_file")
-    if record.format == "gguf" and isinstance(gguf_file, str):
-        return str(Path(record.cache_path) / gguf_file)
-    return record.cache_path
-
-
 def render_command(template: str, record: ModelRecord, host: str, port: int) -> list[str]:
     """argv of an external command: split like a shell, then placeholders filled per word."""
     values = {"{model}": model_target(record), "{port}": str(port), "{host}": host}
@@ -67,45 +55,19 @@ def render_command(template: str, record: ModelRecord, host: str, port: int) -> 
     return argv
 
 
-@dataclass(frozen=True)
-class WorkerOptions:
-    """The daemon's per-model worker settings; on-demand and slot workers get the same."""
-
-    max_batch: int = 8
-    max_queue: int = 64
-    prompt_cache_entries: int = 16
-    prompt_cache_bytes: str = "2GiB"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> WorkerOptions:
-        return cls(
-            max_batch=settings.worker_max_batch,
-            max_queue=settings.worker_max_queue,
-            prompt_cache_entries=settings.worker_prompt_cache_entries,
-            prompt_cache_bytes=settings.worker_prompt_cache_bytes,
-        )
-
-    def argv(self) -> list[str]:
-        return [
-            *("--max-batch", str(self.max_batch), "--max-queue", str(self.max_queue)),
-            *("--prompt-cache-entries", str(self.prompt_cache_entries)),
-            *("--prompt-cache-bytes", self.prompt_cache_bytes),
-        ]
-
-
 def child_argv(
     record: ModelRecord,
     prefix: list[str],
-    options: WorkerOptions,
+    options: ModelOptions,
     host: str,
     port: int,
     key_file: Path | None = None,
 ) -> list[str]:
-    """The external command of `record`, or `mlxctl worker SLUG` with the options."""
-    template = external_command(record)
+    """The external command of `record`, or `mlxctl worker SLUG` with its options."""
+    template = backend_of(record).command
     if template is not None:
         return render_command(template, record, host, port)
-    argv = [*prefix, record.slug, "--host", host, "--port", str(port), *options.argv()]
+    argv = [*prefix, record.slug, "--host", host, "--port", str(port), *options.worker_argv()]
     return [*argv, "--api-key-file", str(key_file)] if key_file is not None else argv
 
 

@@ -43,17 +43,17 @@ from typing import NoReturn
 
 import httpx
 
+from mlxctl.backend import backend_of
 from mlxctl.httpguard import write_key_file
+from mlxctl.model_options import OptionsSource
 from mlxctl.registry import ModelRecord
 from mlxctl.settings import Settings
 from mlxctl.supervision import logtail, pidfile, probe
 from mlxctl.supervision.base import LoadError, ProcessState
 from mlxctl.supervision.command import (
-    WorkerOptions,
     child_argv,
     child_env,
     default_command,
-    external_command,
     worker_command,
 )
 from mlxctl.supervision.handle import ProcessHandle
@@ -99,7 +99,7 @@ class SupervisionConfig:
 
     home: Path
     command: list[str] = field(default_factory=default_command)
-    options: WorkerOptions = field(default_factory=WorkerOptions)
+    options: OptionsSource = field(default_factory=OptionsSource)
     environ: Mapping[str, str] | None = None  # None: the daemon's own, read at each start
     api_key: str | None = None
     key_file: Path | None = None
@@ -109,7 +109,9 @@ class SupervisionConfig:
     liveness_timeout: float = 30.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SupervisionConfig:
+    def from_settings(
+        cls, settings: Settings, options: OptionsSource | None = None
+    ) -> SupervisionConfig:
         """Writes the workers' 0600 key file when the daemon has a key (a previous
         daemon's is removed: the workers it started read theirs when they started)."""
         key = settings.api_key
@@ -120,7 +122,7 @@ class SupervisionConfig:
         return cls(
             home=settings.home,
             command=worker_command(settings.worker_command),
-            options=WorkerOptions.from_settings(settings),
+            options=options or OptionsSource.from_settings(settings),
             api_key=key,
             key_file=key_file,
             log_max_bytes=settings.log_max_bytes,
@@ -197,7 +199,7 @@ class WorkerProcess:
 
     @property
     def external(self) -> bool:
-        return external_command(self.record) is not None
+        return backend_of(self.record).external
 
     @property
     def headers(self) -> dict[str, str]:
@@ -210,7 +212,8 @@ class WorkerProcess:
         config = self._config
         key_file = config.key_file if config.api_key else None
         host = self.placement.host
-        return child_argv(self.record, config.command, config.options, host, self._port, key_file)
+        options = config.options.for_model(self.record)
+        return child_argv(self.record, config.command, options, host, self._port, key_file)
 
     # Lifecycle -----------------------------------------------------------------
 

@@ -39,8 +39,10 @@ from mlxctl.engine.templatebox import TemplateSandbox
 from mlxctl.engine.types import DoneEvent, GenerationRequest, LogitsProcessorFactory, TokenEvent
 from mlxctl.httpguard import GuardPolicy, HTTPGuard, parse_json
 from mlxctl.settings import Settings
+from mlxctl.traffic import Traffic
 from mlxctl.worker import completion as out
 from mlxctl.worker import embeddings, sse
+from mlxctl.worker.access import COMPLETION_KEY, AccessLog
 from mlxctl.worker.chat import ChatPrompter, RenderedPrompt, encode_prompt
 from mlxctl.worker.openai_errors import (
     APIError,
@@ -113,6 +115,7 @@ class WorkerState:
         self.started = time.monotonic()
         self.requests_total = self.errors_total = self.disconnects_total = 0
         self.active = self.tokens_served = 0
+        self.traffic = Traffic()  # every request answered, with the access log's figures
         self._engine: WorkerEngine | None = None
         self.embedding_only = False
 
@@ -250,7 +253,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(HTTPGuard, policy=policy, respond=_refusal_response)],
+        # The access log outside the guard: refusals are logged and counted too.
+        middleware=[
+            Middleware(AccessLog, traffic=state.traffic, model=model.id),
+            Middleware(HTTPGuard, policy=policy, respond=_refusal_response),
+        ],
         # Starlette's own 404/405, and anything that escapes a route, in the same envelope.
         exception_handlers={HTTPException: http_exception_handler, Exception: api_error_handler},
     )
@@ -337,6 +344,7 @@ async def stats(request: Request, state: WorkerState) -> Response:
         "uptime_s": round(time.monotonic() - state.started, 3),
         "tokens_served": state.tokens_served,
         "http": http,
+        "traffic": state.traffic.snapshot(),
     }
     return JSONResponse(body)
 
@@ -377,6 +385,7 @@ async def _submit(
         disconnected=None if spec.stream else http.is_disconnected,
     )
     state.requests_total += 1
+    setattr(http.state, COMPLETION_KEY, run)  # its token counts, for the access log
     try:
         await run.start()
     except ContextOverflow as e:

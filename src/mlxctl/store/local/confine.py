@@ -57,7 +57,7 @@ def template_override(record: ModelRecord, store_root: Path) -> Path | None:
 
 def adapter_dir(record: ModelRecord, store_root: Path) -> Path | None:
     """The row's LoRA adapter folder (store models only); refused outside the store."""
-    adapter = record.extra.get("adapter_path")
+    adapter = record.adapter_path
     if not adapter:
         return None
     if not isinstance(adapter, str):
@@ -71,7 +71,7 @@ def gguf_file(record: ModelRecord) -> Path | None:
     A plain relative name: an HF snapshot's files are symlinks into the repo's
     blobs, so the name is checked, not where its link leads.
     """
-    name = record.extra.get("gguf_file")
+    name = record.extra.get("gguf_file")  # raw: a malformed value is refused, not ignored
     if record.format != "gguf" or name is None:
         return None
     return Path(record.cache_path) / check_title(name, f"GGUF file of '{record.slug}'")
