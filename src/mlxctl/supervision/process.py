@@ -262,6 +262,7 @@ class WorkerProcess:
         async with self._client() as client:
             while True:
                 if self._exited.is_set():
+                    await self._log_drained()
                     raise LoadError(self._fail(self.exit_message()))
                 health = await self._health(client)
                 if health.status == "ok":
@@ -416,6 +417,19 @@ class WorkerProcess:
     def _stop_liveness(self) -> None:
         if self._liveness is not None and self._liveness is not asyncio.current_task():
             self._liveness.cancel()
+
+    async def _log_drained(self, limit: float = 2.0) -> None:
+        # The log pump stays in the worker's process group until it has written the
+        # last lines; the exit message quotes them, so wait (briefly) for it to go.
+        if self.pid is None:
+            return
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            await asyncio.sleep(0.02)
 
     def _on_exit(self) -> None:
         if self._state != "failed":
