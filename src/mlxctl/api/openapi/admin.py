@@ -77,6 +77,14 @@ SCHEMAS: dict[str, Schema] = {
             "idle_for": _NUMBER_OR_NULL,
             "requests_total": INTEGER,
             "reason": _STRING_OR_NULL,
+            "pinned": BOOLEAN,
+            "slot": {
+                "anyOf": [
+                    obj({"port": INTEGER, "alias": STRING}, "port", "alias"),
+                    {"type": "null"},
+                ],
+                "description": "The slot the model is pinned on (never evicted), or null.",
+            },
             "measured": obj(
                 {
                     name: _INT_OR_NULL
@@ -105,9 +113,12 @@ SCHEMAS: dict[str, Schema] = {
             "budget_bytes": INTEGER,
             "budget": STRING,
             "used_bytes": INTEGER,
+            "pinned_bytes": INTEGER,
             "free_bytes": INTEGER,
             "max_loaded_models": INTEGER,
             "loaded_models": INTEGER,
+            "on_demand_models": INTEGER,
+            "slot_models": INTEGER,
             "closing": BOOLEAN,
             "measured_bytes": INTEGER,
             "models": array(ref("LoadedModel")),
