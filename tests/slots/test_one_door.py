@@ -25,11 +25,14 @@ CHAT = "/v1/chat/completions"
 
 
 def worker_processes(slug: str) -> list[psutil.Process]:
-    """Every `mlxctl worker SLUG` process on this machine (the launcher's log pump aside)."""
+    """Every `mlxctl worker SLUG` process of this test's home (workers run with the home as
+    their working directory; other homes on the machine are not ours to count)."""
+    home = os.path.realpath(os.environ["MLXCTL_HOME"])
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        argv = proc.info["cmdline"] or []
-        if argv[1:4] == ["-m", "mlxctl.cli.main", "worker"] and argv[4:5] == [slug]:
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        argv, cwd = proc.info["cmdline"] or [], proc.info["cwd"]
+        ours = bool(cwd) and os.path.realpath(cwd) == home
+        if ours and argv[1:4] == ["-m", "mlxctl.cli.main", "worker"] and argv[4:5] == [slug]:
             found.append(proc)
     return found
 
