@@ -15,80 +15,68 @@ import json
 import time
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mlxctl.api.body import bool_field, json_object, keep_alive_field, model_field
+from mlxctl.api.body import bool_field
+from mlxctl.api.dialect import Incoming, handler
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama.errors import error_response
-from mlxctl.api.openai.routes import exchange_of
+from mlxctl.api.turn import worker_error
 from mlxctl.jsonnum import as_int
 from mlxctl.registry import ModelRecord
-from mlxctl.router import Call, Exchange, Router
-from mlxctl.scheduler import DEFAULT, KeepAlive
+from mlxctl.router import Call
+from mlxctl.scheduler import KeepAlive
 
 __all__ = ["embed", "embeddings"]
 
 
-async def embed(request: Request) -> Response:
-    started = time.perf_counter()
-    exchange = exchange_of(request)
-    try:
-        body = json_object(await request.body())
-        record, keep_alive = _record(request, body), _keep_alive(body)
-        truncate, dimensions = bool_field(body, "truncate", True), body.get("dimensions")
-        if dimensions is not None and not (as_int(dimensions) or 0) >= 1:
-            raise _bad("'dimensions' must be a positive integer")
-        inputs = body.get("input")
-        if inputs is None or inputs == "" or inputs == []:
-            return JSONResponse({"model": record.slug, "embeddings": []})
-        if not isinstance(inputs, str | list):
-            raise _bad("'input' must be a string or a list of strings")
-        openai: dict[str, Any] = {"input": inputs, "truncate": truncate}
-        if dimensions is not None:
-            openai["dimensions"] = dimensions
-        result, load_seconds = await _embed(request, record, openai, keep_alive, exchange)
-    except Exception as e:
-        exchange.error = type(e).__name__
-        return error_response(e)
+@handler(error_response)
+async def embed(incoming: Incoming) -> Response:
+    body = incoming.body
+    record, keep_alive = incoming.resolve(), incoming.keep_alive()
+    truncate, dimensions = bool_field(body, "truncate", True), body.get("dimensions")
+    if dimensions is not None and not (as_int(dimensions) or 0) >= 1:
+        raise _bad("'dimensions' must be a positive integer")
+    inputs = body.get("input")
+    if inputs is None or inputs == "" or inputs == []:
+        return JSONResponse({"model": record.slug, "embeddings": []})
+    if not isinstance(inputs, str | list):
+        raise _bad("'input' must be a string or a list of strings")
+    openai: dict[str, Any] = {"input": inputs, "truncate": truncate}
+    if dimensions is not None:
+        openai["dimensions"] = dimensions
+    result, load_seconds = await _embed(incoming, record, openai, keep_alive)
+    timings = incoming.timings
     return JSONResponse(
         {
             "model": record.slug,
             "embeddings": [item["embedding"] for item in result["data"]],
-            "total_duration": _ns(time.perf_counter() - started),
-            "load_duration": _ns(load_seconds),
+            "total_duration": timings.ns(time.perf_counter() - timings.started),
+            "load_duration": timings.ns(load_seconds),
             "prompt_eval_count": int(result.get("usage", {}).get("prompt_tokens") or 0),
         }
     )
 
 
-async def embeddings(request: Request) -> Response:
-    exchange = exchange_of(request)
-    try:
-        body = json_object(await request.body())
-        record, keep_alive = _record(request, body), _keep_alive(body)
-        prompt = body.get("prompt")
-        if prompt is not None and not isinstance(prompt, str):
-            raise _bad("'prompt' must be a string")
-        if not prompt:
-            return JSONResponse({"embedding": []})
-        openai = {"input": prompt, "truncate": True}
-        result, _ = await _embed(request, record, openai, keep_alive, exchange)
-    except Exception as e:
-        exchange.error = type(e).__name__
-        return error_response(e)
+@handler(error_response)
+async def embeddings(incoming: Incoming) -> Response:
+    body = incoming.body
+    record, keep_alive = incoming.resolve(), incoming.keep_alive()
+    prompt = body.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise _bad("'prompt' must be a string")
+    if not prompt:
+        return JSONResponse({"embedding": []})
+    openai = {"input": prompt, "truncate": True}
+    result, _ = await _embed(incoming, record, openai, keep_alive)
     return JSONResponse({"embedding": result["data"][0]["embedding"]})
 
 
 async def _embed(
-    request: Request,
-    record: ModelRecord,
-    openai: dict[str, Any],
-    keep_alive: KeepAlive,
-    exchange: Exchange,
+    incoming: Incoming, record: ModelRecord, openai: dict[str, Any], keep_alive: KeepAlive
 ) -> tuple[dict[str, Any], float]:
     """The worker's `/v1/embeddings` answer (floats) and how long the lease took."""
-    router: Router = request.app.state.router
+    router, exchange = incoming.router, incoming.exchange
     body = {**openai, "model": record.slug, "encoding_format": "float"}
     raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     upstream = await router.open(
@@ -103,33 +91,11 @@ async def _embed(
     except ValueError:
         data = None
     if status >= 400 or not isinstance(data, dict):
-        raise _worker_error(status, data)
+        raise worker_error(status, data)
     usage = data.get("usage")
     if isinstance(usage, dict):
         exchange.prompt_tokens = int(usage.get("prompt_tokens") or 0)
     return data, upstream.load_seconds
-
-
-def _record(request: Request, body: dict[str, Any]) -> ModelRecord:
-    router: Router = request.app.state.router
-    return router.resolve(model_field(body))
-
-
-def _keep_alive(body: dict[str, Any]) -> KeepAlive:
-    value = body.get("keep_alive")
-    return DEFAULT if value is None else keep_alive_field(value)
-
-
-def _worker_error(status: int, data: Any) -> APIError:
-    error = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(error, dict):
-        return APIError(max(status, 500), f"the worker answered {status}", code="worker_error")
-    message = str(error.get("message") or f"the worker answered {status}")
-    return APIError(status, message, param=error.get("param"), code=error.get("code"))
-
-
-def _ns(seconds: float) -> int:
-    return max(0, int(seconds * 1e9))
 
 
 def _bad(message: str) -> APIError:

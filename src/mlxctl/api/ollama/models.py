@@ -26,11 +26,12 @@ from starlette.routing import Route
 from mlxctl import __version__
 from mlxctl.api.admin.operations import context
 from mlxctl.api.admin.status import describe
-from mlxctl.api.body import json_object, name_field
+from mlxctl.api.body import name_field
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama import embed, pull
 from mlxctl.api.ollama.errors import error_response
 from mlxctl.capabilities import capabilities, chat_template, ollama_names
+from mlxctl.httpguard import json_object
 from mlxctl.library import catalog
 from mlxctl.operations.models import RM, RmArgs
 from mlxctl.operations.store import COPY, CopyArgs

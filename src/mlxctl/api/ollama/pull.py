@@ -23,9 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mlxctl.api.admin.operations import context, events
-from mlxctl.api.body import bool_field, json_object, name_field
+from mlxctl.api.body import bool_field, name_field
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama.errors import error_line, error_response
+from mlxctl.httpguard import json_object
 from mlxctl.library import transfer
 from mlxctl.operations.store import PULL, PullArgs, check_insecure
 
