@@ -13,15 +13,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 from mlxctl.errors import MlxctlError
 from mlxctl.openai_error import APIError, error_body, error_response, to_api_error
 
 __all__ = [
-    "OPENAI",
     "APIError",
-    "OpenAIDialect",
     "admin_error_body",
     "admin_error_response",
     "error_body",
@@ -50,18 +48,3 @@ def error_event(exc: BaseException) -> bytes:
     """The final SSE event of a stream that failed after its first byte."""
     body = json.dumps(to_api_error(exc).body(), ensure_ascii=False, separators=(",", ":"))
     return b"data: " + body.encode() + b"\n\n"
-
-
-class OpenAIDialect:
-    """How the router reports errors for OpenAI routes (before and after the first byte)."""
-
-    name = "openai"
-
-    def error_response(self, exc: BaseException) -> Response:
-        return error_response(exc)
-
-    def stream_error(self, exc: BaseException) -> bytes:
-        return error_event(exc)
-
-
-OPENAI = OpenAIDialect()

@@ -23,14 +23,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlxctl.api.body import keep_alive_field
-from mlxctl.api.dialect import Endpoint, Incoming, handler
-from mlxctl.api.errors import OPENAI
+from mlxctl.api.dialect import Dialect, Endpoint, Incoming
+from mlxctl.api.errors import error_event, error_response
 from mlxctl.capabilities import capabilities
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Call, Router
 from mlxctl.scheduler import DEFAULT, KeepAlive
 
 KEEP_ALIVE_FIELD = "keep_alive"
+
+OPENAI = Dialect("openai", error_response, error_event, "text/event-stream")
 
 
 def routes() -> list[Route]:
@@ -46,7 +48,7 @@ def routes() -> list[Route]:
 def _proxy(path: str) -> Endpoint:
     """The route that passes a request on to the model's worker at `path`."""
 
-    @handler(OPENAI.error_response)
+    @OPENAI.handler()
     async def proxy(incoming: Incoming) -> Response:
         record, raw, body = incoming.resolve(), incoming.raw, incoming.body
         keep_alive: KeepAlive = DEFAULT
