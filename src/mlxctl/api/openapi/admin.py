@@ -64,7 +64,7 @@ SCHEMAS: dict[str, Schema] = {
     "LoadedModel": obj(
         {
             "model": STRING,
-            "state": {"enum": ["loading", "ready", "unloading", "queued"]},
+            "state": {"enum": ["loading", "ready", "unloading", "queued", "failed"]},
             "estimated_bytes": INTEGER,
             "in_flight": INTEGER,
             "waiting": INTEGER,
@@ -90,6 +90,13 @@ SCHEMAS: dict[str, Schema] = {
                 }
             ),
             "log": _STRING_OR_NULL,
+            "pinned": BOOLEAN,
+            "slot": {
+                "anyOf": [
+                    obj({"port": INTEGER, "alias": STRING}, "port", "alias"),
+                    {"type": "null"},
+                ]
+            },
         },
         "model",
         "state",
@@ -108,6 +115,9 @@ SCHEMAS: dict[str, Schema] = {
             "free_bytes": INTEGER,
             "max_loaded_models": INTEGER,
             "loaded_models": INTEGER,
+            "on_demand_models": INTEGER,
+            "slot_models": INTEGER,
+            "pinned_bytes": INTEGER,
             "closing": BOOLEAN,
             "measured_bytes": INTEGER,
             "models": array(ref("LoadedModel")),
