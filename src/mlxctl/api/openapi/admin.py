@@ -1,5 +1,5 @@
-"""mlxctl's own routes in the document: `api/admin.py`, `api/slots.py`, `api/metrics.py`,
-and `/openapi.json` itself. Errors use the OpenAI envelope, as the handlers do.
+"""mlxctl's own routes in the document: `api/admin/status.py`, `api/admin/slots.py`,
+`api/metrics.py` and `/openapi.json` itself. Errors use the OpenAI envelope, as the handlers do.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ SCHEMAS: dict[str, Schema] = {
     "LoadedModel": obj(
         {
             "model": STRING,
-            "state": {"enum": ["loading", "ready", "unloading", "queued"]},
+            "state": {"enum": ["loading", "ready", "unloading", "queued", "failed"]},
             "estimated_bytes": INTEGER,
             "in_flight": INTEGER,
             "waiting": INTEGER,
@@ -77,14 +77,6 @@ SCHEMAS: dict[str, Schema] = {
             "idle_for": _NUMBER_OR_NULL,
             "requests_total": INTEGER,
             "reason": _STRING_OR_NULL,
-            "pinned": BOOLEAN,
-            "slot": {
-                "anyOf": [
-                    obj({"port": INTEGER, "alias": STRING}, "port", "alias"),
-                    {"type": "null"},
-                ],
-                "description": "The slot the model is pinned on (never evicted), or null.",
-            },
             "measured": obj(
                 {
                     name: _INT_OR_NULL
@@ -98,6 +90,13 @@ SCHEMAS: dict[str, Schema] = {
                 }
             ),
             "log": _STRING_OR_NULL,
+            "pinned": BOOLEAN,
+            "slot": {
+                "anyOf": [
+                    obj({"port": INTEGER, "alias": STRING}, "port", "alias"),
+                    {"type": "null"},
+                ]
+            },
         },
         "model",
         "state",
@@ -113,12 +112,12 @@ SCHEMAS: dict[str, Schema] = {
             "budget_bytes": INTEGER,
             "budget": STRING,
             "used_bytes": INTEGER,
-            "pinned_bytes": INTEGER,
             "free_bytes": INTEGER,
             "max_loaded_models": INTEGER,
             "loaded_models": INTEGER,
             "on_demand_models": INTEGER,
             "slot_models": INTEGER,
+            "pinned_bytes": INTEGER,
             "closing": BOOLEAN,
             "measured_bytes": INTEGER,
             "models": array(ref("LoadedModel")),

@@ -4,10 +4,10 @@
     GET  /api/tags        registered models          GET  /api/ps    loaded models
     POST /api/show        details, template, capabilities, model_info
     POST /api/copy        {source, destination}      DELETE /api/delete   {model}
-    POST /api/pull        store pull with NDJSON progress (api/ollama_pull.py)
-    POST /api/embed, /api/embeddings                 embeddings (api/ollama_embed.py)
+    POST /api/pull        store pull with NDJSON progress (pull.py)
+    POST /api/embed, /api/embeddings                 embeddings (embed.py)
 
-Errors use the Ollama envelope (`ollama_errors.py`).
+Errors use the Ollama envelope (`errors.py`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from mlxctl import __version__
-from mlxctl.api import ollama_embed, ollama_pull
-from mlxctl.api.admin import describe
-from mlxctl.api.admin_ops import context
-from mlxctl.api.body import json_object, name_field
+from mlxctl.api.admin.operations import context
+from mlxctl.api.admin.status import describe
+from mlxctl.api.body import name_field
+from mlxctl.api.dialect import Incoming
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama_errors import error_response
+from mlxctl.api.ollama import embed, pull
+from mlxctl.api.ollama.errors import OLLAMA, error_response
 from mlxctl.capabilities import capabilities, chat_template, ollama_names
 from mlxctl.library import catalog
 from mlxctl.operations.models import RM, RmArgs
@@ -49,11 +50,11 @@ def routes() -> list[Route]:
         Route("/api/show", show, methods=["POST"]),
         Route("/api/copy", copy, methods=["POST"]),
         Route("/api/delete", delete, methods=["DELETE"]),
-        Route("/api/pull", ollama_pull.pull, methods=["POST"]),
+        Route("/api/pull", pull.pull, methods=["POST"]),
         Route("/api/push", not_implemented, methods=["POST"]),
         Route("/api/create", not_implemented, methods=["POST"]),
-        Route("/api/embed", ollama_embed.embed, methods=["POST"]),
-        Route("/api/embeddings", ollama_embed.embeddings, methods=["POST"]),
+        Route("/api/embed", embed.embed, methods=["POST"]),
+        Route("/api/embeddings", embed.embeddings, methods=["POST"]),
     ]
 
 
@@ -104,13 +105,10 @@ async def ps(request: Request) -> Response:
     return JSONResponse({"models": models})
 
 
-async def show(request: Request) -> Response:
-    try:
-        body = json_object(await request.body())
-        record = _resolve(request, body)
-    except Exception as e:
-        return error_response(e)
-    settings: Settings = request.app.state.settings
+@OLLAMA.handler()
+async def show(incoming: Incoming) -> Response:
+    record = incoming.router.resolve(name_field(incoming.body, "model", "name"))
+    settings: Settings = incoming.request.app.state.settings
     # Template, capabilities and ModelSpec read files (GGUF metadata too): off the loop.
     layout = catalog.open_store(settings)
     shown = await anyio.to_thread.run_sync(
@@ -133,34 +131,23 @@ def _show(registry: Registry, layout: StoreLayout, record: ModelRecord) -> dict[
     }
 
 
-async def copy(request: Request) -> Response:
-    try:
-        body = json_object(await request.body())
-        source, target = body.get("source"), body.get("destination")
-        if not isinstance(source, str) or not isinstance(target, str) or not target:
-            raise APIError(400, "'source' and 'destination' must be model names", code="missing")
-        args = CopyArgs(source=source, target=target)
-        await asyncio.to_thread(COPY.run, context(request.app), args)
-    except Exception as e:
-        return error_response(e)
+@OLLAMA.handler()
+async def copy(incoming: Incoming) -> Response:
+    source, target = incoming.body.get("source"), incoming.body.get("destination")
+    if not isinstance(source, str) or not isinstance(target, str) or not target:
+        raise APIError(400, "'source' and 'destination' must be model names", code="missing")
+    args = CopyArgs(source=source, target=target)
+    await asyncio.to_thread(COPY.run, context(incoming.request.app), args)
     return Response(status_code=200)
 
 
-async def delete(request: Request) -> Response:
+@OLLAMA.handler()
+async def delete(incoming: Incoming) -> Response:
     """Ollama's delete: unload, then remove (the admin API's `rm`, confirmed). Only the
     exact name, repo id or `name:tag` deletes: a prefix is refused (404)."""
-    try:
-        body = json_object(await request.body())
-        args = RmArgs(model=name_field(body, "model", "name"), confirm=True)
-        await asyncio.to_thread(RM.run, context(request.app), args)
-    except Exception as e:
-        return error_response(e)
+    args = RmArgs(model=name_field(incoming.body, "model", "name"), confirm=True)
+    await asyncio.to_thread(RM.run, context(incoming.request.app), args)
     return Response(status_code=200)
-
-
-def _resolve(request: Request, body: dict[str, Any]) -> ModelRecord:
-    router: Router = request.app.state.router
-    return router.resolve(name_field(body, "model", "name"))
 
 
 def _entry(record: ModelRecord) -> dict[str, Any]:
