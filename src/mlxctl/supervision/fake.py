@@ -63,6 +63,9 @@ def create_app(args: argparse.Namespace) -> ASGIApp:
         body["nonce"] = os.environ.get("MLXCTL_WORKER_NONCE")
         if state.status == "failed":
             body["error"] = "RuntimeError: fake load failure"
+            # Logged as the real worker logs it: a poll that misses this answer (a loaded
+            # machine) still finds the reason in the log once the process has gone.
+            print(body["error"], file=sys.stderr, flush=True)
             asyncio.get_running_loop().call_later(0.05, os._exit, 1)
         return JSONResponse(body, status_code=503 if state.status == "failed" else 200)
 
