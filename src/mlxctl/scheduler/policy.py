@@ -38,6 +38,7 @@ class LoadedView:
     # keep_alive -1: never expires, so it goes only after every other idle model.
     forever: bool = False
     pinned: bool = False  # on a slot: never evicted, not counted against max_loaded
+    kept: bool = False  # `pinned: true` in config.yaml: never evicted, counted as usual
 
     @property
     def idle(self) -> bool:
@@ -88,7 +89,7 @@ def evict_for(
 
     victims: list[str] = []
     candidates = sorted(
-        (view for view in staying if view.idle and not view.pinned),
+        (view for view in staying if view.idle and not view.pinned and not view.kept),
         key=lambda v: (v.forever, v.last_used, v.name),
     )
     for view in candidates:

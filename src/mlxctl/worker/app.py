@@ -95,6 +95,7 @@ class ServedModel:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     system: str | None = None
     messages: Sequence[Mapping[str, Any]] = ()
+    preset: str | None = None  # the config.yaml preset its options came from
 
 
 class WorkerState:

@@ -113,7 +113,7 @@ def request_defaults(options: Mapping[str, Any]) -> tuple[dict[str, Any], list[s
     return defaults, ignored
 
 
-def _with_defaults(data: dict[str, Any], defaults: Mapping[str, Any] | None) -> dict[str, Any]:
+def with_defaults(data: dict[str, Any], defaults: Mapping[str, Any] | None) -> dict[str, Any]:
     """The request with unset fields taken from the model's defaults (request values win)."""
     if not defaults:
         return data
@@ -142,7 +142,7 @@ def parse_chat(
     """
     data = _object(body)
     _check_fields(data, IGNORED | SAMPLING | CHAT, test_hooks)
-    data = _with_defaults(data, defaults)
+    data = with_defaults(data, defaults)
     messages = _messages(data.get("messages"))
     tools = _tools(data)
     logprobs = _bool(data, "logprobs")
@@ -181,7 +181,7 @@ def parse_completion(
     """A completion request; `defaults` as for `parse_chat`."""
     data = _object(body)
     _check_fields(data, IGNORED | SAMPLING | COMPLETION, test_hooks)
-    data = _with_defaults(data, defaults)
+    data = with_defaults(data, defaults)
     if _bool(data, "echo"):
         raise unsupported("echo", "= true is not supported")
     if data.get("suffix") not in (None, ""):
