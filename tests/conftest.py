@@ -26,6 +26,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     # The CLI talks to the daemon MLXCTL_HOST names: a test chooses its own, or none.
     monkeypatch.delenv("MLXCTL_HOST", raising=False)
     monkeypatch.delenv("MLXCTL_API_KEY", raising=False)
+    monkeypatch.delenv("MLXCTL_CONFIG", raising=False)  # config.yaml: the one in home, if any
     yield home
 
 

@@ -47,6 +47,12 @@ class Settings:
         "docs/config.md); default: config.yaml in MLXCTL_HOME.",
         None,
     )
+    config_watch: bool = _setting(
+        "MLXCTL_CONFIG_WATCH",
+        "A running daemon reloads the config file when it changes (SIGHUP and "
+        "`mlxctl config reload` reload it either way).",
+        True,
+    )
     hf_cache: Path | None = _setting(
         "HF_HUB_CACHE",
         "Hugging Face hub cache scanned by `mlxctl init` (falls back to $HF_HOME/hub, "

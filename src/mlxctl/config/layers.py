@@ -45,8 +45,8 @@ class _Environment(EnvSettingsSource):
     """The environment source, over a given mapping (tests and child processes pass theirs)."""
 
     def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = dict(environ)
-        super().__init__(settings_cls, case_sensitive=True, env_ignore_empty=True)
+        self._environ = {name: value for name, value in environ.items() if value}  # "" is unset
+        super().__init__(settings_cls, case_sensitive=True)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         return self._environ

@@ -272,14 +272,17 @@ class Following:
 
     def __init__(self, live: LiveConfig) -> None:
         self.live, self.stop = live, asyncio.Event()
-        self.task = asyncio.create_task(live.watch(self.stop), name="mlxctl-config-watch")
+        self.task: asyncio.Task[None] | None = None
+        if live.settings.config_watch:
+            self.task = asyncio.create_task(live.watch(self.stop), name="mlxctl-config-watch")
         live.install_sighup()
 
     async def aclose(self) -> None:
         self.live.remove_sighup()
         self.stop.set()
-        with contextlib.suppress(Exception):
-            await self.task
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await self.task
 
 
 _SCHEDULER_SETTINGS = frozenset(

@@ -15,7 +15,8 @@ from mlxctl.registry import ModelRecord
 
 @dataclass(frozen=True)
 class Placement:
-    """Where one model stands: loaded (or loading), at its batch limit, fits the budget now."""
+    """Where one model stands: loaded (or loading), at its batch limit, and whether a load
+    of it would fit the budget now (evicting idle models)."""
 
     loaded: bool
     saturated: bool
@@ -28,6 +29,6 @@ def choose(candidates: Sequence[tuple[ModelRecord, Placement]]) -> ModelRecord:
         if place.loaded and not place.saturated:
             return record
     for record, place in candidates:
-        if place.fits:
+        if place.fits and not place.loaded:  # a saturated one would only queue
             return record
     return candidates[0][0]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mlxctl.errors import MlxctlError, NotFound
 from mlxctl.model_options import ModelOptions
 from mlxctl.registry import ModelRecord
 from mlxctl.registry.resolve import resolve_exact
@@ -67,7 +68,10 @@ class ModelSettings(BaseModel):
     @classmethod
     def _size(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_size(value)  # raises ValueError with the reason
+            try:
+                parse_size(value)
+            except MlxctlError as e:
+                raise ValueError(e.message) from None
         return value
 
     @field_validator("keep_alive", mode="before")
@@ -77,8 +81,8 @@ class ModelSettings(BaseModel):
             return None
         try:
             parse_keep_alive(value)
-        except Exception as e:
-            raise ValueError(getattr(e, "message", str(e))) from None
+        except MlxctlError as e:
+            raise ValueError(e.message) from None
         return str(value)
 
 
@@ -123,8 +127,6 @@ class ConfigFile(BaseModel):
         return None
 
     def preset(self, name: str) -> ModelSettings:
-        from mlxctl.errors import NotFound
-
         if name not in self.presets:
             known = ", ".join(sorted(self.presets)) or "none"
             raise NotFound(f"no preset named '{name}'", hint=f"presets in config.yaml: {known}")

@@ -110,8 +110,10 @@ def cannot_fit(
     pinned: bool = False,
 ) -> bool:
     """True when waiting cannot help: the target is larger than the budget less what
-    pinned models hold (they never leave by themselves), or no model may load at all."""
-    held = pinned_bytes(loaded)
+    pinned and kept models hold (they never leave by themselves), or no model may load."""
+    held = pinned_bytes(loaded) + sum(
+        v.estimate for v in loaded if v.kept and not v.pinned and v.state != "unloading"
+    )
     return target_estimate > budget - held or (not pinned and max_loaded < 1)
 
 

@@ -1,0 +1,160 @@
+"""A running daemon follows config.yaml: edits apply without dropping a stream, a changed
+context drains and restarts only that worker, a bad edit changes nothing; SIGHUP and the
+reload route do the same. Real daemon, fake workers (the worker's contract, no model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.api.conftest import StartDaemon, fake_worker_command, sse_lines
+
+FAKE = {"MLXCTL_WORKER_COMMAND": fake_worker_command("--tokens-per-second", "40")}
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+def _chat(client: httpx.Client, model: str, **body: Any) -> httpx.Response:
+    return client.post("/v1/chat/completions", json={"model": model, **CHAT, **body})
+
+
+def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _worker_options(row: dict[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = httpx.get(row["url"] + "/health", timeout=5).json()["options"]
+    return options
+
+
+def test_an_edit_applies_live_and_a_stream_finishes_untouched(
+    start_daemon: StartDaemon, register: Callable[..., Any], isolated_home: Path
+) -> None:
+    register("m1", size_bytes=1000)
+    register("m2", size_bytes=1000)
+    config = isolated_home / "config.yaml"
+    config.write_text("models:\n  m1:\n    context: 1000\naliases:\n  first: [m1]\n")
+    daemon = start_daemon(env=FAKE)
+    client = daemon.client()
+    body = {"model": "first", **CHAT, "stream": True, "max_tokens": 60}  # 1.5 s of tokens
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        chunks = response.iter_bytes()
+        received = next(chunks)
+        old = daemon.ps()["m1"]
+        assert _worker_options(old)["context"] == 1000
+        config.write_text(
+            "models:\n  m1:\n    context: 2000\naliases:\n  first: [m1]\n  second: [m2]\n"
+        )
+        # The new alias resolves at once (the watcher's reload), while m1 still streams.
+        _until(lambda: "second" in client.get("/api/admin/config").json()["aliases"])
+        other = _chat(client, "second")
+        assert other.status_code == 200 and other.json()["model"] == "m2"
+        assert daemon.ps()["m1"]["pid"] == old["pid"]  # draining, not killed
+        received += b"".join(chunks)
+    events = sse_lines(received)
+    assert events[-1] == b"[DONE]"
+    text = "".join(
+        (json.loads(e)["choices"] or [{}])[0].get("delta", {}).get("content") or ""
+        for e in events[:-1]
+    )
+    assert text == "".join(f"tok{i} " for i in range(60))
+    assert json.loads(events[0])["model"] == "m1"  # the alias's answer names the model
+    # The next request runs on a drained-and-restarted worker with the new context.
+    assert _chat(client, "m1").status_code == 200
+    new = daemon.ps()["m1"]
+    assert new["pid"] != old["pid"] and new["options"]["context"] == 2000
+    assert _worker_options(new)["context"] == 2000
+    assert daemon.ps()["m2"]["pid"] is not None  # untouched by the reload
+
+
+def test_a_bad_edit_is_refused_and_sighup_applies_a_good_one(
+    start_daemon: StartDaemon, register: Callable[..., Any], isolated_home: Path
+) -> None:
+    register("m1", size_bytes=1000)
+    config = isolated_home / "config.yaml"
+    config.write_text("aliases:\n  first: [m1]\n")
+    daemon = start_daemon(env={**FAKE, "MLXCTL_CONFIG_WATCH": "0"})
+    client = daemon.client()
+    assert _chat(client, "first").json()["model"] == "m1"
+    config.write_text("aliases:\n  first: [m1]\nmodels:\n  m1:\n    max_batch: none\n")
+    refused = client.post("/api/admin/config/reload")
+    assert refused.status_code == 400
+    message = refused.json()["error"]["message"]
+    assert message.startswith(f"{config}:5: models.m1.max_batch:")
+    assert _chat(client, "first").json()["model"] == "m1"  # the old config still serves
+    config.write_text("aliases:\n  first: [m1]\n  later: [m1]\n")
+    assert _chat(client, "later").status_code == 404  # not watching: not applied yet
+    os.kill(daemon.proc.pid, signal.SIGHUP)
+    _until(lambda: _chat(client, "later").status_code == 200)
+    assert daemon.proc.poll() is None
+    reloaded = client.post("/api/admin/config/reload").json()
+    assert reloaded["reloaded"] is True and reloaded["aliases"] == ["first", "later"]
+
+
+def test_an_alias_prefers_the_loaded_model_then_what_fits(
+    start_daemon: StartDaemon, register: Callable[..., Any], isolated_home: Path
+) -> None:
+    register("big", size_bytes=3 << 30)
+    register("small", size_bytes=100 << 20)
+    config = isolated_home / "config.yaml"
+    config.write_text("settings:\n  memory_budget: 1GiB\naliases:\n  auto: [big, small]\n")
+    daemon = start_daemon(env=FAKE)
+    client = daemon.client()
+    # Nothing loaded, only `small` fits: it is loaded and answers.
+    answer = _chat(client, "auto")
+    assert answer.status_code == 200 and answer.json()["model"] == "small"
+    config.write_text("settings:\n  memory_budget: 8GiB\naliases:\n  auto: [big, small]\n")
+    report = client.post("/api/admin/config/reload").json()
+    assert report["settings"] == ["memory_budget"]
+    # `big` fits now, but `small` is loaded and free: it answers, `big` is not loaded.
+    assert _chat(client, "auto").json()["model"] == "small"
+    assert set(daemon.ps()) == {"small"}
+    listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert listed["auto"]["alias_of"] == ["big", "small"]
+    tags = {m["name"]: m for m in client.get("/api/tags").json()["models"]}
+    assert tags["auto"]["alias_of"] == ["big", "small"]
+
+
+def test_sampling_defaults_and_request_presets(
+    start_daemon: StartDaemon, register: Callable[..., Any], isolated_home: Path
+) -> None:
+    register("m1", size_bytes=1000)
+    (isolated_home / "config.yaml").write_text(
+        "models:\n  m1:\n    sampling: {temperature: 0.3, top_k: 20}\n"
+        "presets:\n  creative:\n    sampling: {temperature: 1.1, seed: 7}\n"
+    )
+    daemon = start_daemon(env=FAKE)
+    client = daemon.client()
+    assert _chat(client, "m1").json()["fake_sampling"] == {"temperature": 0.3, "top_k": 20}
+    own = _chat(client, "m1", temperature=0.9).json()["fake_sampling"]
+    assert own == {"temperature": 0.9, "top_k": 20}
+    preset = _chat(client, "m1", preset="creative").json()["fake_sampling"]
+    assert preset == {"temperature": 1.1, "top_k": 20, "seed": 7}
+    unknown = _chat(client, "m1", preset="nope")
+    assert unknown.status_code == 404 and "no preset named 'nope'" in unknown.text
+
+
+def test_a_pinned_model_is_not_evicted_and_preload_loads_at_start(
+    start_daemon: StartDaemon, register: Callable[..., Any], isolated_home: Path
+) -> None:
+    register("keep", size_bytes=600 << 20)
+    register("other", size_bytes=600 << 20)
+    (isolated_home / "config.yaml").write_text(
+        "settings:\n  memory_budget: 1GiB\nmodels:\n  keep:\n    pinned: true\n    preload: true\n"
+    )
+    daemon = start_daemon(env=FAKE)
+    _until(lambda: daemon.ps().get("keep", {}).get("state") == "ready")
+    assert daemon.ps()["keep"]["keep_alive"] is None  # pinned: never expires
+    refused = _chat(daemon.client(), "other")
+    assert refused.status_code == 503  # it would have evicted `keep`
+    assert set(daemon.ps()) == {"keep"}
