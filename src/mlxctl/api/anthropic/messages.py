@@ -9,7 +9,7 @@ and `tool_result` blocks, `max_tokens` (required), `stop_sequences`,
 `thinking` (`enabled` → the template's `enable_thinking`, reasoning back as
 thinking blocks). count_tokens asks the worker for one token and reads
 `usage.prompt_tokens`: the exact count through the model's own chat template.
-Errors use Anthropic's envelope (`anthropic_errors.py`).
+Errors use Anthropic's envelope (`errors.py`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from mlxctl.api.anthropic_errors import error_event, error_response
+from mlxctl.api.anthropic.errors import error_event, error_response
 from mlxctl.api.body import bool_field, json_object, model_field
 from mlxctl.api.errors import APIError
-from mlxctl.api.openai import exchange_of
+from mlxctl.api.openai.routes import exchange_of
 from mlxctl.api.turn import TEST_FORCE_FIELD, Finish, Text, Timings, ToolArgs, ToolStart, Turn
 from mlxctl.jsonnum import as_int
 from mlxctl.router import Router

@@ -11,7 +11,7 @@ the model keeps its context, so it never reloads); `format` ("json" or a schema)
 out; tool calls come back as `message.tool_calls` with object arguments. An
 empty prompt (or no messages) only loads the model (`keep_alive: 0` unloads it),
 as Ollama does. Anything we cannot honour is a 400 that names it. The model
-management routes live in `ollama_models.py`.
+management routes live in `models.py`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from starlette.routing import Route
 
 from mlxctl.api.body import bool_field, json_object, keep_alive_field, model_field
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama_errors import error_line, error_response
-from mlxctl.api.openai import exchange_of
+from mlxctl.api.ollama.errors import error_line, error_response
+from mlxctl.api.openai.routes import exchange_of
 from mlxctl.api.turn import TEST_FORCE_FIELD, Finish, Text, Timings, ToolArgs, ToolStart, Turn
 from mlxctl.jsonnum import as_int
 from mlxctl.registry import ModelRecord

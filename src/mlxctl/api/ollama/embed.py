@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse, Response
 
 from mlxctl.api.body import bool_field, json_object, keep_alive_field, model_field
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama_errors import error_response
-from mlxctl.api.openai import exchange_of
+from mlxctl.api.ollama.errors import error_response
+from mlxctl.api.openai.routes import exchange_of
 from mlxctl.jsonnum import as_int
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Call, Exchange, Router
