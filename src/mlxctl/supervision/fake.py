@@ -10,9 +10,10 @@ or `failed` and exit 1 with `--fail-load`), `/v1/chat/completions` and
 `/v1/completions` (JSON or SSE at N tokens/s, `usage`, 429 + Retry-After when
 batch and queue are full), `/v1/models` and `/v1/worker/stats`; `/health` reports the
 pid, `MLXCTL_WORKER_NONCE` and the `options` it was started with, and with
-`--api-key-file` every other route needs `Authorization: Bearer <key>`. A request body field `fake_crash_after` (tokens) makes
-the process SIGKILL itself mid-stream; `fake_stall_after` (tokens) makes the request
-go silent from there while the process keeps answering `/health`. A JSON answer echoes
+`--api-key-file` every other route needs `Authorization: Bearer <key>`. A request body
+field `fake_crash_after` (tokens) makes the process SIGKILL itself mid-stream;
+`fake_stall_after` (tokens) makes the request go silent from there while the process
+keeps answering `/health`. A JSON answer echoes
 the request's sampling fields (`fake_sampling`), so tests see the defaults it got.
 Use it as `MLXCTL_WORKER_COMMAND="python -m mlxctl.supervision.fake --load-seconds 0.2"`.
 """
