@@ -12,8 +12,9 @@ from mlxctl.registry import Registry, open_registry
 from mlxctl.settings import Settings
 from tests.cli.runner import Result, Run
 
-# The model store's session fixtures (registries, hub, tiny model), shared by several folders.
-pytest_plugins = ["tests.store.fixtures"]
+# Session fixtures shared by several folders: the model store's (registries, hub, tiny
+# model), and the config tests' daemon.
+pytest_plugins = ["tests.store.fixtures", "tests.config.daemon"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
-"""The daemon fixtures of tests/api, for the config tests that run a real daemon."""
+"""The per-test daemon fixtures of tests/api (the shared daemon is tests/config/daemon.py)."""
 
-from tests.api.conftest import register, start_daemon, tiny_models
+from tests.api.conftest import register, start_daemon
 
-__all__ = ["register", "start_daemon", "tiny_models"]
+__all__ = ["register", "start_daemon"]

@@ -122,6 +122,18 @@ class LiveConfig:
             )
         return choose(candidates)
 
+    def listed(self, records: list[ModelRecord]) -> list[tuple[str, list[str], ModelRecord]]:
+        """Aliases to list beside the models: (alias, its models, the first registered one).
+        An alias named like a model, or with no model registered, is left out."""
+        found = []
+        for name, members in self.alias_names().items():
+            if any(name in (r.slug, r.repo_id, r.model_id) for r in records):
+                continue
+            first = next((r for m in members for r in _named(m, records)), None)
+            if first is not None:
+                found.append((name, members, first))
+        return found
+
     def sampling(self, record: ModelRecord, preset: str | None) -> dict[str, Any]:
         """Request defaults for `record`, with a per-request `preset`'s sampling over them."""
         values = dict(self.options.for_model(record).sampling)
@@ -181,6 +193,11 @@ class LiveConfig:
         applied = _replace(old_settings, live)
         loaded = await self._loaded_records()
         before = {r.slug: self.options.for_model(r).load_time() for r in loaded}
+        presets = config.presets if config is not None else {}
+        for slug, preset in list(self.options.load_presets.items()):
+            if preset not in presets:  # gone from the file: the model runs without it
+                log.warning("preset %s of %s is no longer in %s", preset, slug, self.path)
+                del self.options.load_presets[slug]
         self.options.use(ModelOptions.from_settings(applied), config)
         self.config, self.settings = config, applied
         report.aliases = sorted(config.aliases) if config is not None else []
@@ -292,6 +309,13 @@ _SCHEDULER_SETTINGS = frozenset(
     }
 )
 _BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _named(name: str, records: list[ModelRecord]) -> list[ModelRecord]:
+    try:
+        return [resolve_reference(name, records)]
+    except Exception:
+        return []
 
 
 async def _preload(scheduler: Scheduler, record: ModelRecord) -> None:
