@@ -340,6 +340,12 @@ SCHEMAS: dict[str, Schema] = {
             "repo_id": nullable(STRING),
             "context_length": nullable(INTEGER),
             "capabilities": array(STRING),
+            "alias_of": {
+                "description": "A routing alias of config.yaml: the models it picks from, "
+                "in order (the rest of the card is the first one's).",
+                "type": "array",
+                "items": STRING,
+            },
         },
         "id",
         "object",
