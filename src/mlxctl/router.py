@@ -20,7 +20,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from mlxctl.backend import backend_of, model_target
-from mlxctl.errors import NotFound
+from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.resolve import resolve_exact, resolve_reference
 from mlxctl.scheduler import DEFAULT, KeepAlive, Lease, Scheduler, WorkerLost, WorkerTimeout
@@ -139,6 +139,17 @@ class Router:
         """Sampling defaults for `record` from config.yaml, a request's `preset` over them."""
         return self.config.sampling(record, preset) if self.config is not None else {}
 
+    def _with_config(self, call: Call) -> Call:
+        """`call` with config.yaml's sampling defaults (and a request's `preset`) applied."""
+        body = call.body
+        configured = self.config is not None and (
+            self.config.config is not None or b'"preset"' in body
+        )
+        if not configured or call.path not in _SAMPLED:
+            return call
+        defaults = _sampled(body, lambda preset: self.config_defaults(call.record, preset))
+        return replace(call, body=defaults)
+
     async def forward(self, call: Call, dialect: Dialect, exchange: Exchange) -> Response:
         """Lease a worker and proxy `call` to it; errors before the first byte are responses."""
         exchange.model = call.record.slug
@@ -156,6 +167,7 @@ class Router:
         return Upstream(lease, response, load_seconds)
 
     async def _open(self, call: Call) -> tuple[Lease, httpx.Response, float]:
+        call = self._with_config(call)  # before the lease: a bad preset costs no load
         for attempt in (1, 2):
             asked = time.perf_counter()
             lease = await self.scheduler.acquire(call.record, call.keep_alive)
@@ -183,8 +195,6 @@ class Router:
         if call.request_id:
             headers["x-request-id"] = call.request_id
         body = call.body
-        if self.config is not None and self.config.config is not None and call.path in _SAMPLED:
-            body = _sampled(body, lambda preset: self.config_defaults(call.record, preset))
         if backend_of(call.record).external:
             body = _with_model(body, model_target(call.record))
         request = self.http.build_request(
@@ -410,7 +420,9 @@ def _sampled(body: bytes, defaults: Callable[[str | None], dict[str, Any]]) -> b
     if not isinstance(data, dict):
         return body
     preset = data.pop("preset", None)
-    values = defaults(preset if isinstance(preset, str) else None)
+    if preset is not None and not isinstance(preset, str):
+        raise InvalidInput("'preset' must be the name of a config.yaml preset")
+    values = defaults(preset)
     if not values and preset is None:
         return body
     return json.dumps(with_defaults(data, values)).encode()

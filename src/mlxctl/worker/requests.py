@@ -68,6 +68,7 @@ class RequestSpec:
     # completion: text, or token ids
     prompt: str | list[int] | None = None
     force_text: str | None = None
+    context: int | None = None  # `num_ctx`: this request's window, within the model's
 
 
 # Model options (ModelSpec PARAMETER names, and Ollama's) → the request field they default.
@@ -168,6 +169,7 @@ def parse_chat(
         tools=tools,
         template_kwargs=kwargs,
         force_text=_force(data, test_hooks),
+        context=_int(data, "num_ctx", 1, None),
     )
 
 
@@ -200,6 +202,7 @@ def parse_completion(
         response_format=_response_format(data),
         prompt=_prompt(data.get("prompt"), vocab_size),
         force_text=_force(data, test_hooks),
+        context=_int(data, "num_ctx", 1, None),
     )
 
 

@@ -89,6 +89,18 @@ _SAMPLING: dict[str, Schema] = {
     ),
     "stop": _STOP,
     "max_tokens": _range("integer", 1, None),
+    "num_ctx": {
+        **_range("integer", 1, None),
+        "description": "mlxctl: this request's context window (Ollama's num_ctx), at most the "
+        "model's; a longer prompt is a 400, the answer stops at it.",
+    },
+    "preset": nullable(
+        {
+            "type": "string",
+            "description": "mlxctl: a config.yaml preset whose sampling defaults apply "
+            "(an unknown one is a 404).",
+        }
+    ),
     "stream": nullable(BOOLEAN),
     "stream_options": nullable(
         {
