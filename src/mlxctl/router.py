@@ -413,11 +413,8 @@ def _lost(lease: Lease, what: str) -> str:
 def _sampled(body: bytes, defaults: Callable[[str | None], dict[str, Any]]) -> bytes:
     """The body with config.yaml's sampling defaults where it sets none; a `preset` field
     (a config preset's sampling) is taken out. Raises NotFound for an unknown preset."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body
-    if not isinstance(data, dict):
+    data = _object(body)
+    if data is None:
         return body
     preset = data.pop("preset", None)
     if preset is not None and not isinstance(preset, str):
@@ -430,10 +427,14 @@ def _sampled(body: bytes, defaults: Callable[[str | None], dict[str, Any]]) -> b
 
 def _with_model(body: bytes, model: str) -> bytes:
     """The body with `model` set to what an external server knows its model by."""
+    data = _object(body)
+    return body if data is None else json.dumps({**data, "model": model}).encode()
+
+
+def _object(body: bytes) -> dict[str, Any] | None:
+    """A JSON object body, parsed; None for anything else (the worker answers that)."""
     try:
         data = json.loads(body)
     except ValueError:
-        return body
-    if not isinstance(data, dict):
-        return body
-    return json.dumps({**data, "model": model}).encode()
+        return None
+    return data if isinstance(data, dict) else None

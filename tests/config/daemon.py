@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import pytest
 
 from mlxctl.registry import ModelRecord, open_registry
 from mlxctl.settings import Settings
-from tests.api.conftest import Daemon, _wait_listening, fake_worker_command, serve_command
+from tests.api.conftest import Daemon, fake_worker_command, launch
 
 FAKE = fake_worker_command("--tokens-per-second", "40")
 # Stub models the fake workers serve: (slug, size in bytes).
@@ -69,16 +68,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
             registry.add(ModelRecord(slug=slug, cache_path=f"/stub/{slug}", size_bytes=size))
     finally:
         registry.db.close()
-    log_path = root / "daemon.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [*serve_command(), "--port", "0"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    daemon = Daemon(proc, _wait_listening(proc, log_path), log_path)
+    daemon = launch(env, root / "daemon.log")
     try:
         yield Shared(daemon, home / "config.yaml", {**env, "MLXCTL_HOST": daemon.url})
     finally:
