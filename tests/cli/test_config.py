@@ -83,3 +83,11 @@ def test_load_with_a_preset_reload_show_and_verify(
     verify = run("verify")
     assert verify.code == 1
     assert "config: models.ghost: no registered model is named 'ghost'" in verify.out
+
+
+def test_serve_refuses_to_start_on_a_bad_file(run: Run, isolated_home: Path) -> None:
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    (isolated_home / "config.yaml").write_text("aliases:\n  auto: nothing\n")
+    result = run("serve", "--port", "0")
+    assert result.code == 2
+    assert "config.yaml:2: aliases.auto:" in result.err and "Traceback" not in result.err

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 import time
 from typing import Any
@@ -15,6 +16,8 @@ import click
 from mlxctl.cli.output import console, print_fields, print_json, print_table
 from mlxctl.cli.slots import load_slot, print_slots, unload_slot
 from mlxctl.client import DaemonClient, parse_address
+from mlxctl.config.file import read_config
+from mlxctl.config.source import config_path
 from mlxctl.settings import Settings, describe
 from mlxctl.units import human_bytes
 
@@ -49,6 +52,7 @@ def serve(host: str | None, port: int | None, log_level: str) -> None:
     from mlxctl.api.server import serve as run_server
 
     settings = Settings.from_env()
+    read_config(config_path(os.environ, settings.home))  # a bad file: one line, no start
     address = parse_address(settings.host)
     code = run_server(
         settings, host or address.host, address.port if port is None else port, log_level=log_level
