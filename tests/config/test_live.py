@@ -71,6 +71,14 @@ def test_an_edit_applies_live_and_a_stream_finishes_untouched(
     assert new["pid"] != old["pid"] and new["options"]["context"] == 2000
     assert _worker_options(new)["context"] == 2000
     assert daemon.ps()["m2"]["pid"] is not None  # untouched by the reload
+    # A bad edit seen by the watcher is refused with its line; the config in use stays.
+    config.write_text("aliases:\n  first: [m1]\n  second: m2\n")
+    _until(lambda: any("config reload refused" in str(x.get("msg")) for x in daemon.logs()))
+    refusal = next(x["msg"] for x in daemon.logs() if "config reload refused" in str(x.get("msg")))
+    assert f"{config}:3: aliases.second:" in refusal
+    other = client.post("/v1/chat/completions", json={"model": "second", **CHAT})
+    assert other.status_code == 200 and other.json()["model"] == "m2"
+    assert daemon.ps()["m1"]["pid"] == new["pid"]
 
 
 def test_a_bad_edit_is_refused_and_sighup_applies_a_good_one(shared: Shared) -> None:
