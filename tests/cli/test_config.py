@@ -71,7 +71,7 @@ def test_load_with_a_preset_reload_show_and_verify(
     assert run("show", "m1", "--json").ok().json()["options"]["preset"] == "fast"
     assert "preset" in run("show", "m1").ok().out
     unknown = run("load", "m1", "--preset", "nope")
-    assert unknown.code == 3 and "no preset named 'nope'" in unknown.err
+    assert unknown.code == 2 and "no preset named 'nope'" in unknown.err
     shared.config.write_text(
         "settings:\n  keep_alive: 1h\nmodels:\n  ghost:\n    context: 8\n"
         "presets:\n  fast:\n    max_batch: 2\n    context: 512\n"

@@ -127,7 +127,7 @@ def test_sampling_defaults_and_request_presets(shared: Shared) -> None:
     preset = shared.chat("m1", preset="creative").json()["fake_sampling"]
     assert preset == {"temperature": 1.1, "top_k": 20, "seed": 7}
     unknown = shared.chat("m1", preset="nope")
-    assert unknown.status_code == 404 and "no preset named 'nope'" in unknown.text
+    assert unknown.status_code == 400 and "no preset named 'nope'" in unknown.text
 
 
 def test_pinned_is_never_evicted_and_preload_loads(shared: Shared) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from mlxctl.config.file import parse_config
 from mlxctl.config.schema import ModelSettings, Sampling
-from mlxctl.errors import NotFound
+from mlxctl.errors import InvalidInput
 from mlxctl.model_options import ModelOptions, OptionsSource
 from mlxctl.registry import ModelRecord
 
@@ -76,7 +76,7 @@ def test_layers_settings_then_preset_then_section_then_load_preset() -> None:
     assert options.preset == "fast" and dict(options.sampling) == {"temperature": 0.2}
     loaded = config.options_for(QWEN, defaults, "long")
     assert (loaded.context, loaded.max_batch, loaded.preset) == (32768, 1, "long")
-    with pytest.raises(NotFound, match="no preset named 'nope'"):
+    with pytest.raises(InvalidInput, match="no preset named 'nope'"):
         config.options_for(QWEN, defaults, "nope")
 
 

@@ -24,7 +24,7 @@ from mlxctl.config.file import read_config, validate
 from mlxctl.config.routing import choose
 from mlxctl.config.schema import ConfigFile
 from mlxctl.config.source import ConfigError, config_path, load_yaml
-from mlxctl.errors import NotFound
+from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.model_options import ModelOptions, OptionsSource
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.resolve import resolve_reference
@@ -139,7 +139,7 @@ class LiveConfig:
         values = dict(self.options.for_model(record).sampling)
         if preset is not None:
             if self.config is None:
-                raise NotFound(f"no preset named '{preset}'", hint="no config.yaml is in use")
+                raise InvalidInput(f"no preset named '{preset}'", hint="no config file is in use")
             chosen = self.config.preset(preset).sampling
             values.update(chosen.model_dump(exclude_none=True) if chosen else {})
         return values
@@ -153,8 +153,8 @@ class LiveConfig:
         """Run `record` with `preset` over its config (`mlxctl load --preset`): a loaded
         worker started otherwise is drained and restarted. True when one was."""
         if self.config is None:
-            raise NotFound(f"no preset named '{preset}'", hint=f"no config file at {self.path}")
-        self.config.preset(preset)  # NotFound names the presets there are
+            raise InvalidInput(f"no preset named '{preset}'", hint=f"no config file at {self.path}")
+        self.config.preset(preset)  # InvalidInput names the presets there are
         before = self.options.for_model(record).load_time()
         self.options.load_presets[record.slug] = preset
         if self.scheduler is None or self.options.for_model(record).load_time() == before:

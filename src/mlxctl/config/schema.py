@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mlxctl.errors import MlxctlError, NotFound
+from mlxctl.errors import InvalidInput, MlxctlError
 from mlxctl.model_options import ModelOptions
 from mlxctl.registry import ModelRecord
 from mlxctl.registry.resolve import resolve_exact
@@ -129,7 +129,7 @@ class ConfigFile(BaseModel):
     def preset(self, name: str) -> ModelSettings:
         if name not in self.presets:
             known = ", ".join(sorted(self.presets)) or "none"
-            raise NotFound(f"no preset named '{name}'", hint=f"presets in config.yaml: {known}")
+            raise InvalidInput(f"no preset named '{name}'", hint=f"presets in config.yaml: {known}")
         return self.presets[name]
 
     def options_for(

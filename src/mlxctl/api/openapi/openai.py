@@ -98,7 +98,7 @@ _SAMPLING: dict[str, Schema] = {
         {
             "type": "string",
             "description": "mlxctl: a config.yaml preset whose sampling defaults apply "
-            "(an unknown one is a 404).",
+            "(an unknown one is a 400).",
         }
     ),
     "stream": nullable(BOOLEAN),
