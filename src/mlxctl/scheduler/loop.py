@@ -355,6 +355,8 @@ class Scheduler:
         entry = self._entry(event.slug, event.worker_id)
         if entry is None or entry.expiry_token != event.token:
             return
+        if self.options.for_model(entry.record).pinned:  # pinned by a reload since it was armed
+            return
         if entry.state == "ready" and entry.refs == 0:
             self._stop(entry, "expired")
 
