@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from mlxctl.cli.backend import Backend, DaemonBackend, backend, path_arg
+from mlxctl.cli.backend import backend, path_arg
 from mlxctl.cli.output import (
     console,
     human_count,
@@ -20,7 +20,6 @@ from mlxctl.cli.output import (
     print_json,
     print_table,
 )
-from mlxctl.client import DaemonClient
 from mlxctl.operations import models
 from mlxctl.operations.models import ModelArgs, NoArgs, RegisterArgs, RmArgs
 from mlxctl.units import human_bytes
@@ -93,8 +92,7 @@ def show(model: str, modelfile: bool, as_json: bool) -> None:
         text = backend().run(models.MODELFILE, ModelArgs(model=model))["modelfile"]
         click.echo(text, nl=False)
         return
-    where = backend()
-    data = backend_show(where, model)
+    data = backend().run(models.SHOW, ModelArgs(model=model))
     if as_json:
         print_json(data)
         return
@@ -111,21 +109,7 @@ def show(model: str, modelfile: bool, as_json: bool) -> None:
         for k, v in pairs
     ]
     pairs.append(("capabilities", ", ".join(data["capabilities"])))
-    options = data.get("options")
-    if isinstance(options, dict):  # how the daemon runs it (config.yaml, a load's preset)
-        pairs.append(("preset", options.get("preset") or "-"))
-        shown = ("context", "max_batch", "keep_alive", "pinned")
-        pairs.append(("options", ", ".join(f"{k}={options.get(k)}" for k in shown)))
     print_fields(pairs)
-
-
-def backend_show(where: Backend, model: str) -> dict[str, Any]:
-    """`show`'s fields, and with a daemon the options it runs the model with."""
-    data: dict[str, Any] = where.run(models.SHOW, ModelArgs(model=model))
-    if isinstance(where, DaemonBackend):
-        with DaemonClient.from_settings(where.settings) as client:
-            data["options"] = client.config()["models"].get(data.get("slug", ""))
-    return data
 
 
 @click.command()
