@@ -12,8 +12,9 @@ from mlxctl.registry import Registry, open_registry
 from mlxctl.settings import Settings
 from tests.cli.runner import Result, Run
 
-# The model store's session fixtures (registries, hub, tiny model), shared by several folders.
-pytest_plugins = ["tests.store.fixtures"]
+# Session fixtures shared by several folders: the model store's (registries, hub, tiny
+# model), and the config tests' daemon.
+pytest_plugins = ["tests.store.fixtures", "tests.config.daemon"]
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +27,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     # The CLI talks to the daemon MLXCTL_HOST names: a test chooses its own, or none.
     monkeypatch.delenv("MLXCTL_HOST", raising=False)
     monkeypatch.delenv("MLXCTL_API_KEY", raising=False)
+    monkeypatch.delenv("MLXCTL_CONFIG", raising=False)  # config.yaml: the one in home, if any
     yield home
 
 

@@ -1,28 +1,51 @@
 """What each model's worker runs with, decided in one place.
 
 `ModelOptions` is everything a worker is sized by: batch, queue, prompt cache, context,
-and the KV tokens per sequence the memory estimate reserves. `OptionsSource.for_model`
-is the one place a model's options are computed. The scheduler's estimate and every
-worker's argv (on-demand and slot alike) read it, so what is budgeted is what runs.
-Today every model gets the settings' values; per-model values come in here.
+and the KV tokens per sequence the memory estimate reserves, plus the per-model settings
+of `config.yaml` (docs/config.md). `OptionsSource.for_model` is the one place a model's
+options are computed. The scheduler's estimate and every worker's argv (on-demand and
+slot alike) read it, so what is budgeted is what runs. Without a config file every model
+gets the settings' values; with one, its `models:` sections and presets come in here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
 
 from mlxctl.registry import ModelRecord
 from mlxctl.settings import Settings
 
 
+def _load_time(default: Any) -> Any:
+    # A field the worker is started with: changing it means a new worker.
+    return field(default=default, metadata={"load_time": True})
+
+
 @dataclass(frozen=True)
 class ModelOptions:
-    max_batch: int = 8
-    max_queue: int = 64
-    prompt_cache_entries: int = 16
-    prompt_cache_bytes: str = "2GiB"
-    context: int | None = None  # the worker's context window; None: the model's own
-    kv_context: int = 4096  # KV tokens per sequence the memory estimate reserves
+    max_batch: int = _load_time(8)
+    max_queue: int = _load_time(64)
+    prompt_cache_entries: int = _load_time(16)
+    prompt_cache_bytes: str = _load_time("2GiB")
+    context: int | None = _load_time(None)  # the worker's context window; None: the model's own
+    kv_context: int = _load_time(4096)  # KV tokens per sequence the memory estimate reserves
+    # KV-cache quantization and the on-disk prompt cache (wired by the engine's owners).
+    kv_bits: int | None = _load_time(None)
+    kv_group_size: int | None = _load_time(None)
+    disk_cache: bool | None = _load_time(None)
+    # Speculative decoding: a draft model (a registered name) and tokens drafted per step.
+    draft_model: str | None = _load_time(None)
+    num_draft: int | None = _load_time(None)
+    chat_template: str | None = _load_time(None)  # a template file, over the registry's
+    tool_call_parser: str | None = _load_time(None)
+    reasoning_parser: str | None = _load_time(None)
+    # Applied by the daemon at once, no new worker needed.
+    keep_alive: str | None = None  # None: the daemon's MLXCTL_KEEP_ALIVE
+    pinned: bool = False  # never evicted, never expires
+    preload: bool = False  # loaded when the daemon starts
+    sampling: tuple[tuple[str, Any], ...] = ()  # request defaults: (field, value) pairs
+    preset: str | None = None  # the preset these options came from, for ps/show/audit
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelOptions:
@@ -42,19 +65,59 @@ class ModelOptions:
             *("--prompt-cache-entries", str(self.prompt_cache_entries)),
             *("--prompt-cache-bytes", self.prompt_cache_bytes),
         ]
-        return [*argv, "--context", str(self.context)] if self.context else argv
+        flags = {
+            "--context": self.context,
+            "--chat-template": self.chat_template,
+            "--tool-call-parser": self.tool_call_parser,
+            "--reasoning-parser": self.reasoning_parser,
+            "--preset": self.preset,
+        }
+        for flag, value in flags.items():
+            if value:
+                argv += [flag, str(value)]
+        return argv
+
+    def load_time(self) -> dict[str, Any]:
+        """The fields a running worker was started with (a change needs a new worker)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("load_time")}
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data, for `ps`, `show` and `config show`."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["sampling"] = dict(self.sampling)
+        return data
 
 
-@dataclass(frozen=True)
+class Layers(Protocol):
+    """A config file's per-model layers (`config.schema.ConfigFile`)."""
+
+    def options_for(
+        self, record: ModelRecord, defaults: ModelOptions, load_preset: str | None = None
+    ) -> ModelOptions: ...
+
+
+@dataclass
 class OptionsSource:
-    """Where a model's options come from: the settings' values for every model today."""
+    """Where a model's options come from: the settings' values, then the config file's
+    preset and model section, then a preset named at load (`mlxctl load --preset`).
+
+    Swapped whole on a config reload (`use`): it runs on the daemon's event loop only.
+    """
 
     defaults: ModelOptions = field(default_factory=ModelOptions)
+    config: Layers | None = None
+    load_presets: dict[str, str] = field(default_factory=dict)  # slug → preset at load
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OptionsSource:
-        return cls(ModelOptions.from_settings(settings))
+    def from_settings(cls, settings: Settings, config: Layers | None = None) -> OptionsSource:
+        return cls(ModelOptions.from_settings(settings), config)
+
+    def use(self, defaults: ModelOptions, config: Layers | None) -> None:
+        """Take a reloaded config (the caller restarts workers whose options changed)."""
+        self.defaults, self.config = defaults, config
 
     def for_model(self, record: ModelRecord) -> ModelOptions:
         """The options `record`'s worker runs with and its estimate assumes."""
-        return self.defaults
+        if self.config is None:
+            return self.defaults
+        return self.config.options_for(record, self.defaults, self.load_presets.get(record.slug))

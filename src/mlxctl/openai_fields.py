@@ -39,6 +39,7 @@ SAMPLING = frozenset(
         "n",
         "response_format",
         "modalities",  # only ["text"]
+        "num_ctx",  # mlxctl: this request's context window, at most the model's (Ollama's)
     }
 )
 CHAT = frozenset(

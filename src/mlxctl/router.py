@@ -1,11 +1,12 @@
 """The router: a request's `model` → a ready worker → the worker's bytes, back to the client.
 
-`resolve` turns what the client typed (slug, repo id, slot alias, unambiguous prefix)
-into a registered model; `forward` leases a worker from the scheduler and proxies one
-request to it with httpx streaming. The lease (the worker's ref count) is held
-until the last byte has gone out. Bytes pass through untouched; a client that
-disconnects closes the upstream stream (the worker then cancels the generation);
-a worker that dies mid-stream ends the stream with the dialect's error event.
+`resolve` turns what the client typed (slug, repo id, routing alias, slot alias,
+unambiguous prefix) into a registered model: the one door every dialect uses.
+`forward` leases a worker from the scheduler and proxies one request to it with httpx
+streaming. The lease (the worker's ref count) is held until the last byte has gone out.
+Bytes pass through untouched; a client that disconnects closes the upstream stream (the
+worker then cancels the generation); a worker that dies mid-stream ends the stream with
+the dialect's error event.
 
 Slow is not dead: a worker gets `first_byte` seconds to start answering (a long
 prompt's prefill, or a whole non-streamed answer) and `idle` seconds between two
@@ -19,8 +20,8 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import httpx
@@ -28,11 +29,15 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from mlxctl.backend import backend_of, model_target
-from mlxctl.errors import NotFound
+from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.resolve import resolve_exact, resolve_reference
 from mlxctl.scheduler import DEFAULT, KeepAlive, Lease, Scheduler, WorkerLost, WorkerTimeout
 from mlxctl.settings import Settings
+from mlxctl.worker.requests import with_defaults
+
+if TYPE_CHECKING:
+    from mlxctl.config.live import LiveConfig
 
 # Response headers that describe one hop, not the body: never passed on (the request id
 # too: the worker echoes the daemon's, which the daemon's middleware sets itself).
@@ -43,6 +48,8 @@ _HOP_HEADERS = {
 # How much of a response the usage tap keeps to find `usage` at the end.
 _TAIL_BYTES = 16384
 _BODY_BYTES = 1 << 20
+# The worker paths that sample, where config.yaml's sampling defaults apply.
+_SAMPLED = frozenset({"/v1/chat/completions", "/v1/completions"})
 
 
 class Dialect(Protocol):
@@ -103,24 +110,45 @@ class Router:
         http: httpx.AsyncClient,
         timeouts: Timeouts | None = None,
         aliases: Callable[[str], str | None] | None = None,
+        config: LiveConfig | None = None,
     ) -> None:
         self.registry = registry
         self.scheduler = scheduler
         self.http = http
         self.timeouts = timeouts or Timeouts()
         self.aliases = aliases  # slot alias → the slug of the model on that slot
+        self.config = config  # routing aliases and request defaults (config.yaml)
 
     def resolve(self, reference: str) -> ModelRecord:
-        """The registered model: its exact name, else the model on the slot of that alias,
-        else an unambiguous prefix. NotFound names the closest names (a fresh read)."""
+        """The registered model: its exact name, else the model a routing alias picks now
+        (config.yaml `aliases:`), else the model on the slot of that alias, else an
+        unambiguous prefix. NotFound names the closest names (a fresh read)."""
         records = self.registry.list()
         try:
             return resolve_exact(reference, records)
         except NotFound:
             pass
+        routed = self.config.route(reference.strip(), records) if self.config else None
+        if routed is not None:
+            return routed
         slug = self.aliases(reference) if self.aliases is not None else None
         on_slot = next((r for r in records if r.slug == slug), None)
         return on_slot or resolve_reference(reference, records)
+
+    def config_defaults(self, record: ModelRecord, preset: str | None) -> dict[str, Any]:
+        """Sampling defaults for `record` from config.yaml, a request's `preset` over them."""
+        return self.config.sampling(record, preset) if self.config is not None else {}
+
+    def _with_config(self, call: Call) -> Call:
+        """`call` with config.yaml's sampling defaults (and a request's `preset`) applied."""
+        body = call.body
+        configured = self.config is not None and (
+            self.config.config is not None or b'"preset"' in body
+        )
+        if not configured or call.path not in _SAMPLED:
+            return call
+        defaults = _sampled(body, lambda preset: self.config_defaults(call.record, preset))
+        return replace(call, body=defaults)
 
     async def forward(self, call: Call, dialect: Dialect, exchange: Exchange) -> Response:
         """Lease a worker and proxy `call` to it; errors before the first byte are responses."""
@@ -139,6 +167,7 @@ class Router:
         return Upstream(lease, response, load_seconds)
 
     async def _open(self, call: Call) -> tuple[Lease, httpx.Response, float]:
+        call = self._with_config(call)  # before the lease: a bad preset costs no load
         for attempt in (1, 2):
             asked = time.perf_counter()
             lease = await self.scheduler.acquire(call.record, call.keep_alive)
@@ -381,12 +410,31 @@ def _lost(lease: Lease, what: str) -> str:
     return f"{message}: {detail}" if detail else message
 
 
+def _sampled(body: bytes, defaults: Callable[[str | None], dict[str, Any]]) -> bytes:
+    """The body with config.yaml's sampling defaults where it sets none; a `preset` field
+    (a config preset's sampling) is taken out. Raises NotFound for an unknown preset."""
+    data = _object(body)
+    if data is None:
+        return body
+    preset = data.pop("preset", None)
+    if preset is not None and not isinstance(preset, str):
+        raise InvalidInput("'preset' must be the name of a config.yaml preset")
+    values = defaults(preset)
+    if not values and preset is None:
+        return body
+    return json.dumps(with_defaults(data, values)).encode()
+
+
 def _with_model(body: bytes, model: str) -> bytes:
     """The body with `model` set to what an external server knows its model by."""
+    data = _object(body)
+    return body if data is None else json.dumps({**data, "model": model}).encode()
+
+
+def _object(body: bytes) -> dict[str, Any] | None:
+    """A JSON object body, parsed; None for anything else (the worker answers that)."""
     try:
         data = json.loads(body)
     except ValueError:
-        return body
-    if not isinstance(data, dict):
-        return body
-    return json.dumps({**data, "model": model}).encode()
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,7 +1,8 @@
 """Every mlxctl setting, declared once.
 
 Each field of `Settings` carries its environment variable and help text in its
-metadata; `Settings.from_env()` reads them, `describe()` lists them for
+metadata; `Settings.from_env()` reads them (the environment over `config.yaml`'s
+`settings:` section, layered by `config/layers.py`), `describe()` lists them for
 `--help` output and for the docs test that keeps `docs/settings.md` complete.
 """
 
@@ -13,6 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from mlxctl.config.layers import SettingError, layered_values
+from mlxctl.config.source import Loaded, config_path, load_yaml
+from mlxctl.errors import InvalidInput
 
 
 def _setting(env: str, help: str, default: Any, *, secret: bool = False) -> Any:
@@ -35,6 +40,18 @@ class Settings:
         "MLXCTL_HOME",
         "Folder holding the registry database, logs and the model store.",
         Path("~/.mlxctl"),
+    )
+    config_file: Path | None = _setting(
+        "MLXCTL_CONFIG",
+        "The config file (daemon settings, per-model sections, aliases, presets; "
+        "docs/config.md); default: config.yaml in MLXCTL_HOME.",
+        None,
+    )
+    config_watch: bool = _setting(
+        "MLXCTL_CONFIG_WATCH",
+        "A running daemon reloads the config file when it changes (SIGHUP and "
+        "`mlxctl config reload` reload it either way).",
+        True,
     )
     hf_cache: Path | None = _setting(
         "HF_HUB_CACHE",
@@ -286,17 +303,31 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings: the environment over `config.yaml`'s `settings:` over defaults."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f.metadata["env"])
-            if raw is None or raw == "":
-                continue
-            values[f.name] = _convert(f.name, f.type, raw, f.metadata["env"])
-        settings = cls(**values)
-        home = settings.home.expanduser()
-        hf_cache = settings.hf_cache or _default_hf_cache(env)
+        return cls.layered(env, load_yaml(config_path(env, cls.home_of(env))))
+
+    @classmethod
+    def layered(cls, environ: Mapping[str, str], file: Loaded | None) -> Settings:
+        """The settings with `file`'s `settings:` section as the layer under `environ`."""
+        file_settings = file.settings() if file is not None else {}
+        try:
+            values = layered_values(cls, environ, file_settings)
+        except SettingError as e:
+            if e.origin == "env" or file is None:
+                kind = str(next(f.type for f in fields(cls) if f.name == e.name)).split(" |")[0]
+                raise InvalidInput(
+                    f"{e.env}={e.raw!r} is not a valid {kind} (setting '{e.name}')"
+                ) from None
+            raise file.error(("settings", e.name), e.message) from None
+        hf_cache = values["hf_cache"] or _default_hf_cache(environ)
+        home = cls.home_of(environ)
         return cls(**{**values, "home": home, "hf_cache": Path(hf_cache).expanduser()})
+
+    @classmethod
+    def home_of(cls, environ: Mapping[str, str]) -> Path:
+        """MLXCTL_HOME (the environment only: the config file lives there)."""
+        return Path(environ.get("MLXCTL_HOME") or cls.home).expanduser()
 
     @property
     def hf_cache_dir(self) -> Path:
@@ -319,28 +350,6 @@ class Settings:
     @property
     def store_dir(self) -> Path:
         return self.home / "store"
-
-
-def _convert(name: str, type_name: object, raw: str, env: str) -> Any:
-    kind = str(type_name).split(" |")[0]
-    try:
-        if kind == "bool":
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "Path":
-            return Path(raw)
-        return raw
-    except ValueError:
-        from mlxctl.errors import InvalidInput
-
-        raise InvalidInput(f"{env}={raw!r} is not a valid {kind} (setting '{name}')") from None
 
 
 def is_secret(name: str) -> bool:

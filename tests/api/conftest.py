@@ -105,22 +105,28 @@ def start_daemon(isolated_home: Path) -> Iterator[StartDaemon]:
         n = len(daemons)
         log_path = isolated_home.parent / f"daemon-{n}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [*serve_command(), "--port", "0", *args],
-                env=environ,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        port = _wait_listening(proc, log_path)
-        daemon = Daemon(proc, port, log_path, api_key=environ.get("MLXCTL_API_KEY"))
+        daemon = launch(environ, log_path, args)
         daemons.append(daemon)
         return daemon
 
     yield start
     for daemon in daemons:
         daemon.stop(signal.SIGTERM, timeout=30)
+
+
+def launch(env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()) -> Daemon:
+    """`mlxctl serve --port 0` with `env`, its output in `log_path`; back once it listens."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*serve_command(), "--port", "0", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Daemon(
+        proc, _wait_listening(proc, log_path), log_path, api_key=env.get("MLXCTL_API_KEY")
+    )
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 20) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from mlxctl.factory import make_model
 from mlxctl.library.inventory import register_path
 from mlxctl.registry import open_registry
 from mlxctl.settings import Settings
-from tests.api.conftest import Daemon, _wait_listening, serve_command
+from tests.api.conftest import Daemon, launch
 
 TOOLS_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 THOUGHT = "<think>\nFirst, the sky.\n</think>\n\nIt is sunny."
@@ -42,16 +41,7 @@ def module_daemon(root: Path, extra_env: dict[str, str] | None = None) -> Iterat
         register_path(registry, model, slug="q")
     finally:
         registry.db.close()
-    log_path = root / "daemon.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [*serve_command(), "--port", "0"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    daemon = Daemon(proc, _wait_listening(proc, log_path), log_path)
+    daemon = launch(env, root / "daemon.log")
     try:
         yield daemon
     finally:

@@ -70,7 +70,10 @@ class Proc:
 
 
 def test_worker_process_serves_and_stops_gracefully(model_path: Path) -> None:
-    proc = Proc(str(model_path), "--port", "0", "--max-batch", "3", "--prompt-cache-bytes", "64MiB")
+    proc = Proc(
+        *(str(model_path), "--port", "0", "--max-batch", "3", "--prompt-cache-bytes", "64MiB"),
+        *("--preset", "fast"),
+    )
     try:
         listening = proc.event("worker.listening")
         audit = proc.event("worker.ready")
@@ -85,6 +88,7 @@ def test_worker_process_serves_and_stops_gracefully(model_path: Path) -> None:
         assert audit["prompt_cache"]["prompt_cache_bytes"] == 64 << 20
         assert set(audit["versions"]) >= {"mlxctl", "mlx", "mlx-lm", "llguidance"}
         assert audit["test_hooks"] is False
+        assert audit["preset"] == "fast"  # the config.yaml preset the daemon started it with
         assert httpx.get(f"{url}/health").json()["status"] == "ok"
         reply = httpx.post(
             f"{url}/v1/chat/completions",

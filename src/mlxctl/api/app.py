@@ -8,6 +8,7 @@ shutdown stops every worker before returning. One package per dialect (`openai/`
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from starlette.middleware import Middleware
 
 from mlxctl.api import metrics
 from mlxctl.api import openapi as openapi_doc
+from mlxctl.api.admin import config as admin_config
 from mlxctl.api.admin import operations as admin_ops
 from mlxctl.api.admin import slots as slots_api
 from mlxctl.api.admin import status as admin
@@ -28,8 +30,8 @@ from mlxctl.api.middleware import DaemonMiddleware
 from mlxctl.api.ollama import chat as ollama
 from mlxctl.api.ollama import models as ollama_models
 from mlxctl.api.openai import routes as openai
+from mlxctl.config.live import LiveConfig
 from mlxctl.httpguard import GuardPolicy, HTTPGuard, check_bind
-from mlxctl.model_options import OptionsSource
 from mlxctl.registry import open_registry
 from mlxctl.router import Router, Timeouts
 from mlxctl.scheduler import Scheduler, SchedulerConfig
@@ -65,7 +67,8 @@ def create_app(
         registry = open_registry(settings)
         pidfile.reap(pidfile.run_dir(settings.home))
         # One source of every model's worker options: the estimate and the argv agree.
-        options = OptionsSource.from_settings(settings)
+        live = LiveConfig.start(settings, os.environ)
+        options = live.options
         supervision = SupervisionConfig.from_settings(settings, options)
         factory = worker_factory or process_factory(supervision, http)
         scheduler = Scheduler(scheduler_config, factory, options)
@@ -77,11 +80,17 @@ def create_app(
         app.state.scheduler = scheduler
         app.state.slots = slots
         timeouts = Timeouts.from_settings(settings)
-        app.state.router = Router(registry, scheduler, http, timeouts, aliases=slots.model_on)
+        app.state.router = Router(
+            registry, scheduler, http, timeouts, aliases=slots.model_on, config=live
+        )
+        app.state.config = live
+        watching = live.follow(scheduler, registry, lambda new: _took_settings(app, new))
         await slots.start()
+        await live.preload()
         try:
             yield
         finally:
+            await watching.aclose()
             await app.state.slots.close()
             await scheduler.close()
             await http.aclose()
@@ -95,6 +104,7 @@ def create_app(
             *anthropic.routes(),
             *admin.routes(),
             *admin_ops.routes(),
+            *admin_config.routes(),
             *slots_api.routes(),
             *metrics.routes(),
             *openapi_doc.routes(),
@@ -111,6 +121,12 @@ def create_app(
     app.state.started = time.monotonic()
     app.state.draining = False
     return app
+
+
+def _took_settings(app: Starlette, new: Settings) -> None:
+    """A config reload's settings, where the app reads them per request."""
+    app.state.settings = new
+    app.state.router.timeouts = Timeouts.from_settings(new)
 
 
 def worker_client() -> httpx.AsyncClient:

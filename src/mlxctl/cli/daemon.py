@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 import time
 from typing import Any
@@ -15,6 +16,8 @@ import click
 from mlxctl.cli.output import console, print_fields, print_json, print_table
 from mlxctl.cli.slots import load_slot, print_slots, unload_slot
 from mlxctl.client import DaemonClient, parse_address
+from mlxctl.config.file import read_config
+from mlxctl.config.source import config_path
 from mlxctl.settings import Settings, describe
 from mlxctl.units import human_bytes
 
@@ -49,6 +52,7 @@ def serve(host: str | None, port: int | None, log_level: str) -> None:
     from mlxctl.api.server import serve as run_server
 
     settings = Settings.from_env()
+    read_config(config_path(os.environ, settings.home))  # a bad file: one line, no start
     address = parse_address(settings.host)
     code = run_server(
         settings, host or address.host, address.port if port is None else port, log_level=log_level
@@ -73,16 +77,24 @@ def ps(as_json: bool) -> None:
 @click.argument("slot", required=False)
 @click.option("--keep-alive", help="How long it stays loaded when idle (5m, 1h, -1 forever).")
 @click.option("--force", is_flag=True, help="Slot only: stop an MLX server already on the port.")
+@click.option("--preset", help="Run it with this config.yaml preset (docs/config.md).")
 @json_option
-def load(model: str, slot: str | None, keep_alive: str | None, force: bool, as_json: bool) -> None:
+def load(
+    model: str,
+    slot: str | None,
+    keep_alive: str | None,
+    force: bool,
+    preset: str | None,
+    as_json: bool,
+) -> None:
     """Load MODEL now and wait until it is ready.
 
     With SLOT (a slot port or alias, e.g. 8101 or jerry-l), MODEL is assigned to that
     slot and served on its port until unloaded, surviving daemon restarts.
     """
     if slot is not None:
-        if keep_alive is not None:
-            raise click.UsageError("--keep-alive applies to on-demand loads, not slots")
+        if keep_alive is not None or preset is not None:
+            raise click.UsageError("--keep-alive and --preset apply to on-demand loads, not slots")
         with DaemonClient.from_settings() as client:
             load_slot(client, model, slot, force, as_json)
         return
@@ -90,16 +102,17 @@ def load(model: str, slot: str | None, keep_alive: str | None, force: bool, as_j
         raise click.UsageError("--force applies to slot loads: mlxctl load MODEL PORT --force")
     started = time.monotonic()
     with DaemonClient.from_settings() as client:
-        row = client.load(model, keep_alive)
+        row = client.load(model, keep_alive, preset)
     if as_json:
         print_json(row)
         return
     seconds = time.monotonic() - started
     idle = row.get("keep_alive_text")
     stays = "until evicted" if idle == "forever" else f"for {idle} when idle"
+    with_preset = f" with preset {row['preset']}" if row.get("preset") else ""
     console.print(
-        f"Loaded {row.get('model', model)} (pid {row.get('pid')}) in {seconds:.1f} s; "
-        f"it stays loaded {stays}"
+        f"Loaded {row.get('model', model)}{with_preset} (pid {row.get('pid')}) in "
+        f"{seconds:.1f} s; it stays loaded {stays}"
     )
 
 
@@ -192,11 +205,15 @@ def _models_table(models: list[dict[str, Any]]) -> None:
             human_bytes(m.get("estimated_bytes")),
             human_bytes((m.get("measured") or {}).get("total_bytes")),
             _slot(m),
+            m.get("preset") or "-",
             _until(m),
         )
         for m in models
     ]
-    headers = ["NAME", "STATE", "PID", "IN FLIGHT", "ESTIMATED", "MEASURED", "SLOT", "UNTIL"]
+    headers = [
+        *("NAME", "STATE", "PID", "IN FLIGHT", "ESTIMATED", "MEASURED", "SLOT", "PRESET"),
+        "UNTIL",
+    ]
     print_table(headers, rows)
 
 

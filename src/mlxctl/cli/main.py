@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from mlxctl import __version__
 from mlxctl.cli.bench import bench
+from mlxctl.cli.config import config, settings_cmd
 from mlxctl.cli.daemon import load, ps, serve, status, stop, unload
 from mlxctl.cli.dev import dev
 from mlxctl.cli.gateway import gateway
@@ -22,7 +23,7 @@ from mlxctl.cli.slots import SLOT_COMMANDS
 from mlxctl.cli.store import STORE_COMMANDS
 from mlxctl.cli.worker import worker
 from mlxctl.errors import MlxctlError
-from mlxctl.settings import Settings, describe, is_secret
+from mlxctl.settings import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,20 +32,10 @@ def cli() -> None:
     """mlxctl: run and manage local LLMs on MLX."""
 
 
-@cli.command("settings")
-def settings_cmd() -> None:
-    """Show every setting, its environment variable and its current value (secrets masked)."""
-    current = Settings.from_env()
-    for name, env, default, help_text in describe():
-        value = getattr(current, name)
-        if is_secret(name) and value:
-            value = "******** (set; hidden)"
-        click.echo(f"{env}={value}\n    {help_text} (default: {default or 'computed'})")
-
-
 for command in (
     init, list_models, show, rm, register, registry, dev, worker,
     serve, run, bench, ps, load, unload, stop, status, gateway, mcp, service,
+    config, settings_cmd,
     *STORE_COMMANDS, *SLOT_COMMANDS,
 ):  # fmt: skip
     cli.add_command(command)
@@ -61,13 +52,21 @@ def main(argv: list[str] | None = None) -> None:
         e.show()
         sys.exit(e.exit_code)
     except MlxctlError as e:
-        if Settings.from_env().debug:
+        if _debug():
             raise
         err_console.print(f"[red]error:[/red] {escape(e.message)}")
         if e.hint:
             err_console.print(f"  {escape(e.hint)}")
         sys.exit(e.exit_code)
     sys.exit(0)
+
+
+def _debug() -> bool:
+    # A bad config file is itself the error being printed: it must not hide it.
+    try:
+        return Settings.from_env().debug
+    except MlxctlError:
+        return False
 
 
 if __name__ == "__main__":

@@ -120,12 +120,17 @@ def reconcile(as_json: bool) -> None:
 @click.option("--strict", is_flag=True, help="Also fail on warnings (not running, no audit line).")
 @json_option
 def verify(strict: bool, as_json: bool) -> None:
-    """Check each slot's model has the settings it needs and runs with the registry's settings."""
+    """Check each slot's model has the settings it needs and runs with the registry's
+    settings, and that config.yaml names registered models and existing files."""
     with DaemonClient.from_settings() as client:
         result = client.verify(strict)
+        result["config_problems"] = client.config()["problems"]
+    result["ok"] = result["ok"] and not result["config_problems"]
     if as_json:
         print_json(result)
     else:
+        for line in result["config_problems"]:
+            console.print(f"[red]config: {line}[/red]")
         for problem in result["problems"]:
             console.print(
                 f"[red]slot {problem['slot']} ({problem['model']}): {problem['problem']}[/red]"

@@ -83,6 +83,7 @@ if TYPE_CHECKING:
 )
 @click.option("--tool-call-parser", help="mlx-lm tool parser name (default: inferred).")
 @click.option("--reasoning-parser", help="think, harmony or none (default: inferred).")
+@click.option("--preset", help="The config.yaml preset these options came from (audit only).")
 @click.option(
     "--graceful-timeout",
     type=float,
@@ -110,6 +111,7 @@ def worker(
     chat_template: Path | None,
     tool_call_parser: str | None,
     reasoning_parser: str | None,
+    preset: str | None,
     graceful_timeout: float,
     log_level: str,
 ) -> None:
@@ -144,6 +146,8 @@ def worker(
         info = replace(info, tool_call_parser=tool_call_parser)
     if reasoning_parser:
         info = replace(info, reasoning_parser=reasoning_parser)
+    if preset:
+        info = replace(info, preset=preset)
     cache_bytes = parse_size(prompt_cache_bytes)
 
     def load_engine() -> WorkerEngine:

@@ -90,11 +90,21 @@ class DaemonClient:
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/api/admin/status")
 
-    def load(self, model: str, keep_alive: str | None = None) -> dict[str, Any]:
+    def load(
+        self, model: str, keep_alive: str | None = None, preset: str | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model}
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
+        if preset is not None:
+            body["preset"] = preset
         return self._call("POST", "/api/admin/load", json=body, timeout=LOAD_TIMEOUT)
+
+    def config(self) -> dict[str, Any]:
+        return self._call("GET", "/api/admin/config")
+
+    def reload_config(self) -> dict[str, Any]:
+        return self._call("POST", "/api/admin/config/reload", timeout=LOAD_TIMEOUT)
 
     def unload(self, model: str) -> dict[str, Any]:
         return self._call("POST", "/api/admin/unload", json={"model": model}, timeout=LOAD_TIMEOUT)

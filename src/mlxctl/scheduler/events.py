@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass
 
 from mlxctl.registry import ModelRecord
+from mlxctl.scheduler.config import SchedulerConfig
 from mlxctl.scheduler.state import SchedulerStatus, SlotPin, Waiter
 from mlxctl.supervision.base import Worker
 
@@ -80,6 +81,22 @@ class Unload:
 
 
 @dataclass(frozen=True)
+class Restart:
+    """Drain `slug`'s on-demand worker (its requests finish; new ones wait) and let the
+    next request start a new one, with the options in force by then."""
+
+    slug: str
+    future: asyncio.Future[bool]
+
+
+@dataclass(frozen=True)
+class Reconfigure:
+    """New limits from a config reload (budget, max loaded, keep-alive, queue)."""
+
+    config: SchedulerConfig
+
+
+@dataclass(frozen=True)
 class Query:
     future: asyncio.Future[SchedulerStatus]
 
@@ -98,6 +115,8 @@ Event = (
     | WorkerExited
     | Expire
     | WaitExpired
+    | Restart
+    | Reconfigure
     | Unload
     | Query
     | Shutdown

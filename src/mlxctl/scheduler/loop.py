@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
+from mlxctl.config.routing import Placement
 from mlxctl.errors import MlxctlError
 from mlxctl.model_options import OptionsSource
 from mlxctl.registry import ModelRecord
@@ -42,13 +43,16 @@ from mlxctl.scheduler.events import (
     Expire,
     LoadDone,
     Query,
+    Reconfigure,
     Release,
+    Restart,
     Shutdown,
     Unload,
     WaitExpired,
     WorkerExited,
 )
 from mlxctl.scheduler.events import LoadFailed as LoadFailedEvent
+from mlxctl.scheduler.keepalive import parse_keep_alive
 from mlxctl.scheduler.lease import Lease
 from mlxctl.scheduler.state import (
     Counters,
@@ -99,6 +103,8 @@ class Scheduler:
             WaitExpired: self._on_wait_expired,
             Unload: self._on_unload,
             Query: self._on_query,
+            Restart: self._on_restart,
+            Reconfigure: self._on_reconfigure,
             Shutdown: self._on_shutdown,
         }
 
@@ -114,7 +120,7 @@ class Scheduler:
         """A lease on a ready worker for `record` (its slot's, when it is on one); raises
         a SchedulerError subclass. With `slot`, a load it needs goes onto that slot."""
         self._check_running()
-        ka = self.config.keep_alive if isinstance(keep_alive, str) else keep_alive
+        ka = self._keep_alive(record) if isinstance(keep_alive, str) else keep_alive
         future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
         self._post(Acquire(record, Waiter(future, ka, request=slot is None), slot))
         return await self._granted(future)
@@ -161,6 +167,18 @@ class Scheduler:
         self._post(Unload(slug, future, slot))
         return await future
 
+    async def restart(self, slug: str) -> bool:
+        """Replace `slug`'s on-demand worker once its running requests finish; requests
+        that come meanwhile wait for the new one. False when it is not loaded on demand."""
+        self._check_running()
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._post(Restart(slug, future))
+        return await future
+
+    def reconfigure(self, config: SchedulerConfig) -> None:
+        """Apply new limits (a config reload); waiting loads are reconsidered."""
+        self._post(Reconfigure(config))
+
     async def status(self) -> SchedulerStatus:
         self._check_running()
         future: asyncio.Future[SchedulerStatus] = asyncio.get_running_loop().create_future()
@@ -181,6 +199,18 @@ class Scheduler:
 
     def estimate(self, record: ModelRecord) -> int:
         return policy.estimate_bytes(record, self.options.for_model(record))
+
+    def placement(self, record: ModelRecord) -> Placement:
+        """Where `record` stands now, for routing aliases. A read of the loop's state:
+        call it on the daemon's event loop (as every request handler runs)."""
+        entry = self._entries.get(record.slug)
+        loaded = entry is not None and entry.state in ("ready", "loading") and not entry.draining
+        saturated = (
+            loaded and entry is not None and entry.refs >= self.options.for_model(record).max_batch
+        )
+        budget, max_loaded = self.config.budget, self.config.max_loaded
+        fits = policy.evict_for(self.estimate(record), self._views(), budget, max_loaded)
+        return Placement(loaded=loaded, saturated=saturated, fits=fits is not None)
 
     # The loop --------------------------------------------------------------------
 
@@ -214,7 +244,10 @@ class Scheduler:
         if entry is not None and entry.slot is not None and slot not in (None, entry.slot):
             return self._fail(waiter, errors.on_another_slot(slug, *_where(entry.slot)))
         # An on-demand worker of a model on its way to a slot takes no new requests.
-        usable = entry is not None and (entry.pinned or not self._moving_to_slot(slug, slot))
+        usable = entry is not None and not entry.draining
+        usable = (
+            usable and entry is not None and (entry.pinned or not self._moving_to_slot(slug, slot))
+        )
         if entry is not None and usable and entry.state == "ready":
             return self._grant(entry, waiter)
         cooling = self._cooldown.get(slug)
@@ -322,6 +355,8 @@ class Scheduler:
         entry = self._entry(event.slug, event.worker_id)
         if entry is None or entry.expiry_token != event.token:
             return
+        if self.options.for_model(entry.record).pinned:  # pinned by a reload since it was armed
+            return
         if entry.state == "ready" and entry.refs == 0:
             self._stop(entry, "expired")
 
@@ -348,6 +383,21 @@ class Scheduler:
         entry.unload_requested = True
         if entry.state == "ready" and entry.refs == 0:
             self._stop(entry, "unload")
+
+    def _on_restart(self, event: Restart) -> None:
+        entry = self._entries.get(event.slug)
+        if entry is None or entry.pinned or entry.state == "unloading":
+            event.future.set_result(False)
+            return
+        entry.draining = entry.unload_requested = True
+        log.info("restarting %s (its options changed) after %d request(s)", entry.slug, entry.refs)
+        if entry.state == "ready" and entry.refs == 0:
+            self._stop(entry, "options changed")
+        event.future.set_result(True)
+
+    def _on_reconfigure(self, event: Reconfigure) -> None:
+        self.config = event.config
+        self._drain()
 
     def _on_query(self, event: Query) -> None:
         if not event.future.done():
@@ -390,7 +440,7 @@ class Scheduler:
             entry = self._entries.get(slug)
             if pending.slot is not None and not self._replaced(slug, pending):
                 return  # its on-demand copy is still stopping
-            if entry is not None and entry.state != "unloading":
+            if entry is not None and entry.state != "unloading" and not entry.draining:
                 del self._pending[slug]  # it came back meanwhile: join it
                 for waiter in pending.waiters:
                     waiter.cancel_timer()
@@ -484,7 +534,7 @@ class Scheduler:
             estimate=pending.estimate,
             state="loading",
             started=self._now(),
-            keep_alive=None if slot is not None else self.config.keep_alive,
+            keep_alive=None if slot is not None else self._keep_alive(record),
             slot=slot,
         )
         for waiter in pending.waiters:
@@ -592,6 +642,15 @@ class Scheduler:
 
     # Helpers ---------------------------------------------------------------------
 
+    def _keep_alive(self, record: ModelRecord) -> float | None:
+        """The model's own keep-alive (config.yaml), else the daemon's; pinned: forever."""
+        options = self.options.for_model(record)
+        if options.pinned:
+            return None
+        if options.keep_alive is None:
+            return self.config.keep_alive
+        return parse_keep_alive(options.keep_alive)
+
     def _entry(self, slug: str, worker_id: int) -> Entry | None:
         entry = self._entries.get(slug)
         return entry if entry is not None and entry.worker_id == worker_id else None
@@ -606,6 +665,7 @@ class Scheduler:
                 state=e.state,
                 forever=e.keep_alive is None,
                 pinned=e.pinned,
+                kept=self.options.for_model(e.record).pinned,
             )
             for e in self._entries.values()
         ]

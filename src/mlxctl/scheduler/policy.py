@@ -38,6 +38,7 @@ class LoadedView:
     # keep_alive -1: never expires, so it goes only after every other idle model.
     forever: bool = False
     pinned: bool = False  # on a slot: never evicted, not counted against max_loaded
+    kept: bool = False  # `pinned: true` in config.yaml: never evicted, counted as usual
 
     @property
     def idle(self) -> bool:
@@ -88,7 +89,7 @@ def evict_for(
 
     victims: list[str] = []
     candidates = sorted(
-        (view for view in staying if view.idle and not view.pinned),
+        (view for view in staying if view.idle and not view.pinned and not view.kept),
         key=lambda v: (v.forever, v.last_used, v.name),
     )
     for view in candidates:
@@ -109,8 +110,10 @@ def cannot_fit(
     pinned: bool = False,
 ) -> bool:
     """True when waiting cannot help: the target is larger than the budget less what
-    pinned models hold (they never leave by themselves), or no model may load at all."""
-    held = pinned_bytes(loaded)
+    pinned and kept models hold (they never leave by themselves), or no model may load."""
+    held = pinned_bytes(loaded) + sum(
+        v.estimate for v in loaded if v.kept and not v.pinned and v.state != "unloading"
+    )
     return target_estimate > budget - held or (not pinned and max_loaded < 1)
 
 

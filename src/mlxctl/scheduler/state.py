@@ -65,6 +65,7 @@ class Entry:
     expiry_token: int = 0  # bumps on every (re)arm, so a stale timer does nothing
     timer: asyncio.TimerHandle | None = None
     unload_requested: bool = False
+    draining: bool = False  # being replaced (its options changed): takes no new requests
     reason: str | None = None  # why it is unloading
     waiters: deque[Waiter] = field(default_factory=deque)
     unload_futures: list[asyncio.Future[bool]] = field(default_factory=list)

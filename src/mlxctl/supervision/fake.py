@@ -3,15 +3,18 @@
     python -m mlxctl.supervision.fake [--load-seconds S] [--tokens-per-second N]
         [--fail-load] [--rss-mb N] MODEL --host H --port P [--max-batch N --max-queue N]
         [--prompt-cache-entries N --prompt-cache-bytes S] [--api-key-file PATH]
+        [--context N --preset NAME --chat-template F --tool-call-parser P --reasoning-parser P]
 
 Speaks what the daemon relies on: `/health` (`loading` for S seconds, then `ok`,
 or `failed` and exit 1 with `--fail-load`), `/v1/chat/completions` and
 `/v1/completions` (JSON or SSE at N tokens/s, `usage`, 429 + Retry-After when
 batch and queue are full), `/v1/models` and `/v1/worker/stats`; `/health` reports the
-pid and `MLXCTL_WORKER_NONCE`, and with `--api-key-file` every other route needs
-`Authorization: Bearer <key>`. A request body field `fake_crash_after` (tokens) makes
-the process SIGKILL itself mid-stream; `fake_stall_after` (tokens) makes the request
-go silent from there while the process keeps answering `/health`.
+pid, `MLXCTL_WORKER_NONCE` and the `options` it was started with, and with
+`--api-key-file` every other route needs `Authorization: Bearer <key>`. A request body
+field `fake_crash_after` (tokens) makes the process SIGKILL itself mid-stream;
+`fake_stall_after` (tokens) makes the request go silent from there while the process
+keeps answering `/health`. A JSON answer echoes
+the request's sampling fields (`fake_sampling`), so tests see the defaults it got.
 Use it as `MLXCTL_WORKER_COMMAND="python -m mlxctl.supervision.fake --load-seconds 0.2"`.
 """
 
@@ -61,6 +64,7 @@ def create_app(args: argparse.Namespace) -> ASGIApp:
         model = {"id": model_id, "path": f"/fake/{model_id}", "repo_id": None}
         body: dict[str, Any] = {"status": state.status, "model": model, "pid": os.getpid()}
         body["nonce"] = os.environ.get("MLXCTL_WORKER_NONCE")
+        body["options"] = {name: getattr(args, name) for name in _OPTIONS}
         if state.status == "failed":
             body["error"] = "RuntimeError: fake load failure"
             # Logged as the real worker logs it: a poll that misses this answer (a loaded
@@ -112,6 +116,7 @@ def create_app(args: argparse.Namespace) -> ASGIApp:
                     "system_fingerprint": fingerprint,
                     "choices": [choice],
                     "usage": usage,
+                    "fake_sampling": {k: body[k] for k in _SAMPLING if k in body},
                 }
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -200,6 +205,11 @@ def _error(status: int, message: str, code: str, headers: dict[str, str] | None 
     return JSONResponse(body, status_code=status, headers=headers or {"Retry-After": "1"})
 
 
+# What /health reports of the worker's options, and the request fields a JSON answer echoes.
+_OPTIONS = ("max_batch", "max_queue", "context", "preset", "prompt_cache_entries")
+_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "seed", "max_tokens", "repetition_penalty")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="mlxctl-fake-worker")
     parser.add_argument("model")
@@ -214,6 +224,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--prompt-cache-entries", type=int, default=16)
     parser.add_argument("--prompt-cache-bytes", default="2GiB")
     parser.add_argument("--api-key-file")
+    parser.add_argument("--context", type=int)
+    parser.add_argument("--preset")
+    parser.add_argument("--chat-template")
+    parser.add_argument("--tool-call-parser")
+    parser.add_argument("--reasoning-parser")
     return parser.parse_args(argv)
 
 

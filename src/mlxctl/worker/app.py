@@ -95,6 +95,7 @@ class ServedModel:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     system: str | None = None
     messages: Sequence[Mapping[str, Any]] = ()
+    preset: str | None = None  # the config.yaml preset its options came from
 
 
 class WorkerState:
@@ -369,9 +370,20 @@ async def _submit(
         processors.append(ForcedOutput(ids, min(engine.eos_token_ids), state.vocab_size))
     # Stop strings (at most 16 of 256 characters) are tokenized in a thread like prompts.
     stop_ids = await anyio.to_thread.run_sync(_encode_texts, tok, spec.stop) if spec.stop else []
+    window = min(spec.context or engine.context_length, engine.context_length)
+    if spec.context is not None and len(prompt) >= window:  # num_ctx: refused, never cut
+        raise APIError(
+            400,
+            f"The prompt has {len(prompt)} tokens; this request's num_ctx allows {window} "
+            f"(the model's context is {engine.context_length}). Raise num_ctx or shorten "
+            "the prompt.",
+            param="num_ctx",
+            code="context_length_exceeded",
+        )
+    room = max(1, window - len(prompt))
     request = GenerationRequest(
         prompt_tokens=prompt,
-        max_tokens=spec.max_tokens or max(1, engine.context_length - len(prompt)),
+        max_tokens=min(spec.max_tokens or room, room),
         sampling=spec.sampling,
         stop_token_ids=stop_ids,
         logits_processors=processors,

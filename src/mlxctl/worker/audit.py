@@ -55,6 +55,7 @@ def audit_record(
         "reasoning_parser": syntax.reasoning_parser,
         "think_markers": list(syntax.think) if syntax.think else None,
         "structured_output": "llguidance",
+        "preset": model.preset,
         "batch": {name: getattr(engine, name, None) for name in _ENGINE_LIMITS},
         "prompt_cache": {name: getattr(engine, name, None) for name in _CACHE_LIMITS},
         "client_templates": state.sandbox is not None,

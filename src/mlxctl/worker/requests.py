@@ -64,6 +64,7 @@ class RequestSpec:
     # completion: text, or token ids
     prompt: str | list[int] | None = None
     force_text: str | None = None
+    context: int | None = None  # `num_ctx`: this request's window, within the model's
 
 
 # Model options (ModelSpec PARAMETER names, and Ollama's) → the request field they default.
@@ -109,7 +110,7 @@ def request_defaults(options: Mapping[str, Any]) -> tuple[dict[str, Any], list[s
     return defaults, ignored
 
 
-def _with_defaults(data: dict[str, Any], defaults: Mapping[str, Any] | None) -> dict[str, Any]:
+def with_defaults(data: dict[str, Any], defaults: Mapping[str, Any] | None) -> dict[str, Any]:
     """The request with unset fields taken from the model's defaults (request values win)."""
     if not defaults:
         return data
@@ -137,7 +138,7 @@ def parse_chat(
     unless `client_templates` (MLXCTL_ALLOW_CLIENT_TEMPLATES).
     """
     _check_fields(data, IGNORED | SAMPLING | CHAT, test_hooks)
-    data = _with_defaults(data, defaults)
+    data = with_defaults(data, defaults)
     messages = _messages(data.get("messages"))
     tools = _tools(data)
     logprobs = _bool(data, "logprobs")
@@ -163,6 +164,7 @@ def parse_chat(
         tools=tools,
         template_kwargs=kwargs,
         force_text=_force(data, test_hooks),
+        context=_int(data, "num_ctx", 1, None),
     )
 
 
@@ -175,7 +177,7 @@ def parse_completion(
 ) -> RequestSpec:
     """A completion request; `defaults` as for `parse_chat`."""
     _check_fields(data, IGNORED | SAMPLING | COMPLETION, test_hooks)
-    data = _with_defaults(data, defaults)
+    data = with_defaults(data, defaults)
     if _bool(data, "echo"):
         raise unsupported("echo", "= true is not supported")
     if data.get("suffix") not in (None, ""):
@@ -194,6 +196,7 @@ def parse_completion(
         response_format=_response_format(data),
         prompt=_prompt(data.get("prompt"), vocab_size),
         force_text=_force(data, test_hooks),
+        context=_int(data, "num_ctx", 1, None),
     )
 
 

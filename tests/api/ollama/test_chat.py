@@ -138,6 +138,19 @@ def test_num_ctx_does_not_reload(daemon: Daemon, client: ollama.Client) -> None:
     assert ps_pids(daemon) == before
 
 
+def test_num_ctx_bounds_the_request_and_never_truncates(
+    daemon: Daemon, client: ollama.Client
+) -> None:
+    prompt = client.chat(model="q", messages=ASK, stream=False, options=FEW).prompt_eval_count
+    assert prompt
+    window = {"num_predict": 40, "num_ctx": prompt + 3}
+    reply = client.chat(model="q", messages=ASK, stream=False, options=window)
+    assert reply.eval_count is not None and reply.eval_count <= 3
+    with pytest.raises(ollama.ResponseError) as refused:
+        client.chat(model="q", messages=ASK, stream=False, options={"num_ctx": prompt})
+    assert refused.value.status_code == 400 and "num_ctx" in refused.value.error
+
+
 def test_format_schema(client: ollama.Client, transport: ForceTransport) -> None:
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
     transport.force = '{"city": "Paris"}'

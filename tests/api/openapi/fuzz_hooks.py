@@ -88,7 +88,10 @@ _MODEL_DEPENDENT = (
     "does not support 'dimensions'",
     "'dimensions' must be an integer from 1 to",
     "could not render these messages",
+    "this request's num_ctx allows",  # the prompt's token count against num_ctx
 )
+# Names the daemon's config.yaml defines (presets): the document gives their shape only.
+_CONFIG_DEPENDENT = ("no preset named",)
 # Model names and pull references follow grammars the document gives in prose (store
 # names, HF repo ids, OCI references), not as patterns: a second copy could drift.
 _NAME_GRAMMAR = (
@@ -124,6 +127,7 @@ def _excuse(failure: Any, case: Any, response: Any) -> str | None:
     if isinstance(failure, RejectedPositiveData) and response.status_code == 400:
         found = [f"model: {r}" for r in _MODEL_DEPENDENT if r in text]
         found += [f"name grammar: {r}" for r in _NAME_GRAMMAR if r in text]
+        found += [f"config: {r}" for r in _CONFIG_DEPENDENT if r in text]
         if case.path.startswith(_OPERATIONS) and _param(response) is None:
             found.append("operation: content refused")
         return found[0] if found else None

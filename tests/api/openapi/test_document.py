@@ -86,8 +86,9 @@ def test_openai_requests_list_exactly_the_fields_the_worker_reads(settings: Sett
     schemas = document(settings)["components"]["schemas"]
     for name, fields in (("ChatCompletionRequest", CHAT), ("CompletionRequest", COMPLETION)):
         described = set(schemas[name]["properties"])
-        # keep_alive is the daemon's own field, taken out before the worker sees the body.
-        assert described == IGNORED | SAMPLING | fields | {"keep_alive"}, name
+        # keep_alive and preset are the daemon's own fields, taken out before the worker
+        # sees the body.
+        assert described == IGNORED | SAMPLING | fields | {"keep_alive", "preset"}, name
         assert schemas[name]["additionalProperties"] is False
 
 

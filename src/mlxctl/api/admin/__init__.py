@@ -4,4 +4,5 @@ status.py      /health, /api/admin/{ps,status,load,unload}
 operations.py  /api/admin/models…, registry…, store… (every `mlxctl.operations` entry)
 progress.py    a blocking operation's progress events, handed to the event loop
 slots.py       /api/admin/slots…
+config.py      /api/admin/config, config/reload (config.yaml) and /api/admin/metrics (JSON)
 """

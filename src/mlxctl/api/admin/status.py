@@ -6,7 +6,8 @@
                                  alias, `pinned`): state, memory (estimated and measured),
                                  expiry, requests in flight
     GET  /api/admin/status       budget, used, free, and the same models
-    POST /api/admin/load         {"model", "keep_alive"?}  load now, wait until ready
+    POST /api/admin/load         {"model", "keep_alive"?, "preset"?}  load now (with a
+                                 config.yaml preset), wait until ready
     POST /api/admin/unload       {"model"}  unload now (or after in-flight requests);
                                  the exact name, never a prefix; 409 for a model on a
                                  slot (unload the slot)
@@ -27,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlxctl import __version__
-from mlxctl.api.body import keep_alive_field, model_field
+from mlxctl.api.body import keep_alive_field, model_field, name_field
 from mlxctl.api.errors import error_response
 from mlxctl.httpguard import json_object
 from mlxctl.router import Router
@@ -62,7 +63,8 @@ async def health(request: Request) -> Response:
 
 async def ps(request: Request) -> Response:
     snapshot = await _scheduler(request).status()
-    return JSONResponse({"models": await describe(snapshot.models, request.app.state.http)})
+    models = await describe(snapshot.models, request.app.state.http)
+    return JSONResponse({"models": _with_options(request, models)})
 
 
 async def status(request: Request) -> Response:
@@ -77,7 +79,7 @@ async def status(request: Request) -> Response:
             "daemon_rss_bytes": memory.rss(os.getpid()),
             **budget(snapshot),
             "measured_bytes": sum(measured),
-            "models": models,
+            "models": _with_options(request, models),
         }
     )
 
@@ -89,10 +91,12 @@ async def load(request: Request) -> Response:
         keep_alive: KeepAlive = DEFAULT
         if body.get("keep_alive") is not None:
             keep_alive = keep_alive_field(body["keep_alive"])
+        if body.get("preset") is not None:
+            await request.app.state.config.use_preset(record, name_field(body, "preset"))
         await _scheduler(request).load(record, keep_alive)
         snapshot = await _scheduler(request).status()
         rows = [m for m in snapshot.models if m.model == record.slug]
-        described = await describe(rows, request.app.state.http)
+        described = _with_options(request, await describe(rows, request.app.state.http))
         return JSONResponse(described[0] if described else {"model": record.slug})
     except Exception as e:
         return error_response(e)
@@ -152,6 +156,15 @@ async def describe(rows: list[ModelStatus], http: httpx.AsyncClient) -> list[dic
         return data
 
     return list(await asyncio.gather(*(one(row) for row in rows)))
+
+
+def _with_options(request: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ps rows with each model's options (config.yaml) and the preset they came from."""
+    for row in rows:
+        options = request.app.state.config.options_of(row["model"])
+        row["options"] = options
+        row["preset"] = options["preset"] if options else None
+    return rows
 
 
 def _scheduler(request: Request) -> Scheduler:

@@ -5,13 +5,13 @@
 
 `stream` defaults to true (NDJSON lines, the last one `done: true` with real
 nanosecond timings). `options` map to sampling (`num_predict` → max_tokens,
-`repeat_penalty` → repetition_penalty; `num_ctx` is accepted and changes nothing:
-the model keeps its context, so it never reloads); `format` ("json" or a schema)
-→ response_format; `think` → the template's `enable_thinking` and `thinking`
-out; tool calls come back as `message.tool_calls` with object arguments. An
-empty prompt (or no messages) only loads the model (`keep_alive: 0` unloads it),
-as Ollama does. Anything we cannot honour is a 400 that names it. The model
-management routes live in `models.py`.
+`repeat_penalty` → repetition_penalty; `num_ctx` → the request's context window, up
+to the model's (never a reload: a longer prompt is a 400, the answer stops at it));
+`format` ("json" or a schema) → response_format; `think` → the template's
+`enable_thinking` and `thinking` out; tool calls come back as `message.tool_calls`
+with object arguments. An empty prompt (or no messages) only loads the model
+(`keep_alive: 0` unloads it), as Ollama does. Anything we cannot honour is a 400 that
+names it. The model management routes live in `models.py`.
 """
 
 from __future__ import annotations
@@ -50,9 +50,8 @@ _OPTIONS = {
     "repeat_penalty": "repetition_penalty",
     "presence_penalty": "presence_penalty",
     "frequency_penalty": "frequency_penalty",
+    "num_ctx": "num_ctx",  # the worker caps it at the model's context: never a reload
 }
-# Accepted and left alone: the model keeps the context it was loaded with (no reload).
-_ACCEPTED_OPTIONS = {"num_ctx"}
 
 
 @OLLAMA.handler(fields=_CHAT_FIELDS)
@@ -260,7 +259,7 @@ def _options(options: Any) -> dict[str, Any]:
         return {}
     if not isinstance(options, dict):
         raise _bad("'options' must be an object")
-    unknown = sorted(set(options) - set(_OPTIONS) - _ACCEPTED_OPTIONS)
+    unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise _bad(f"unsupported option(s): {', '.join(unknown)}")
     out = {_OPTIONS[k]: v for k, v in options.items() if k in _OPTIONS and v is not None}

@@ -80,7 +80,11 @@ async def not_implemented(request: Request) -> Response:
 
 async def tags(request: Request) -> Response:
     router: Router = request.app.state.router
-    return JSONResponse({"models": [_entry(r) for r in router.registry.list()]})
+    records = router.registry.list()
+    models = [_entry(r) for r in records]
+    for alias, members, first in request.app.state.config.listed(records):
+        models.append({**_entry(first), "name": alias, "model": alias, "alias_of": members})
+    return JSONResponse({"models": models})
 
 
 async def ps(request: Request) -> Response:

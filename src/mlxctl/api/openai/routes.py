@@ -72,6 +72,9 @@ async def list_models(request: Request) -> Response:
     records = router.registry.list()
     # Capabilities read every model's files (GGUF metadata too): off the event loop.
     cards = await anyio.to_thread.run_sync(lambda: [model_card(r, store_root) for r in records])
+    by_slug = {card["id"]: card for card in cards}
+    for alias, members, first in request.app.state.config.listed(records):
+        cards.append({**by_slug[first.slug], "id": alias, "alias_of": members})
     return JSONResponse({"object": "list", "data": cards})
 
 

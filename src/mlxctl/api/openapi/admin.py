@@ -1,5 +1,6 @@
 """mlxctl's own routes in the document: `api/admin/status.py`, `api/admin/slots.py`,
-`api/metrics.py` and `/openapi.json` itself. Errors use the OpenAI envelope, as the handlers do.
+`api/admin/config.py`, `api/metrics.py` and `/openapi.json` itself. Errors use the OpenAI
+envelope, as the handlers do.
 """
 
 from __future__ import annotations
@@ -41,6 +42,41 @@ def slot_ref(settings: Settings) -> Schema:
         ],
     }
 
+
+_ANY_OBJECT: Schema = {"type": "object"}
+_NAMES: Schema = {"type": "array", "items": STRING}
+_CONFIG = obj(
+    {
+        "path": STRING,
+        "file": BOOLEAN,
+        "settings": {
+            "type": "object",
+            "additionalProperties": obj(
+                {"value": {}, "source": {"enum": ["default", "file", "env"]}}, "value", "source"
+            ),
+        },
+        "models": _ANY_OBJECT,
+        "sections": _ANY_OBJECT,
+        "aliases": {"type": "object", "additionalProperties": _NAMES},
+        "presets": _ANY_OBJECT,
+        "problems": _NAMES,
+        "pid": INTEGER,
+    },
+    "path",
+    "settings",
+    "aliases",
+)
+_RELOAD = obj(
+    {
+        "reloaded": BOOLEAN,
+        "path": STRING,
+        "settings": _NAMES,
+        "restart_required": _NAMES,
+        "restarted": _NAMES,
+        "aliases": _NAMES,
+    },
+    "reloaded",
+)
 
 SCHEMAS: dict[str, Schema] = {
     "SlotRef": {"description": "Filled in from the daemon's slot table (slot_ref)."},
@@ -97,6 +133,12 @@ SCHEMAS: dict[str, Schema] = {
                     {"type": "null"},
                 ]
             },
+            "preset": _STRING_OR_NULL,
+            "options": {
+                "description": "The model's options (config.yaml, docs/config.md); null for a "
+                "model no longer registered.",
+                "type": ["object", "null"],
+            },
         },
         "model",
         "state",
@@ -129,7 +171,14 @@ SCHEMAS: dict[str, Schema] = {
         "models",
     ),
     "AdminModelRequest": obj(
-        {"model": TEXT, "keep_alive": {"anyOf": [KEEP_ALIVE, {"type": "null"}]}},
+        {
+            "model": TEXT,
+            "keep_alive": {"anyOf": [KEEP_ALIVE, {"type": "null"}]},
+            "preset": {
+                "description": "load only: a config.yaml preset to run the model with",
+                "type": ["string", "null"],
+            },
+        },
         "model",
         extra=True,
     ),
@@ -232,6 +281,28 @@ PATHS: Paths = {
     },
     "/api/admin/slots": {
         "get": operation(ADMIN, "The slots, desired and live", {200: ok_json("", _SLOTS)})
+    },
+    "/api/admin/config": {
+        "get": operation(
+            ADMIN,
+            "The effective config: settings and their sources, aliases, presets, options",
+            {200: ok_json("", _CONFIG)},
+        )
+    },
+    "/api/admin/config/reload": {
+        "post": operation(
+            ADMIN,
+            "Validate config.yaml and apply it without a restart",
+            {200: ok_json("What the reload changed", _RELOAD)},
+            errors=(400,),
+        )
+    },
+    "/api/admin/metrics": {
+        "get": operation(
+            ADMIN,
+            "The figures of /metrics as JSON, daemon-wide and per model",
+            {200: ok_json("", obj({"daemon": _ANY_OBJECT, "models": _ANY_OBJECT}))},
+        )
     },
     "/api/admin/slots/load": {
         "post": operation(

@@ -134,6 +134,12 @@ _TOOL_CALL_OUT = obj(
     "function",
 )
 
+_ALIAS_OF: Schema = {
+    "description": "A routing alias of config.yaml: the models it picks from, in order.",
+    "type": "array",
+    "items": STRING,
+}
+
 SCHEMAS: dict[str, Schema] = {
     "OllamaError": obj(
         {"error": STRING}, "error", description="The Ollama error envelope (api/ollama/errors.py)."
@@ -300,7 +306,7 @@ SCHEMAS: dict[str, Schema] = {
         },
         "status",
     ),
-    "OllamaTags": obj({"models": array(obj(_ENTRY, *_ENTRY))}, "models"),
+    "OllamaTags": obj({"models": array(obj({**_ENTRY, "alias_of": _ALIAS_OF}, *_ENTRY))}, "models"),
     "OllamaPs": obj(
         {
             "models": array(

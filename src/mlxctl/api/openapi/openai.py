@@ -89,6 +89,18 @@ _SAMPLING: dict[str, Schema] = {
     ),
     "stop": _STOP,
     "max_tokens": _range("integer", 1, None),
+    "num_ctx": {
+        **_range("integer", 1, None),
+        "description": "mlxctl: this request's context window (Ollama's num_ctx), at most the "
+        "model's; a longer prompt is a 400, the answer stops at it.",
+    },
+    "preset": nullable(
+        {
+            "type": "string",
+            "description": "mlxctl: a config.yaml preset whose sampling defaults apply "
+            "(an unknown one is a 400).",
+        }
+    ),
     "stream": nullable(BOOLEAN),
     "stream_options": nullable(
         {
@@ -340,6 +352,12 @@ SCHEMAS: dict[str, Schema] = {
             "repo_id": nullable(STRING),
             "context_length": nullable(INTEGER),
             "capabilities": array(STRING),
+            "alias_of": {
+                "description": "A routing alias of config.yaml: the models it picks from, "
+                "in order (the rest of the card is the first one's).",
+                "type": "array",
+                "items": STRING,
+            },
         },
         "id",
         "object",
