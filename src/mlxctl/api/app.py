@@ -18,12 +18,23 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from mlxctl.api import admin, admin_ops, anthropic, metrics, ollama, ollama_models, openai
+from mlxctl.api import (
+    admin,
+    admin_ops,
+    anthropic,
+    metrics,
+    ollama,
+    ollama_models,
+    openai,
+    responses,
+)
 from mlxctl.api import openapi as openapi_doc
 from mlxctl.api import slots as slots_api
 from mlxctl.api.envelope import error_response_for, http_exception_handler
 from mlxctl.api.middleware import DaemonMiddleware
+from mlxctl.api.responses_store import ResponseStore
 from mlxctl.httpguard import GuardPolicy, HTTPGuard, check_bind
+from mlxctl.model_map import ModelMap
 from mlxctl.model_options import OptionsSource
 from mlxctl.registry import open_registry
 from mlxctl.router import Router, Timeouts
@@ -47,6 +58,7 @@ def create_app(
     """The daemon app, listening on `bind_host` (its Host allow-list starts there);
     `worker_factory` and `config` replace the real ones in tests."""
     scheduler_config = config or SchedulerConfig.from_settings(settings)
+    model_map = ModelMap.parse(settings.model_map)
     daemon_metrics = metrics.Metrics()
     guard = GuardPolicy.from_settings(
         settings,
@@ -72,7 +84,9 @@ def create_app(
         app.state.scheduler = scheduler
         app.state.slots = slots
         timeouts = Timeouts.from_settings(settings)
-        app.state.router = Router(registry, scheduler, http, timeouts, aliases=slots.model_on)
+        app.state.router = Router(
+            registry, scheduler, http, timeouts, aliases=slots.model_on, model_map=model_map
+        )
         await slots.start()
         try:
             yield
@@ -85,6 +99,7 @@ def create_app(
     app = Starlette(
         routes=[
             *openai.routes(),
+            *responses.routes(),
             *ollama.routes(),
             *ollama_models.routes(),
             *anthropic.routes(),
@@ -102,6 +117,7 @@ def create_app(
         exception_handlers={HTTPException: http_exception_handler},
     )
     app.state.settings = settings
+    app.state.responses = ResponseStore.from_settings(settings)
     app.state.metrics = daemon_metrics
     app.state.started = time.monotonic()
     app.state.draining = False

@@ -5,7 +5,7 @@ to stream (with usage), so the dialect gets typed pieces as they come and real
 timings whether its own client streams or not:
 
     Text(content | thinking)      ToolStart(index, id, name)      ToolArgs(index, json)
-    Finish(reason, prompt_tokens, completion_tokens)              (always last)
+    Finish(reason, prompt_tokens, completion_tokens, …, cached_tokens)   (always last)
 
 The worker's errors arrive as `APIError`s (status, message, param) before the
 first piece; a worker lost mid-stream raises `WorkerLost`. The lease is held
@@ -57,6 +57,7 @@ class Finish:
     prompt_tokens: int
     completion_tokens: int
     stop_sequence: str | None = None  # the stop string that ended it, if one did
+    cached_tokens: int = 0  # prompt tokens the worker's prompt cache already held
 
 
 Piece = Text | ToolStart | ToolArgs | Finish
@@ -151,7 +152,9 @@ class Turn:
                     completion = int(usage.get("completion_tokens") or 0)
                     self.exchange.prompt_tokens = prompt
                     self.exchange.completion_tokens = completion
-                    yield Finish(finish or "stop", prompt, completion, matched)
+                    details = usage.get("prompt_tokens_details") or {}
+                    cached = int(details.get("cached_tokens") or 0)
+                    yield Finish(finish or "stop", prompt, completion, matched, cached)
                     return
         except httpx.HTTPError as e:
             error = await lost(self.upstream.lease, e, "stopped mid-stream")

@@ -1,0 +1,178 @@
+"""The OpenAI Responses API, on the dialect-neutral turn (as Ollama and Anthropic are).
+
+    POST   /v1/responses                      JSON, or SSE with the typed events
+    GET    /v1/responses/{id}                 a stored response
+    DELETE /v1/responses/{id}
+    GET    /v1/responses/{id}/input_items     its input items (limit, order, after)
+
+The request becomes a chat request (`responses_request.py`), the worker's pieces
+become output items and events (`responses_output.py`), and a response made with
+`store: true` (the default) is kept by the daemon (`responses_store.py`) so the
+next request can continue it with `previous_response_id`. The whole conversation
+is sent to the worker each turn, so its prompt cache serves the shared prefix.
+Errors use OpenAI's envelope; after the first event, a `response.failed` event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from mlxctl.api.body import json_object
+from mlxctl.api.errors import OPENAI
+from mlxctl.api.openai import exchange_of
+from mlxctl.api.responses_items import bad
+from mlxctl.api.responses_output import Output
+from mlxctl.api.responses_request import Plan, plan
+from mlxctl.api.responses_store import ResponseStore, Stored
+from mlxctl.api.turn import Finish, Timings, Turn
+from mlxctl.router import Router
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/responses", create, methods=["POST"]),
+        Route("/v1/responses/{response_id}", retrieve, methods=["GET"]),
+        Route("/v1/responses/{response_id}", delete, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", input_items, methods=["GET"]),
+    ]
+
+
+def store_of(request: Request) -> ResponseStore:
+    store: ResponseStore = request.app.state.responses
+    return store
+
+
+async def create(request: Request) -> Response:
+    timings = Timings(time.perf_counter())
+    exchange = exchange_of(request)
+    store = store_of(request)
+    try:
+        steps = plan(json_object(await request.body()), store)
+        router: Router = request.app.state.router
+        record = router.resolve(steps.model)
+        turn = await Turn.open(
+            router,
+            record,
+            "/v1/chat/completions",
+            steps.chat,
+            steps.keep_alive,
+            exchange,
+            timings,
+        )
+    except Exception as e:
+        exchange.error = type(e).__name__
+        return OPENAI.error_response(e)
+    output = Output(steps, record.slug)
+    if steps.stream:
+        return StreamingResponse(_events(turn, output, store), media_type="text/event-stream")
+    return _Collected(turn, output, store)
+
+
+async def retrieve(request: Request) -> Response:
+    try:
+        stored = store_of(request).get(request.path_params["response_id"])
+    except Exception as e:
+        return OPENAI.error_response(e)
+    return JSONResponse(stored.response)
+
+
+async def delete(request: Request) -> Response:
+    response_id = request.path_params["response_id"]
+    try:
+        store_of(request).delete(response_id)
+    except Exception as e:
+        return OPENAI.error_response(e)
+    return JSONResponse({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+async def input_items(request: Request) -> Response:
+    try:
+        stored = store_of(request).get(request.path_params["response_id"])
+        items = _page(stored.input_items, dict(request.query_params))
+    except Exception as e:
+        return OPENAI.error_response(e)
+    return JSONResponse(items)
+
+
+def _page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
+    """OpenAI's list page: newest first unless order=asc, `limit` (1-100, 20) after `after`."""
+    raw = query.get("limit", "20")
+    limit = int(raw) if raw.isdigit() else 0
+    if not 1 <= limit <= 100:
+        raise bad("'limit' must be an integer from 1 to 100", "limit")
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise bad("'order' must be 'asc' or 'desc'", "order")
+    ordered = items if order == "asc" else items[::-1]
+    after = query.get("after")
+    if after is not None:
+        ids = [item["id"] for item in ordered]
+        if after not in ids:
+            raise bad(f"'after': no input item {after!r} in this response", "after")
+        ordered = ordered[ids.index(after) + 1 :]
+    data = ordered[:limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(ordered) > limit,
+    }
+
+
+def _keep(store: ResponseStore, steps: Plan, output: Output) -> None:
+    if steps.store and output.status in ("completed", "incomplete"):
+        history = [*steps.history, *steps.input, *output.items]
+        store.put(output.id, Stored(output.response(), steps.input, history))
+
+
+class _Collected(Response):
+    """The non-streaming reply: the turn run to its end, then the response object."""
+
+    def __init__(self, turn: Turn, output: Output, store: ResponseStore) -> None:
+        super().__init__(media_type="application/json")
+        self.turn, self.output, self.store = turn, output, store
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        response: Response
+        try:
+            async for piece in self.turn.pieces():
+                self.output.feed(piece)
+            _keep(self.store, self.output.plan, self.output)
+            response = JSONResponse(self.output.response())
+        except Exception as e:
+            self.turn.exchange.error = type(e).__name__
+            response = OPENAI.error_response(e)
+        finally:
+            await self.turn.aclose()
+        await response(scope, receive, send)
+
+
+async def _events(turn: Turn, output: Output, store: ResponseStore) -> AsyncIterator[bytes]:
+    try:
+        for event in output.start():
+            yield _sse(event)
+        async for piece in turn.pieces():
+            events = output.feed(piece)
+            if isinstance(piece, Finish):  # kept before the client can ask for it
+                _keep(store, output.plan, output)
+            for event in events:
+                yield _sse(event)
+    except Exception as e:
+        turn.exchange.error = type(e).__name__
+        for event in output.fail(e):
+            yield _sse(event)
+    finally:
+        await turn.aclose()
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event['type']}\ndata: {data}\n\n".encode()
