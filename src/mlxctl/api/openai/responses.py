@@ -16,23 +16,20 @@ Errors use OpenAI's envelope; after the first event, a `response.failed` event.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlxctl.api.body import json_object
+from mlxctl.api.dialect import Collected, Incoming, handler, streamed
 from mlxctl.api.errors import OPENAI
-from mlxctl.api.openai import exchange_of
-from mlxctl.api.responses_items import bad
-from mlxctl.api.responses_output import Output
-from mlxctl.api.responses_request import Plan, plan
-from mlxctl.api.responses_store import ResponseStore, Stored
-from mlxctl.api.turn import Finish, Timings, Turn
-from mlxctl.router import Router
+from mlxctl.api.openai.responses_items import bad
+from mlxctl.api.openai.responses_output import Output
+from mlxctl.api.openai.responses_request import Plan, plan
+from mlxctl.api.openai.responses_store import ResponseStore, Stored
+from mlxctl.api.turn import Finish, Reply, ToolArgs, ToolCall, ToolStart, Turn
 
 
 def routes() -> list[Route]:
@@ -49,30 +46,28 @@ def store_of(request: Request) -> ResponseStore:
     return store
 
 
-async def create(request: Request) -> Response:
-    timings = Timings(time.perf_counter())
-    exchange = exchange_of(request)
-    store = store_of(request)
-    try:
-        steps = plan(json_object(await request.body()), store)
-        router: Router = request.app.state.router
-        record = router.resolve(steps.model)
-        turn = await Turn.open(
-            router,
-            record,
-            "/v1/chat/completions",
-            steps.chat,
-            steps.keep_alive,
-            exchange,
-            timings,
-        )
-    except Exception as e:
-        exchange.error = type(e).__name__
-        return OPENAI.error_response(e)
+@handler(OPENAI.error_response)
+async def create(incoming: Incoming) -> Response:
+    store = store_of(incoming.request)
+    steps = plan(incoming.body, store)
+    record = incoming.resolve()
+    turn = await incoming.turn(record, "/v1/chat/completions", steps.chat, incoming.keep_alive())
     output = Output(steps, record.slug)
     if steps.stream:
-        return StreamingResponse(_events(turn, output, store), media_type="text/event-stream")
-    return _Collected(turn, output, store)
+        return streamed(turn, _events(turn, output, store), _failed(output), "text/event-stream")
+
+    def render(reply: Reply) -> dict[str, Any]:
+        for part in reply.parts:  # the same items the stream would have built
+            if isinstance(part, ToolCall):
+                output.feed(ToolStart(part.index, part.id, part.name))
+                output.feed(ToolArgs(part.index, part.arguments))
+            else:
+                output.feed(part)
+        output.feed(reply.finish)
+        _keep(store, steps, output)
+        return output.response()
+
+    return Collected(turn, render, OPENAI.error_response)
 
 
 async def retrieve(request: Request) -> Response:
@@ -114,9 +109,7 @@ def _page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
     after = query.get("after")
     if after is not None:
         ids = [item["id"] for item in ordered]
-        if after not in ids:
-            raise bad(f"'after': no input item {after!r} in this response", "after")
-        ordered = ordered[ids.index(after) + 1 :]
+        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
     data = ordered[:limit]
     return {
         "object": "list",
@@ -133,44 +126,20 @@ def _keep(store: ResponseStore, steps: Plan, output: Output) -> None:
         store.put(output.id, Stored(output.response(), steps.input, history))
 
 
-class _Collected(Response):
-    """The non-streaming reply: the turn run to its end, then the response object."""
-
-    def __init__(self, turn: Turn, output: Output, store: ResponseStore) -> None:
-        super().__init__(media_type="application/json")
-        self.turn, self.output, self.store = turn, output, store
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        response: Response
-        try:
-            async for piece in self.turn.pieces():
-                self.output.feed(piece)
-            _keep(self.store, self.output.plan, self.output)
-            response = JSONResponse(self.output.response())
-        except Exception as e:
-            self.turn.exchange.error = type(e).__name__
-            response = OPENAI.error_response(e)
-        finally:
-            await self.turn.aclose()
-        await response(scope, receive, send)
-
-
-async def _events(turn: Turn, output: Output, store: ResponseStore) -> AsyncIterator[bytes]:
-    try:
-        for event in output.start():
+async def _events(turn: Turn, output: Output, store: ResponseStore) -> AsyncGenerator[bytes, None]:
+    for event in output.start():
+        yield _sse(event)
+    async for piece in turn.pieces():
+        events = output.feed(piece)
+        if isinstance(piece, Finish):  # kept before the client can ask for it
+            _keep(store, output.plan, output)
+        for event in events:
             yield _sse(event)
-        async for piece in turn.pieces():
-            events = output.feed(piece)
-            if isinstance(piece, Finish):  # kept before the client can ask for it
-                _keep(store, output.plan, output)
-            for event in events:
-                yield _sse(event)
-    except Exception as e:
-        turn.exchange.error = type(e).__name__
-        for event in output.fail(e):
-            yield _sse(event)
-    finally:
-        await turn.aclose()
+
+
+def _failed(output: Output) -> Callable[[BaseException], bytes]:
+    """A stream that fails after its first event ends with `response.failed`."""
+    return lambda exc: b"".join(_sse(event) for event in output.fail(exc))
 
 
 def _sse(event: dict[str, Any]) -> bytes:

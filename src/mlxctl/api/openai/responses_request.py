@@ -21,12 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlxctl.api.body import bool_field, keep_alive_field, model_field
-from mlxctl.api.responses_items import Item, bad, input_items, to_messages
-from mlxctl.api.responses_store import ResponseStore
-from mlxctl.api.turn import TEST_FORCE_FIELD
+from mlxctl.api.body import bool_field, model_field
+from mlxctl.api.openai.responses_items import Item, bad, input_items, to_messages
+from mlxctl.api.openai.responses_store import ResponseStore
 from mlxctl.jsonnum import as_int
-from mlxctl.scheduler import DEFAULT, KeepAlive
+from mlxctl.openai_fields import TEST_FORCE_FIELD
 
 # Read and honoured.
 _USED = {
@@ -79,7 +78,6 @@ class Plan:
     stream: bool = False
     store: bool = True
     summary: bool = False  # the client asked for a reasoning summary
-    keep_alive: KeepAlive = DEFAULT
     namespaces: dict[str, str] = field(default_factory=dict)  # function → its namespace
 
 
@@ -89,7 +87,8 @@ def plan(body: dict[str, Any], store: ResponseStore) -> Plan:
         raise bad(f"Unrecognized request argument supplied: {', '.join(unknown)}", unknown[0])
     if bool_field(body, "background", False):
         raise bad("'background' responses are not supported: use stream instead", "background")
-    if as_int(body.get("top_logprobs")) not in (None, 0):
+    logprobs = body.get("top_logprobs")
+    if logprobs is not None and (type(logprobs) not in (int, float) or logprobs != 0):
         raise bad("'top_logprobs' is not supported on /v1/responses", "top_logprobs")
     model = model_field(body)
     items = input_items(body.get("input"))
@@ -135,7 +134,8 @@ def plan(body: dict[str, Any], store: ResponseStore) -> Plan:
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise bad("'metadata' must be an object of strings", "metadata")
-    truncation = body.get("truncation") or "disabled"
+    truncation = body.get("truncation")
+    truncation = "disabled" if truncation is None else truncation
     if truncation not in ("disabled", "auto"):
         raise bad("'truncation' must be 'disabled' or 'auto'", "truncation")
     echo = {
@@ -153,9 +153,6 @@ def plan(body: dict[str, Any], store: ResponseStore) -> Plan:
         "store": bool_field(body, "store", True),
         "truncation": truncation,
     }
-    keep_alive: KeepAlive = DEFAULT
-    if body.get("keep_alive") is not None:
-        keep_alive = keep_alive_field(body["keep_alive"])
     return Plan(
         model=model,
         chat=chat,
@@ -165,7 +162,6 @@ def plan(body: dict[str, Any], store: ResponseStore) -> Plan:
         stream=bool_field(body, "stream", False),
         store=bool(echo["store"]),
         summary=reasoning["summary"] is not None,
-        keep_alive=keep_alive,
         namespaces=namespaces,
     )
 
@@ -216,7 +212,8 @@ def _text(value: Any) -> dict[str, Any]:
         return {"format": {"type": "text"}}
     if not isinstance(value, dict):
         raise bad("'text' must be an object", "text")
-    fmt = value.get("format") or {"type": "text"}
+    fmt = value.get("format")
+    fmt = {"type": "text"} if fmt is None else fmt
     if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
         raise bad("'text.format.type' must be text, json_object or json_schema", "text.format")
     if fmt["type"] == "json_schema":
@@ -235,7 +232,8 @@ def _format(fmt: dict[str, Any]) -> dict[str, Any]:
     if fmt["type"] == "json_object":
         return {"response_format": {"type": "json_object"}}
     if fmt["type"] == "json_schema":
-        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
+        # The worker enforces the schema whatever `strict` says (strict is what it does).
+        schema = {"name": fmt["name"], "schema": fmt["schema"]}
         return {"response_format": {"type": "json_schema", "json_schema": schema}}
     return {}
 

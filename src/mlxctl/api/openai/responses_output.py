@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlxctl.api.errors import to_api_error
-from mlxctl.api.responses_items import Item, new_id
-from mlxctl.api.responses_request import Plan
+from mlxctl.api.openai.responses_items import Item, new_id
+from mlxctl.api.openai.responses_request import Plan
 from mlxctl.api.turn import Finish, Piece, Text, ToolArgs, ToolStart
 
 Event = dict[str, Any]
