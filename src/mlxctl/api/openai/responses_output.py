@@ -60,11 +60,12 @@ class Output:
         if isinstance(piece, ToolArgs):
             item = self._tools[piece.index]
             item["arguments"] += piece.json
-            return [self._event("response.function_call_arguments.delta", **self._at(item),
-                                delta=piece.json)]  # fmt: skip
-        kind = f"tool:{piece.index}" if isinstance(piece, ToolStart) else (
-            "reasoning" if piece.thinking else "message"
-        )  # fmt: skip
+            name = "response.function_call_arguments.delta"
+            return [self._event(name, **self._at(item), delta=piece.json)]
+        if isinstance(piece, ToolStart):
+            kind = f"tool:{piece.index}"
+        else:
+            kind = "reasoning" if piece.thinking else "message"
         events = [] if kind == self._open else [*self._close(), *self._begin(kind, piece)]
         if isinstance(piece, Text):
             events.extend(self._text(piece))
