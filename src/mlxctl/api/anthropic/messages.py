@@ -262,7 +262,11 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             raise _bad(f"messages.{i}.role: must be 'user', 'assistant' or 'system'")
         content = message.get("content")
         if role == "system":  # a system message mid-conversation (Claude Code sends them)
-            out.extend(_system(content))
+            if isinstance(content, list):
+                content = "".join(_texts(content, f"messages.{i}.content"))
+            if not isinstance(content, str):
+                raise _bad(f"messages.{i}.content: must be a string or an array of text blocks")
+            out.append({"role": "system", "content": content})
         elif isinstance(content, str):
             out.append({"role": role, "content": content})
         elif isinstance(content, list):

@@ -35,8 +35,7 @@ from mlxctl.api.turn import Finish, Reply, ToolArgs, ToolCall, ToolStart, Turn
 def routes() -> list[Route]:
     return [
         Route("/v1/responses", create, methods=["POST"]),
-        Route("/v1/responses/{response_id}", retrieve, methods=["GET"]),
-        Route("/v1/responses/{response_id}", delete, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}", response, methods=["GET", "DELETE"]),
         Route("/v1/responses/{response_id}/input_items", input_items, methods=["GET"]),
     ]
 
@@ -68,6 +67,11 @@ async def create(incoming: Incoming) -> Response:
         return output.response()
 
     return Collected(turn, render, OPENAI.error_response)
+
+
+async def response(request: Request) -> Response:
+    """GET or DELETE: one route, so a wrong method's 405 names both in `Allow`."""
+    return await (delete(request) if request.method == "DELETE" else retrieve(request))
 
 
 async def retrieve(request: Request) -> Response:

@@ -22,8 +22,9 @@ from mlxctl.api.errors import APIError
 
 Item = dict[str, Any]
 
-_ROLES = {"user", "system", "developer", "assistant"}
-_TEXT_PARTS = {"input_text", "output_text", "refusal", "text", "summary_text", "reasoning_text"}
+# Tuples, not sets: a client's value may be unhashable (a dict where a string belongs).
+_ROLES = ("user", "system", "developer", "assistant")
+_TEXT_PARTS = ("input_text", "output_text", "refusal", "text", "summary_text", "reasoning_text")
 
 
 def new_id(prefix: str) -> str:
@@ -79,7 +80,7 @@ def _item(item: Any, where: str) -> Item:
     if kind == "message":
         role = item.get("role")
         if role not in _ROLES:
-            raise bad(f"'{where}.role' must be one of {sorted(_ROLES)}", f"{where}.role")
+            raise bad(f"'{where}.role' must be one of {', '.join(_ROLES)}", f"{where}.role")
         content = item.get("content")
         if isinstance(content, str):
             part = "output_text" if role == "assistant" else "input_text"

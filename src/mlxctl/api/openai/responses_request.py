@@ -62,8 +62,8 @@ _IGNORED = {
     "stream_options",
     "max_tool_calls",
 }
-_EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh"}
-_SUMMARIES = {"auto", "concise", "detailed"}
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+_SUMMARIES = ("auto", "concise", "detailed")
 
 
 @dataclass
@@ -245,8 +245,10 @@ def _reasoning(value: Any) -> dict[str, Any]:
         raise bad("'reasoning' must be an object", "reasoning")
     effort = value.get("effort")
     if effort is not None and effort not in _EFFORTS:
-        raise bad(f"'reasoning.effort' must be one of {sorted(_EFFORTS)}", "reasoning.effort")
+        raise bad(f"'reasoning.effort' must be one of {', '.join(_EFFORTS)}", "reasoning.effort")
     summary = value.get("summary", value.get("generate_summary"))
     if summary is not None and summary not in _SUMMARIES:
-        raise bad(f"'reasoning.summary' must be one of {sorted(_SUMMARIES)}", "reasoning.summary")
+        raise bad(
+            f"'reasoning.summary' must be one of {', '.join(_SUMMARIES)}", "reasoning.summary"
+        )
     return {"effort": effort, "summary": summary}
