@@ -51,7 +51,7 @@ _USED = {
     TEST_FORCE_FIELD,
 }
 # Accepted and ignored: they steer OpenAI's platform, not the generation.
-_IGNORED = {
+IGNORED = {
     "include",
     "user",
     "safety_identifier",
@@ -82,7 +82,7 @@ class Plan:
 
 
 def plan(body: dict[str, Any], store: ResponseStore) -> Plan:
-    unknown = sorted(set(body) - _USED - _IGNORED)
+    unknown = sorted(set(body) - _USED - IGNORED)
     if unknown:
         raise bad(f"Unrecognized request argument supplied: {', '.join(unknown)}", unknown[0])
     if bool_field(body, "background", False):

@@ -6,6 +6,7 @@ unknown top-level fields are refused, items and parts may carry fields of their 
 
 from __future__ import annotations
 
+from mlxctl.api.openai.responses_request import IGNORED
 from mlxctl.api.openapi.build import (
     ANY,
     BOOLEAN,
@@ -15,6 +16,7 @@ from mlxctl.api.openapi.build import (
     SSE_EVENT,
     STRING,
     TEXT,
+    Operation,
     Paths,
     Schema,
     array,
@@ -122,17 +124,6 @@ _FORMAT = {
         ),
     ]
 }
-_IGNORED = (
-    "include",
-    "user",
-    "safety_identifier",
-    "prompt_cache_key",
-    "prompt_cache_retention",
-    "service_tier",
-    "client_metadata",
-    "stream_options",
-    "max_tool_calls",
-)
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
 
 SCHEMAS: dict[str, Schema] = {
@@ -176,7 +167,7 @@ SCHEMAS: dict[str, Schema] = {
             "truncation": {"enum": ["disabled", "auto", None]},
             "metadata": {"type": ["object", "null"]},
             "keep_alive": nullable(KEEP_ALIVE),
-            **{name: ANY for name in _IGNORED},
+            **{name: ANY for name in sorted(IGNORED)},
         },
         "model",
         "input",
@@ -241,7 +232,18 @@ SCHEMAS: dict[str, Schema] = {
     ),
 }
 
-_ID = {"name": "response_id", "in": "path", "required": True, "schema": STRING}
+
+def _stored(summary: str, answer: str, *query: Schema) -> Operation:
+    """An operation on a stored response: 404 once it is gone or expired."""
+    response_id = {"name": "response_id", "in": "path", "required": True, "schema": STRING}
+    return operation(
+        OPENAI,
+        summary,
+        {200: ok_json("The answer", ref(answer))},
+        errors=MODEL,
+        parameters=[response_id, *query],
+    )
+
 
 PATHS: Paths = {
     "/v1/responses": {
@@ -253,37 +255,20 @@ PATHS: Paths = {
         )
     },
     "/v1/responses/{response_id}": {
-        "get": operation(
-            OPENAI,
-            "A stored response",
-            {200: ok_json("The response", ref("Response"))},
-            errors=MODEL,
-            parameters=[_ID],
-        ),
-        "delete": operation(
-            OPENAI,
-            "Forget a stored response",
-            {200: ok_json("Deleted", ref("ResponseDeleted"))},
-            errors=MODEL,
-            parameters=[_ID],
-        ),
+        "get": _stored("A stored response", "Response"),
+        "delete": _stored("Forget a stored response", "ResponseDeleted"),
     },
     "/v1/responses/{response_id}/input_items": {
-        "get": operation(
-            OPENAI,
+        "get": _stored(
             "A stored response's input items",
-            {200: ok_json("The items", ref("ResponseItemList"))},
-            errors=MODEL,
-            parameters=[
-                _ID,
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-                },
-                {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
-                {"name": "after", "in": "query", "schema": STRING},
-            ],
+            "ResponseItemList",
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+            },
+            {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+            {"name": "after", "in": "query", "schema": STRING},
         )
     },
 }
