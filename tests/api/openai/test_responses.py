@@ -279,3 +279,16 @@ def test_errors_in_openai_envelope(daemon: Daemon, client: openai.OpenAI) -> Non
     assert raw.status_code == 400
     assert raw.json()["error"]["type"] == "invalid_request_error"
     assert raw.json()["error"]["param"] == "input"
+
+
+def test_reasoning_without_a_summary_is_reasoning_text(client: openai.OpenAI) -> None:
+    with client.responses.stream(
+        model="q", input="Weather?", reasoning={"effort": "low"}, extra_body=_force(THOUGHT)
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert "response.reasoning_text.delta" in kinds
+    assert "response.reasoning_summary_text.delta" not in kinds
+    reasoning = final.output[0]
+    assert reasoning.type == "reasoning" and reasoning.summary == []
+    assert reasoning.content and "First, the sky." in reasoning.content[0].text
