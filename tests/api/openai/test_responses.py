@@ -275,10 +275,12 @@ def test_errors_in_openai_envelope(daemon: Daemon, client: openai.OpenAI) -> Non
             input=[{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}],
         )
     assert "input_image" in image.value.message
-    raw = httpx.post(f"{daemon.url}/v1/responses", json={"model": "q", "input": []})
-    assert raw.status_code == 400
-    assert raw.json()["error"]["type"] == "invalid_request_error"
-    assert raw.json()["error"]["param"] == "input"
+    # found by the fuzz run: reasoning alone leaves nothing to answer
+    for bad_input in ([], [{"type": "reasoning"}]):
+        raw = httpx.post(f"{daemon.url}/v1/responses", json={"model": "q", "input": bad_input})
+        assert raw.status_code == 400
+        assert raw.json()["error"]["type"] == "invalid_request_error"
+        assert raw.json()["error"]["param"] == "input"
 
 
 def test_reasoning_without_a_summary_is_reasoning_text(client: openai.OpenAI) -> None:

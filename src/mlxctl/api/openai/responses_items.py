@@ -37,7 +37,10 @@ def input_items(value: Any) -> list[Item]:
         return [_message("user", [{"type": "input_text", "text": value}])]
     if not isinstance(value, list) or not value:
         raise bad("'input' must be a string or a non-empty array of input items", "input")
-    return [_item(item, f"input[{i}]") for i, item in enumerate(value)]
+    items = [_item(item, f"input[{i}]") for i, item in enumerate(value)]
+    if all(item["type"] == "reasoning" for item in items):
+        raise bad("'input' needs a message or function call item, not only reasoning", "input")
+    return items
 
 
 def to_messages(items: list[Item]) -> list[dict[str, Any]]:

@@ -136,6 +136,8 @@ SCHEMAS: dict[str, Schema] = {
                     array(
                         {"anyOf": [_MESSAGE, _FUNCTION_CALL, _FUNCTION_OUTPUT, _REASONING]},
                         minItems=1,
+                        # reasoning alone is no turn to answer
+                        contains={"anyOf": [_MESSAGE, _FUNCTION_CALL, _FUNCTION_OUTPUT]},
                     ),
                 ]
             },
