@@ -30,6 +30,14 @@ fi
 .venv/bin/python -m pip install --quiet -e ".[dev,gguf]" \
     || echo "note: llama-cpp-python did not build; the GGUF tests will skip and say so"
 
+# The coding agents the client tests drive (Claude Code, Codex), from npm into .cache/npm,
+# best effort: without npm those tests skip and say so.
+if command -v npm >/dev/null; then
+    npm install --silent --no-audit --no-fund --prefix .cache/npm \
+        @anthropic-ai/claude-code@2.1.197 @openai/codex@0.171.0 >/dev/null \
+        || echo "note: could not install Claude Code and Codex from npm"
+fi
+
 echo "== ruff"
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench

@@ -301,6 +301,25 @@ class Settings:
         False,
     )
 
+    # Clients that name models of their own (coding agents) and keep conversation state.
+    model_map: str = _setting(
+        "MLXCTL_MODEL_MAP",
+        "Comma-separated `pattern=model` pairs (shell-style patterns, first match wins) for "
+        "model names that are not registered, e.g. `claude-*=qwen3:4b,*=qwen3:4b`.",
+        "",
+    )
+    responses_max: int = _setting(
+        "MLXCTL_RESPONSES_MAX",
+        "Responses (`/v1/responses` with store=true) the daemon keeps for "
+        "previous_response_id; the least recently used go first (0: keep none).",
+        1000,
+    )
+    responses_ttl: float = _setting(
+        "MLXCTL_RESPONSES_TTL",
+        "Seconds a stored response is kept after it was last used.",
+        3600.0,
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings: the environment over `config.yaml`'s `settings:` over defaults."""

@@ -6,11 +6,13 @@ worker) per test; the dialect tests share one, with its own home, to stay fast.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from mlxctl.factory import make_model
 from mlxctl.library.inventory import register_path
@@ -23,8 +25,11 @@ THOUGHT = "<think>\nFirst, the sky.\n</think>\n\nIt is sunny."
 
 
 @contextmanager
-def module_daemon(root: Path, extra_env: dict[str, str] | None = None) -> Iterator[Daemon]:
-    """A daemon whose registry holds the tiny qwen2 model as `q` (test hooks on)."""
+def module_daemon(
+    root: Path, extra_env: dict[str, str] | None = None, options: dict[str, Any] | None = None
+) -> Iterator[Daemon]:
+    """A daemon whose registry holds the tiny qwen2 model as `q` (test hooks on), with
+    `options` as its ModelSpec PARAMETERs (e.g. `num_predict`)."""
     home = root / "home"
     env = {
         **os.environ,
@@ -38,7 +43,10 @@ def module_daemon(root: Path, extra_env: dict[str, str] | None = None) -> Iterat
     model = make_model(root / "models" / "qwen2", arch="qwen2", size="tiny")
     registry = open_registry(Settings.from_env(env))
     try:
-        register_path(registry, model, slug="q")
+        record = register_path(registry, model, slug="q")
+        if options:
+            extra = {**record.extra, "options": options}
+            registry.add_many([dataclasses.replace(record, extra=extra)])
     finally:
         registry.db.close()
     daemon = launch(env, root / "daemon.log")

@@ -29,9 +29,12 @@ from mlxctl.api.envelope import error_response_for, http_exception_handler
 from mlxctl.api.middleware import DaemonMiddleware
 from mlxctl.api.ollama import chat as ollama
 from mlxctl.api.ollama import models as ollama_models
+from mlxctl.api.openai import responses
 from mlxctl.api.openai import routes as openai
+from mlxctl.api.openai.responses_store import ResponseStore
 from mlxctl.config.live import LiveConfig
 from mlxctl.httpguard import GuardPolicy, HTTPGuard, check_bind
+from mlxctl.model_map import ModelMap
 from mlxctl.registry import open_registry
 from mlxctl.router import Router, Timeouts
 from mlxctl.scheduler import Scheduler, SchedulerConfig
@@ -54,6 +57,7 @@ def create_app(
     """The daemon app, listening on `bind_host` (its Host allow-list starts there);
     `worker_factory` and `config` replace the real ones in tests."""
     scheduler_config = config or SchedulerConfig.from_settings(settings)
+    model_map = ModelMap.parse(settings.model_map)
     daemon_metrics = metrics.Metrics()
     guard = GuardPolicy.from_settings(
         settings,
@@ -81,7 +85,13 @@ def create_app(
         app.state.slots = slots
         timeouts = Timeouts.from_settings(settings)
         app.state.router = Router(
-            registry, scheduler, http, timeouts, aliases=slots.model_on, config=live
+            registry,
+            scheduler,
+            http,
+            timeouts,
+            aliases=slots.model_on,
+            config=live,
+            model_map=model_map,
         )
         app.state.config = live
         watching = live.follow(scheduler, registry, lambda new: _took_settings(app, new))
@@ -99,6 +109,7 @@ def create_app(
     app = Starlette(
         routes=[
             *openai.routes(),
+            *responses.routes(),
             *ollama.routes(),
             *ollama_models.routes(),
             *anthropic.routes(),
@@ -117,6 +128,7 @@ def create_app(
         exception_handlers={HTTPException: http_exception_handler},
     )
     app.state.settings = settings
+    app.state.responses = ResponseStore.from_settings(settings)
     app.state.metrics = daemon_metrics
     app.state.started = time.monotonic()
     app.state.draining = False

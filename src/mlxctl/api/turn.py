@@ -5,7 +5,7 @@ to stream (with usage), so the dialect gets typed pieces as they come and real
 timings whether its own client streams or not:
 
     Text(content | thinking)      ToolStart(index, id, name)      ToolArgs(index, json)
-    Finish(reason, prompt_tokens, completion_tokens)              (always last)
+    Finish(reason, prompt_tokens, completion_tokens, …, cached_tokens)   (always last)
 
 A non-streaming reply calls `collect()` instead: the whole generation as one
 `Reply` (its text, thinking and tool calls in the order they began, and the
@@ -55,6 +55,7 @@ class Finish:
     prompt_tokens: int
     completion_tokens: int
     stop_sequence: str | None = None  # the stop string that ended it, if one did
+    cached_tokens: int = 0  # prompt tokens the worker's prompt cache already held
 
 
 Piece = Text | ToolStart | ToolArgs | Finish
@@ -180,7 +181,9 @@ class Turn:
                     completion = int(usage.get("completion_tokens") or 0)
                     self.exchange.prompt_tokens = prompt
                     self.exchange.completion_tokens = completion
-                    yield Finish(finish or "stop", prompt, completion, matched)
+                    details = usage.get("prompt_tokens_details") or {}
+                    cached = int(details.get("cached_tokens") or 0)
+                    yield Finish(finish or "stop", prompt, completion, matched, cached)
                     return
         except httpx.HTTPError as e:
             error = await lost(self.upstream.lease, e, "stopped mid-stream")

@@ -81,6 +81,9 @@ _OPTION_FIELDS = {
     "max_tokens": "max_tokens",
     "num_predict": "max_tokens",
     "stop": "stop",
+    # TEST ONLY (honoured with MLXCTL_WORKER_TEST_HOOKS=1): forces every reply, for tests
+    # of real clients whose request bodies they cannot extend (Claude Code, Codex).
+    TEST_FORCE_FIELD: TEST_FORCE_FIELD,
 }
 
 

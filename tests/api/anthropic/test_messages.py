@@ -160,7 +160,9 @@ def test_thinking(client: anthropic.Anthropic) -> None:
 def test_count_tokens(client: anthropic.Anthropic) -> None:
     counted = client.messages.count_tokens(model="q", system="Be brief.", messages=ASK)
     reply = client.messages.create(model="q", max_tokens=1, system="Be brief.", messages=ASK)
-    assert counted.input_tokens == reply.usage.input_tokens > 0
+    # the reply counts what the prompt cache served apart, as Anthropic does
+    cached = reply.usage.cache_read_input_tokens or 0
+    assert counted.input_tokens == reply.usage.input_tokens + cached and cached > 0
     with_tools = client.messages.count_tokens(model="q", messages=ASK, tools=TOOLS)
     assert with_tools.input_tokens > counted.input_tokens
 
@@ -188,7 +190,7 @@ def test_errors_use_the_anthropic_envelope(client: anthropic.Anthropic, daemon: 
         ("/v1/messages", {"model": "q", "max_tokens": 5, "messages": []}, 400, "messages"),
         (
             "/v1/messages",
-            {"model": "q", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]},
+            {"model": "q", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]},
             400,
             "role",
         ),
@@ -241,3 +243,50 @@ def test_errors_use_the_anthropic_envelope(client: anthropic.Anthropic, daemon: 
     broken = http.post("/v1/messages", content=b"{not json", headers=JSON)
     assert broken.status_code == 400 and broken.json()["type"] == "error"
     assert json.loads(broken.text)["error"]["type"] == "invalid_request_error"
+
+
+def test_a_request_shaped_like_claude_codes(daemon: Daemon) -> None:
+    """What Claude Code 2.x sends: beta headers and query, cache_control everywhere, a system
+    message mid-conversation, adaptive thinking, context_management and output_config."""
+    cached = {"type": "ephemeral"}
+    body = {
+        "model": "q",
+        "max_tokens": 20,
+        "stream": True,
+        "system": [
+            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2;"},
+            {"type": "text", "text": "You are a coding agent.", "cache_control": cached},
+        ],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "<system-reminder>today</system-reminder>"},
+                    {"type": "text", "text": "say hi", "cache_control": cached},
+                ],
+            },
+            {"role": "system", "content": "Available agent types: none."},
+        ],
+        "tools": [{**TOOLS[0], "name": f"tool_{i}", "cache_control": cached} for i in range(30)],
+        "metadata": {"user_id": '{"session_id": "s"}'},
+        "thinking": {"type": "adaptive"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"},
+        "mlxctl_test_force": "Hi.",
+    }
+    headers = {
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": "claude-code-20250219,context-management-2025-06-27,effort-2025-11-24",
+        "x-api-key": "unused",
+    }
+    raw = daemon.client().post("/v1/messages?beta=true", json=body, headers=headers)
+    assert raw.status_code == 200, raw.text
+    events = [json.loads(line[6:]) for line in raw.text.split("\n") if line.startswith("data: ")]
+    text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
+    assert text == "Hi." and events[-1]["type"] == "message_stop"
+    counted = daemon.client().post(
+        "/v1/messages/count_tokens?beta=true",
+        json={k: body[k] for k in ("model", "system", "messages", "tools", "context_management")},
+        headers=headers,
+    )
+    assert counted.status_code == 200 and counted.json()["input_tokens"] > 100

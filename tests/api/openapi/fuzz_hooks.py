@@ -33,6 +33,7 @@ _TARGET = {
     "/v1/completions": "model",
     "/v1/embeddings": "model",
     "/v1/messages": "model",
+    "/v1/responses": "model",
     "/v1/messages/count_tokens": "model",
     "/api/chat": "model",
     "/api/generate": "model",
@@ -57,6 +58,7 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         body[field] = MODEL
         _clamp(body, "max_tokens")
         _clamp(body, "max_completion_tokens")
+        _clamp(body, "max_output_tokens")
         options = body.get("options")
         if isinstance(options, dict):
             _clamp(options, "num_predict")

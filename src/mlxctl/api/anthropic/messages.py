@@ -6,8 +6,11 @@
 `system` (string or text blocks), multi-turn `messages` with text, `tool_use`
 and `tool_result` blocks, `max_tokens` (required), `stop_sequences`,
 `temperature`, `top_p`, `top_k`, `tools` (`input_schema` → parameters),
-`thinking` (`enabled` → the template's `enable_thinking`, reasoning back as
-thinking blocks). count_tokens asks the worker for one token and reads
+`thinking` (`enabled`/`adaptive` → the template's `enable_thinking`, reasoning back
+as thinking blocks), system messages inside `messages`; `context_management`,
+`output_config` and `cache_control` are accepted and ignored (docs/clients.md).
+Model names nobody registered go through MLXCTL_MODEL_MAP (`claude-*` → a local
+model). count_tokens asks the worker for one token and reads
 `usage.prompt_tokens`: the exact count through the model's own chat template.
 Errors use Anthropic's envelope (`errors.py`).
 """
@@ -31,7 +34,12 @@ from mlxctl.jsonnum import as_int
 from mlxctl.openai_fields import TEST_FORCE_FIELD
 from mlxctl.scheduler import DEFAULT
 
-_COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking"}
+# Accepted and knowingly ignored (docs/clients.md): Claude Code sends them on every request.
+# context_management edits the server's copy of the context (there is none: the client sends
+# it whole each turn), output_config.effort steers Anthropic's models, cache_control (on any
+# block) asks for caching the worker's prompt cache does on its own.
+_IGNORED = {"context_management", "output_config", "metadata", "service_tier"}
+_COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking", *_IGNORED}
 _FIELDS = _COUNT_FIELDS | {
     "max_tokens",
     "stop_sequences",
@@ -39,8 +47,6 @@ _FIELDS = _COUNT_FIELDS | {
     "top_p",
     "top_k",
     "stream",
-    "metadata",
-    "service_tier",
     TEST_FORCE_FIELD,
 }
 _STOP_REASONS = {"length": "max_tokens", "tool_calls": "tool_use"}
@@ -171,7 +177,13 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 
 
 def _usage(finish: Finish) -> dict[str, int]:
-    return {"input_tokens": finish.prompt_tokens, "output_tokens": finish.completion_tokens}
+    """Anthropic counts cache reads apart: input_tokens are the ones computed afresh."""
+    return {
+        "input_tokens": finish.prompt_tokens - finish.cached_tokens,
+        "cache_read_input_tokens": finish.cached_tokens,
+        "cache_creation_input_tokens": 0,
+        "output_tokens": finish.completion_tokens,
+    }
 
 
 def _input(arguments: str) -> Any:
@@ -202,9 +214,10 @@ def _chat(body: dict[str, Any]) -> dict[str, Any]:
     thinking = body.get("thinking")
     if thinking is not None:
         kind = thinking.get("type") if isinstance(thinking, dict) else None
-        if kind not in ("enabled", "disabled"):
-            raise _bad("thinking.type must be 'enabled' or 'disabled'")
-        out["chat_template_kwargs"] = {"enable_thinking": kind == "enabled"}
+        if kind not in ("enabled", "adaptive", "disabled"):
+            raise _bad("thinking.type must be 'enabled', 'adaptive' or 'disabled'")
+        # budget_tokens is not enforced: the reasoning counts against max_tokens.
+        out["chat_template_kwargs"] = {"enable_thinking": kind != "disabled"}
     if TEST_FORCE_FIELD in body:
         out[TEST_FORCE_FIELD] = body[TEST_FORCE_FIELD]
     return out
@@ -237,10 +250,16 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
-        if role not in ("user", "assistant"):
-            raise _bad(f"messages.{i}.role: must be 'user' or 'assistant'")
+        if role not in ("user", "assistant", "system"):
+            raise _bad(f"messages.{i}.role: must be 'user', 'assistant' or 'system'")
         content = message.get("content")
-        if isinstance(content, str):
+        if role == "system":  # a system message mid-conversation (Claude Code sends them)
+            if isinstance(content, list):
+                content = "".join(_texts(content, f"messages.{i}.content"))
+            if not isinstance(content, str):
+                raise _bad(f"messages.{i}.content: must be a string or an array of text blocks")
+            out.append({"role": "system", "content": content})
+        elif isinstance(content, str):
             out.append({"role": role, "content": content})
         elif isinstance(content, list):
             out.extend(_blocks(role, content, i))

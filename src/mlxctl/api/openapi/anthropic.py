@@ -65,9 +65,16 @@ _ASSISTANT = obj(
     "content",
     extra=True,
 )
+# A system message mid-conversation (Claude Code sends them).
+_SYSTEM = obj(
+    {"role": {"const": "system"}, "content": {"anyOf": [STRING, array(_TEXT)]}},
+    "role",
+    "content",
+    extra=True,
+)
 _COUNT = {
     "model": TEXT,
-    "messages": array({"anyOf": [_USER, _ASSISTANT]}, minItems=1),
+    "messages": array({"anyOf": [_USER, _ASSISTANT, _SYSTEM]}, minItems=1),
     "system": {"anyOf": [STRING, array(_TEXT), {"type": "null"}]},
     "tools": {
         "anyOf": [
@@ -91,10 +98,15 @@ _COUNT = {
     },
     "thinking": {
         "anyOf": [
-            obj({"type": {"enum": ["enabled", "disabled"]}}, "type", extra=True),
+            obj({"type": {"enum": ["enabled", "adaptive", "disabled"]}}, "type", extra=True),
             {"type": "null"},
         ]
     },
+    # Accepted and ignored (api/anthropic/messages.py says why).
+    "context_management": ANY,
+    "output_config": ANY,
+    "metadata": ANY,
+    "service_tier": ANY,
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -137,8 +149,6 @@ SCHEMAS: dict[str, Schema] = {
             "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
             "top_k": {"type": ["integer", "null"], "minimum": 0},
             "stream": {"type": ["boolean", "null"]},
-            "metadata": ANY,
-            "service_tier": ANY,
         },
         "model",
         "messages",
@@ -170,7 +180,12 @@ SCHEMAS: dict[str, Schema] = {
             "stop_reason": {"enum": ["end_turn", "max_tokens", "stop_sequence", "tool_use"]},
             "stop_sequence": {"type": ["string", "null"]},
             "usage": obj(
-                {"input_tokens": INTEGER, "output_tokens": INTEGER},
+                {
+                    "input_tokens": INTEGER,
+                    "cache_read_input_tokens": INTEGER,
+                    "cache_creation_input_tokens": INTEGER,
+                    "output_tokens": INTEGER,
+                },
                 "input_tokens",
                 "output_tokens",
             ),
