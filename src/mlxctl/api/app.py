@@ -20,6 +20,7 @@ from starlette.middleware import Middleware
 
 from mlxctl.api import admin, admin_ops, anthropic, metrics, ollama, ollama_models, openai
 from mlxctl.api import openapi as openapi_doc
+from mlxctl.api import rerank as rerank_api
 from mlxctl.api import slots as slots_api
 from mlxctl.api.envelope import error_response_for, http_exception_handler
 from mlxctl.api.middleware import DaemonMiddleware
@@ -85,6 +86,7 @@ def create_app(
     app = Starlette(
         routes=[
             *openai.routes(),
+            *rerank_api.routes(),
             *ollama.routes(),
             *ollama_models.routes(),
             *anthropic.routes(),

@@ -5,7 +5,7 @@ the engine in a thread (while `/health` answers `loading` and the API answers
 503), then serves:
 
     POST /v1/chat/completions    POST /v1/completions    POST /v1/embeddings
-    GET  /v1/models              GET  /health        GET /v1/worker/stats
+    POST /v1/rerank              GET  /v1/models     GET  /health        GET /v1/worker/stats
 
 The HTTP side never calls MLX: requests become `GenerationRequest`s (token ids
 plus sampling), and templating, tokenization and grammar compilation run in
@@ -41,7 +41,7 @@ from mlxctl.httpguard import GuardPolicy, HTTPGuard, parse_json
 from mlxctl.settings import Settings
 from mlxctl.traffic import Traffic
 from mlxctl.worker import completion as out
-from mlxctl.worker import embeddings, sse
+from mlxctl.worker import embeddings, rerank, sse
 from mlxctl.worker.access import COMPLETION_KEY, AccessLog
 from mlxctl.worker.chat import ChatPrompter, RenderedPrompt, encode_prompt
 from mlxctl.worker.openai_errors import (
@@ -121,8 +121,10 @@ class WorkerState:
 
     def attach(self, engine: WorkerEngine) -> None:
         tok = engine.tokenizer
-        # An encoder (engine/encoder.py) only embeds: no template, grammar or stream setup.
-        self.embedding_only = getattr(engine, "kind", "chat") == "embedding"
+        # An encoder (engine/encoder.py) only embeds or reranks: no template, grammar or
+        # stream setup.
+        self.encoder_kind = getattr(engine, "kind", "chat")
+        self.embedding_only = self.encoder_kind in ("embedding", "rerank")
         if self.embedding_only:
             self.vocab_size = len(tok)
             self._engine, self.status = engine, "ok"
@@ -176,9 +178,10 @@ class WorkerState:
         """As `require_engine`, and a 400 when the model is an embedding model."""
         self.require_engine()
         if self.embedding_only:
+            served = "/v1/rerank" if self.encoder_kind == "rerank" else "/v1/embeddings"
             raise APIError(
                 400,
-                f"'{self.model.id}' is an embedding model: use /v1/embeddings.",
+                f"'{self.model.id}' is an {self.encoder_kind} model: use {served}.",
                 param="model",
                 code="model_not_supported",
             )
@@ -246,6 +249,7 @@ def create_app(
         Route("/v1/chat/completions", endpoint(chat_completions), methods=["POST"]),
         Route("/v1/completions", endpoint(completions), methods=["POST"]),
         Route("/v1/embeddings", endpoint(embeddings.create), methods=["POST"]),
+        Route("/v1/rerank", endpoint(rerank.create), methods=["POST"]),
         Route("/v1/models", endpoint(models), methods=["GET"]),
         Route("/health", endpoint(health), methods=["GET"]),
         Route("/v1/worker/stats", endpoint(stats), methods=["GET"]),

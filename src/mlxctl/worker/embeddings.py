@@ -40,8 +40,10 @@ async def create(request: Request, state: Any) -> Response:
     """The handler; `state` is the app's WorkerState (typed loosely to avoid a cycle)."""
     engine = state.engine
     embed: Embed | None = getattr(engine, "embed", None)
-    if embed is None:
-        raise APIError(400, "This model's engine does not serve embeddings.", code="unsupported")
+    if embed is None or getattr(engine, "kind", None) == "rerank":
+        raise APIError(
+            400, f"'{state.model.id}' does not serve embeddings.", param="model", code="unsupported"
+        )
     body = _body(await request.body())
     unknown = sorted(set(body) - _FIELDS)
     if unknown:

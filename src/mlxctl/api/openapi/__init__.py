@@ -4,6 +4,7 @@ One module per dialect, mirroring `api/`, declares its `PATHS` and `SCHEMAS`
 with the words of `build.py`:
 
     openai.py     /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models…
+    rerank.py     /v1/rerank, /rerank, /v2/rerank
     anthropic.py  /v1/messages, /v1/messages/count_tokens
     ollama.py     /, /api/version, /api/tags, /api/ps, /api/show, /api/copy, /api/delete,
                   /api/pull, /api/chat, /api/generate, /api/embed, /api/embeddings
@@ -27,11 +28,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mlxctl import __version__
-from mlxctl.api.openapi import admin, anthropic, ollama, openai, operations
+from mlxctl.api.openapi import admin, anthropic, ollama, openai, operations, rerank
 from mlxctl.api.openapi.build import Paths, Schema
 from mlxctl.settings import Settings
 
-_MODULES = (openai, anthropic, ollama, admin, operations)
+_MODULES = (openai, rerank, anthropic, ollama, admin, operations)
 # (path, method) the app serves that the document leaves out, with the reason in the module.
 LEFT_OUT = ollama.LEFT_OUT
 _SECURITY_SCHEMES = {
