@@ -37,6 +37,7 @@ from mlxctl.engine.generator import release_thread_streams
 from mlxctl.engine.host import EngineHost
 from mlxctl.engine.outbox import Job, Outbox
 from mlxctl.engine.types import TokenEvent
+from mlxctl.errors import Unavailable
 
 __all__ = ["VisionEngine", "VisionInput"]
 
@@ -67,6 +68,16 @@ class VisionEngine(EngineHost["_Vision"]):
 
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), "engine": "mlx-vlm"}
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        try:
+            import mlx_vlm  # noqa: F401
+        except ImportError:
+            raise Unavailable(
+                f"'{self.model_path.name}' is a vision-language model; serving it needs mlx-vlm.",
+                hint="Install it with: pip install 'mlxctl[vision]'",
+            ) from None
 
     def _load(self, outbox: Outbox) -> _Vision:
         from mlx_vlm import utils as vlm_utils
@@ -111,11 +122,12 @@ class _Vision:
         media = request.media if isinstance(request.media, VisionInput) else None
         text = media.text if media else self.engine.tokenizer.decode(request.prompt_tokens)
         images = [_image(data) for data in media.images] if media else []
-        inputs = prepare_inputs(self.processor, images=images or None, prompts=text)
+        inputs = prepare_inputs(self.processor, images=images or None, prompts=text)  # type: ignore[no-untyped-call]
         ids: mx.array = inputs.pop("input_ids")
         pixels = inputs.pop("pixel_values", None)
         mask = inputs.pop("attention_mask", None)
-        prompt = [int(t) for t in ids[0].tolist()]  # type: ignore[union-attr]
+        ids_list: list[int] = ids[0].tolist()  # type: ignore[assignment]
+        prompt = [int(t) for t in ids_list]
         if len(prompt) >= self.engine.context_length:
             raise ContextOverflow(len(prompt), self.engine.context_length)
         request.prompt_tokens = prompt  # the image tokens count as prompt tokens

@@ -37,6 +37,7 @@ from starlette.routing import Route
 from mlxctl.engine.generator import ContextOverflow
 from mlxctl.engine.templatebox import TemplateSandbox
 from mlxctl.engine.types import DoneEvent, GenerationRequest, LogitsProcessorFactory, TokenEvent
+from mlxctl.engine.vlm import VisionInput
 from mlxctl.httpguard import GuardPolicy, HTTPGuard, parse_json
 from mlxctl.settings import Settings
 from mlxctl.traffic import Traffic
@@ -271,12 +272,14 @@ def create_app(
 
 async def chat_completions(request: Request, state: WorkerState) -> Response:
     state.require_generation()
+    vision = getattr(state.engine, "kind", "chat") == "vision"
     spec = parse_chat(
         await _json(request),
         vocab_size=state.vocab_size,
         test_hooks=state.test_hooks,
         defaults=state.model.defaults,
         client_templates=state.sandbox is not None,
+        max_image_bytes=state.settings.max_image_bytes if vision else None,
     )
     prompt = await _render(state, spec)
     stream = make_stream(
@@ -286,7 +289,8 @@ async def chat_completions(request: Request, state: WorkerState) -> Response:
         starts_in_reasoning=prompt.starts_in_reasoning,
     )
     ident = out.Ident.new("chatcmpl", state.model.id)
-    run = await _submit(request, state, spec, prompt.tokens, stream, ident.id)
+    media = VisionInput(prompt.text, spec.images) if vision else None
+    run = await _submit(request, state, spec, prompt.tokens, stream, ident.id, media)
     if spec.stream:
         return _sse(out.chat_chunks(run, ident, state.token_text, spec.include_usage))
     return JSONResponse(await out.chat_response(run, ident, state.token_text))
@@ -360,6 +364,7 @@ async def _submit(
     prompt: list[int],
     stream: OutputStream,
     request_id: str,
+    media: object = None,
 ) -> out.Completion:
     """Build the GenerationRequest and wait for its first event (errors before any byte)."""
     engine = state.engine
@@ -380,6 +385,7 @@ async def _submit(
         stop_token_ids=stop_ids,
         logits_processors=processors,
         request_id=request_id,
+        media=media,
     )
     run = out.Completion(
         engine.generate,

@@ -1,0 +1,132 @@
+"""Images through a real daemon to a real mlx-vlm worker, with the official openai client."""
+
+from __future__ import annotations
+
+import base64
+import io
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from PIL import Image
+
+from mlxctl.factory.vision import make_vision_model
+from mlxctl.library.inventory import register_path
+from mlxctl.registry import open_registry
+from mlxctl.settings import Settings
+from tests.api.conftest import Daemon
+from tests.api.dialect_daemon import module_daemon
+
+pytestmark = pytest.mark.slow
+
+MAX_IMAGE_BYTES = 16_384
+
+
+def _png(width: int, height: int, *, noise: bool = False, kind: str = "PNG") -> bytes:
+    rng = random.Random(width * height)
+    pixels = bytes(
+        rng.randrange(256) if noise else (x * 7 + y * 3) % 256
+        for y in range(height)
+        for x in range(width)
+        for _ in range(3)
+    )
+    out = io.BytesIO()
+    Image.frombytes("RGB", (width, height), pixels).save(out, kind)
+    return out.getvalue()
+
+
+def _part(data: bytes, mime: str = "image/png") -> dict[str, Any]:
+    url = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    root = tmp_path_factory.mktemp("vision")
+    with module_daemon(root, {"MLXCTL_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES)}) as running:
+        model = make_vision_model(root / "models" / "v")
+        registry = open_registry(Settings.from_env({"MLXCTL_HOME": str(root / "home")}))
+        try:
+            register_path(registry, model, slug="v")
+        finally:
+            registry.db.close()
+        yield running
+
+
+@pytest.fixture
+def client(daemon: Daemon) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{daemon.url}/v1", api_key="x", max_retries=0) as c:
+        yield c
+
+
+def _ask(*parts: dict[str, Any]) -> list[Any]:
+    return [{"role": "user", "content": [*parts, {"type": "text", "text": "What is this?"}]}]
+
+
+def test_an_image_is_answered_and_streaming_agrees(client: openai.OpenAI) -> None:
+    messages = _ask(_part(_png(150, 90)))
+    whole = client.chat.completions.create(
+        model="v", messages=messages, max_tokens=8, temperature=0
+    )
+    assert whole.choices[0].finish_reason in ("stop", "length")
+    assert whole.usage is not None and whole.usage.completion_tokens >= 1
+    pieces = client.chat.completions.create(
+        model="v", messages=messages, max_tokens=8, temperature=0, stream=True
+    )
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in pieces if chunk.choices)
+    assert streamed == whole.choices[0].message.content
+    text_only = client.chat.completions.create(
+        model="v",
+        messages=[{"role": "user", "content": "What is this?"}],
+        max_tokens=1,
+        temperature=0,
+    )
+    assert text_only.usage is not None
+    # The image's patch tokens are prompt tokens: 150x90, scaled into the tiny model's
+    # 112x112 pixels, becomes 15 of them between its start and end tokens.
+    assert whole.usage.prompt_tokens == text_only.usage.prompt_tokens + 15 + 2
+
+
+def test_several_images_in_one_message(client: openai.OpenAI) -> None:
+    one = client.chat.completions.create(
+        model="v", messages=_ask(_part(_png(56, 56))), max_tokens=1, temperature=0
+    )
+    two = client.chat.completions.create(
+        model="v",
+        messages=_ask(_part(_png(56, 56)), _part(_png(112, 56), "image/jpeg")),
+        max_tokens=1,
+        temperature=0,
+    )
+    assert one.usage is not None and two.usage is not None
+    assert two.usage.prompt_tokens > one.usage.prompt_tokens + 4
+
+
+@pytest.mark.parametrize(
+    ("model", "part", "code"),
+    [
+        ("q", _part(_png(56, 56)), "unsupported_content"),  # a text-only model
+        ("v", {"type": "image_url", "image_url": {"url": "http://example.com/a.png"}}, None),
+        ("v", _part(b"not an image at all"), "unsupported_image"),
+        ("v", _part(_png(56, 56, kind="TIFF"), "image/tiff"), "unsupported_image"),
+        ("v", _part(_png(120, 120, noise=True)), "image_too_large"),
+        ("v", {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}, None),
+    ],
+)
+def test_bad_images_are_400s_naming_the_part(
+    client: openai.OpenAI, model: str, part: dict[str, Any], code: str | None
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=model, messages=_ask(part), max_tokens=1)
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert error["param"] == "messages[0].content[0]", error
+    if code is not None:
+        assert error["code"] == code
+
+
+def test_models_list_the_vision_capability(daemon: Daemon) -> None:
+    cards = {card["id"]: card for card in daemon.client().get("/v1/models").json()["data"]}
+    assert "vision" in cards["v"]["capabilities"] and "chat" in cards["v"]["capabilities"]
+    assert "vision" not in cards["q"]["capabilities"]
