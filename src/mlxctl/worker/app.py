@@ -38,7 +38,7 @@ from mlxctl.engine.generator import ContextOverflow
 from mlxctl.engine.templatebox import TemplateSandbox
 from mlxctl.engine.types import DoneEvent, GenerationRequest, LogitsProcessorFactory, TokenEvent
 from mlxctl.engine.vlm import VisionInput
-from mlxctl.httpguard import GuardPolicy, HTTPGuard, parse_json
+from mlxctl.httpguard import GuardPolicy, HTTPGuard, json_object
 from mlxctl.settings import Settings
 from mlxctl.traffic import Traffic
 from mlxctl.worker import completion as out
@@ -441,5 +441,5 @@ def _refusal_response(path: str, error: APIError) -> Response:
     return error_response(error)
 
 
-async def _json(request: Request) -> Any:
-    return parse_json(await request.body())
+async def _json(request: Request) -> dict[str, Any]:
+    return json_object(await request.body())

@@ -20,13 +20,9 @@ from typing import Any, Literal
 from mlxctl.engine.types import SamplingParams
 from mlxctl.errors import InvalidInput
 from mlxctl.jsonnum import as_int
-from mlxctl.openai_fields import CHAT, COMPLETION, IGNORED, SAMPLING
+from mlxctl.openai_fields import CHAT, COMPLETION, IGNORED, SAMPLING, TEST_FORCE_FIELD
 from mlxctl.worker.images import image_bytes
 from mlxctl.worker.openai_errors import APIError, invalid_request, unsupported
-
-# The test-only field that forces output through a logits processor (see structured.py);
-# honoured only when the worker runs with MLXCTL_WORKER_TEST_HOOKS=1.
-TEST_FORCE_FIELD = "mlxctl_test_force"
 
 _MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool"}
 # Message fields the chat template reads as text (others pass through unchecked).
@@ -131,7 +127,7 @@ def _with_defaults(data: dict[str, Any], defaults: Mapping[str, Any] | None) -> 
 
 
 def parse_chat(
-    body: Any,
+    data: dict[str, Any],
     *,
     vocab_size: int,
     test_hooks: bool = False,
@@ -146,7 +142,6 @@ def parse_chat(
     unless `max_image_bytes` is given (a vision model): then each becomes an `image`
     part of its message and its bytes go to `images` (worker/images.py).
     """
-    data = _object(body)
     _check_fields(data, IGNORED | SAMPLING | CHAT, test_hooks)
     data = _with_defaults(data, defaults)
     images: list[bytes] | None = None if max_image_bytes is None else []
@@ -180,14 +175,13 @@ def parse_chat(
 
 
 def parse_completion(
-    body: Any,
+    data: dict[str, Any],
     *,
     vocab_size: int,
     test_hooks: bool = False,
     defaults: Mapping[str, Any] | None = None,
 ) -> RequestSpec:
     """A completion request; `defaults` as for `parse_chat`."""
-    data = _object(body)
     _check_fields(data, IGNORED | SAMPLING | COMPLETION, test_hooks)
     data = _with_defaults(data, defaults)
     if _bool(data, "echo"):
@@ -209,12 +203,6 @@ def parse_completion(
         prompt=_prompt(data.get("prompt"), vocab_size),
         force_text=_force(data, test_hooks),
     )
-
-
-def _object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise invalid_request("The request body must be a JSON object.")
-    return body
 
 
 def _check_fields(data: dict[str, Any], known: frozenset[str], test_hooks: bool) -> None:
@@ -515,7 +503,6 @@ def _is_number(value: Any) -> bool:
 
 
 __all__ = [
-    "TEST_FORCE_FIELD",
     "APIError",
     "RequestSpec",
     "parse_chat",

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mlxctl.engine.encoder import Pair
-from mlxctl.httpguard import parse_json
+from mlxctl.httpguard import json_object
 from mlxctl.jsonnum import as_int
 from mlxctl.worker.openai_errors import APIError
 
@@ -45,9 +45,7 @@ async def create(request: Request, state: Any) -> Response:
             param="model",
             code="model_not_supported",
         )
-    body = parse_json(await request.body())
-    if not isinstance(body, dict):
-        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
+    body = json_object(await request.body())
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise _bad(f"Unrecognized request argument supplied: {', '.join(unknown)}", unknown[0])

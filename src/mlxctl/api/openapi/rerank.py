@@ -1,8 +1,9 @@
-"""The rerank routes (`api/rerank.py`) in the OpenAPI document, OpenAI-tagged: they
-answer in its envelope."""
+"""The rerank routes (`api/openai/routes.py`) in the OpenAPI document, OpenAI-tagged:
+they answer in its envelope."""
 
 from __future__ import annotations
 
+from mlxctl.api.openai.routes import RERANK_PATHS
 from mlxctl.api.openapi.build import (
     BOOLEAN,
     INTEGER,
@@ -18,7 +19,6 @@ from mlxctl.api.openapi.build import (
     worker_operation,
 )
 from mlxctl.api.openapi.openai import KEEP_ALIVE
-from mlxctl.api.rerank import PATHS as ROUTES
 
 _DOCUMENT = obj({"text": STRING}, "text", extra=True)
 
@@ -65,5 +65,5 @@ PATHS: Paths = {
             {"application/json": ref("RerankResult")},
         )
     }
-    for path in ROUTES
+    for path in RERANK_PATHS
 }

@@ -2,6 +2,8 @@
 
     POST /v1/chat/completions     POST /v1/completions     (JSON or SSE, proxied)
     POST /v1/embeddings           (JSON, proxied)
+    POST /v1/rerank, /rerank, /v2/rerank   (JSON, proxied to a cross-encoder's /v1/rerank:
+                                            the Cohere/Jina shape, docs/rerank.md)
     GET  /v1/models               GET  /v1/models/{model}  (registered models)
 
 The body goes to the worker byte for byte, with one exception: mlxctl's extra
@@ -22,14 +24,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlxctl.api.body import json_object, keep_alive_field, model_field
+from mlxctl.api.body import keep_alive_field
+from mlxctl.api.dialect import Endpoint, Incoming, handler
 from mlxctl.api.errors import OPENAI
 from mlxctl.capabilities import capabilities
 from mlxctl.registry import ModelRecord
-from mlxctl.router import Call, Exchange, Router
+from mlxctl.router import Call, Router
 from mlxctl.scheduler import DEFAULT, KeepAlive
 
 KEEP_ALIVE_FIELD = "keep_alive"
+# Where llama.cpp server, LocalAI and Cohere/Jina clients look for a reranker.
+RERANK_PATHS = ("/v1/rerank", "/rerank", "/v2/rerank")
 
 
 def routes() -> list[Route]:
@@ -37,40 +42,32 @@ def routes() -> list[Route]:
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        *(Route(path, rerank, methods=["POST"]) for path in RERANK_PATHS),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
     ]
 
 
-async def chat_completions(request: Request) -> Response:
-    return await _proxy(request, "/v1/chat/completions")
+def _proxy(path: str) -> Endpoint:
+    """The route that passes a request on to the model's worker at `path`."""
 
-
-async def completions(request: Request) -> Response:
-    return await _proxy(request, "/v1/completions")
-
-
-async def embeddings(request: Request) -> Response:
-    return await _proxy(request, "/v1/embeddings")
-
-
-async def _proxy(request: Request, path: str) -> Response:
-    router: Router = request.app.state.router
-    exchange = exchange_of(request)
-    try:
-        raw = await request.body()
-        body = json_object(raw)
-        record = router.resolve(model_field(body))
-        exchange.model = record.slug
+    @handler(OPENAI.error_response)
+    async def proxy(incoming: Incoming) -> Response:
+        record, raw, body = incoming.resolve(), incoming.raw, incoming.body
         keep_alive: KeepAlive = DEFAULT
         if KEEP_ALIVE_FIELD in body:
             keep_alive = keep_alive_field(body.pop(KEEP_ALIVE_FIELD))
             raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    except Exception as e:
-        exchange.error = type(e).__name__
-        return OPENAI.error_response(e)
-    call = Call(record, path, raw, keep_alive, exchange.request_id)
-    return await router.forward(call, OPENAI, exchange)
+        call = Call(record, path, raw, keep_alive, incoming.exchange.request_id)
+        return await incoming.router.forward(call, OPENAI, incoming.exchange)
+
+    return proxy
+
+
+chat_completions = _proxy("/v1/chat/completions")
+completions = _proxy("/v1/completions")
+embeddings = _proxy("/v1/embeddings")
+rerank = _proxy("/v1/rerank")
 
 
 async def list_models(request: Request) -> Response:
@@ -106,12 +103,3 @@ def model_card(record: ModelRecord, store_root: Path) -> dict[str, Any]:
         "context_length": record.context_length,
         "capabilities": capabilities(record, store_root=store_root),
     }
-
-
-def exchange_of(request: Request) -> Exchange:
-    """The request's Exchange, created by the access-log middleware (or here)."""
-    exchange = getattr(request.state, "exchange", None)
-    if not isinstance(exchange, Exchange):
-        exchange = Exchange()
-        request.state.exchange = exchange
-    return exchange
