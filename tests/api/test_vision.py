@@ -8,6 +8,9 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
+import httpx
+import ollama
 import openai
 import pytest
 from PIL import Image
@@ -130,3 +133,56 @@ def test_models_list_the_vision_capability(daemon: Daemon) -> None:
     cards = {card["id"]: card for card in daemon.client().get("/v1/models").json()["data"]}
     assert "vision" in cards["v"]["capabilities"] and "chat" in cards["v"]["capabilities"]
     assert "vision" not in cards["q"]["capabilities"]
+
+
+def test_ollama_images_in_chat_and_generate(daemon: Daemon) -> None:
+    picture = _png(150, 90)
+    with httpx.HTTPTransport() as transport:
+        ol = ollama.Client(host=daemon.url, transport=transport)
+        ask = {"role": "user", "content": "What is this?", "images": [ollama.Image(value=picture)]}
+        options = {"temperature": 0, "num_predict": 6}
+        whole = ol.chat(model="v", messages=[ask], options=options)
+        streamed = "".join(
+            part.message.content or ""
+            for part in ol.chat(model="v", messages=[ask], options=options, stream=True)
+        )
+        assert whole.message.content == streamed
+        plain = ol.chat(model="v", messages=[{"role": "user", "content": "What is this?"}])
+        assert whole.prompt_eval_count == (plain.prompt_eval_count or 0) + 15 + 2
+        generated = ol.generate(model="v", prompt="What is this?", images=[picture])
+        assert generated.prompt_eval_count == whole.prompt_eval_count
+        with pytest.raises(ollama.ResponseError) as caught:
+            ol.chat(model="q", messages=[ask])
+        assert caught.value.status_code == 400 and "image" in caught.value.error
+
+
+def test_anthropic_image_blocks(daemon: Daemon) -> None:
+    block = {
+        "type": "image",
+        "source": {
+            "type": "base64",
+            "media_type": "image/png",
+            "data": base64.b64encode(_png(150, 90)).decode(),
+        },
+    }
+    messages: Any = [
+        {"role": "user", "content": [block, {"type": "text", "text": "What is this?"}]}
+    ]
+    with anthropic.Anthropic(base_url=daemon.url, api_key="x", max_retries=0) as client:
+        whole = client.messages.create(
+            model="v", max_tokens=6, messages=messages, extra_body={"temperature": 0}
+        )
+        with client.messages.stream(
+            model="v", max_tokens=6, messages=messages, extra_body={"temperature": 0}
+        ) as stream:
+            streamed = "".join(stream.text_stream)
+        text = "".join(b.text for b in whole.content if b.type == "text")
+        assert text == streamed and whole.usage.input_tokens > 17
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            client.messages.create(model="q", max_tokens=6, messages=messages)
+        assert "image" in str(caught.value)
+        url = {"type": "image", "source": {"type": "url", "url": "http://example.com/a.png"}}
+        with pytest.raises(anthropic.BadRequestError):
+            client.messages.create(
+                model="v", max_tokens=6, messages=[{"role": "user", "content": [url]}]
+            )

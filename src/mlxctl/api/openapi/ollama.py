@@ -77,11 +77,13 @@ _TOOL_CALL = obj(
     extra=True,
 )
 _UNSUPPORTED: Schema = {"enum": [None, "", []], "description": "Not supported: leave it out."}
+# Base64 images for a vision model (docs/vision.md); a text-only model answers 400.
+_IMAGES: Schema = {"anyOf": [array({"type": "string", "minLength": 1}), {"type": "null"}]}
 _MESSAGE = obj(
     {
         "role": {"enum": ["system", "user", "assistant", "tool"]},
         "content": {"type": ["string", "null"]},
-        "images": _UNSUPPORTED,
+        "images": _IMAGES,
         "thinking": {"type": ["string", "null"]},
         "tool_calls": {"anyOf": [array(_TOOL_CALL), {"type": "null"}]},
         "tool_name": {"type": ["string", "null"]},
@@ -154,7 +156,7 @@ SCHEMAS: dict[str, Schema] = {
             "system": {"type": ["string", "null"]},
             "raw": {"type": ["boolean", "null"]},
             "suffix": _UNSUPPORTED,
-            "images": _UNSUPPORTED,
+            "images": _IMAGES,
             "template": _UNSUPPORTED,
             "context": _UNSUPPORTED,
         },
