@@ -92,6 +92,24 @@ def test_an_image_is_answered_and_streaming_agrees(client: openai.OpenAI) -> Non
     assert whole.usage.prompt_tokens == text_only.usage.prompt_tokens + 15 + 2
 
 
+def test_the_next_turn_with_the_same_image_hits_the_prompt_cache(client: openai.OpenAI) -> None:
+    first = _ask(_part(_png(150, 90)))
+    answer = client.chat.completions.create(model="v", messages=first, max_tokens=4, temperature=0)
+    said = answer.choices[0].message.content or ""
+    turn = [*first, {"role": "assistant", "content": said}, {"role": "user", "content": "Colour?"}]
+    again = client.chat.completions.create(model="v", messages=turn, max_tokens=4, temperature=0)
+    assert again.usage is not None and again.usage.prompt_tokens_details is not None
+    assert answer.usage is not None
+    # The image and the first question come from the cache; only the new words prefill.
+    cached = again.usage.prompt_tokens_details.cached_tokens or 0
+    assert answer.usage.prompt_tokens - 1 <= cached < again.usage.prompt_tokens
+    # Another image in the same place: nothing is reused (its tokens look alike).
+    other = _ask(_part(_png(60, 40, noise=True)))
+    fresh = client.chat.completions.create(model="v", messages=other, max_tokens=1, temperature=0)
+    assert fresh.usage is not None and fresh.usage.prompt_tokens_details is not None
+    assert not fresh.usage.prompt_tokens_details.cached_tokens
+
+
 def test_several_images_in_one_message(client: openai.OpenAI) -> None:
     one = client.chat.completions.create(
         model="v", messages=_ask(_part(_png(56, 56))), max_tokens=1, temperature=0

@@ -15,11 +15,18 @@ are mlxctl's own, as in the mlx-lm engine.
 
 One request decodes at a time (`max_batch` 1): mlx-vlm 0.7's `BatchGenerator` batches
 prompts it prepares itself, with no per-request logits processors, so it cannot take
-the worker's requests as they are; others wait in the queue. No prompt cache yet.
+the worker's requests as they are; others wait in the queue.
+
+The KV cache of the last request is kept: the next one starts from the tokens they
+share when it shows the same images (by digest: every image's placeholder tokens are
+alike) and adds only text after them; the conversation's next turn, image included,
+prefills only its new words (`cached_tokens`). Qwen-style mRoPE positions are primed
+from the full prompt first, as mlx-vlm's own prompt cache does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -36,6 +43,7 @@ from mlxctl.engine.checks import ContextOverflow
 from mlxctl.engine.generator import release_thread_streams
 from mlxctl.engine.host import EngineHost
 from mlxctl.engine.outbox import Job, Outbox
+from mlxctl.engine.prefix import common_prefix
 from mlxctl.engine.types import TokenEvent
 from mlxctl.errors import Unavailable
 
@@ -99,7 +107,18 @@ class _Run:
     job: Job
     steps: Iterator[tuple[mx.array, mx.array]]
     stops: list[list[int]]
-    history: list[int]
+    history: list[int]  # prompt + generated tokens
+    digests: tuple[str, ...]
+    cache: list[Any]
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """The last request's KV cache: the tokens it holds and the images among them."""
+
+    tokens: list[int]
+    digests: tuple[str, ...]
+    cache: list[Any]
 
 
 class _Vision:
@@ -111,6 +130,10 @@ class _Vision:
         self.model = model
         self.processor = processor
         self.run: _Run | None = None
+        self.kept: _Kept | None = None
+        names = ("image_token_id", "image_token_index", "video_token_id")
+        found = [getattr(model.config, name, None) for name in names]
+        self.media_ids = {value for value in found if isinstance(value, int)}
 
     def admit(self, job: Job) -> bool:
         if self.run is not None:
@@ -132,6 +155,11 @@ class _Vision:
             raise ContextOverflow(len(prompt), self.engine.context_length)
         request.prompt_tokens = prompt  # the image tokens count as prompt tokens
         job.max_tokens = min(job.max_tokens, self.engine.context_length - len(prompt))
+        digests = tuple(hashlib.sha256(data).hexdigest() for data in media.images) if media else ()
+        cache, reused = self._reuse(prompt, digests, ids, mask, inputs)
+        if reused:
+            ids, pixels, mask = ids[:, reused:], None, None
+        job.cached = reused
         params = request.sampling
         processors = sampling.make_processors(params, len(prompt))
         processors += [make() for make in request.logits_processors]
@@ -143,14 +171,44 @@ class _Vision:
             max_tokens=job.max_tokens,
             sampler=sampling.make_sampler(params, self.engine.vocab_size),
             logits_processors=processors,
+            prompt_cache=cache,
             **inputs,
         )
         eos = [[t] for t in sorted(self.engine.eos_token_ids)]
         stops = eos + [list(s) for s in request.stop_token_ids if s]
         job.uid = 0
         job.detokenizer = mlxlm.streaming_detokenizer(self.engine.tokenizer)
-        self.run = _Run(job, steps, stops, list(prompt))
+        self.run = _Run(job, steps, stops, list(prompt), digests, cache)
         return True
+
+    def _reuse(
+        self,
+        prompt: list[int],
+        digests: tuple[str, ...],
+        ids: mx.array,
+        mask: mx.array | None,
+        inputs: dict[str, Any],
+    ) -> tuple[list[Any], int]:
+        """The KV cache to start from and how many prompt tokens it already holds."""
+        from mlx_vlm.generate.dispatch import (
+            _prefix_cache_trim_amount,
+            _prime_cached_prefix_rope_state,
+        )
+        from mlx_vlm.models.cache import make_prompt_cache
+
+        kept, self.kept = self.kept, None
+        if kept is not None and kept.digests == digests:
+            shared = common_prefix(kept.tokens, prompt)
+            drop = _prefix_cache_trim_amount(kept.cache, shared)
+            text_after = not self.media_ids.intersection(prompt[shared:])
+            usable = 0 < shared < len(prompt) and drop is not None and text_after
+            # Priming sets the model's mRoPE state (and position ids in `inputs`).
+            if usable and _prime_cached_prefix_rope_state(self.model, ids, mask, inputs):
+                for layer in kept.cache:
+                    if drop:
+                        layer.trim(drop)
+                return kept.cache, shared
+        return make_prompt_cache(self.model.language_model), 0
 
     def step(self) -> None:
         run = self.run
@@ -182,7 +240,14 @@ class _Vision:
         self.out.send(job, TokenEvent(token, detokenizer.last_segment, logprob, top))
         if ended:
             self.run = None
+            self._keep(run)
             self.out.finish(job, "stop" if stopped else "length", now=now)
+
+    def _keep(self, run: _Run) -> None:
+        """Keep a finished request's cache for the next; the tokens it holds are its offset."""
+        held = max((int(getattr(c, "offset", 0) or 0) for c in run.cache), default=0)
+        if 0 < held <= len(run.history):
+            self.kept = _Kept(run.history[:held], run.digests, run.cache)
 
     def cancel(self, job: Job) -> None:
         if self.run is not None and self.run.job is job:
@@ -190,6 +255,7 @@ class _Vision:
 
     def reset(self) -> None:
         self.run = None
+        self.kept = None
 
     def publish(self, *, force: bool) -> None:
         if not force:
@@ -202,7 +268,7 @@ class _Vision:
         self.out.stats.publish(memory=memory, prompt_cache={})
 
     def close(self) -> None:
-        self.run = None
+        self.run = self.kept = None
         del self.model
         mx.clear_cache()
 
