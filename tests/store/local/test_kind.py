@@ -4,6 +4,7 @@ backend and capabilities read it."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from mlxctl.capabilities import capabilities
 from mlxctl.factory.embedding import make_reranker_model
 from mlxctl.factory.vision import make_vision_model
 from mlxctl.store.local.kind import config_kind, kind_of, model_kind
-from mlxctl.store.local.modelinfo import inspect_model_dir, to_record
+from mlxctl.store.local.modelinfo import inspect_model_dir, read_safetensors_header, to_record
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,11 @@ def test_the_registry_records_the_kind_and_the_backend_follows(models: dict[str,
     # A row written before kinds were recorded: its model_type and architectures decide.
     old = replace(vision, extra={k: v for k, v in vision.extra.items() if k != "kind"})
     assert backend_of(old).engine == "mlx-lm"
+    # The memory estimate starts from the weights: the vision tower's are counted too.
+    tensors = read_safetensors_header(models["vision"] / "model.safetensors")
+    tower = sum(math.prod(shape) for name, (_, shape) in tensors.items() if "vision" in name)
+    assert tower > 0 and vision.parameters == sum(math.prod(s) for _, s in tensors.values())
+    assert vision.size_bytes == (models["vision"] / "model.safetensors").stat().st_size
     rerank = to_record(inspect_model_dir(models["rerank"]), slug="r")
     assert backend_of(rerank).engine == "encoder" and backend_of(rerank).kind == "rerank"
     assert capabilities(rerank, store_root=store) == ["rerank"]
