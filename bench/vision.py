@@ -71,9 +71,11 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 300) -
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+            answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            # Ours answers "loading" until the model is in; mlx_vlm.server says "healthy".
+            if answer.status_code == 200 and answer.json().get("status") in ("ok", "healthy"):
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.5)
     raise TimeoutError("server did not become ready")

@@ -12,11 +12,8 @@ import ollama
 import pytest
 
 from mlxctl.factory.embedding import make_reranker_model
-from mlxctl.library.inventory import register_path
-from mlxctl.registry import open_registry
-from mlxctl.settings import Settings
 from tests.api.conftest import Daemon
-from tests.api.dialect_daemon import module_daemon
+from tests.api.dialect_daemon import module_daemon, register
 from tests.factory.rerank_reference import relevance_scores
 
 pytestmark = pytest.mark.slow
@@ -41,11 +38,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, reranker: Path) -> Iterator
     root = tmp_path_factory.mktemp("rerank")
     env = {"MLXCTL_MAX_RERANK_DOCUMENTS": "8"}
     with module_daemon(root, env) as running:
-        registry = open_registry(Settings.from_env({"MLXCTL_HOME": str(root / "home")}))
-        try:
-            register_path(registry, reranker, slug="r")
-        finally:
-            registry.db.close()
+        register(root, "r", reranker)
         yield running
 
 

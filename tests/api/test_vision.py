@@ -16,11 +16,8 @@ import pytest
 from PIL import Image
 
 from mlxctl.factory.vision import make_vision_model
-from mlxctl.library.inventory import register_path
-from mlxctl.registry import open_registry
-from mlxctl.settings import Settings
 from tests.api.conftest import Daemon
-from tests.api.dialect_daemon import module_daemon
+from tests.api.dialect_daemon import module_daemon, register
 
 pytestmark = pytest.mark.slow
 
@@ -49,12 +46,7 @@ def _part(data: bytes, mime: str = "image/png") -> dict[str, Any]:
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     root = tmp_path_factory.mktemp("vision")
     with module_daemon(root, {"MLXCTL_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES)}) as running:
-        model = make_vision_model(root / "models" / "v")
-        registry = open_registry(Settings.from_env({"MLXCTL_HOME": str(root / "home")}))
-        try:
-            register_path(registry, model, slug="v")
-        finally:
-            registry.db.close()
+        register(root, "v", make_vision_model(root / "models" / "v"))
         yield running
 
 

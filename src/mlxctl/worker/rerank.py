@@ -15,7 +15,6 @@ model's config names an identity activation (docs/rerank.md).
 from __future__ import annotations
 
 import functools
-import json
 import math
 import uuid
 from pathlib import Path
@@ -28,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from mlxctl.engine.encoder import Pair
 from mlxctl.httpguard import json_object
 from mlxctl.jsonnum import as_int
+from mlxctl.worker.embeddings import model_config
 from mlxctl.worker.openai_errors import APIError
 
 __all__ = ["create", "parse_documents"]
@@ -136,14 +136,9 @@ def _pairs(tokenizer: Any, query: str, limit: int, texts: list[str]) -> list[Pai
     return pairs
 
 
-@functools.lru_cache(maxsize=8)
 def _identity(path: Path) -> bool:
     """Whether the model's config says its logit is the score (no sigmoid)."""
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    st = config.get("sentence_transformers") if isinstance(config, dict) else None
+    st = model_config(path).get("sentence_transformers")
     activation = st.get("activation_fn") if isinstance(st, dict) else None
     return isinstance(activation, str) and activation.endswith("Identity")
 
