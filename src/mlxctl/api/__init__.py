@@ -6,7 +6,8 @@ app.py         the app factory and lifespan (registry, scheduler, workers)
 server.py      uvicorn with a graceful SIGTERM; JSON logs
 middleware.py  request id, access log, metrics, draining (httpguard: Host, Origin, key)
 envelope.py    which dialect a path speaks; routing errors in its envelope
-errors.py      the OpenAI error envelope     body.py   request-body fields
-turn.py        one worker generation as typed pieces, for the translating dialects
+errors.py      the daemon's OpenAI envelope  body.py   request-body fields
+dialect.py     the handler skeleton: a Dialect's envelope, Incoming, streamed/collected
+turn.py        one worker generation as typed pieces (collect(): all of it), for the dialects
 metrics.py     /metrics (Prometheus), slot_metrics.py its per-slot series
 """

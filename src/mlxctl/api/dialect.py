@@ -1,13 +1,17 @@
 """The skeleton every dialect's handler shares: one opening, two ways to answer.
 
-    @handler(error_response)               the dialect's envelope for what the handler raises
-    async def chat(incoming: Incoming):    the JSON body already read
+A dialect is its envelope (`Dialect`: errors before and after the first byte, the
+stream's media type, the 400 for fields it does not take). Its handlers read the
+same way:
+
+    @OLLAMA.handler(fields=_CHAT_FIELDS)   the body read, its fields checked; what the
+    async def chat(incoming: Incoming):    handler raises is answered in the envelope
         record = incoming.resolve()        `model` → the registry (404 with close matches)
         keep_alive = incoming.keep_alive() absent or null: the default
         turn = await incoming.turn(record, "/v1/chat/completions", openai, keep_alive)
-        return streamed(turn, chunks, error_chunk, media_type) or Collected(turn, render, ...)
+        return OLLAMA.streamed(turn, chunks) or OLLAMA.collected(turn, render)
 
-`Collected` generates while it is sent (`Turn.collect`), `streamed` ends a stream
+`collected` generates while it is sent (`Turn.collect`), `streamed` ends a stream
 that failed after its first byte with the dialect's final error chunk; both close
 the turn, releasing the lease. The request's `Exchange` (model, tokens, error) is
 the access log's.
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from mlxctl.api.body import keep_alive_field, model_field
+from mlxctl.api.errors import APIError
 from mlxctl.api.turn import Reply, Timings, Turn
 from mlxctl.httpguard import json_object
 from mlxctl.registry import ModelRecord
@@ -60,6 +65,10 @@ class Incoming:
         router: Router = self.request.app.state.router
         return router
 
+    def unknown(self, allowed: Collection[str]) -> str:
+        """The body's fields outside `allowed`, sorted and comma-separated ("" if none)."""
+        return ", ".join(sorted(set(self.body) - set(allowed)))
+
     def resolve(self) -> ModelRecord:
         record = self.router.resolve(model_field(self.body))
         self.exchange.model = record.slug
@@ -78,47 +87,66 @@ class Incoming:
         )
 
 
-def handler(envelope: Envelope) -> Callable[[Callable[[Incoming], Awaitable[Response]]], Endpoint]:
-    """A route endpoint around `fn(incoming)`: whatever it raises is answered in `envelope`
-    and named in the access log."""
+Handler = Callable[[Incoming], Awaitable[Response]]
 
-    def wrap(fn: Callable[[Incoming], Awaitable[Response]]) -> Endpoint:
-        @functools.wraps(fn)
-        async def endpoint(request: Request) -> Response:
-            timings = Timings(time.perf_counter())
-            exchange = exchange_of(request)
+
+def _extra_fields(route: str, names: str) -> Exception:
+    return APIError(400, f"{route} does not take the field(s) {names}", code="invalid_value")
+
+
+@dataclass
+class Dialect:
+    """One API dialect's envelope; also the router's `Dialect` (its errors)."""
+
+    name: str
+    error_response: Envelope  # an error before the first byte
+    stream_error: Callable[[BaseException], bytes]  # the last chunk of a failed stream
+    media_type: str  # of its streams
+    extra_fields: Callable[[str, str], Exception] = _extra_fields  # (route, "a, b") → a 400
+
+    def handler(self, fields: Collection[str] | None = None) -> Callable[[Handler], Endpoint]:
+        """A route endpoint around `fn(incoming)`: the body read (and refused when it has
+        fields beyond `fields`); whatever it raises answered in the envelope and named in
+        the access log."""
+
+        def wrap(fn: Handler) -> Endpoint:
+            @functools.wraps(fn)
+            async def endpoint(request: Request) -> Response:
+                timings = Timings(time.perf_counter())
+                exchange = exchange_of(request)
+                try:
+                    raw = await request.body()
+                    incoming = Incoming(request, exchange, timings, raw, json_object(raw))
+                    if fields is not None and (unknown := incoming.unknown(fields)):
+                        raise self.extra_fields(request.url.path, unknown)
+                    return await fn(incoming)
+                except Exception as e:
+                    exchange.error = type(e).__name__
+                    return self.error_response(e)
+
+            return endpoint
+
+        return wrap
+
+    def streamed(self, turn: Turn, chunks: AsyncGenerator[bytes, None]) -> StreamingResponse:
+        """`chunks` as they come; a failure after the first byte ends with `stream_error`."""
+
+        async def body() -> AsyncIterator[bytes]:
             try:
-                raw = await request.body()
-                return await fn(Incoming(request, exchange, timings, raw, json_object(raw)))
+                async for chunk in chunks:
+                    yield chunk
             except Exception as e:
-                exchange.error = type(e).__name__
-                return envelope(e)
+                turn.exchange.error = type(e).__name__
+                yield self.stream_error(e)
+            finally:
+                await chunks.aclose()
+                await turn.aclose()
 
-        return endpoint
+        return StreamingResponse(body(), media_type=self.media_type)
 
-    return wrap
-
-
-def streamed(
-    turn: Turn,
-    chunks: AsyncGenerator[bytes, None],
-    error_chunk: Callable[[BaseException], bytes],
-    media_type: str,
-) -> StreamingResponse:
-    """`chunks` as they come; a failure after the first byte ends with `error_chunk`."""
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in chunks:
-                yield chunk
-        except Exception as e:
-            turn.exchange.error = type(e).__name__
-            yield error_chunk(e)
-        finally:
-            await chunks.aclose()
-            await turn.aclose()
-
-    return StreamingResponse(body(), media_type=media_type)
+    def collected(self, turn: Turn, render: Callable[[Reply], dict[str, Any]]) -> Response:
+        """The non-streaming reply: `render` of the whole generation."""
+        return Collected(turn, render, self.error_response)
 
 
 class Collected(Response):

@@ -37,11 +37,11 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
-    """A request body that must be an object: empty is `{}`; bad JSON, nesting too deep
-    or another value is a 400 (`invalid_json`)."""
+    """A request body that must be an object: empty is `{}`; bad JSON or nesting too deep
+    is a 400 `invalid_json`, valid JSON of another kind a 400 too."""
     body = parse_json(raw or b"{}")
     if not isinstance(body, dict):
-        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
+        raise APIError(400, "The request body must be a JSON object.")
     return body
 
 

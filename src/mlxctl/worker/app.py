@@ -49,9 +49,9 @@ from mlxctl.worker.openai_errors import (
     APIError,
     api_error_handler,
     error_response,
-    from_exception,
     http_exception_handler,
     invalid_request,
+    to_api_error,
 )
 from mlxctl.worker.requests import RequestSpec, parse_chat, parse_completion
 from mlxctl.worker.structured import ForcedOutput, JsonGrammars
@@ -240,7 +240,7 @@ def create_app(
             try:
                 return await fn(request, state)
             except Exception as e:
-                error = from_exception(e)
+                error = to_api_error(e)
                 state.errors_total += error.status != 499  # a client that left is no error
                 return error_response(error)
 
@@ -399,7 +399,7 @@ async def _submit(
     try:
         await run.start()
     except ContextOverflow as e:
-        error = from_exception(e)
+        error = to_api_error(e)
         error.param = "messages" if spec.kind == "chat" else "prompt"
         raise error from e
     state.active += 1

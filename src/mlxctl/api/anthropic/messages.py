@@ -22,9 +22,9 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlxctl.api.anthropic.errors import error_event, error_response
+from mlxctl.api.anthropic.errors import ANTHROPIC
 from mlxctl.api.body import bool_field
-from mlxctl.api.dialect import Collected, Incoming, handler, streamed
+from mlxctl.api.dialect import Incoming
 from mlxctl.api.errors import APIError
 from mlxctl.api.turn import (
     Finish,
@@ -63,10 +63,9 @@ def routes() -> list[Route]:
     ]
 
 
-@handler(error_response)
+@ANTHROPIC.handler(fields=_FIELDS)
 async def messages(incoming: Incoming) -> Response:
     body = incoming.body
-    _check_fields(body, _FIELDS)
     max_tokens = as_int(body.get("max_tokens"))
     if max_tokens is None or max_tokens < 1:
         raise _bad("max_tokens: Field required (a positive integer)")
@@ -75,13 +74,12 @@ async def messages(incoming: Incoming) -> Response:
     stream = bool_field(body, "stream", False)
     turn = await incoming.turn(record, "/v1/chat/completions", openai, DEFAULT)
     if stream:
-        return streamed(turn, _events(turn, record.slug), error_event, "text/event-stream")
-    return Collected(turn, lambda reply: _collected(record.slug, reply), error_response)
+        return ANTHROPIC.streamed(turn, _events(turn, record.slug))
+    return ANTHROPIC.collected(turn, lambda reply: _collected(record.slug, reply))
 
 
-@handler(error_response)
+@ANTHROPIC.handler(fields=_COUNT_FIELDS)
 async def count_tokens(incoming: Incoming) -> Response:
-    _check_fields(incoming.body, _COUNT_FIELDS)
     record = incoming.resolve()
     openai = {**_chat(incoming.body), "max_tokens": 1}
     turn = await incoming.turn(record, "/v1/chat/completions", openai, DEFAULT)
@@ -194,12 +192,6 @@ def _input(arguments: str) -> Any:
 
 
 # --- the request -------------------------------------------------------------------------
-
-
-def _check_fields(body: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise _bad(f"{', '.join(unknown)}: Extra inputs are not permitted")
 
 
 def _chat(body: dict[str, Any]) -> dict[str, Any]:

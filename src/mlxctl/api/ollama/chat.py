@@ -25,9 +25,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlxctl.api.body import bool_field
-from mlxctl.api.dialect import Collected, Incoming, handler, streamed
+from mlxctl.api.dialect import Incoming
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama.errors import error_line, error_response
+from mlxctl.api.ollama.errors import OLLAMA
 from mlxctl.api.turn import (
     Finish,
     Reply,
@@ -65,17 +65,9 @@ _OPTIONS = {
 _ACCEPTED_OPTIONS = {"num_ctx"}
 
 
-def routes() -> list[Route]:
-    return [
-        Route("/api/chat", chat, methods=["POST"]),
-        Route("/api/generate", generate, methods=["POST"]),
-    ]
-
-
-@handler(error_response)
+@OLLAMA.handler(fields=_CHAT_FIELDS)
 async def chat(incoming: Incoming) -> Response:
     body = incoming.body
-    _check_fields(body, _CHAT_FIELDS, "/api/chat")
     record, keep_alive = incoming.resolve(), incoming.keep_alive()
     common, stream, tools = _common(body), _stream(body), _tools(body.get("tools"))
     if body.get("messages") in (None, []):
@@ -87,10 +79,9 @@ async def chat(incoming: Incoming) -> Response:
     return _respond(turn, record.slug, chat=True, stream=stream)
 
 
-@handler(error_response)
+@OLLAMA.handler(fields=_GENERATE_FIELDS)
 async def generate(incoming: Incoming) -> Response:
     body = incoming.body
-    _check_fields(body, _GENERATE_FIELDS, "/api/generate")
     record, keep_alive = incoming.resolve(), incoming.keep_alive()
     _refuse_generate_fields(body)
     common, stream, raw = _common(body), _stream(body), bool_field(body, "raw", False)
@@ -110,13 +101,20 @@ async def generate(incoming: Incoming) -> Response:
     return _respond(turn, record.slug, chat=False, stream=stream)
 
 
+def routes() -> list[Route]:
+    return [
+        Route("/api/chat", chat, methods=["POST"]),
+        Route("/api/generate", generate, methods=["POST"]),
+    ]
+
+
 # --- the reply ---------------------------------------------------------------------------
 
 
 def _respond(turn: Turn, model: str, *, chat: bool, stream: bool) -> Response:
     if stream:
-        return streamed(turn, _lines(turn, model, chat), error_line, "application/x-ndjson")
-    return Collected(turn, lambda reply: _collected(turn, model, chat, reply), error_response)
+        return OLLAMA.streamed(turn, _lines(turn, model, chat))
+    return OLLAMA.collected(turn, lambda reply: _collected(turn, model, chat, reply))
 
 
 async def _lines(turn: Turn, model: str, chat: bool) -> AsyncGenerator[bytes, None]:
@@ -209,12 +207,6 @@ async def _load_only(
 
 
 # --- the request -------------------------------------------------------------------------
-
-
-def _check_fields(body: dict[str, Any], allowed: set[str], route: str) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise _bad(f"{route} does not support the field(s) {', '.join(unknown)}")
 
 
 def _refuse_generate_fields(body: dict[str, Any]) -> None:

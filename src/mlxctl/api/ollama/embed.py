@@ -18,9 +18,9 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from mlxctl.api.body import bool_field
-from mlxctl.api.dialect import Incoming, handler
+from mlxctl.api.dialect import Incoming
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama.errors import error_response
+from mlxctl.api.ollama.errors import OLLAMA
 from mlxctl.api.turn import worker_error
 from mlxctl.jsonnum import as_int
 from mlxctl.registry import ModelRecord
@@ -30,7 +30,7 @@ from mlxctl.scheduler import KeepAlive
 __all__ = ["embed", "embeddings"]
 
 
-@handler(error_response)
+@OLLAMA.handler()
 async def embed(incoming: Incoming) -> Response:
     body = incoming.body
     record, keep_alive = incoming.resolve(), incoming.keep_alive()
@@ -58,7 +58,7 @@ async def embed(incoming: Incoming) -> Response:
     )
 
 
-@handler(error_response)
+@OLLAMA.handler()
 async def embeddings(incoming: Incoming) -> Response:
     body = incoming.body
     record, keep_alive = incoming.resolve(), incoming.keep_alive()

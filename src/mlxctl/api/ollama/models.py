@@ -27,11 +27,11 @@ from mlxctl import __version__
 from mlxctl.api.admin.operations import context
 from mlxctl.api.admin.status import describe
 from mlxctl.api.body import name_field
+from mlxctl.api.dialect import Incoming
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama import embed, pull
-from mlxctl.api.ollama.errors import error_response
+from mlxctl.api.ollama.errors import OLLAMA, error_response
 from mlxctl.capabilities import capabilities, chat_template, ollama_names
-from mlxctl.httpguard import json_object
 from mlxctl.library import catalog
 from mlxctl.operations.models import RM, RmArgs
 from mlxctl.operations.store import COPY, CopyArgs
@@ -105,13 +105,10 @@ async def ps(request: Request) -> Response:
     return JSONResponse({"models": models})
 
 
-async def show(request: Request) -> Response:
-    try:
-        body = json_object(await request.body())
-        record = _resolve(request, body)
-    except Exception as e:
-        return error_response(e)
-    settings: Settings = request.app.state.settings
+@OLLAMA.handler()
+async def show(incoming: Incoming) -> Response:
+    record = incoming.router.resolve(name_field(incoming.body, "model", "name"))
+    settings: Settings = incoming.request.app.state.settings
     # Template, capabilities and ModelSpec read files (GGUF metadata too): off the loop.
     layout = catalog.open_store(settings)
     shown = await anyio.to_thread.run_sync(
@@ -134,34 +131,23 @@ def _show(registry: Registry, layout: StoreLayout, record: ModelRecord) -> dict[
     }
 
 
-async def copy(request: Request) -> Response:
-    try:
-        body = json_object(await request.body())
-        source, target = body.get("source"), body.get("destination")
-        if not isinstance(source, str) or not isinstance(target, str) or not target:
-            raise APIError(400, "'source' and 'destination' must be model names", code="missing")
-        args = CopyArgs(source=source, target=target)
-        await asyncio.to_thread(COPY.run, context(request.app), args)
-    except Exception as e:
-        return error_response(e)
+@OLLAMA.handler()
+async def copy(incoming: Incoming) -> Response:
+    source, target = incoming.body.get("source"), incoming.body.get("destination")
+    if not isinstance(source, str) or not isinstance(target, str) or not target:
+        raise APIError(400, "'source' and 'destination' must be model names", code="missing")
+    args = CopyArgs(source=source, target=target)
+    await asyncio.to_thread(COPY.run, context(incoming.request.app), args)
     return Response(status_code=200)
 
 
-async def delete(request: Request) -> Response:
+@OLLAMA.handler()
+async def delete(incoming: Incoming) -> Response:
     """Ollama's delete: unload, then remove (the admin API's `rm`, confirmed). Only the
     exact name, repo id or `name:tag` deletes: a prefix is refused (404)."""
-    try:
-        body = json_object(await request.body())
-        args = RmArgs(model=name_field(body, "model", "name"), confirm=True)
-        await asyncio.to_thread(RM.run, context(request.app), args)
-    except Exception as e:
-        return error_response(e)
+    args = RmArgs(model=name_field(incoming.body, "model", "name"), confirm=True)
+    await asyncio.to_thread(RM.run, context(incoming.request.app), args)
     return Response(status_code=200)
-
-
-def _resolve(request: Request, body: dict[str, Any]) -> ModelRecord:
-    router: Router = request.app.state.router
-    return router.resolve(name_field(body, "model", "name"))
 
 
 def _entry(record: ModelRecord) -> dict[str, Any]:

@@ -19,46 +19,37 @@ from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mlxctl.api.admin.operations import context, events
 from mlxctl.api.body import bool_field, name_field
-from mlxctl.api.errors import APIError
-from mlxctl.api.ollama.errors import error_line, error_response
-from mlxctl.httpguard import json_object
+from mlxctl.api.dialect import Incoming
+from mlxctl.api.ollama.errors import OLLAMA, error_line
 from mlxctl.library import transfer
 from mlxctl.operations.store import PULL, PullArgs, check_insecure
 
 _FIELDS = {"model", "name", "stream", "insecure", "replace"}
 
 
-async def pull(request: Request) -> Response:
-    try:
-        body = json_object(await request.body())
-        unknown = sorted(set(body) - _FIELDS)
-        if unknown:
-            raise APIError(400, f"/api/pull does not support the field '{unknown[0]}'")
-        args = PullArgs(
-            reference=name_field(body, "model", "name"),
-            insecure=bool_field(body, "insecure", False),
-            replace=bool_field(body, "replace", False),
-        )
-        stream = bool_field(body, "stream", True)
-        ctx = context(request.app)
-        check_insecure(ctx, args)
-        # Refusals that need no download get a real status (409, 400), not an error line.
-        await anyio.to_thread.run_sync(
-            lambda: transfer.check_pull(ctx.registry, args.reference, replace=args.replace)
-        )
-    except Exception as e:
-        return error_response(e)
+@OLLAMA.handler(fields=_FIELDS)
+async def pull(incoming: Incoming) -> Response:
+    body, app = incoming.body, incoming.request.app
+    args = PullArgs(
+        reference=name_field(body, "model", "name"),
+        insecure=bool_field(body, "insecure", False),
+        replace=bool_field(body, "replace", False),
+    )
+    stream = bool_field(body, "stream", True)
+    ctx = context(app)
+    check_insecure(ctx, args)
+    # Refusals that need no download get a real status (409, 400), not an error line.
+    await anyio.to_thread.run_sync(
+        lambda: transfer.check_pull(ctx.registry, args.reference, replace=args.replace)
+    )
     if stream:
-        return StreamingResponse(_pull_lines(request.app, args), media_type="application/x-ndjson")
-    try:  # not streamed: a failed pull answers with its own status (400, 404, 409...)
-        result = await anyio.to_thread.run_sync(PULL.run, context(request.app), args)
-    except Exception as e:
-        return error_response(e)
+        return StreamingResponse(_pull_lines(app, args), media_type=OLLAMA.media_type)
+    # Not streamed: a failed pull answers with its own status (400, 404, 409...).
+    result = await anyio.to_thread.run_sync(PULL.run, context(app), args)
     return JSONResponse({"status": "success", "model": result["model"]})
 
 

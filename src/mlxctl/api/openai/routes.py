@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlxctl.api.body import keep_alive_field
-from mlxctl.api.dialect import Endpoint, Incoming, handler
-from mlxctl.api.errors import OPENAI
+from mlxctl.api.dialect import Dialect, Endpoint, Incoming
+from mlxctl.api.errors import error_event, error_response
 from mlxctl.capabilities import capabilities
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Call, Router
@@ -35,6 +35,8 @@ from mlxctl.scheduler import DEFAULT, KeepAlive
 KEEP_ALIVE_FIELD = "keep_alive"
 # Where llama.cpp server, LocalAI and Cohere/Jina clients look for a reranker.
 RERANK_PATHS = ("/v1/rerank", "/rerank", "/v2/rerank")
+
+OPENAI = Dialect("openai", error_response, error_event, "text/event-stream")
 
 
 def routes() -> list[Route]:
@@ -51,7 +53,7 @@ def routes() -> list[Route]:
 def _proxy(path: str) -> Endpoint:
     """The route that passes a request on to the model's worker at `path`."""
 
-    @handler(OPENAI.error_response)
+    @OPENAI.handler()
     async def proxy(incoming: Incoming) -> Response:
         record, raw, body = incoming.resolve(), incoming.raw, incoming.body
         keep_alive: KeepAlive = DEFAULT

@@ -12,7 +12,7 @@ with the words of `build.py`:
     operations.py /api/admin/models…, /api/admin/registry…, /api/admin/store… (written
                   from `mlxctl.operations.OPERATIONS`: a new operation needs nothing here)
 
-To add a route: add its `Route` in `api/<dialect>.py`, then an entry in that
+To add a route: add its `Route` in `api/<dialect>/`, then an entry in that
 dialect's `PATHS` here, built with `operation(...)` (and any new schema in its
 `SCHEMAS`). `tests/api/openapi/test_document.py` fails until both agree; the
 fuzz run (`tests/api/openapi/test_fuzz.py`) then sends it generated requests.
