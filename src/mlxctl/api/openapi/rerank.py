@@ -3,7 +3,6 @@ they answer in its envelope."""
 
 from __future__ import annotations
 
-from mlxctl.api.openai.routes import RERANK_PATHS
 from mlxctl.api.openapi.build import (
     BOOLEAN,
     INTEGER,
@@ -65,5 +64,5 @@ PATHS: Paths = {
             {"application/json": ref("RerankResult")},
         )
     }
-    for path in RERANK_PATHS
+    for path in ("/v1/rerank", "/rerank", "/v2/rerank")
 }
