@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -100,6 +101,42 @@ def test_the_next_turn_with_the_same_image_hits_the_prompt_cache(client: openai.
     fresh = client.chat.completions.create(model="v", messages=other, max_tokens=1, temperature=0)
     assert fresh.usage is not None and fresh.usage.prompt_tokens_details is not None
     assert not fresh.usage.prompt_tokens_details.cached_tokens
+
+
+def test_structured_output_and_stop_strings_with_an_image(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "colour": {"enum": ["red", "green"]},
+            "n": {"type": "integer", "minimum": 0, "maximum": 9},
+        },
+        "required": ["colour", "n"],
+        "additionalProperties": False,
+    }
+    reply = client.chat.completions.create(
+        model="v",
+        messages=_ask(_part(_png(56, 56))),
+        max_tokens=60,
+        temperature=0,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "seen", "schema": schema, "strict": True},
+        },
+    )
+    assert reply.choices[0].finish_reason == "stop"
+    value = json.loads(reply.choices[0].message.content or "")
+    assert value["colour"] in ("red", "green") and 0 <= value["n"] <= 9
+    stopped = client.chat.completions.create(
+        model="v",
+        messages=_ask(_part(_png(56, 56))),
+        max_tokens=60,
+        temperature=0,
+        response_format={"type": "json_object"},
+        stop=['"'],
+    )
+    assert stopped.choices[0].finish_reason == "stop"
+    text = stopped.choices[0].message.content or ""
+    assert text.startswith("{") and '"' not in text
 
 
 def test_several_images_in_one_message(client: openai.OpenAI) -> None:

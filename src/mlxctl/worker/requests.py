@@ -274,8 +274,11 @@ def _content(
             images.append(image_bytes(part, f"{where}[{j}]", max_image_bytes))
             parts.append({"type": "image"})
         elif kind in ("image_url", "input_audio", "file", "image", "audio"):
+            why = "this is a text-only model" if images is None else "not in a user message"
+            if images is not None and kind != "image_url":
+                why = "this model reads images (image_url parts) only"
             raise invalid_request(
-                f"'{where}[{j}]' is a {kind} part, but this is a text-only model",
+                f"'{where}[{j}]' is a {kind} part, but {why}",
                 f"{where}[{j}]",
                 code="unsupported_content",
             )
