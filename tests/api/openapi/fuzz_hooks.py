@@ -88,6 +88,17 @@ _MODEL_DEPENDENT = (
     "does not support 'dimensions'",
     "'dimensions' must be an integer from 1 to",
     "could not render these messages",
+    "this is a text-only model",  # an image part: the served model reads no images
+    "not a reranker",
+    "leaves no room for a document",
+)
+# Images are checked for what they hold (base64 of a PNG, JPEG, ...), which the document
+# gives in prose: a generated string is rarely one.
+_IMAGE_CONTENT = (
+    "is not a base64 data URL",
+    "is not valid base64",
+    "is an image URL",
+    "is not an image this server reads",
 )
 # Model names and pull references follow grammars the document gives in prose (store
 # names, HF repo ids, OCI references), not as patterns: a second copy could drift.
@@ -124,6 +135,7 @@ def _excuse(failure: Any, case: Any, response: Any) -> str | None:
     if isinstance(failure, RejectedPositiveData) and response.status_code == 400:
         found = [f"model: {r}" for r in _MODEL_DEPENDENT if r in text]
         found += [f"name grammar: {r}" for r in _NAME_GRAMMAR if r in text]
+        found += [f"image content: {r}" for r in _IMAGE_CONTENT if r in text]
         if case.path.startswith(_OPERATIONS) and _param(response) is None:
             found.append("operation: content refused")
         return found[0] if found else None
