@@ -164,9 +164,15 @@ SCHEMAS: dict[str, Schema] = {
         description="An empty prompt only loads the model (keep_alive 0: unload it).",
     )
     | {
-        # raw: true skips the chat template, which `system` and `think` need.
+        # raw: true skips the chat template, which `system`, `images` and `think` need.
         "if": {"properties": {"raw": {"const": True}}, "required": ["raw"]},
-        "then": {"properties": {"system": {"enum": ["", None]}, "think": {"type": "null"}}},
+        "then": {
+            "properties": {
+                "system": {"enum": ["", None]},
+                "images": {"enum": [[], None]},
+                "think": {"type": "null"},
+            }
+        },
     },
     "OllamaChatResponse": obj(
         {
