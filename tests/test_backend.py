@@ -47,4 +47,4 @@ def test_a_folder_served_by_path(tmp_path: Path) -> None:
     chat = make_model(tmp_path / "chat", arch="qwen2", size="tiny")
     assert backend_of_path(chat) == Backend("mlx-lm")
     bert = make_embedding_model(tmp_path / "bert")
-    assert backend_of_path(bert) == Backend("encoder")
+    assert backend_of_path(bert) == Backend("encoder", kind="embedding")

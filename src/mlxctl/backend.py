@@ -1,7 +1,8 @@
 """Which program serves a model, decided once, here, from its registry row (or its files).
 
     llama.cpp   a GGUF model: `mlxctl worker` on engine/llamacpp.py
-    encoder     a BERT-family sentence encoder: `mlxctl worker` on engine/encoder.py
+    encoder     a BERT sentence encoder or cross-encoder: `mlxctl worker` on engine/encoder.py
+    mlx-vlm     a vision-language model: `mlxctl worker` on engine/vlm.py (`mlxctl[vision]`)
     mlx-lm      every other MLX model: `mlxctl worker` on engine/generator.py
     + command   the model's external server command (`register --command`) runs instead
                 of `mlxctl worker`; `engine` still says what its files are
@@ -19,15 +20,22 @@ from pathlib import Path
 from typing import Literal
 
 from mlxctl.registry import ModelRecord
-from mlxctl.store.local.kind import kind_of, model_kind
+from mlxctl.store.local.kind import KINDS, Kind, kind_of, model_kind
 
-EngineName = Literal["mlx-lm", "llama.cpp", "encoder"]
+EngineName = Literal["mlx-lm", "llama.cpp", "encoder", "mlx-vlm"]
+_ENGINES: dict[Kind, EngineName] = {
+    "chat": "mlx-lm",
+    "vision": "mlx-vlm",
+    "embedding": "encoder",
+    "rerank": "encoder",
+}
 
 
 @dataclass(frozen=True)
 class Backend:
     engine: EngineName
     command: str | None = None  # the external server command template, if one serves it
+    kind: Kind = "chat"
 
     @property
     def name(self) -> str:
@@ -45,6 +53,7 @@ class Backend:
 
     @property
     def embeds_only(self) -> bool:
+        """An encoder: it embeds or reranks, and generates nothing."""
         return self.engine == "encoder"
 
     @property
@@ -55,19 +64,27 @@ class Backend:
 
 def backend_of(record: ModelRecord) -> Backend:
     if record.format == "gguf":
-        engine: EngineName = "llama.cpp"
-    elif kind_of(record.model_type, record.architectures) == "embedding":
-        engine = "encoder"
-    else:
-        engine = "mlx-lm"
-    return Backend(engine, record.command)
+        return Backend("llama.cpp", record.command)
+    kind = kind_of_record(record)
+    return Backend(_ENGINES[kind], record.command, kind)
+
+
+def kind_of_record(record: ModelRecord) -> Kind:
+    """The kind the registry recorded from the files; rows from before it was recorded
+    fall back to what `model_type` and `architectures` tell (never "vision")."""
+    recorded = record.extra.get("kind")
+    for kind in KINDS:
+        if recorded == kind:
+            return kind
+    return kind_of(record.model_type, record.architectures)
 
 
 def backend_of_path(path: Path) -> Backend:
     """The backend of a model folder or GGUF file served by path (`mlxctl worker ./m`)."""
     if is_gguf(path):
         return Backend("llama.cpp")
-    return Backend("encoder" if model_kind(path) == "embedding" else "mlx-lm")
+    kind = model_kind(path)
+    return Backend(_ENGINES[kind], kind=kind)
 
 
 def is_gguf(path: Path) -> bool:

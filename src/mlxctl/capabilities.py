@@ -22,6 +22,7 @@ _OLLAMA = {
     "tools": "tools",
     "reasoning": "thinking",
     "embeddings": "embedding",
+    "vision": "vision",
 }
 
 
@@ -66,18 +67,22 @@ def _text(path: Path) -> str:
 def capabilities(
     record: ModelRecord, template: str | None = None, *, store_root: Path
 ) -> list[str]:
-    """completion, chat, tools, reasoning, structured_output, embeddings — as the files tell.
+    """completion, chat, vision, tools, reasoning, structured_output, embeddings, rerank —
+    as the files tell.
 
-    A BERT-family encoder only embeds. Chat models also answer /v1/embeddings (pooled
-    hidden state, docs/embeddings.md) but, as in Ollama, do not list it.
+    A BERT sentence encoder only embeds, a cross-encoder only reranks. Chat models also
+    answer /v1/embeddings (pooled hidden state, docs/embeddings.md) but, as in Ollama,
+    do not list it.
     """
     backend = backend_of(record)
     if backend.embeds_only:
-        return ["embeddings"]
+        return ["rerank"] if backend.kind == "rerank" else ["embeddings"]
     template = chat_template(record, store_root=store_root) if template is None else template
     found = ["completion"]
     if template:
         found.append("chat")
+    if backend.kind == "vision":
+        found.append("vision")
     if record.tool_call_parser or "tools" in template:
         found.append("tools")
     if record.reasoning_parser or "<think>" in template or "enable_thinking" in template:

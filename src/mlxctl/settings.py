@@ -255,6 +255,16 @@ class Settings:
         "Most inputs one embeddings request may carry; more get 400.",
         2048,
     )
+    max_rerank_documents: int = _setting(
+        "MLXCTL_MAX_RERANK_DOCUMENTS",
+        "Most documents one rerank request may carry; more get 400.",
+        1000,
+    )
+    max_image_bytes: int = _setting(
+        "MLXCTL_MAX_IMAGE_BYTES",
+        "Largest image (decoded bytes) a chat request may send a vision model; larger get 400.",
+        20 * 1024 * 1024,
+    )
     allow_client_templates: bool = _setting(
         "MLXCTL_ALLOW_CLIENT_TEMPLATES",
         "Let requests bring their own chat template (`chat_template_kwargs.chat_template`); "

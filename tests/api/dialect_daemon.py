@@ -56,5 +56,15 @@ def module_daemon(
         daemon.stop(signal.SIGTERM, timeout=30)
 
 
+def register(root: Path, slug: str, model: Path) -> None:
+    """Register `model` in the registry of `module_daemon(root)`; the daemon reads the
+    registry afresh per request, so registering while it runs is enough."""
+    registry = open_registry(Settings.from_env({"MLXCTL_HOME": str(root / "home")}))
+    try:
+        register_path(registry, model, slug=slug)
+    finally:
+        registry.db.close()
+
+
 def ps_pids(daemon: Daemon) -> dict[str, int | None]:
     return {name: row["pid"] for name, row in daemon.ps().items()}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -13,11 +12,8 @@ import openai
 import pytest
 
 from mlxctl.factory.embedding import make_embedding_model
-from mlxctl.library.inventory import register_path
-from mlxctl.registry import open_registry
-from mlxctl.settings import Settings
 from tests.api.conftest import Daemon
-from tests.api.dialect_daemon import module_daemon
+from tests.api.dialect_daemon import module_daemon, register
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +22,7 @@ pytestmark = pytest.mark.slow
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     root = tmp_path_factory.mktemp("embed")
     with module_daemon(root) as running:
-        # The daemon reads the registry afresh per request: registering now is enough.
-        model = make_embedding_model(root / "models" / "bert")
-        registry = open_registry(Settings.from_env({"MLXCTL_HOME": str(root / "home")}))
-        try:
-            register_path(registry, Path(model), slug="e")
-        finally:
-            registry.db.close()
+        register(root, "e", make_embedding_model(root / "models" / "bert"))
         yield running
 
 

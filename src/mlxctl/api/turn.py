@@ -12,6 +12,10 @@ A non-streaming reply calls `collect()` instead: the whole generation as one
 `Finish`). The worker's errors arrive as `APIError`s (status, message, param)
 before the first piece; a worker lost mid-stream raises `WorkerLost`. The lease
 is held until `aclose()` (`collect()` closes it itself).
+
+A dialect's images (Ollama `images`, Anthropic `image` blocks) go into the OpenAI body
+as `image_url` parts with a base64 data URL (`image_part`), the one form the worker
+reads; it checks them and answers a text-only model's image with a 400 naming the part.
 """
 
 from __future__ import annotations
@@ -28,6 +32,19 @@ from mlxctl.api.errors import APIError
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Call, Exchange, Router, Upstream, lost
 from mlxctl.scheduler import KeepAlive, WorkerLost
+
+
+def image_part(data: str, media_type: str | None = None) -> dict[str, Any]:
+    """The OpenAI content part of a base64-encoded image (the worker checks its format)."""
+    url = f"data:{media_type or 'image'};base64,{data}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def content_parts(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """A message's OpenAI content: its text joined, or the parts when an image is among them."""
+    if any(part["type"] == "image_url" for part in parts):
+        return parts
+    return "".join(part["text"] for part in parts)
 
 
 @dataclass(frozen=True)

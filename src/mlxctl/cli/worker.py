@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mlxctl.backend import Backend
     from mlxctl.engine.encoder import EncoderEngine
     from mlxctl.engine.llamacpp import LlamaCppEngine
+    from mlxctl.engine.vlm import VisionEngine
     from mlxctl.worker.app import ServedModel, WorkerEngine
 
 
@@ -151,7 +152,7 @@ def worker(
     cache_bytes = parse_size(prompt_cache_bytes)
 
     def load_engine() -> WorkerEngine:
-        engine: Engine | LlamaCppEngine | EncoderEngine
+        engine: Engine | LlamaCppEngine | EncoderEngine | VisionEngine
         if backend.engine == "llama.cpp":
             from mlxctl.engine.llamacpp import LlamaCppEngine
 
@@ -162,6 +163,10 @@ def worker(
             from mlxctl.engine.encoder import EncoderEngine  # BERT-family sentence encoders
 
             engine = EncoderEngine(info.path, max_queue=max_queue)
+        elif backend.engine == "mlx-vlm":
+            from mlxctl.engine.vlm import VisionEngine  # vision-language models
+
+            engine = VisionEngine(info.path, max_queue=max_queue)
         else:
             engine = Engine(
                 info.path,

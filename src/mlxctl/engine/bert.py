@@ -1,11 +1,14 @@
-"""A BERT sentence encoder in MLX, loading Hugging Face `BertModel` safetensors as they are.
+"""BERT in MLX, loading Hugging Face `BertModel` and `BertForSequenceClassification`
+safetensors as they are.
 
-    ids, mask ─▶ embeddings (word + position + token type, LayerNorm)
-              ─▶ N post-LN encoder layers (self-attention, GELU MLP)
-              ─▶ masked mean pooling ─▶ L2 normalisation  (engine/pooling.py)
+    ids, mask, types ─▶ embeddings (word + position + token type, LayerNorm)
+                     ─▶ N post-LN encoder layers (self-attention, GELU MLP)
+      sentence encoder ─▶ masked mean pooling ─▶ L2 normalisation  (engine/pooling.py)
+      cross-encoder    ─▶ tanh(pooler(h[CLS])) ─▶ classifier ─▶ one logit per pair
 
 Module attribute names follow the HF tensor names (`encoder.layer.0.attention.self.query`),
-so a checkpoint loads with no renaming beyond dropping a `bert.` prefix. Runs on one thread.
+so a sentence encoder loads with no renaming beyond dropping a `bert.` prefix, and a
+cross-encoder (`bert.*`, `classifier.*`) with none. Runs on one thread.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlx.core as mx
 from mlx.nn.layers.activations import gelu
@@ -24,7 +27,7 @@ from mlx.nn.layers.normalization import LayerNorm
 
 from mlxctl.engine.pooling import mean_pool
 
-__all__ = ["BertConfig", "BertModel", "load_bert"]
+__all__ = ["BertConfig", "BertModel", "CrossEncoder", "load_bert", "load_cross_encoder"]
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,10 @@ class _Embeddings(Module):
         self.token_type_embeddings = Embedding(c.type_vocab_size, c.hidden_size)
         self.LayerNorm = LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
 
-    def __call__(self, ids: mx.array) -> mx.array:
+    def __call__(self, ids: mx.array, types: mx.array | None) -> mx.array:
         positions = mx.arange(ids.shape[1])[None, :]
-        types = mx.zeros_like(ids)  # single-segment inputs: type 0 throughout
+        if types is None:
+            types = mx.zeros_like(ids)  # single-segment inputs: type 0 throughout
         x = self.word_embeddings(ids) + self.position_embeddings(positions)
         out: mx.array = self.LayerNorm(x + self.token_type_embeddings(types))
         return out
@@ -132,19 +136,31 @@ class _Encoder(Module):
         self.layer = [_Layer(c) for _ in range(c.num_hidden_layers)]
 
 
-class BertModel(Module):
-    """Token ids [B, L] and mask [B, L] → last hidden state [B, L, H] (`__call__`)."""
+class _Pooler(Module):
+    def __init__(self, c: BertConfig) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.dense = Linear(c.hidden_size, c.hidden_size)
 
-    def __init__(self, config: BertConfig) -> None:
+    def __call__(self, first: mx.array) -> mx.array:
+        return mx.tanh(self.dense(first))
+
+
+class BertModel(Module):
+    """Token ids [B, L], mask [B, L] and token types [B, L] (default all 0) → last hidden
+    state [B, L, H] (`__call__`). `pooled=True` keeps HF's pooler (a cross-encoder's)."""
+
+    def __init__(self, config: BertConfig, *, pooled: bool = False) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
         self.embeddings = _Embeddings(config)
         self.encoder = _Encoder(config)
+        if pooled:
+            self.pooler = _Pooler(config)
 
-    def __call__(self, ids: mx.array, mask: mx.array) -> mx.array:
+    def __call__(self, ids: mx.array, mask: mx.array, types: mx.array | None = None) -> mx.array:
         # Padded keys get a large negative bias; every query still sees its real keys.
         bias = ((1.0 - mask) * -1e9)[:, None, None, :].astype(mx.float32)
-        x = self.embeddings(ids)
+        x = self.embeddings(ids, types)
         for layer in self.encoder.layer:
             x = layer(x, bias)
         return x
@@ -154,26 +170,58 @@ class BertModel(Module):
         return mean_pool(self(ids, mask), mask)
 
 
+class CrossEncoder(Module):
+    """HF's BertForSequenceClassification with one label: a (query, document) pair's
+    ids, mask and token types [B, L] → its relevance logit [B] (`__call__`)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.bert = BertModel(config, pooled=True)
+        self.classifier = Linear(config.hidden_size, 1)
+
+    def __call__(self, ids: mx.array, mask: mx.array, types: mx.array) -> mx.array:
+        bert: BertModel = self.bert
+        pooled = bert.pooler(bert(ids, mask, types)[:, 0])
+        logits: mx.array = self.classifier(pooled)[:, 0]
+        return logits
+
+
 def load_bert(path: Path) -> BertModel:
     """A BertModel from `path`'s config.json and *.safetensors (HF names; pooler dropped)."""
-    config = BertConfig.from_dict(json.loads((path / "config.json").read_text()))
-    model = BertModel(config)
+    model = BertModel(_config(path))
+    renamed = {_modern(name.removeprefix("bert.")): value for name, value in _weights(path)}
+    kept = {k: v for k, v in renamed.items() if not k.startswith(("pooler.", "cls."))}
+    return _loaded(model, kept)
+
+
+def load_cross_encoder(path: Path) -> CrossEncoder:
+    """A CrossEncoder from a one-label `*ForSequenceClassification` checkpoint."""
+    return _loaded(CrossEncoder(_config(path)), {_modern(n): v for n, v in _weights(path)})
+
+
+def _config(path: Path) -> BertConfig:
+    return BertConfig.from_dict(json.loads((path / "config.json").read_text()))
+
+
+def _weights(path: Path) -> list[tuple[str, mx.array]]:
+    """Every tensor of the checkpoint but the position-id buffers some exports carry."""
     weights: dict[str, mx.array] = {}
     for file in sorted(path.glob("*.safetensors")):
         loaded: dict[str, mx.array] = mx.load(str(file))  # type: ignore[assignment]
         weights.update(loaded)
-    model.load_weights(sorted(_rename(weights).items()), strict=True)
+    return [(k, v) for k, v in weights.items() if not k.endswith("position_ids")]
+
+
+def _modern(name: str) -> str:
+    """Old checkpoints name LayerNorm parameters `gamma`/`beta`."""
+    name = name.replace("LayerNorm.gamma", "LayerNorm.weight")
+    return name.replace("LayerNorm.beta", "LayerNorm.bias")
+
+
+M = TypeVar("M", bound=Module)
+
+
+def _loaded(model: M, weights: dict[str, mx.array]) -> M:
+    model.load_weights(sorted(weights.items()), strict=True)
     mx.eval(model.parameters())  # type: ignore[no-untyped-call]
     return model
-
-
-def _rename(weights: dict[str, mx.array]) -> dict[str, mx.array]:
-    """HF names → ours: no `bert.` prefix, old `gamma`/`beta`, no pooler/MLM head."""
-    renamed: dict[str, mx.array] = {}
-    for name, value in weights.items():
-        name = name.removeprefix("bert.")
-        if name.startswith(("pooler.", "cls.")) or name.endswith("position_ids"):
-            continue
-        name = name.replace("LayerNorm.gamma", "LayerNorm.weight")
-        renamed[name.replace("LayerNorm.beta", "LayerNorm.bias")] = value
-    return renamed

@@ -100,7 +100,7 @@ class Engine(EngineHost["_Generation"]):
         return _Generation(self, model, outbox)
 
     def _thread_exit(self) -> None:
-        _release_thread_streams()
+        release_thread_streams()
 
 
 class _Generation:
@@ -294,7 +294,7 @@ class _Generation:
             log.exception("could not keep a prompt cache")
 
 
-def _release_thread_streams() -> None:
+def release_thread_streams() -> None:
     # MLX keeps a worker per stream; one left behind by an exited thread
     # aborts the process at exit ("terminate called without an active exception").
     gc.collect()

@@ -12,7 +12,7 @@ fewer than `max_batch` run (the backend may ask one to wait: no room yet), runs 
 event loop. A consumer that stops iterating sends a cancel; the backend drops the
 sequence. A failing step ends the running jobs with finish_reason "error" and resets
 the backend; the thread carries on. `_call` runs a function on the thread between
-steps (embeddings) and hands its result back.
+steps (embeddings, rerank) and hands its result back.
 
 An engine is a subclass that loads its model in `_load` (on the thread) and returns
 its `Backend`: mlx-lm (`engine/generator.py`), llama.cpp (`engine/llamacpp.py`) and
@@ -229,19 +229,29 @@ class EngineHost(ABC, Generic[B]):
         Raises ValueError for empty inputs, inputs over the context or unknown ids, and
         QueueFull when the engine is full: an embedding takes a place like a request.
         """
-        check_tokens(token_lists, context_length=self.context_length, vocab_size=self.vocab_size)
-        stats = self._stats
 
         def embed(backend: Any) -> list[list[float]]:
             vectors: list[list[float]] = backend.embed(token_lists)
-            stats.add_embedding(inputs=len(token_lists), tokens=sum(map(len, token_lists)))
             return vectors
+
+        return await self._encode(token_lists, embed, "embedding")
+
+    async def _encode(self, token_lists: list[list[int]], fn: Callable[[B], T], what: str) -> T:
+        """`fn(backend)` for inputs that take no generation (embeddings, rerank pairs): the
+        token lists checked, a place in the queue taken, the inputs counted."""
+        check_tokens(token_lists, context_length=self.context_length, vocab_size=self.vocab_size)
+        stats = self._stats
+
+        def encode(backend: B) -> T:
+            result = fn(backend)
+            stats.add_embedding(inputs=len(token_lists), tokens=sum(map(len, token_lists)))
+            return result
 
         if not stats.admit():
             raise QueueFull(stats.retry_after())
         started = time.perf_counter()
         try:
-            return await self._call(embed, "embedding")
+            return await self._call(encode, what)
         finally:
             stats.release(seconds=time.perf_counter() - started)
 

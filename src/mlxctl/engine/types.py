@@ -47,6 +47,9 @@ class GenerationRequest:
     stop_token_ids: list[list[int]] = field(default_factory=list)
     logits_processors: list[LogitsProcessorFactory] = field(default_factory=list)
     request_id: str = ""
+    # Images and the text they sit in, for a vision engine (engine/vlm.py `VisionInput`);
+    # it replaces `prompt_tokens` with the ids its processor makes of them.
+    media: Any = None
 
 
 @dataclass(frozen=True)

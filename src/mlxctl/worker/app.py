@@ -5,7 +5,7 @@ the engine in a thread (while `/health` answers `loading` and the API answers
 503), then serves:
 
     POST /v1/chat/completions    POST /v1/completions    POST /v1/embeddings
-    GET  /v1/models              GET  /health        GET /v1/worker/stats
+    POST /v1/rerank              GET  /v1/models     GET  /health        GET /v1/worker/stats
 
 The HTTP side never calls MLX: requests become `GenerationRequest`s (token ids
 plus sampling), and templating, tokenization and grammar compilation run in
@@ -37,11 +37,12 @@ from starlette.routing import Route
 from mlxctl.engine.generator import ContextOverflow
 from mlxctl.engine.templatebox import TemplateSandbox
 from mlxctl.engine.types import DoneEvent, GenerationRequest, LogitsProcessorFactory, TokenEvent
+from mlxctl.engine.vlm import VisionInput
 from mlxctl.httpguard import GuardPolicy, HTTPGuard, json_object
 from mlxctl.settings import Settings
 from mlxctl.traffic import Traffic
 from mlxctl.worker import completion as out
-from mlxctl.worker import embeddings, sse
+from mlxctl.worker import embeddings, rerank, sse
 from mlxctl.worker.access import COMPLETION_KEY, AccessLog
 from mlxctl.worker.chat import ChatPrompter, RenderedPrompt, encode_prompt
 from mlxctl.worker.openai_errors import (
@@ -122,8 +123,10 @@ class WorkerState:
 
     def attach(self, engine: WorkerEngine) -> None:
         tok = engine.tokenizer
-        # An encoder (engine/encoder.py) only embeds: no template, grammar or stream setup.
-        self.embedding_only = getattr(engine, "kind", "chat") == "embedding"
+        # An encoder (engine/encoder.py) only embeds or reranks: no template, grammar or
+        # stream setup.
+        self.encoder_kind = getattr(engine, "kind", "chat")
+        self.embedding_only = self.encoder_kind in ("embedding", "rerank")
         if self.embedding_only:
             self.vocab_size = len(tok)
             self._engine, self.status = engine, "ok"
@@ -177,9 +180,10 @@ class WorkerState:
         """As `require_engine`, and a 400 when the model is an embedding model."""
         self.require_engine()
         if self.embedding_only:
+            served = "/v1/rerank" if self.encoder_kind == "rerank" else "/v1/embeddings"
             raise APIError(
                 400,
-                f"'{self.model.id}' is an embedding model: use /v1/embeddings.",
+                f"'{self.model.id}' is an {self.encoder_kind} model: use {served}.",
                 param="model",
                 code="model_not_supported",
             )
@@ -247,6 +251,7 @@ def create_app(
         Route("/v1/chat/completions", endpoint(chat_completions), methods=["POST"]),
         Route("/v1/completions", endpoint(completions), methods=["POST"]),
         Route("/v1/embeddings", endpoint(embeddings.create), methods=["POST"]),
+        Route("/v1/rerank", endpoint(rerank.create), methods=["POST"]),
         Route("/v1/models", endpoint(models), methods=["GET"]),
         Route("/health", endpoint(health), methods=["GET"]),
         Route("/v1/worker/stats", endpoint(stats), methods=["GET"]),
@@ -268,12 +273,14 @@ def create_app(
 
 async def chat_completions(request: Request, state: WorkerState) -> Response:
     state.require_generation()
+    vision = getattr(state.engine, "kind", "chat") == "vision"
     spec = parse_chat(
         await _json(request),
         vocab_size=state.vocab_size,
         test_hooks=state.test_hooks,
         defaults=state.model.defaults,
         client_templates=state.sandbox is not None,
+        max_image_bytes=state.settings.max_image_bytes if vision else None,
     )
     prompt = await _render(state, spec)
     stream = make_stream(
@@ -283,7 +290,8 @@ async def chat_completions(request: Request, state: WorkerState) -> Response:
         starts_in_reasoning=prompt.starts_in_reasoning,
     )
     ident = out.Ident.new("chatcmpl", state.model.id)
-    run = await _submit(request, state, spec, prompt.tokens, stream, ident.id)
+    media = VisionInput(prompt.text, spec.images) if vision else None
+    run = await _submit(request, state, spec, prompt.tokens, stream, ident.id, media)
     if spec.stream:
         return _sse(out.chat_chunks(run, ident, state.token_text, spec.include_usage))
     return JSONResponse(await out.chat_response(run, ident, state.token_text))
@@ -357,6 +365,7 @@ async def _submit(
     prompt: list[int],
     stream: OutputStream,
     request_id: str,
+    media: object = None,
 ) -> out.Completion:
     """Build the GenerationRequest and wait for its first event (errors before any byte)."""
     engine = state.engine
@@ -388,6 +397,7 @@ async def _submit(
         stop_token_ids=stop_ids,
         logits_processors=processors,
         request_id=request_id,
+        media=media,
     )
     run = out.Completion(
         engine.generate,

@@ -40,8 +40,10 @@ async def create(request: Request, state: Any) -> Response:
     """The handler; `state` is the app's WorkerState (typed loosely to avoid a cycle)."""
     engine = state.engine
     embed: Embed | None = getattr(engine, "embed", None)
-    if embed is None:
-        raise APIError(400, "This model's engine does not serve embeddings.", code="unsupported")
+    if embed is None or getattr(engine, "kind", None) == "rerank":
+        raise APIError(
+            400, f"'{state.model.id}' does not serve embeddings.", param="model", code="unsupported"
+        )
     body = json_object(await request.body())
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
@@ -126,14 +128,19 @@ def _dimensions(value: object, full: int, path: Path) -> int:
     return wanted
 
 
-@functools.lru_cache(maxsize=8)
 def matryoshka(path: Path) -> bool:
     """Whether config.json marks the model as trained for truncated vectors."""
+    return bool(model_config(path).get("matryoshka_dimensions"))
+
+
+@functools.lru_cache(maxsize=8)
+def model_config(path: Path) -> dict[str, Any]:
+    """The served model's config.json ({} when unreadable), read once per worker."""
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and bool(config.get("matryoshka_dimensions"))
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def _cut(vector: list[float], dimensions: int) -> list[float]:

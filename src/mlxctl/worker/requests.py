@@ -21,6 +21,7 @@ from mlxctl.engine.types import SamplingParams
 from mlxctl.errors import InvalidInput
 from mlxctl.jsonnum import as_int
 from mlxctl.openai_fields import CHAT, COMPLETION, IGNORED, SAMPLING, TEST_FORCE_FIELD
+from mlxctl.worker.images import image_bytes
 from mlxctl.worker.openai_errors import APIError, invalid_request, unsupported
 
 _MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -65,6 +66,8 @@ class RequestSpec:
     prompt: str | list[int] | None = None
     force_text: str | None = None
     context: int | None = None  # `num_ctx`: this request's window, within the model's
+    # chat with a vision model: each image's bytes, in the order the messages show them
+    images: tuple[bytes, ...] = ()
 
 
 # Model options (ModelSpec PARAMETER names, and Ollama's) → the request field they default.
@@ -134,15 +137,19 @@ def parse_chat(
     test_hooks: bool = False,
     defaults: Mapping[str, Any] | None = None,
     client_templates: bool = False,
+    max_image_bytes: int | None = None,
 ) -> RequestSpec:
     """A chat request; `defaults` (from `request_defaults`) fill the fields it leaves unset.
 
     `chat_template_kwargs.chat_template` (a template of the client's own) is refused
-    unless `client_templates` (MLXCTL_ALLOW_CLIENT_TEMPLATES).
+    unless `client_templates` (MLXCTL_ALLOW_CLIENT_TEMPLATES). Image parts are refused
+    unless `max_image_bytes` is given (a vision model): then each becomes an `image`
+    part of its message and its bytes go to `images` (worker/images.py).
     """
     _check_fields(data, IGNORED | SAMPLING | CHAT, test_hooks)
     data = with_defaults(data, defaults)
-    messages = _messages(data.get("messages"))
+    images: list[bytes] | None = None if max_image_bytes is None else []
+    messages = _messages(data.get("messages"), images, max_image_bytes or 0)
     tools = _tools(data)
     logprobs = _bool(data, "logprobs")
     top = _int(data, "top_logprobs", 0, _MAX_TOP_LOGPROBS)
@@ -168,6 +175,7 @@ def parse_chat(
         template_kwargs=kwargs,
         force_text=_force(data, test_hooks),
         context=_int(data, "num_ctx", 1, None),
+        images=tuple(images or ()),
     )
 
 
@@ -215,7 +223,7 @@ def _check_fields(data: dict[str, Any], known: frozenset[str], test_hooks: bool)
         raise unsupported("n", "> 1 is not supported: send one request per completion")
 
 
-def _messages(value: Any) -> list[dict[str, Any]]:
+def _messages(value: Any, images: list[bytes] | None, max_image_bytes: int) -> list[dict[str, Any]]:
     if value is None:
         raise invalid_request("Missing required parameter: 'messages'.", "messages")
     if not isinstance(value, list) or not value:
@@ -239,13 +247,20 @@ def _messages(value: Any) -> list[dict[str, Any]]:
             raise invalid_request(f"'{where}.tool_calls' must be an array", f"{where}.tool_calls")
         clean = dict(message)
         clean["role"] = "system" if role == "developer" else role
-        clean["content"] = _content(message.get("content"), f"{where}.content", role)
+        where_content = f"{where}.content"
+        clean["content"] = _content(
+            message.get("content"), where_content, role, images, max_image_bytes
+        )
         out.append(clean)
     return out
 
 
-def _content(value: Any, where: str, role: str) -> str | None:
-    """Text content; a list of parts is joined. Non-text parts are refused."""
+def _content(
+    value: Any, where: str, role: str, images: list[bytes] | None, max_image_bytes: int
+) -> str | list[dict[str, str]] | None:
+    """Text content; a list of parts is joined. Non-text parts are refused, but for
+    image parts when `images` collects them: then the parts stay a list (text and
+    `{"type": "image"}`) for the model's template to place the images."""
     if value is None:
         if role in ("assistant",):
             return None
@@ -255,18 +270,28 @@ def _content(value: Any, where: str, role: str) -> str | None:
     if not isinstance(value, list):
         raise invalid_request(f"'{where}' must be a string or an array of parts", where)
     texts = []
+    parts: list[dict[str, str]] = []
     for j, part in enumerate(value):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url" and images is not None and role == "user":
+            images.append(image_bytes(part, f"{where}[{j}]", max_image_bytes))
+            parts.append({"type": "image"})
         elif kind in ("image_url", "input_audio", "file", "image", "audio"):
+            why = "this is a text-only model" if images is None else "not in a user message"
+            if images is not None and kind != "image_url":
+                why = "this model reads images (image_url parts) only"
             raise invalid_request(
-                f"'{where}[{j}]' is a {kind} part, but this is a text-only model",
+                f"'{where}[{j}]' is a {kind} part, but {why}",
                 f"{where}[{j}]",
                 code="unsupported_content",
             )
         else:
             raise invalid_request(f"'{where}[{j}]' is not a valid content part", f"{where}[{j}]")
+    if any(part["type"] == "image" for part in parts):
+        return parts
     return "".join(texts)
 
 

@@ -32,6 +32,9 @@ _TARGET = {
     "/v1/chat/completions": "model",
     "/v1/completions": "model",
     "/v1/embeddings": "model",
+    "/v1/rerank": "model",
+    "/rerank": "model",
+    "/v2/rerank": "model",
     "/v1/messages": "model",
     "/v1/responses": "model",
     "/v1/messages/count_tokens": "model",
@@ -91,6 +94,17 @@ _MODEL_DEPENDENT = (
     "'dimensions' must be an integer from 1 to",
     "could not render these messages",
     "this request's num_ctx allows",  # the prompt's token count against num_ctx
+    "this is a text-only model",  # an image part: the served model reads no images
+    "not a reranker",
+    "leaves no room for a document",
+)
+# Images are checked for what they hold (base64 of a PNG, JPEG, ...), which the document
+# gives in prose: a generated string is rarely one.
+_IMAGE_CONTENT = (
+    "is not a base64 data URL",
+    "is not valid base64",
+    "is an image URL",
+    "is not an image this server reads",
 )
 # Names the daemon's config.yaml defines (presets): the document gives their shape only.
 _CONFIG_DEPENDENT = ("no preset named",)
@@ -130,6 +144,7 @@ def _excuse(failure: Any, case: Any, response: Any) -> str | None:
         found = [f"model: {r}" for r in _MODEL_DEPENDENT if r in text]
         found += [f"name grammar: {r}" for r in _NAME_GRAMMAR if r in text]
         found += [f"config: {r}" for r in _CONFIG_DEPENDENT if r in text]
+        found += [f"image content: {r}" for r in _IMAGE_CONTENT if r in text]
         if case.path.startswith(_OPERATIONS) and _param(response) is None:
             found.append("operation: content refused")
         return found[0] if found else None

@@ -281,6 +281,7 @@ def test_to_record(tmp_path: Path) -> None:
         "architectures": ["LlamaForCausalLM"],
         "dtype": "float32",
         "has_chat_template": True,
+        "kind": "chat",
     }
     json.dumps(record.to_dict())  # the registry stores extra as JSON
     with pytest.raises(InvalidInput, match="invalid slug"):

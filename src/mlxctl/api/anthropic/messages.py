@@ -29,7 +29,17 @@ from mlxctl.api.anthropic.errors import ANTHROPIC
 from mlxctl.api.body import bool_field
 from mlxctl.api.dialect import Incoming
 from mlxctl.api.errors import APIError
-from mlxctl.api.turn import Finish, Reply, Text, ToolArgs, ToolCall, ToolStart, Turn
+from mlxctl.api.turn import (
+    Finish,
+    Reply,
+    Text,
+    ToolArgs,
+    ToolCall,
+    ToolStart,
+    Turn,
+    content_parts,
+    image_part,
+)
 from mlxctl.jsonnum import as_int
 from mlxctl.openai_fields import TEST_FORCE_FIELD
 from mlxctl.scheduler import DEFAULT
@@ -270,12 +280,15 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _blocks(role: str, blocks: list[Any], i: int) -> list[dict[str, Any]]:
     """One Anthropic message → OpenAI messages: tool results become `tool` messages."""
-    texts, thinking, calls, results = [], [], [], []
+    parts: list[dict[str, Any]] = []  # text and image parts, in order
+    thinking, calls, results = [], [], []
     for j, block in enumerate(blocks):
         kind = block.get("type") if isinstance(block, dict) else None
         where = f"messages.{i}.content.{j}"
         if kind == "text":
-            texts.append(_string(block, "text", where))
+            parts.append({"type": "text", "text": _string(block, "text", where)})
+        elif kind == "image" and role == "user":
+            parts.append(_image(block, where))
         elif kind in ("thinking", "redacted_thinking"):
             thinking.append(_string(block, "thinking", where, required=False))
         elif kind == "tool_use" and role == "assistant":
@@ -302,10 +315,10 @@ def _blocks(role: str, blocks: list[Any], i: int) -> list[dict[str, Any]]:
         else:
             raise _bad(f"{where}: a {kind!r} block is not supported in a {role} message")
     out: list[dict[str, Any]] = list(results)
-    if texts or calls or thinking or not results:
+    if parts or calls or thinking or not results:
         message: dict[str, Any] = {
             "role": role,
-            "content": "".join(texts) or (None if calls else ""),
+            "content": content_parts(parts) or (None if calls else ""),
         }
         if calls:
             message["tool_calls"] = calls
@@ -313,6 +326,16 @@ def _blocks(role: str, blocks: list[Any], i: int) -> list[dict[str, Any]]:
             message["reasoning_content"] = "".join(thinking)
         out.append(message)
     return out
+
+
+def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
+    """A base64 `image` block as an OpenAI part; a vision model's worker checks it."""
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind != "base64" or not isinstance(source, dict):
+        raise _bad(f"{where}.source: only base64 images are supported (the server fetches no URLs)")
+    media_type = _string(source, "media_type", f"{where}.source")
+    return image_part(_string(source, "data", f"{where}.source"), media_type)
 
 
 def _texts(blocks: list[Any], where: str) -> list[str]:

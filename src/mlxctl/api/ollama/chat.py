@@ -28,7 +28,17 @@ from mlxctl.api.body import bool_field
 from mlxctl.api.dialect import Incoming
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama.errors import OLLAMA
-from mlxctl.api.turn import Finish, Reply, Text, ToolArgs, ToolCall, ToolStart, Turn
+from mlxctl.api.turn import (
+    Finish,
+    Reply,
+    Text,
+    ToolArgs,
+    ToolCall,
+    ToolStart,
+    Turn,
+    content_parts,
+    image_part,
+)
 from mlxctl.jsonnum import as_int
 from mlxctl.openai_fields import TEST_FORCE_FIELD
 from mlxctl.registry import ModelRecord
@@ -75,15 +85,16 @@ async def generate(incoming: Incoming) -> Response:
     _refuse_generate_fields(body)
     common, stream, raw = _common(body), _stream(body), bool_field(body, "raw", False)
     prompt, system = _text(body, "prompt"), _text(body, "system")
-    if raw and (system or body.get("think") is not None):
-        raise _bad("'system' and 'think' need the chat template, which raw: true skips")
+    images = _images(body.get("images"), "images")
+    if raw and (system or images or body.get("think") is not None):
+        raise _bad("'system', 'images' and 'think' need the chat template, which raw: true skips")
     if not prompt:
         return await _load_only(incoming, record, keep_alive, chat=False)
     if raw:
         path, openai = "/v1/completions", {"prompt": prompt, **common}
     else:
-        messages = [{"role": "system", "content": system}] if system else []
-        messages.append({"role": "user", "content": prompt})
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": _with_images(prompt, images)})
         path, openai = "/v1/chat/completions", {"messages": messages, **common}
     turn = await incoming.turn(record, path, openai, keep_alive)
     return _respond(turn, record.slug, chat=False, stream=stream)
@@ -205,7 +216,6 @@ def _refuse_generate_fields(body: dict[str, Any]) -> None:
         "template": "(a Go template) is not supported; send a formatted prompt with "
         "raw: true, or let the model's chat template apply",
         "suffix": "(fill-in-the-middle) is not supported",
-        "images": "are not supported: the models mlxctl serves are text-only",
     }
     for name, reason in why.items():
         if not _empty(body.get(name)):
@@ -282,8 +292,7 @@ def _messages(messages: Any) -> list[dict[str, Any]]:
         unknown = sorted(set(message) - _MESSAGE_FIELDS)
         if unknown:
             raise _bad(f"messages[{i}] has unsupported field(s) {', '.join(unknown)}")
-        if not _empty(message.get("images")):
-            raise _bad(f"messages[{i}].images: the models mlxctl serves are text-only")
+        images = _images(message.get("images"), f"messages[{i}].images")
         role = message.get("role")
         if role not in _ROLES:
             raise _bad(f"messages[{i}].role must be one of {', '.join(_ROLES)}")
@@ -292,7 +301,8 @@ def _messages(messages: Any) -> list[dict[str, Any]]:
         calls = message.get("tool_calls")
         if calls is not None and not isinstance(calls, list):
             raise _bad(f"messages[{i}].tool_calls must be an array")
-        item: dict[str, Any] = {"role": role, "content": message.get("content") or ""}
+        content = _with_images(message.get("content") or "", images)
+        item: dict[str, Any] = {"role": role, "content": content}
         if message.get("thinking"):
             item["reasoning_content"] = message["thinking"]
         if calls:
@@ -304,6 +314,20 @@ def _messages(messages: Any) -> list[dict[str, Any]]:
             item["tool_call_id"] = call_ids.get(message["tool_name"], "call_0")
         out.append(item)
     return out
+
+
+def _images(value: Any, where: str) -> list[str]:
+    """Ollama's base64 images (a vision model's worker checks each one)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _bad(f"{where} must be an array of base64-encoded images")
+    return list(value)
+
+
+def _with_images(text: str, images: list[str]) -> str | list[dict[str, Any]]:
+    """The OpenAI content: the images first, as Ollama places them, then the text."""
+    return content_parts([*map(image_part, images), {"type": "text", "text": text}])
 
 
 def _openai_call(call: Any, ident: str, call_ids: dict[str, str]) -> dict[str, Any]:

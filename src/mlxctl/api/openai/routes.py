@@ -2,6 +2,8 @@
 
     POST /v1/chat/completions     POST /v1/completions     (JSON or SSE, proxied)
     POST /v1/embeddings           (JSON, proxied)
+    POST /v1/rerank, /rerank, /v2/rerank   (JSON, proxied to a cross-encoder's /v1/rerank:
+                                            the Cohere/Jina shape, docs/rerank.md)
     GET  /v1/models               GET  /v1/models/{model}  (registered models)
 
 The body goes to the worker byte for byte, with one exception: mlxctl's extra
@@ -31,6 +33,8 @@ from mlxctl.router import Call, Router
 from mlxctl.scheduler import DEFAULT, KeepAlive
 
 KEEP_ALIVE_FIELD = "keep_alive"
+# Where llama.cpp server, LocalAI and Cohere/Jina clients look for a reranker.
+RERANK_PATHS = ("/v1/rerank", "/rerank", "/v2/rerank")
 
 OPENAI = Dialect("openai", error_response, error_event, "text/event-stream")
 
@@ -40,6 +44,7 @@ def routes() -> list[Route]:
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        *(Route(path, rerank, methods=["POST"]) for path in RERANK_PATHS),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
     ]
@@ -64,6 +69,7 @@ def _proxy(path: str) -> Endpoint:
 chat_completions = _proxy("/v1/chat/completions")
 completions = _proxy("/v1/completions")
 embeddings = _proxy("/v1/embeddings")
+rerank = _proxy("/v1/rerank")
 
 
 async def list_models(request: Request) -> Response:

@@ -5,6 +5,7 @@ with the words of `build.py`:
 
     openai.py     /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models…
     responses.py  /v1/responses, /v1/responses/{id}, /v1/responses/{id}/input_items
+    rerank.py     /v1/rerank, /rerank, /v2/rerank
     anthropic.py  /v1/messages, /v1/messages/count_tokens
     ollama.py     /, /api/version, /api/tags, /api/ps, /api/show, /api/copy, /api/delete,
                   /api/pull, /api/chat, /api/generate, /api/embed, /api/embeddings
@@ -28,11 +29,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mlxctl import __version__
-from mlxctl.api.openapi import admin, anthropic, ollama, openai, operations, responses
+from mlxctl.api.openapi import admin, anthropic, ollama, openai, operations, rerank, responses
 from mlxctl.api.openapi.build import Paths, Schema
 from mlxctl.settings import Settings
 
-_MODULES = (openai, responses, anthropic, ollama, admin, operations)
+_MODULES = (openai, responses, rerank, anthropic, ollama, admin, operations)
 # (path, method) the app serves that the document leaves out, with the reason in the module.
 LEFT_OUT = ollama.LEFT_OUT
 _SECURITY_SCHEMES = {

@@ -47,10 +47,26 @@ _TOOL_RESULT = obj(
     "tool_use_id",
     extra=True,
 )
+_IMAGE = obj(
+    {
+        "type": {"const": "image"},
+        "source": obj(
+            {"type": {"const": "base64"}, "media_type": STRING, "data": STRING},
+            "type",
+            "media_type",
+            "data",
+            extra=True,
+        ),
+    },
+    "type",
+    "source",
+    extra=True,
+    description="A vision model's image (base64; docs/vision.md); a text-only model answers 400.",
+)
 _USER = obj(
     {
         "role": {"const": "user"},
-        "content": {"anyOf": [STRING, array({"anyOf": [_TEXT, _THINKING, _TOOL_RESULT]})]},
+        "content": {"anyOf": [STRING, array({"anyOf": [_TEXT, _IMAGE, _THINKING, _TOOL_RESULT]})]},
     },
     "role",
     "content",

@@ -77,11 +77,13 @@ _TOOL_CALL = obj(
     extra=True,
 )
 _UNSUPPORTED: Schema = {"enum": [None, "", []], "description": "Not supported: leave it out."}
+# Base64 images for a vision model (docs/vision.md); a text-only model answers 400.
+_IMAGES: Schema = {"anyOf": [array({"type": "string", "minLength": 1}), {"type": "null"}]}
 _MESSAGE = obj(
     {
         "role": {"enum": ["system", "user", "assistant", "tool"]},
         "content": {"type": ["string", "null"]},
-        "images": _UNSUPPORTED,
+        "images": _IMAGES,
         "thinking": {"type": ["string", "null"]},
         "tool_calls": {"anyOf": [array(_TOOL_CALL), {"type": "null"}]},
         "tool_name": {"type": ["string", "null"]},
@@ -160,7 +162,7 @@ SCHEMAS: dict[str, Schema] = {
             "system": {"type": ["string", "null"]},
             "raw": {"type": ["boolean", "null"]},
             "suffix": _UNSUPPORTED,
-            "images": _UNSUPPORTED,
+            "images": _IMAGES,
             "template": _UNSUPPORTED,
             "context": _UNSUPPORTED,
         },
@@ -168,9 +170,15 @@ SCHEMAS: dict[str, Schema] = {
         description="An empty prompt only loads the model (keep_alive 0: unload it).",
     )
     | {
-        # raw: true skips the chat template, which `system` and `think` need.
+        # raw: true skips the chat template, which `system`, `images` and `think` need.
         "if": {"properties": {"raw": {"const": True}}, "required": ["raw"]},
-        "then": {"properties": {"system": {"enum": ["", None]}, "think": {"type": "null"}}},
+        "then": {
+            "properties": {
+                "system": {"enum": ["", None]},
+                "images": {"enum": [[], None]},
+                "think": {"type": "null"},
+            }
+        },
     },
     "OllamaChatResponse": obj(
         {

@@ -141,7 +141,19 @@ FUNCTION_TOOL = obj(
     extra=True,
 )
 _TEXT_PART = obj({"type": {"const": "text"}, "text": STRING}, "type", "text", extra=True)
+_IMAGE_PART = obj(
+    {
+        "type": {"const": "image_url"},
+        "image_url": obj({"url": STRING, "detail": STRING}, "url", extra=True),
+    },
+    "type",
+    "image_url",
+    extra=True,
+    description="A vision model's image as a base64 data URL (docs/vision.md); a text-only "
+    "model answers 400.",
+)
 _CONTENT: Schema = {"anyOf": [STRING, array(_TEXT_PART)]}
+_USER_CONTENT: Schema = {"anyOf": [STRING, array({"anyOf": [_TEXT_PART, _IMAGE_PART]})]}
 _TOOL_CALL = obj(
     {
         "id": STRING,
@@ -170,8 +182,19 @@ _MESSAGE: Schema = {
     "anyOf": [
         obj(
             {
-                "role": {"enum": ["system", "developer", "user", "tool"]},
+                "role": {"enum": ["system", "developer", "tool"]},
                 "content": _CONTENT,
+                **_MESSAGE_TEXT,
+                "tool_calls": nullable(array(_TOOL_CALL_IN)),
+            },
+            "role",
+            "content",
+            extra=True,
+        ),
+        obj(
+            {
+                "role": {"const": "user"},
+                "content": _USER_CONTENT,
                 **_MESSAGE_TEXT,
                 "tool_calls": nullable(array(_TOOL_CALL_IN)),
             },

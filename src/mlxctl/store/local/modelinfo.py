@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 from mlxctl.errors import InvalidInput
 from mlxctl.registry.record import ModelRecord
 from mlxctl.store.local.ggufinfo import pick_gguf, read_gguf
+from mlxctl.store.local.kind import Kind, model_kind
 
 WEIGHT_GLOB = "model*.safetensors"
 GGUF_UNSUPPORTED = "unreadable GGUF file"
@@ -83,6 +84,7 @@ class FolderInfo:
     kv_bytes_per_token: int | None = None
     dtype: str | None = None
     has_chat_template: bool = False
+    kind: Kind = "chat"  # store/local/kind.py: what it serves
     unsupported: str | None = None
     # The file a GGUF model is served from, relative to `path`.
     gguf_file: str | None = None
@@ -147,6 +149,7 @@ def inspect_model_dir(path: Path) -> FolderInfo:
         kv_bytes_per_token=_kv_bytes_per_token(config, dtype),
         dtype=_DTYPE_NAMES.get(dtype) if dtype else None,
         has_chat_template=_has_chat_template(path),
+        kind=model_kind(path),
     )
 
 
@@ -207,6 +210,7 @@ def to_record(
             "architectures": list(info.architectures),
             "dtype": info.dtype,
             "has_chat_template": info.has_chat_template,
+            "kind": info.kind,
         }
         | (
             {"gguf_file": info.gguf_file, "quantization": info.quantization}
