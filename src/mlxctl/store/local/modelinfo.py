@@ -217,8 +217,8 @@ def to_record(
     return record.validate()
 
 
-def read_safetensors_header(path: Path) -> Tensors:
-    """Tensor names → (dtype, shape) from a safetensors file's header only.
+def read_safetensors_json(path: Path) -> dict[str, Any]:
+    """A safetensors file's header object (tensor entries and `__metadata__`), read alone.
 
     Raises `InvalidInput` naming the file when the header cannot be read.
     """
@@ -238,6 +238,15 @@ def read_safetensors_header(path: Path) -> Tensors:
         raise _bad_header(path, "header is not JSON") from e
     if not isinstance(raw, dict):
         raise _bad_header(path, "header is not a JSON object")
+    return raw
+
+
+def read_safetensors_header(path: Path) -> Tensors:
+    """Tensor names → (dtype, shape) from a safetensors file's header only.
+
+    Raises `InvalidInput` naming the file when the header cannot be read.
+    """
+    raw = read_safetensors_json(path)
     tensors: Tensors = {}
     for name, entry in raw.items():
         if name == "__metadata__":
