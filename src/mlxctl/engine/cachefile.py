@@ -60,7 +60,8 @@ def pack(cache: list[Any], tokens: list[int], identity: str) -> Packed:
         raise Unstorable(f"cannot store cache layers of kind {', '.join(unknown)}")
     arrays: dict[str, mx.array] = {}
     plain: dict[str, Any] = {}
-    for path, value in tree_flatten([c.state for c in cache]):
+    flat: Any = tree_flatten([c.state for c in cache])
+    for path, value in flat:
         if isinstance(value, mx.array):
             arrays[path] = value
         elif value is None or isinstance(value, int | float | bool):
@@ -100,7 +101,9 @@ def read(path: Path, identity: str) -> tuple[list[Any], list[int]]:
     want = path.stem.rsplit("-", 1)[-1]
     if checksum(path) != int(want, 16):
         raise ValueError(f"{path.name}: checksum mismatch")
-    arrays, metadata = mx.load(str(path), return_metadata=True)
+    loaded: Any = mx.load(str(path), return_metadata=True)
+    arrays: dict[str, mx.array] = loaded[0]
+    metadata: dict[str, str] = loaded[1]
     if metadata.get("format") != FORMAT or metadata.get("model") != identity:
         raise ValueError(f"{path.name}: not a prompt cache of this model")
     classes = json.loads(metadata["classes"])

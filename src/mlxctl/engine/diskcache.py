@@ -17,6 +17,7 @@ writer are removed. The index and the counters are guarded by one lock.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -119,10 +120,10 @@ class DiskCache:
             cache, tokens = cachefile.read(entry.path, self.identity)
             if tokens != entry.tokens:
                 raise ValueError(f"{entry.path.name}: tokens differ from its header")
-            if len(tokens) > n and mlxlm.trim_prompt_cache(cache, len(tokens) - n) != len(
-                tokens
-            ) - n:
-                raise ValueError(f"{entry.path.name}: could not be trimmed")
+            if len(tokens) > n:
+                if not mlxlm.can_trim_prompt_cache(cache):
+                    raise ValueError(f"{entry.path.name}: cannot be trimmed")
+                mlxlm.trim_prompt_cache(cache, len(tokens) - n)
         except (OSError, ValueError, KeyError) as exc:
             log.warning("dropping a damaged prompt cache file: %s", exc)
             self._drop(entry, corrupt=True)
@@ -131,10 +132,8 @@ class DiskCache:
         with self._lock:
             entry.used = now
             self.hits += 1
-        try:
+        with contextlib.suppress(OSError):
             os.utime(entry.path, (now, now))  # recency survives a restart
-        except OSError:
-            pass
         return CacheHit(cache, n)
 
     def stats(self) -> dict[str, int]:
@@ -198,7 +197,9 @@ class DiskCache:
             covered = [
                 e
                 for e in self._entries.values()
-                if trimmable and e.path != path and len(e.tokens) < len(tokens)
+                if trimmable
+                and e.path != path
+                and len(e.tokens) < len(tokens)
                 and tokens[: len(e.tokens)] == e.tokens
             ]
         for entry in covered:  # a longer trimmable cache serves every prefix of it

@@ -17,23 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 import mlx.core as mx
-from mlx.utils import tree_map, tree_reduce
+from mlx.utils import tree_map
 
 from mlxctl.engine.mlxlm import BatchKVCache, KVCache, QuantizedKVCache, dynamic_roll
 
-__all__ = ["BITS", "BatchQuantizedKV", "QuantizedKV", "quantize_cache", "quantized_bytes"]
+__all__ = ["BITS", "GROUP_SIZES", "BatchQuantizedKV", "QuantizedKV", "quantize_cache"]
 
 BITS = (4, 8)
 GROUP_SIZES = (32, 64, 128)
 
 Triple = tuple[mx.array, mx.array, mx.array]
-
-
-def quantized_bytes(fp_bytes: int, dtype_bytes: int, bits: int, group_size: int) -> int:
-    """What `fp_bytes` of KV in a `dtype_bytes`-wide dtype take quantized: packed
-    values plus one scale and one bias (in that dtype) per `group_size` elements."""
-    elements = fp_bytes // max(1, dtype_bytes)
-    return elements * bits // 8 + (elements // group_size) * 2 * dtype_bytes
 
 
 def quantize_cache(cache: list[Any], bits: int, group_size: int) -> list[Any]:
@@ -46,7 +39,7 @@ def quantize_cache(cache: list[Any], bits: int, group_size: int) -> list[Any]:
     ]
 
 
-class QuantizedKV(QuantizedKVCache):  # type: ignore[misc]
+class QuantizedKV(QuantizedKVCache):
     """One sequence's quantized KV, as mlx-lm keeps it, that batches."""
 
     def size(self) -> int:
@@ -62,8 +55,11 @@ def _slice(triple: Triple, start: int, stop: int) -> Triple:
     return a, b, c
 
 
-class BatchQuantizedKV(BatchKVCache):  # type: ignore[misc]
+class BatchQuantizedKV(BatchKVCache):
     """`BatchKVCache` holding quantized keys and values (left-padded, like its parent)."""
+
+    keys: Any  # (packed, scales, biases) once filled
+    values: Any
 
     def __init__(self, left_padding: list[int], *, group_size: int, bits: int) -> None:
         super().__init__(left_padding)
@@ -125,7 +121,7 @@ class BatchQuantizedKV(BatchKVCache):  # type: ignore[misc]
             self.keys, self.values = tree_map(lambda x: x[batch_indices], (self.keys, self.values))
         self.offset = self.offset[batch_indices]
         self.left_padding = self.left_padding[batch_indices]
-        trim = min(self.left_padding.tolist())
+        trim = _int(mx.min(self.left_padding))
         if trim > 0:
             if self.keys is not None:
                 self.keys, self.values = tree_map(
@@ -166,21 +162,20 @@ class BatchQuantizedKV(BatchKVCache):  # type: ignore[misc]
 
         mine, theirs = padded(self), padded(other)
         self.keys = tuple(mx.concatenate([a, b]) for a, b in zip(mine[0], theirs[0], strict=True))
-        self.values = tuple(
-            mx.concatenate([a, b]) for a, b in zip(mine[1], theirs[1], strict=True)
-        )
+        self.values = tuple(mx.concatenate([a, b]) for a, b in zip(mine[1], theirs[1], strict=True))
         self.offset = mx.concatenate([mine[2], theirs[2]])
         self.left_padding = mx.concatenate([mine[3], theirs[3]])
         self._idx = idx
 
     def extract(self, idx: int) -> QuantizedKV:
         cache = QuantizedKV(group_size=self.group_size, bits=self.bits)
-        padding = int(self.left_padding.tolist()[idx])
-        cache.keys, cache.values = tree_map(
+        padding = _int(self.left_padding[idx])
+        keys, values = tree_map(
             lambda x: mx.contiguous(x[idx : idx + 1, :, padding : self._idx]),
             (self.keys, self.values),
         )
-        cache.offset = int(cache.keys[0].shape[2])
+        cache.keys, cache.values = keys, values
+        cache.offset = int(keys[0].shape[2])
         return cache
 
     @classmethod
@@ -226,8 +221,13 @@ class BatchQuantizedKV(BatchKVCache):  # type: ignore[misc]
     def nbytes(self) -> int:
         if self.keys is None:
             return 0
-        total: int = tree_reduce(lambda a, x: a + x.nbytes, (self.keys, self.values), 0)
-        return total
+        return sum(x.nbytes for x in (*self.keys, *self.values))
+
+
+def _int(scalar: mx.array) -> int:
+    value = scalar.item()
+    assert isinstance(value, int)
+    return value
 
 
 def _empty_like(triple: Triple, rows: int) -> Triple:

@@ -7,6 +7,7 @@ imported here, so an mlx-lm upgrade touches this module only.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,21 +93,21 @@ __all__ += [
     "BatchKVCache",
     "BatchResponse",
     "KVCache",
-    "QuantizedKVCache",
-    "RotatingKVCache",
-    "can_trim_prompt_cache",
-    "dynamic_roll",
-    "make_prompt_cache",
-    "trim_prompt_cache",
     "LogitsProcessor",
     "PromptCacheStore",
+    "QuantizedKVCache",
+    "RotatingKVCache",
     "Sampler",
     "apply_min_p",
     "apply_top_k",
     "apply_top_p",
+    "can_trim_prompt_cache",
+    "dynamic_roll",
     "greedy_sampler",
     "make_logits_processors",
+    "make_prompt_cache",
     "streaming_detokenizer",
+    "trim_prompt_cache",
 ]
 
 # mlx-lm's callables: a sampler maps (1, vocab) logprobs to (1,) token ids; a
@@ -163,7 +164,7 @@ class Batch:
         """
         cuts = [0, *(c for c in checkpoints or () if 0 < c < len(tokens)), len(tokens)]
         (uid,) = self._gen.insert_segments(
-            [[tokens[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]],
+            [[tokens[a:b] for a, b in itertools.pairwise(cuts)]],
             max_tokens=[max_tokens],
             caches=[cache] if cache is not None else None,
             all_tokens=[cached_tokens],

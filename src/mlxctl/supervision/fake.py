@@ -210,6 +210,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rss-mb", type=int, default=0)
     parser.add_argument("--prompt-cache-entries", type=int, default=16)
     parser.add_argument("--prompt-cache-bytes", default="2GiB")
+    parser.add_argument("--kv-bits", type=int)
+    parser.add_argument("--kv-group-size", type=int, default=64)
+    parser.add_argument("--disk-cache-bytes", default="0")
     parser.add_argument("--api-key-file")
     return parser.parse_args(argv)
 
