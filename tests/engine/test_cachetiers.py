@@ -83,7 +83,8 @@ def test_quantized_kv_serves_and_keeps_its_prefixes_quantized(small_model: Path)
             name: e.stats()["prompt_cache"]["bytes"]
             for name, e in [*zip(results, (full, quantized), strict=True)]
         }
-        # The stored prefix stays quantized: float32 model: 8 bits plus a float32 scale and bias per 64 values is 0.281 of it.
+        # The stored prefix stays quantized: in a float32 model, 8 bits plus a float32
+        # scale and bias per 64 values is 0.281 of the full size.
         assert held["quantized"] == pytest.approx(held["full"] * (1 / 4 + 2 / 64), rel=0.02)
         longer = prompt + list(range(600, 640))
         reused = run(collect(quantized, greedy(longer, 8)))
