@@ -6,13 +6,14 @@ bounded by bytes: before a file is written, the least recently used files go unt
 it fits, so the folder never holds more than `max_bytes` (temp file included).
 
     generation thread                        writer thread
-    offer(tokens, cache) ── pack ──▶ Queue(2) ──▶ evict LRU, write, index
+    offer(tokens, cache) ── pack ──▶ Queue ──▶ evict LRU, write, index
     fetch(prompt) ── index (memory) ── read + verify ──▶ CacheHit
 
-`offer` never blocks: when the writer is behind, the cache is not written (counted
-as `dropped`). A file that fails its checksum or does not load is deleted and is a
-miss. At start the folder is scanned (headers only) and temp files left by a killed
-writer are removed. The index and the counters are guarded by one lock.
+`offer` never blocks: when the writer is behind by more than `_PENDING_BYTES` of
+arrays, the cache is not written (counted as `dropped`). A file that fails its
+checksum or does not load is deleted and is a miss. At start the folder is scanned
+(headers only) and temp files left by a killed writer are removed. The index and
+the counters are guarded by one lock.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ log = logging.getLogger(__name__)
 # Room a file takes beyond its arrays: the safetensors header, tokens included.
 _HEADER_SLACK = 64 << 10
 _TOKEN_SLACK = 8  # bytes of header per token (base64 of 4 bytes, and then some)
-_QUEUE = 2
+# Bytes of packed caches waiting for the writer; past it new ones are not written.
+_PENDING_BYTES = 512 << 20
 
 
 def model_identity(model_path: Path, *, adapter: Path | None, kv: tuple[int, int] | None) -> str:
@@ -83,7 +85,8 @@ class DiskCache:
         self._entries: dict[Path, _Entry] = {}
         self.hits = self.misses = self.writes = self.dropped = self.corrupt = 0
         self._scan()
-        self._queue: queue.Queue[tuple[cachefile.Packed, list[int]] | None] = queue.Queue(_QUEUE)
+        self._queue: queue.Queue[tuple[cachefile.Packed, list[int]] | None] = queue.Queue()
+        self._pending = 0  # bytes queued for the writer
         self._writer = threading.Thread(target=self._write_loop, name="mlxctl-diskcache")
         self._writer.start()
 
@@ -100,11 +103,12 @@ class DiskCache:
             return
         if _room(packed, tokens) > self.max_bytes:
             return
-        try:
-            self._queue.put_nowait((packed, list(tokens)))
-        except queue.Full:
-            with self._lock:
+        with self._lock:
+            if self._pending and self._pending + packed.nbytes > _PENDING_BYTES:
                 self.dropped += 1
+                return
+            self._pending += packed.nbytes
+        self._queue.put((packed, list(tokens)))
 
     def peek(self, prompt: list[int]) -> int:
         """How many leading tokens of `prompt` the best file would serve (no I/O)."""
@@ -184,6 +188,9 @@ class DiskCache:
             except Exception:
                 # A full disk or a bad file costs a future prefill, never a request.
                 log.exception("could not write a prompt cache file")
+            finally:
+                with self._lock:
+                    self._pending -= packed.nbytes
 
     def _write(self, packed: cachefile.Packed, tokens: list[int]) -> None:
         self._make_room(_room(packed, tokens))
