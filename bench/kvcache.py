@@ -134,11 +134,12 @@ def bench_kv(size: str) -> None:
 
 
 def _long_prefix(tokens: int) -> str:
-    words = " ".join(
+    """About `tokens` tokens of system prompt (a rule is ~25 factory-tokenizer tokens)."""
+    rules = (
         f"Rule {i}: answer politely and cite section {i} of the manual."
-        for i in range(tokens // 12 + 1)
+        for i in range(tokens // 25)
     )
-    return words
+    return " ".join(rules)
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
