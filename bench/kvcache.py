@@ -35,6 +35,8 @@ from typing import Any
 
 import httpx
 
+from worker import free_port, wait_ready  # bench/worker.py: this script runs from bench/
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / ".bench"
 BUDGET = 1 << 30
@@ -148,20 +150,6 @@ def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     )
 
 
-def _ready(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError("server did not start")
-
-
 def _chat(port: int, model_name: str, messages: list[dict[str, str]]) -> tuple[float, str, int]:
     """(TTFT, text, cached tokens) of one streamed chat turn."""
     body = {
@@ -208,11 +196,11 @@ def bench_disk(size: str, prefix_tokens: int) -> None:
     py = sys.executable
 
     def ours(disk: str) -> tuple[subprocess.Popen[bytes], int]:
-        port = _free_port()
+        port = free_port()
         cmd = [py, "-m", "mlxctl.cli.main", "worker", str(path), "--port", str(port)]
         cmd += ["--disk-cache-bytes", disk]
         proc = _start(cmd, env, BENCH_DIR / "kv-disk-worker.log")
-        _ready(port, proc)
+        wait_ready(port, proc)
         return proc, port
 
     try:
@@ -242,11 +230,11 @@ def bench_disk(size: str, prefix_tokens: int) -> None:
         proc.wait()
         # mlx_lm.server, restarted between the turns the same way (it keeps no disk cache).
         for label in ("turn 1", "turn 2 after restart"):
-            port = _free_port()
+            port = free_port()
             cmd = [py, "-m", "mlx_lm", "server", "--model", str(path), "--port", str(port)]
             peer = _start(cmd, env, BENCH_DIR / "kv-disk-mlx_lm.log")
             try:
-                _ready(port, peer)
+                wait_ready(port, peer)
                 ttft, _, _ = _chat(port, str(path), turn1 if label == "turn 1" else turn2)
                 rows[f"mlx_lm.server {label}"] = ttft
             finally:
@@ -265,14 +253,6 @@ def bench_disk(size: str, prefix_tokens: int) -> None:
         f"  turn 2 after restart, disk vs cold: {warm / cold2:.3f}x (target <= 0.2); "
         f"vs mlx_lm.server restarted: {warm / rows['mlx_lm.server turn 2 after restart']:.3f}x"
     )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bench_hybrid(size: str, prefix_tokens: int) -> None:

@@ -26,6 +26,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxctl.engine import mlxlm
 from mlxctl.engine.kvquant import QuantizedKV
+from mlxctl.store.content.blobs import fsync_dir
 
 __all__ = ["FORMAT", "Packed", "checksum", "pack", "read", "tokens_of", "write"]
 
@@ -92,7 +93,7 @@ def write(packed: Packed, folder: Path, stem: str) -> Path:
         os.replace(temp, final)
     finally:
         temp.unlink(missing_ok=True)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return final
 
 
@@ -140,11 +141,3 @@ def _encode_tokens(tokens: list[int]) -> str:
 def _path_key(path: str) -> list[int | str]:
     # tree_unflatten wants list indices in order: "10" after "9".
     return [int(p) if p.isdigit() else p for p in path.split(".")]
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

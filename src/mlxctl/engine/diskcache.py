@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from mlxctl.engine import cachefile, mlxlm
 from mlxctl.engine.prefix import common_prefix
 from mlxctl.engine.prompt_cache import CacheHit
@@ -269,12 +271,4 @@ def _alive(temp_name: str) -> bool:
         pid = int(temp_name.split(".")[2])
     except (IndexError, ValueError):
         return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid != os.getpid() and psutil.pid_exists(pid)
