@@ -89,7 +89,10 @@ class DiskCache:
         self._scan()
         self._queue: queue.Queue[tuple[cachefile.Packed, list[int]] | None] = queue.Queue()
         self._pending = 0  # bytes queued for the writer
-        self._writer = threading.Thread(target=self._write_loop, name="mlxctl-diskcache")
+        # A daemon thread: a worker that dies unclosed must still exit (a cut write is safe).
+        self._writer = threading.Thread(
+            target=self._write_loop, name="mlxctl-diskcache", daemon=True
+        )
         self._writer.start()
 
     # --- the generation thread ------------------------------------------------------
