@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -32,7 +33,11 @@ def _cache(tokens: int, width: int = 32) -> list[Any]:
 
 
 def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    total = 0
+    for path in folder.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # evicted or renamed while we look
+            total += path.stat().st_size
+    return total
 
 
 def test_the_folder_never_exceeds_its_bound_and_evicts_the_least_recently_used(
