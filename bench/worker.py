@@ -44,6 +44,8 @@ class Figures:
     cold_ttft: float = float("nan")
     warm_ttft: float = float("nan")
     note: str = ""
+    # concurrent long-prompt requests -> (median TTFT s, aggregate tok/s), with --long
+    long: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -173,7 +175,7 @@ async def one_stream(
 
 
 async def measure_server(
-    name: str, port: int, model: str, tokens: int, prompt: str, prefix: str
+    name: str, port: int, model: str, tokens: int, prompt: str, prefix: str, long: int = 0
 ) -> Figures:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     fig = Figures(name)
@@ -214,7 +216,34 @@ async def measure_server(
         cold_prefix = [{"role": "system", "content": "Other. " + prefix}, *turn2[1:]]
         cold, _, _, _ = await one_stream(client, url, model, cold_prefix, 8)
         fig.cold_ttft, fig.warm_ttft = cold, warm
+        if long:
+            await measure_long(client, url, model, tokens, long, fig)
     return fig
+
+
+async def measure_long(
+    client: httpx.AsyncClient, url: str, model: str, tokens: int, long: int, fig: Figures
+) -> None:
+    """TTFT and aggregate tok/s of 1, 2, 4 and 8 long prompts sent together (each its own)."""
+    for streams in (1, 2, 4, 8):
+        bodies = [
+            " ".join(
+                f"Note {streams}.{i}.{k}: the valve {k} opens at dawn." for k in range(long // 14)
+            )
+            for i in range(streams)
+        ]
+        start = time.perf_counter()
+        results = await asyncio.gather(
+            *[
+                one_stream(client, url, model, [{"role": "user", "content": b}], tokens)
+                for b in bodies
+            ]
+        )
+        wall = time.perf_counter() - start
+        fig.long[streams] = (
+            statistics.median(r[0] for r in results),
+            sum(r[2] for r in results) / wall,
+        )
 
 
 def ensure_peer_env() -> bool:
@@ -244,7 +273,8 @@ def run_server(
         model = str(model_path)  # mlx_lm.server serves its --model under its path
         if kind != "mlx_lm":
             model = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"]
-        return asyncio.run(measure_server(name, port, model, args.tokens, prompt, prefix))
+        figures = measure_server(name, port, model, args.tokens, prompt, prefix, args.long)
+        return asyncio.run(figures)
     except Exception as e:  # a peer that cannot run here is reported, not fatal
         return Figures(name, note=f"failed: {e} (see {log})")
     finally:
@@ -309,6 +339,9 @@ def main() -> None:
     parser.add_argument(
         "--all", action="store_true", help="Also run our worker with the reference BLAS."
     )
+    parser.add_argument(
+        "--long", type=int, default=0, help="Also 1/2/4/8 concurrent prompts of ~N tokens."
+    )
     parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)  # child: raw rate only
     args = parser.parse_args()
     prompt = "Write a short story about a lighthouse keeper and a cat."
@@ -343,6 +376,12 @@ def main() -> None:
         rows.append(run_server(kind, name, env, model_path, args, prompt, prefix))
     print()
     print(table(rows))
+    if args.long:
+        print(f"\n~{args.long}-token prompts sent together: median TTFT s / aggregate tok/s")
+        for r in rows:
+            if r.long:
+                cells = "  ".join(f"@{n}: {t:6.1f} s {a:6.1f}" for n, (t, a) in r.long.items())
+                print(f"  {r.name:26} {cells}")
     by_name = {r.name: r for r in rows}
     served = [r for r in rows if not r.name.startswith(("raw", "mlxctl"))]
     for blas in ("OpenBLAS", "reference BLAS"):

@@ -1,15 +1,17 @@
 """What each model's worker runs with, decided in one place.
 
-`ModelOptions` is everything a worker is sized by: batch, queue, prompt cache, context,
-and the KV tokens per sequence the memory estimate reserves, plus the per-model settings
-of `config.yaml` (docs/config.md). `OptionsSource.for_model` is the one place a model's
-options are computed. The scheduler's estimate and every worker's argv (on-demand and
-slot alike) read it, so what is budgeted is what runs. Without a config file every model
-gets the settings' values; with one, its `models:` sections and presets come in here.
+`ModelOptions` is everything a worker is sized by: batch, queue, prompt cache (memory
+and disk), context, KV quantization and the KV tokens per sequence the memory estimate
+reserves, plus the per-model settings of `config.yaml` (docs/config.md).
+`OptionsSource.for_model` is the one place a model's options are computed. The
+scheduler's estimate and every worker's argv (on-demand and slot alike) read it, so what
+is budgeted is what runs. Without a config file every model gets the settings' values;
+with one, its `models:` sections and presets come in here.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
@@ -30,10 +32,9 @@ class ModelOptions:
     prompt_cache_bytes: str = _load_time("2GiB")
     context: int | None = _load_time(None)  # the worker's context window; None: the model's own
     kv_context: int = _load_time(4096)  # KV tokens per sequence the memory estimate reserves
-    # KV-cache quantization and the on-disk prompt cache (wired by the engine's owners).
-    kv_bits: int | None = _load_time(None)
-    kv_group_size: int | None = _load_time(None)
-    disk_cache: bool | None = _load_time(None)
+    kv_bits: int | None = _load_time(None)  # 4 or 8: quantized KV cache; None: the model's dtype
+    kv_group_size: int = _load_time(64)
+    disk_cache_bytes: str = _load_time("4GiB")  # the prompt cache on disk; "0": off
     # Speculative decoding: a draft model (a registered name) and tokens drafted per step.
     draft_model: str | None = _load_time(None)
     num_draft: int | None = _load_time(None)
@@ -56,7 +57,18 @@ class ModelOptions:
             prompt_cache_bytes=settings.worker_prompt_cache_bytes,
             context=settings.worker_context or None,
             kv_context=settings.kv_context,
+            kv_bits=settings.worker_kv_bits or None,
+            kv_group_size=settings.worker_kv_group_size,
+            disk_cache_bytes=settings.worker_disk_cache_bytes,
         )
+
+    def kv_bytes(self, per_token: int, dtype_bytes: int | None) -> int:
+        """KV bytes per token as the worker keeps them: `per_token` (in the model's
+        dtype) quantized to `kv_bits` with one scale and bias per group, when set."""
+        if not self.kv_bits:
+            return per_token
+        width = dtype_bytes or 2
+        return quantized_kv_bytes(per_token, width, self.kv_bits, self.kv_group_size)
 
     def worker_argv(self) -> list[str]:
         """The `mlxctl worker` flags that carry these options."""
@@ -64,6 +76,7 @@ class ModelOptions:
             *("--max-batch", str(self.max_batch), "--max-queue", str(self.max_queue)),
             *("--prompt-cache-entries", str(self.prompt_cache_entries)),
             *("--prompt-cache-bytes", self.prompt_cache_bytes),
+            *("--disk-cache-bytes", self.disk_cache_bytes),
         ]
         flags = {
             "--context": self.context,
@@ -72,6 +85,8 @@ class ModelOptions:
             "--reasoning-parser": self.reasoning_parser,
             "--preset": self.preset,
         }
+        if self.kv_bits:
+            flags |= {"--kv-bits": self.kv_bits, "--kv-group-size": self.kv_group_size}
         for flag, value in flags.items():
             if value:
                 argv += [flag, str(value)]
@@ -86,6 +101,13 @@ class ModelOptions:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["sampling"] = dict(self.sampling)
         return data
+
+
+def quantized_kv_bytes(fp_bytes: int, dtype_bytes: int, bits: int, group_size: int) -> int:
+    """What `fp_bytes` of KV in a `dtype_bytes`-wide dtype take quantized: packed values
+    plus one scale and one bias (in that dtype) per `group_size` elements."""
+    elements = fp_bytes / dtype_bytes
+    return math.ceil(elements * bits / 8 + elements / group_size * 2 * dtype_bytes)
 
 
 class Layers(Protocol):

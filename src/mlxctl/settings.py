@@ -162,6 +162,24 @@ class Settings:
         "Memory cap of each worker's prompt cache, e.g. 512MiB (its --prompt-cache-bytes).",
         "2GiB",
     )
+    worker_kv_bits: int = _setting(
+        "MLXCTL_WORKER_KV_BITS",
+        "Quantize each MLX worker's KV cache to 4 or 8 bits (its --kv-bits); 0: keep the "
+        "model's dtype. The memory estimate counts the quantized size.",
+        0,
+    )
+    worker_kv_group_size: int = _setting(
+        "MLXCTL_WORKER_KV_GROUP_SIZE",
+        "Elements sharing one scale and bias in a quantized KV cache: 32, 64 or 128 "
+        "(its --kv-group-size).",
+        64,
+    )
+    worker_disk_cache_bytes: str = _setting(
+        "MLXCTL_WORKER_DISK_CACHE_BYTES",
+        "Disk cap of each MLX model's prompt cache under MLXCTL_HOME/prompt-cache, e.g. "
+        "4GiB (its --disk-cache-bytes); 0 turns the disk cache off.",
+        "4GiB",
+    )
     worker_context: int = _setting(
         "MLXCTL_WORKER_CONTEXT",
         "Context window (tokens) a worker serves and a GGUF's shared KV cache is sized for "

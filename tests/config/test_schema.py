@@ -28,7 +28,7 @@ CHANGED: dict[str, Any] = {
     "kv_context": 999,
     "kv_bits": 4,
     "kv_group_size": 32,
-    "disk_cache": True,
+    "disk_cache_bytes": "1GiB",
     "draft_model": "tiny-draft",
     "num_draft": 4,
     "chat_template": "/tmp/t.jinja",

@@ -366,7 +366,9 @@ def test_long_prompts_prefill_one_at_a_time() -> None:
 
     def may(new: _Job, *active: _Job, peek: int = 0) -> bool:
         state = SimpleNamespace(
-            active=dict(enumerate(active)), cache=SimpleNamespace(peek=lambda _: peek)
+            active=dict(enumerate(active)),
+            cache=SimpleNamespace(peek=lambda _: peek),
+            tiers=SimpleNamespace(peek=lambda _: 0),  # no disk tier
         )
         return _Generation._may_prefill_now(state, new)  # type: ignore[arg-type]
 

@@ -86,3 +86,20 @@ def test_chunked_prefill_matches_one_pass(built: Built, arch: str, size: str) ->
     chunked = _prefill(model, make_prompt_cache(model), tokens, 7)
     assert mx.allclose(whole, chunked, atol=1e-3).item()
     assert mx.argmax(whole).item() == mx.argmax(chunked).item()
+
+
+def test_kv_bytes_per_token_counts_only_what_grows(built: Built) -> None:
+    from mlxctl.store.local.modelinfo import inspect_model_dir
+
+    per_layer = 2 * 2 * 16 * 4  # K and V × 2 KV heads × head size 16 × float32
+    # qwen3_5 tiny: 1 full-attention layer of 4; 3 Gated DeltaNet layers hold a fixed
+    # conv window (3 × (2·2·16 + 4·16)) and recurrent state (4 × 16 × 16), spread over 4096.
+    linear = (3 * (2 * 2 * 16 + 4 * 16) + 4 * 16 * 16) * 4
+    assert inspect_model_dir(built("qwen3_5")).kv_bytes_per_token == per_layer + -(
+        -3 * linear // 4096
+    )
+    # gemma3_text tiny: 1 global layer of 2; the local one holds at most its 32-token window.
+    assert (
+        inspect_model_dir(built("gemma3_text")).kv_bytes_per_token
+        == per_layer + 32 * per_layer // 4096
+    )

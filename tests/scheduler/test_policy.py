@@ -116,3 +116,18 @@ def test_the_served_context_bounds_the_estimate() -> None:
     assert estimate_bytes(rec, capped) == 100 * MB + 1000 * 1024 * 2
     gguf = replace(rec, format="gguf")
     assert estimate_bytes(gguf, ModelOptions(context=16384)) == 100 * MB + 1000 * 16384
+
+
+def test_a_quantized_kv_cache_is_estimated_at_its_quantized_size() -> None:
+    # float16: 4096 bytes per token are 2048 values; 8 bits and a scale + bias per 64.
+    rec = replace(record("q", size_mb=100, kv=4096, ctx=32768), extra={"dtype": "float16"})
+    fp, q8, q4 = (ModelOptions(kv_context=4096, max_batch=8, kv_bits=b) for b in (None, 8, 4))
+    kv = {name: estimate_bytes(rec, o) - 100 * MB for name, o in (("fp", fp), ("8", q8), ("4", q4))}
+    assert kv["8"] == (2048 + 2048 // 64 * 4) * 4096 * 8
+    assert kv["8"] / kv["fp"] == 0.53125 and kv["4"] / kv["fp"] == 0.28125
+    # The same budget admits the quantized worker where the full-precision one cannot fit.
+    budget = 100 * MB + kv["4"] + 1
+    assert evict_for(estimate_bytes(rec, fp), [], budget=budget, max_loaded=5) is None
+    assert evict_for(estimate_bytes(rec, q4), [], budget=budget, max_loaded=5) == []
+    assert q4.worker_argv()[-4:] == ["--kv-bits", "4", "--kv-group-size", "64"]
+    assert "--kv-bits" not in fp.worker_argv()

@@ -66,6 +66,38 @@ if TYPE_CHECKING:
     help="Memory cap of the prompt cache (bytes, or e.g. 512MiB).",
 )
 @click.option(
+    "--kv-bits",
+    type=click.Choice(["4", "8"]),
+    help="Quantize the KV cache to this many bits (MLX models; default: the model's dtype).",
+)
+@click.option(
+    "--kv-group-size",
+    type=click.Choice(["32", "64", "128"]),
+    default="64",
+    show_default=True,
+    help="Elements per scale and bias in a quantized KV cache.",
+)
+@click.option(
+    "--disk-cache-bytes",
+    default="0",
+    show_default=True,
+    help="Disk cap of the prompt cache under MLXCTL_HOME/prompt-cache (e.g. 4GiB; 0: off).",
+)
+@click.option(
+    "--disk-cache-min-tokens",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Shortest prompt whose cache is written to disk.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(0),
+    default=1024,
+    show_default=True,
+    help="Tokens between prefix checkpoints of hybrid and sliding-window models (0: none).",
+)
+@click.option(
     "--context",
     type=click.IntRange(1),
     help="Context window in tokens (default: the model's; a GGUF's capped at 8192).",
@@ -107,6 +139,11 @@ def worker(
     max_queue: int,
     prompt_cache_entries: int,
     prompt_cache_bytes: str,
+    kv_bits: str | None,
+    kv_group_size: str,
+    disk_cache_bytes: str,
+    disk_cache_min_tokens: int,
+    checkpoint_every: int,
     context: int | None,
     prefill_step_size: int,
     chat_template: Path | None,
@@ -150,6 +187,17 @@ def worker(
     if preset:
         info = replace(info, preset=preset)
     cache_bytes = parse_size(prompt_cache_bytes)
+    from mlxctl.engine.cachetiers import CacheOptions
+
+    disk_bytes = parse_size(disk_cache_bytes)
+    cache_options = CacheOptions(
+        kv_bits=int(kv_bits) if kv_bits else None,
+        kv_group_size=int(kv_group_size),
+        disk_dir=Settings.from_env().home / "prompt-cache" if disk_bytes else None,
+        disk_bytes=disk_bytes,
+        disk_min_tokens=disk_cache_min_tokens,
+        checkpoint_every=checkpoint_every,
+    )
 
     def load_engine() -> WorkerEngine:
         engine: Engine | LlamaCppEngine | EncoderEngine | VisionEngine
@@ -176,6 +224,7 @@ def worker(
                 prompt_cache_bytes=cache_bytes,
                 prefill_step_size=prefill_step_size,
                 adapter_path=info.adapter_path,
+                cache_options=cache_options,
             )
         engine.start()
         if context is not None and engine.context_length > context:

@@ -51,9 +51,9 @@ class ModelSettings(BaseModel):
     prompt_cache_entries: int | None = Field(None, ge=0)
     prompt_cache_bytes: str | None = None
     kv_context: int | None = Field(None, ge=1)
-    kv_bits: Literal[2, 3, 4, 6, 8] | None = None
+    kv_bits: Literal[4, 8] | None = None
     kv_group_size: Literal[32, 64, 128] | None = None
-    disk_cache: bool | None = None
+    disk_cache_bytes: str | None = None
     draft_model: str | None = Field(None, min_length=1)
     num_draft: int | None = Field(None, ge=1, le=64)
     chat_template: str | None = Field(None, min_length=1)
@@ -64,7 +64,7 @@ class ModelSettings(BaseModel):
     preload: bool | None = None
     sampling: Sampling | None = None
 
-    @field_validator("prompt_cache_bytes")
+    @field_validator("prompt_cache_bytes", "disk_cache_bytes")
     @classmethod
     def _size(cls, value: str | None) -> str | None:
         if value is not None:

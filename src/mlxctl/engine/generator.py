@@ -20,6 +20,7 @@ from typing import Any
 import mlx.core as mx
 
 from mlxctl.engine import mlxlm, pooling, sampling
+from mlxctl.engine.cachetiers import CacheOptions, CacheTiers
 from mlxctl.engine.checks import ContextOverflow
 from mlxctl.engine.host import EngineHost, QueueFull
 from mlxctl.engine.outbox import Job, Outbox
@@ -65,6 +66,7 @@ class Engine(EngineHost["_Generation"]):
         prompt_cache_bytes: int = 2 << 30,
         prefill_step_size: int = 2048,
         adapter_path: Path | str | None = None,
+        cache_options: CacheOptions | None = None,
     ) -> None:
         if max_batch < 1 or max_queue < 0 or prefill_step_size < 1:
             raise ValueError("max_batch and prefill_step_size must be >= 1, max_queue >= 0")
@@ -74,6 +76,9 @@ class Engine(EngineHost["_Generation"]):
         self.prompt_cache_entries = prompt_cache_entries
         self.prompt_cache_bytes = prompt_cache_bytes
         self.prefill_step_size = prefill_step_size
+        # Quantized KV, the disk tier and checkpoints (engine/cachetiers.py).
+        self.cache_options = cache_options or CacheOptions()
+        self.cache_options.check()
         self.tokenizer: mlxlm.TokenizerWrapper
 
     async def embed(self, token_lists: list[list[int]]) -> list[list[float]]:
@@ -113,6 +118,7 @@ class _Generation:
         self.stats = outbox.stats
         self.stream = mx.default_stream(mx.default_device())
         self.cache = PromptCache(engine.prompt_cache_entries, engine.prompt_cache_bytes)
+        self.tiers = CacheTiers(engine.cache_options, model, engine.model_path, engine.adapter_path)
         self.batch = self._new_batch()
         self.active: dict[int, Job] = {}  # by batch uid
         self.failed: list[Job] = []  # jobs whose logits processor raised this step
@@ -139,6 +145,9 @@ class _Generation:
         prompt_chunks, responses = self.batch.step()
         if not prompt_chunks and not responses:
             raise RuntimeError("the batch made no progress")
+        for uid in self.batch.segment_ends:  # a checkpoint along a prompt
+            if (snapshot := self.batch.snapshot(uid)) is not None:
+                self._store(snapshot[1], snapshot[0])
         # Counters first: a consumer reading stats after its DoneEvent sees them.
         self.stats.add_tokens(generated=len(responses))
         now = time.perf_counter()
@@ -189,13 +198,14 @@ class _Generation:
             "peak": mx.get_peak_memory(),
             "cache": mx.get_cache_memory(),
         }
-        self.stats.publish(memory=memory, prompt_cache=self.cache.stats())
+        self.stats.publish(memory=memory, prompt_cache=self.cache.stats() | self.tiers.stats())
 
     def close(self) -> None:
         self.active.clear()
         self.batch.close()
         del self.batch, self.model
         self.cache.clear()
+        self.tiers.close()
         mx.clear_cache()
         self.publish(force=True)
 
@@ -211,24 +221,27 @@ class _Generation:
         if not prefilling:
             return True
         prompt = job.request.prompt_tokens
-        if len(prompt) - self.cache.peek(prompt) > _LONG_PREFILL:
+        held = max(self.cache.peek(prompt), self.tiers.peek(prompt))
+        if len(prompt) - held > _LONG_PREFILL:
             return False
         return all(len(j.request.prompt_tokens) - j.cached <= _LONG_PREFILL for j in prefilling)
 
     def _insert(self, job: Job) -> None:
         request = job.request
         prompt = request.prompt_tokens
-        hit = self._borrow(prompt) or self.cache.fetch(prompt)
+        hit = self.tiers.better(prompt, self._borrow(prompt) or self.cache.fetch(prompt))
+        marks = self.tiers.checkpoints(prompt, hit.tokens)
         processors = sampling.make_processors(request.sampling, len(prompt))
         processors += [self._guard(job, make()) for make in request.logits_processors]
         job.uid = self.batch.insert(
             prompt[hit.tokens :],
             max_tokens=job.max_tokens,
-            cache=hit.cache,
+            cache=hit.cache if hit.cache is not None else self.tiers.fresh(),
             cached_tokens=prompt[: hit.tokens],
             sampler=sampling.make_sampler(request.sampling, self.engine.vocab_size),
             processors=processors,
             stop=self.stop + [list(s) for s in request.stop_token_ids if s],
+            checkpoints=None if marks is None else [m - hit.tokens for m in marks],
         )
         job.cached = hit.tokens
         job.detokenizer = mlxlm.streaming_detokenizer(self.engine.tokenizer)
@@ -289,6 +302,7 @@ class _Generation:
     def _store(self, tokens: list[int], cache: list[Any]) -> None:
         try:
             self.cache.store(tokens, cache)
+            self.tiers.kept(tokens, cache)
         except Exception:
             # Losing a cache entry costs prefill time later, never correctness.
             log.exception("could not keep a prompt cache")

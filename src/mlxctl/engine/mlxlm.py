@@ -7,6 +7,7 @@ imported here, so an mlx-lm upgrade touches this module only.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,7 +16,18 @@ import mlx.core as mx
 from mlx.nn.layers.base import Module
 from mlx_lm import utils as _utils
 from mlx_lm.generate import BatchGenerator, StopSequences, stream_generate
-from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
+from mlx_lm.models.cache import (
+    ArraysCache,
+    BatchKVCache,
+    KVCache,
+    LRUPromptCache,
+    QuantizedKVCache,
+    RotatingKVCache,
+    can_trim_prompt_cache,
+    dynamic_roll,
+    make_prompt_cache,
+    trim_prompt_cache,
+)
 from mlx_lm.sample_utils import (
     apply_min_p,
     apply_top_k,
@@ -76,17 +88,26 @@ def total_parameters(model: Module) -> int:
 # --- The engine's side: continuous batching, sampling, the prompt cache. ---
 
 __all__ += [
+    "ArraysCache",
     "Batch",
+    "BatchKVCache",
     "BatchResponse",
+    "KVCache",
     "LogitsProcessor",
     "PromptCacheStore",
+    "QuantizedKVCache",
+    "RotatingKVCache",
     "Sampler",
     "apply_min_p",
     "apply_top_k",
     "apply_top_p",
+    "can_trim_prompt_cache",
+    "dynamic_roll",
     "greedy_sampler",
     "make_logits_processors",
+    "make_prompt_cache",
     "streaming_detokenizer",
+    "trim_prompt_cache",
 ]
 
 # mlx-lm's callables: a sampler maps (1, vocab) logprobs to (1,) token ids; a
@@ -121,6 +142,8 @@ class Batch:
             prefill_step_size=prefill_step_size,
             stream=stream,
         )
+        self._checkpointing: set[int] = set()  # uids that stop at checkpoints
+        self.segment_ends: list[int] = []  # checkpointing uids at a checkpoint after `step`
 
     def insert(
         self,
@@ -132,10 +155,16 @@ class Batch:
         sampler: Sampler,
         processors: list[LogitsProcessor],
         stop: Sequence[Sequence[int]],
+        checkpoints: Sequence[int] | None = None,
     ) -> int:
-        """Queue one sequence; `tokens` follow the `cached_tokens` already in `cache`."""
-        (uid,) = self._gen.insert(
-            [tokens],
+        """Queue one sequence; `tokens` follow the `cached_tokens` already in `cache`.
+
+        With `checkpoints` (offsets into `tokens`; `[]` for none but the prompt's end),
+        prefill stops at each, and `step` lists the sequence in `segment_ends` there.
+        """
+        cuts = [0, *(c for c in checkpoints or () if 0 < c < len(tokens)), len(tokens)]
+        (uid,) = self._gen.insert_segments(
+            [[tokens[a:b] for a, b in itertools.pairwise(cuts)]],
             max_tokens=[max_tokens],
             caches=[cache] if cache is not None else None,
             all_tokens=[cached_tokens],
@@ -143,15 +172,32 @@ class Batch:
             logits_processors=[processors],
             stop_sequences=[StopSequences(stop)],
         )
+        if checkpoints is not None:
+            self._checkpointing.add(int(uid))
         return int(uid)
 
     def step(self) -> tuple[int, list[BatchResponse]]:
         """One scheduling step: (prompt chunks processed, tokens generated)."""
         prompt, generated = self._gen.next()
+        self.segment_ends = [
+            r.uid
+            for r in prompt
+            if r.end_of_segment and not r.end_of_prompt and r.uid in self._checkpointing
+        ]
+        self._checkpointing.difference_update(r.uid for r in generated if r.finish_reason)
         return len(prompt), generated
+
+    def snapshot(self, uid: int) -> tuple[list[Any], list[int]] | None:
+        """A copy of sequence `uid`'s cache as it stands, and the tokens it holds."""
+        found = self._gen.extract_cache([uid]).get(uid)
+        if found is None:
+            return None
+        cache, tokens = found
+        return cache, list(tokens)
 
     def remove(self, uids: list[int]) -> None:
         self._gen.remove(uids)
+        self._checkpointing.difference_update(uids)
 
     def borrow(self, uid: int, prefix: Sequence[int]) -> list[Any] | None:
         """A copy of decoding sequence `uid`'s KV cut to `prefix`, if it holds exactly that.

@@ -18,6 +18,7 @@ from mlxctl.errors import InvalidInput
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
 FORMATS = ("mlx", "gguf")
 PORT_MIN, PORT_MAX = 1, 65535
+_DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ class ModelRecord:
     def gguf_file(self) -> str | None:
         """The GGUF file's name inside `cache_path` (GGUF models)."""
         return _text(self.extra.get("gguf_file"))
+
+    @property
+    def dtype_bytes(self) -> int | None:
+        """Bytes per activation element (the dtype the KV cache is kept in), if known."""
+        return _DTYPE_BYTES.get(_text(self.extra.get("dtype")) or "")
 
     @property
     def architectures(self) -> tuple[str, ...]:

@@ -47,7 +47,8 @@ class LoadedView:
 
 def estimate_bytes(record: ModelRecord, options: ModelOptions) -> int:
     """Weights plus a KV cache of `options.kv_context` tokens per sequence, for
-    `options.max_batch` sequences, capped at the context the worker serves.
+    `options.max_batch` sequences, capped at the context the worker serves; at
+    `options.kv_bits` when the worker quantizes its KV.
 
     llama.cpp allocates one KV cache for its whole context up front and shares it
     between sequences: that context, not `kv_context` per sequence, is counted.
@@ -57,6 +58,7 @@ def estimate_bytes(record: ModelRecord, options: ModelOptions) -> int:
     if backend_of(record).shared_kv:
         own = min(record.context_length or GGUF_MAX_CONTEXT, GGUF_MAX_CONTEXT)
         return weights + per_token * (options.context or own)
+    per_token = options.kv_bytes(per_token, record.dtype_bytes)  # quantized KV, if set
     served = options.context or record.context_length
     ctx = min(options.kv_context, served) if served else options.kv_context
     return weights + per_token * max(0, ctx) * max(1, options.max_batch)

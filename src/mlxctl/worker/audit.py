@@ -58,10 +58,24 @@ def audit_record(
         "preset": model.preset,
         "batch": {name: getattr(engine, name, None) for name in _ENGINE_LIMITS},
         "prompt_cache": {name: getattr(engine, name, None) for name in _CACHE_LIMITS},
+        "kv_cache": _kv_cache(engine),
         "client_templates": state.sandbox is not None,
         "test_hooks": state.test_hooks,
         "versions": {"mlxctl": __version__, **{p: _version(p) for p in _PACKAGES}},
         "blas": loaded_blas(),
+    }
+
+
+def _kv_cache(engine: object) -> dict[str, Any] | None:
+    """KV quantization, disk tier and checkpoints of an MLX engine (None for others)."""
+    options = getattr(engine, "cache_options", None)
+    if options is None:
+        return None
+    return {
+        "kv_bits": options.kv_bits,
+        "kv_group_size": options.kv_group_size,
+        "disk_cache_bytes": options.disk_bytes if options.disk_dir else 0,
+        "checkpoint_every": options.checkpoint_every,
     }
 
 

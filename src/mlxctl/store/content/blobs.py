@@ -127,7 +127,7 @@ class BlobStore:
                     tmp.unlink()
                     return Blob(digest, size, created=False)
                 os.replace(tmp, final)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             return Blob(digest, size, linked=True)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -274,7 +274,7 @@ class PartialBlob:
             self.path.unlink()
             return Blob(self.digest, self.size, created=False)
         os.replace(self.path, final)
-        _fsync_dir(self.store.root)
+        fsync_dir(self.store.root)
         return Blob(self.digest, self.size)
 
     def _discard(self) -> None:
@@ -321,7 +321,7 @@ class _TempFile:
         os.chmod(self.path, 0o444)
         os.replace(self.path, final)
         self._done = True
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return Blob(digest, size)
 
 
@@ -337,7 +337,7 @@ def _is_locked(path: Path) -> bool:
         return False
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     # The rename itself must survive power loss, not only the file's bytes.
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -45,6 +45,9 @@ _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 _HEAD_KEYS = ("num_attention_heads", "n_head", "num_heads")
 _KV_HEAD_KEYS = ("num_key_value_heads", "num_kv_heads", "n_head_kv")
 _HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
+# The tokens per sequence a sliding window or a recurrent state is spread over (the
+# default MLXCTL_KV_CONTEXT): exact there, an overestimate beyond it.
+KV_REFERENCE_TOKENS = 4096
 
 # name -> (safetensors dtype, shape)
 Tensors = dict[str, tuple[str, tuple[int, ...]]]
@@ -67,8 +70,9 @@ class FolderInfo:
 
     `parameters` counts logical weights: a 4-bit packed matrix counts its
     unpacked elements, and quantization scales/biases are not counted.
-    `kv_bytes_per_token` assumes plain multi-head/grouped attention in the
-    activation `dtype`; it is None when the config lacks the fields to compute it.
+    `kv_bytes_per_token` is the KV of the full-attention layers in the activation
+    `dtype`, plus sliding-window and linear-attention layers' bounded state spread
+    over `KV_REFERENCE_TOKENS`; None when the config lacks the fields to compute it.
     `unsupported` is None for a usable model, else one line saying why not.
     """
 
@@ -221,8 +225,8 @@ def to_record(
     return record.validate()
 
 
-def read_safetensors_header(path: Path) -> Tensors:
-    """Tensor names → (dtype, shape) from a safetensors file's header only.
+def read_safetensors_json(path: Path) -> dict[str, Any]:
+    """A safetensors file's header object (tensor entries and `__metadata__`), read alone.
 
     Raises `InvalidInput` naming the file when the header cannot be read.
     """
@@ -242,6 +246,15 @@ def read_safetensors_header(path: Path) -> Tensors:
         raise _bad_header(path, "header is not JSON") from e
     if not isinstance(raw, dict):
         raise _bad_header(path, "header is not a JSON object")
+    return raw
+
+
+def read_safetensors_header(path: Path) -> Tensors:
+    """Tensor names → (dtype, shape) from a safetensors file's header only.
+
+    Raises `InvalidInput` naming the file when the header cannot be read.
+    """
+    raw = read_safetensors_json(path)
     tensors: Tensors = {}
     for name, entry in raw.items():
         if name == "__metadata__":
@@ -393,8 +406,47 @@ def _kv_bytes_per_token(config: Mapping[str, Any], dtype: str | None) -> int | N
         head_dim = hidden // heads
     if not (layers and kv_heads and head_dim and dtype):
         return None
-    # K and V, per layer, per KV head.
-    return 2 * layers * kv_heads * head_dim * _FLOAT_BYTES[dtype]
+    width = _FLOAT_BYTES[dtype]
+    per_layer = 2 * kv_heads * head_dim * width  # K and V, per KV head
+    kinds = _layer_kinds(config, layers)
+    full = kinds.count("full")
+    window = _lookup(config, ("sliding_window",)) or 0
+    # Bounded state (a sliding window, a recurrent state) is spread over the tokens a
+    # sequence is budgeted for, so the per-token figure stays one number.
+    fixed = kinds.count("sliding") * per_layer * min(window, KV_REFERENCE_TOKENS)
+    fixed += kinds.count("linear") * _linear_state_bytes(config, width)
+    return full * per_layer + math.ceil(fixed / KV_REFERENCE_TOKENS)
+
+
+def _layer_kinds(config: Mapping[str, Any], layers: int) -> list[str]:
+    """Each layer's cache: "full" (grows per token), "sliding" (a window), "linear" (fixed).
+
+    From `layer_types` when given, else the hybrid/sliding patterns mlx-lm reads.
+    """
+    text = config.get("text_config")
+    scope = text if isinstance(text, dict) and "layer_types" in text else config
+    named = scope.get("layer_types")
+    if isinstance(named, list) and len(named) == layers:
+        kinds = {"linear_attention": "linear", "sliding_attention": "sliding"}
+        return [kinds.get(str(kind), "full") for kind in named]
+    if interval := _lookup(config, ("full_attention_interval",)):
+        return ["full" if (i + 1) % interval == 0 else "linear" for i in range(layers)]
+    if (pattern := _lookup(config, ("sliding_window_pattern",))) and _lookup(
+        config, ("sliding_window",)
+    ):
+        return ["full" if (i + 1) % pattern == 0 else "sliding" for i in range(layers)]
+    return ["full"] * layers
+
+
+def _linear_state_bytes(config: Mapping[str, Any], width: int) -> int:
+    """One Gated DeltaNet layer's state: its conv window and its recurrent matrix."""
+    key_heads = _lookup(config, ("linear_num_key_heads",)) or 0
+    value_heads = _lookup(config, ("linear_num_value_heads",)) or 0
+    key_dim = _lookup(config, ("linear_key_head_dim",)) or 0
+    value_dim = _lookup(config, ("linear_value_head_dim",)) or 0
+    kernel = _lookup(config, ("linear_conv_kernel_dim",)) or 4
+    conv = (kernel - 1) * (2 * key_heads * key_dim + value_heads * value_dim)
+    return (conv + value_heads * key_dim * value_dim) * width
 
 
 def _config_dtype(config: Mapping[str, Any]) -> str | None:
