@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -65,20 +66,23 @@ async def ps(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    snapshot = await _scheduler(request).status()
-    models = await describe(snapshot.models, request.app.state.http)
+    return JSONResponse(await status_data(request.app))
+
+
+async def status_data(app: Starlette) -> dict[str, Any]:
+    """The body of `GET /api/admin/status` (the dashboard streams it too)."""
+    snapshot = await app.state.scheduler.status()
+    models = await describe(snapshot.models, app.state.http)
     measured = [m["measured"]["total_bytes"] for m in models if m["measured"]["total_bytes"]]
-    return JSONResponse(
-        {
-            "version": __version__,
-            "pid": os.getpid(),
-            "uptime_s": round(time.monotonic() - request.app.state.started, 3),
-            "daemon_rss_bytes": memory.rss(os.getpid()),
-            **budget(snapshot),
-            "measured_bytes": sum(measured),
-            "models": models,
-        }
-    )
+    return {
+        "version": __version__,
+        "pid": os.getpid(),
+        "uptime_s": round(time.monotonic() - app.state.started, 3),
+        "daemon_rss_bytes": memory.rss(os.getpid()),
+        **budget(snapshot),
+        "measured_bytes": sum(measured),
+        "models": models,
+    }
 
 
 async def load(request: Request) -> Response:

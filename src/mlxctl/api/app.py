@@ -9,6 +9,7 @@ error envelope.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from mlxctl import dashboard
 from mlxctl.api import admin, admin_ops, anthropic, metrics, ollama, ollama_models, openai
 from mlxctl.api import openapi as openapi_doc
 from mlxctl.api import slots as slots_api
@@ -53,6 +55,7 @@ def create_app(
         bind_host=bind_host,
         api_key=settings.api_key,
     )
+    guard = dataclasses.replace(guard, open_paths=guard.open_paths | dashboard.OPEN_PATHS)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -71,12 +74,14 @@ def create_app(
         app.state.registry = registry
         app.state.scheduler = scheduler
         app.state.slots = slots
+        app.state.dashboard = dashboard.Dashboard.start()
         timeouts = Timeouts.from_settings(settings)
         app.state.router = Router(registry, scheduler, http, timeouts, aliases=slots.model_on)
         await slots.start()
         try:
             yield
         finally:
+            await app.state.dashboard.close()
             await app.state.slots.close()
             await scheduler.close()
             await http.aclose()
@@ -93,11 +98,13 @@ def create_app(
             *slots_api.routes(),
             *metrics.routes(),
             *openapi_doc.routes(),
+            *dashboard.routes(),
         ],
         lifespan=lifespan,
         middleware=[
             Middleware(DaemonMiddleware, metrics=daemon_metrics),
             Middleware(HTTPGuard, policy=guard, respond=error_response_for),
+            Middleware(dashboard.BrowserRedirect),
         ],
         exception_handlers={HTTPException: http_exception_handler},
     )
