@@ -12,6 +12,7 @@ else to the test's temp dir.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -36,7 +37,11 @@ BROWSER = next(
 DRIVER = shutil.which("chromedriver")
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        TimeoutException,
+    )
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -53,6 +58,8 @@ pytestmark = [
     ),
 ]
 MODEL = "tiny"
+# Long enough that the answer cannot arrive in one read, even from a fast tiny model.
+ANSWER_TOKENS = 200
 
 
 @pytest.fixture
@@ -89,7 +96,9 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
 
 def wait(driver: WebDriver, check: Callable[[WebDriver], Any], timeout: float = 60) -> Any:
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(check)
+        return WebDriverWait(
+            driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+        ).until(check)
     except TimeoutException:
         raise AssertionError(
             f"timed out; page text:\n{driver.find_element(By.TAG_NAME, 'body').text}"
@@ -97,7 +106,13 @@ def wait(driver: WebDriver, check: Callable[[WebDriver], Any], timeout: float = 
 
 
 def text(driver: WebDriver, css: str) -> str:
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    """The element's text, read in one step (live updates redraw elements under Selenium)."""
+    found = driver.execute_script(
+        "const el = document.querySelector(arguments[0]); return el && el.innerText;", css
+    )
+    if found is None:
+        raise NoSuchElementException(css)
+    return str(found)
 
 
 def go(driver: WebDriver, page: str) -> None:
@@ -127,7 +142,11 @@ def daemon(
 
 
 def test_every_page_in_a_real_browser(
-    daemon: Daemon, browser: WebDriver, hub: FakeHub, shots: Callable[[WebDriver, str], None]
+    daemon: Daemon,
+    browser: WebDriver,
+    hub: FakeHub,
+    tiny_models: dict[str, Path],
+    shots: Callable[[WebDriver, str], None],
 ) -> None:
     browser.get(daemon.url + "/")  # a browser at the root lands on the dashboard
     assert browser.current_url == daemon.url + "/ui/"
@@ -156,12 +175,18 @@ def test_every_page_in_a_real_browser(
     Select(browser.find_element(By.ID, "chat-model")).select_by_value(MODEL)
     browser.find_element(By.ID, "chat-system").send_keys("You are terse.")
     browser.find_element(By.ID, "chat-prompt").send_keys("Tell me about lighthouses.")
+    # Random weights end answers at random: the end-of-sequence tokens are ruled out, so the
+    # answer runs to max_tokens (through the page's "More parameters" JSON).
+    eos = json.loads((tiny_models["qwen2"] / "generation_config.json").read_text())["eos_token_id"]
+    browser.find_element(By.CSS_SELECTOR, "#chat-form details summary").click()
+    no_eos = {"logit_bias": {str(token): -100 for token in eos}}
+    browser.find_element(By.ID, "chat-extra").send_keys(json.dumps(no_eos))
     max_tokens = browser.find_element(By.ID, "chat-max-tokens")
     max_tokens.clear()
-    max_tokens.send_keys("48")
+    max_tokens.send_keys(str(ANSWER_TOKENS))
     browser.execute_script(
         "window.pieces = [];"
-        "new MutationObserver(() => { const t = document.querySelector('.msg.assistant .text');"
+        "new MutationObserver(() => { const t = document.querySelector('.msg.assistant .answer');"
         " if (t && t.textContent) window.pieces.push(t.textContent.length); })"
         ".observe(document.getElementById('panes'),"
         " {subtree: true, childList: true, characterData: true});"
@@ -174,9 +199,11 @@ def test_every_page_in_a_real_browser(
         ),
     )
     pieces = browser.execute_script("return window.pieces")
-    assert len(set(pieces)) >= 3 and pieces == sorted(pieces), pieces  # grew in several steps
+    answer = text(browser, "#panes")
+    assert len(set(pieces)) >= 3 and pieces == sorted(pieces), (pieces, answer)  # in steps
     stats = text(browser, ".msg.assistant .stats")
-    assert "TTFT" in stats and "tok/s" in stats and "48 tokens" in stats, stats
+    assert stats.startswith("TTFT") and f" {ANSWER_TOKENS} tokens · " in stats, stats
+    assert float(stats.split(" tok/s")[0].rsplit(" ", 1)[-1]) > 0, stats
     shots(browser, "playground")
 
     # Unload from the Models page: gone from `ps`.
@@ -193,30 +220,29 @@ def test_every_page_in_a_real_browser(
     browser.find_element(By.ID, "pull-ref").send_keys(REPO)
     browser.find_element(By.CSS_SELECTOR, "#pull-form button").click()
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#jobs .job"))
+    running = text(browser, "#jobs .job .state")
     browser.refresh()
     wait(browser, lambda d: REPO in text(d, "#jobs"))
     wait(browser, lambda d: "done" in text(d, "#jobs .job .state"))
     assert browser.find_element(By.CSS_SELECTOR, "#jobs progress").get_attribute("value") == "100"
+    assert running.endswith("%") or running == "running", running  # seen before it was done
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#models tr[data-model]")) == 2)
     shots(browser, "pull")
 
     # Slots: load the model on the first slot from its row; the daemon's table agrees.
     go(browser, "slots")
-    row = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, '#slots tr[data-slot="alpha"]'))
+    alpha = '#slots tr[data-slot="alpha"]'
+    row = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, alpha))
     Select(row.find_element(By.TAG_NAME, "select")).select_by_value(MODEL)
-    row.find_element(By.XPATH, ".//button[text()='Load']").click()
-    wait(
-        browser,
-        lambda d: MODEL in d.find_element(By.CSS_SELECTOR, '#slots tr[data-slot="alpha"]').text,
-    )
+    # Found again: live updates may redraw the row (they keep what was picked).
+    browser.find_element(By.CSS_SELECTOR, alpha).find_element(
+        By.XPATH, ".//button[text()='Load']"
+    ).click()
+    wait(browser, lambda d: text(d, f"{alpha} .live-model") == MODEL)
+    assert text(browser, f"{alpha} .desired") == MODEL
+    wait(browser, lambda d: text(d, f"{alpha} .health") == "ok")
     slots = daemon.client().get("/api/admin/slots").json()["slots"]
     assert slots[0]["alias"] == "alpha" and slots[0]["live"]["model"] == MODEL
-    wait(
-        browser,
-        lambda d: (
-            " ok " in f" {d.find_element(By.CSS_SELECTOR, '#slots tr[data-slot=alpha]').text} "
-        ),
-    )
     shots(browser, "slots")
 
     # Requests: the chat is in the tail; a click shows its line.
@@ -225,7 +251,7 @@ def test_every_page_in_a_real_browser(
     chat = wait(browser, lambda d: [r for r in d.find_elements(By.CSS_SELECTOR, rows)
                                     if "/v1/chat/completions" in r.text])  # fmt: skip
     chat[0].click()
-    assert '"completion_tokens": 48' in text(browser, "#req-detail")
+    assert f'"completion_tokens": {ANSWER_TOKENS}' in text(browser, "#req-detail")
     shots(browser, "requests")
     go(browser, "overview")
     wait(browser, lambda d: "slot alpha" in text(d, "#loaded tbody"))

@@ -129,6 +129,7 @@ function showPage() {
   });
   if (page === "models") loadModels();
   if (page === "playground") fillModelSelects();
+  if (page === "overview") drawCharts();
 }
 window.addEventListener("hashchange", showPage);
 
@@ -223,7 +224,7 @@ function jobView(job) {
       h("span", { class: `state ${job.state}` }, job.state === "running" && pct !== null ? `${pct}%` : job.state)),
     h("progress", { max: 100, value: job.state === "done" ? 100 : pct ?? undefined,
       "aria-label": `${job.operation} ${what}` }),
-    h("div", { class: "hint" }, `${bytes(job.done_bytes)} of ${bytes(job.total_bytes)} · ${job.items.length} files ${tail}`));
+    h("div", { class: "hint" }, `${bytes(job.done_bytes)} of ${bytes(job.total_bytes)} · ${job.items.length} file${job.items.length === 1 ? "" : "s"} ${tail}`));
 }
 
 let seenDone = new Set();
@@ -273,10 +274,10 @@ function renderModels() {
       h("td", {}, m.quant_bits ? `${m.quant_bits}-bit` : "–"),
       h("td", {}, m.context_length || "–"),
       h("td", { class: "model-state" }, h("span", { class: `state ${st}` }, st || "–")),
-      h("td", { class: "row wrap" },
+      h("td", {}, h("div", { class: "row wrap" },
         h("button", { type: "button", class: "small", onclick: (e) => { e.stopPropagation(); loadModel(m.slug); } }, "Load"),
         h("button", { type: "button", class: "small quiet", onclick: (e) => { e.stopPropagation(); loadModel(m.slug, -1); } }, "Pin"),
-        h("button", { type: "button", class: "small quiet", onclick: (e) => { e.stopPropagation(); unloadModel(m.slug); } }, "Unload")));
+        h("button", { type: "button", class: "small quiet", onclick: (e) => { e.stopPropagation(); unloadModel(m.slug); } }, "Unload"))));
     });
   $("#models tbody").replaceChildren(...rows);
 }
@@ -303,7 +304,7 @@ async function showModel(slug) {
     "context_length", "kv_bytes_per_token", "kv_bytes_full_context", "repo_id", "source", "cache_path"];
   const dl = h("table", { class: "table" }, fields.filter((f) => show[f] !== undefined && show[f] !== null)
     .map((f) => h("tr", {}, h("th", {}, f), h("td", { class: "mono" }, f.endsWith("bytes") || f.endsWith("_context") ? bytes(show[f]) : String(show[f])))));
-  aside.replaceChildren(
+  aside.replaceChildren(...[
     h("div", { class: "row between" }, h("h3", {}, slug), h("button", { type: "button", class: "small quiet", onclick: () => { aside.hidden = true; state.selectedModel = null; renderModels(); } }, "Close")),
     show.error ? h("p", { class: "error" }, show.error) : null,
     h("p", {}, "Capabilities: ", (show.capabilities || []).join(", ") || "–"),
@@ -315,7 +316,7 @@ async function showModel(slug) {
       h("button", { type: "button", class: "quiet", onclick: () => copyModel(slug) }, "Copy…"),
       h("button", { type: "button", class: "danger", onclick: () => deleteModel(slug) }, "Delete…")),
     spec && spec.modelfile ? h("details", {}, h("summary", {}, "ModelSpec"), h("pre", {}, spec.modelfile)) : null,
-  );
+  ].filter(Boolean));
 }
 
 function loadModel(slug, keepAlive) {
@@ -369,17 +370,22 @@ function renderSlots() {
     const health = s.live ? (live.healthy ? "ok" : "unhealthy") : "";
     return h("tr", { "data-slot": s.alias },
       h("td", { class: "mono" }, s.port), h("td", {}, h("strong", {}, s.alias)),
-      h("td", {}, s.desired || "–"), h("td", {}, live.model || "–"),
-      h("td", {}, h("span", { class: `state ${health}` }, health || "–")),
+      h("td", { class: "desired" }, s.desired || "–"), h("td", { class: "live-model" }, live.model || "–"),
+      h("td", { class: "health" }, h("span", { class: `state ${health}` }, health || "–")),
       h("td", { class: s.drift.length ? "drift" : "" }, s.drift.join("; ") || "–"),
-      h("td", { class: "row wrap" }, select,
+      h("td", {}, h("div", { class: "row wrap" }, select,
         h("button", { type: "button", class: "small", onclick: () => select.value && slotAction("load", { model: select.value, slot: s.alias }) }, "Load"),
-        h("button", { type: "button", class: "small quiet", disabled: !s.desired && !s.live, onclick: () => slotAction("unload", { slot: s.alias }) }, "Unload")));
+        h("button", { type: "button", class: "small quiet", disabled: !s.desired && !s.live, onclick: () => slotAction("unload", { slot: s.alias }) }, "Unload"))));
   });
   const tbody = $("#slots tbody");
-  // Re-render only on change: an open <select> must not be replaced under the user.
+  // Redraw only on change, keeping what the user picked in each row's model list.
   const key = JSON.stringify(state.slots) + state.models.length;
-  if (tbody.dataset.key !== key) { tbody.replaceChildren(...rows); tbody.dataset.key = key; }
+  if (tbody.dataset.key === key) return;
+  const picked = {};
+  tbody.querySelectorAll("tr[data-slot]").forEach((tr) => { picked[tr.dataset.slot] = tr.querySelector("select").value; });
+  tbody.replaceChildren(...rows);
+  tbody.querySelectorAll("tr[data-slot]").forEach((tr) => { tr.querySelector("select").value = picked[tr.dataset.slot] || ""; });
+  tbody.dataset.key = key;
 }
 
 async function slotAction(what, body) {
@@ -439,14 +445,15 @@ function drawChart(canvas, points, color) {
   const ctx = canvas.getContext("2d");
   ctx.scale(dpr, dpr);
   const style = getComputedStyle(document.documentElement);
-  ctx.strokeStyle = style.getPropertyValue("--line"); ctx.fillStyle = style.getPropertyValue("--muted");
+  const color_ = (name) => style.getPropertyValue(name).trim();
+  ctx.strokeStyle = color_("--line"); ctx.fillStyle = color_("--muted");
   ctx.font = "11px system-ui";
   const now = Date.now() / 1000;
   const max = Math.max(1e-9, ...points.map((p) => p[1]));
   ctx.beginPath(); ctx.moveTo(30, hgt - 16); ctx.lineTo(w, hgt - 16); ctx.stroke();
   ctx.fillText(max.toPrecision(3), 0, 10); ctx.fillText("0", 0, hgt - 18); ctx.fillText("5 min ago", 30, hgt - 3);
   if (!points.length) { ctx.fillText("no requests yet", w / 2 - 40, hgt / 2); return; }
-  ctx.fillStyle = style.getPropertyValue(color);
+  ctx.fillStyle = color_(color);
   for (const [t, v] of points) {
     const x = 30 + (w - 34) * (1 - (now - t) / CHART_WINDOW_S);
     const y = hgt - 16 - (hgt - 28) * (v / max);
@@ -537,13 +544,14 @@ async function streamChat(model, messages, params, out) {
         }
       }
     }
-    const elapsed = (performance.now() - (first ?? performance.now())) / 1000;
     out.stats.textContent = first === null ? "waiting for the first token…" :
-      `TTFT ${seconds((first - started) / 1000)} · ${tokens ? `${tokens} tokens` : "streaming"}${elapsed > 0 && tokens ? ` · ${(tokens / elapsed).toFixed(1)} tok/s` : ""}`;
+      `TTFT ${seconds((first - started) / 1000)} · streaming…`;
   }
   const total = (performance.now() - started) / 1000;
+  // Decode speed: the tokens after the first over the time after it (too short to time: –).
   const gen = first === null ? 0 : (performance.now() - first) / 1000;
-  out.stats.textContent = `TTFT ${first === null ? "–" : seconds((first - started) / 1000)} · ${tokens} tokens · ${gen > 0 ? (tokens / gen).toFixed(1) : "–"} tok/s · ${seconds(total)}`;
+  const rate = gen > 0.05 && tokens > 1 ? ((tokens - 1) / gen).toFixed(1) : "–";
+  out.stats.textContent = `TTFT ${first === null ? "–" : seconds((first - started) / 1000)} · ${tokens} tokens · ${rate} tok/s · ${seconds(total)}`;
   out.stats.dataset.done = "1";
   return { role: "assistant", content };
 }
@@ -551,7 +559,7 @@ async function streamChat(model, messages, params, out) {
 function message(role, text) {
   const reasoningText = h("div", { class: "text" });
   const reasoning = h("details", { class: "reasoning", hidden: true, open: true }, h("summary", {}, "reasoning"), reasoningText);
-  const body = h("div", { class: "text" }, text || "");
+  const body = h("div", { class: "text answer" }, text || "");
   const tools = h("div", {});
   const stats = h("div", { class: "stats" });
   const el = h("div", { class: `msg ${role}` }, h("div", { class: "who" }, role), reasoning, body, tools, role === "assistant" ? stats : null);
@@ -563,8 +571,15 @@ $("#chat-form").addEventListener("submit", async (ev) => {
   const prompt = $("#chat-prompt").value.trim();
   if (!prompt) return;
   const models = [$("#chat-model").value, $("#chat-model-b").value].filter((m, i, all) => m && all.indexOf(m) === i);
+  let extra = {};
+  try {
+    extra = $("#chat-extra").value.trim() ? JSON.parse($("#chat-extra").value) : {};
+  } catch (e) {
+    flash(`More parameters: not JSON (${e.message})`);
+    return;
+  }
   const params = { temperature: Number($("#chat-temperature").value), top_p: Number($("#chat-top-p").value),
-    max_tokens: Number($("#chat-max-tokens").value) };
+    max_tokens: Number($("#chat-max-tokens").value), ...extra };
   const system = $("#chat-system").value.trim();
   $("#chat-prompt").value = "";
   $("#chat-send").disabled = true; $("#chat-stop").disabled = false;
