@@ -256,6 +256,11 @@ def test_every_page_in_a_real_browser(
     go(browser, "overview")
     wait(browser, lambda d: "slot alpha" in text(d, "#loaded tbody"))
     shots(browser, "overview")
+    browser.set_window_size(400, 860)  # a phone: tables fold into cards, nothing overflows
+    go(browser, "models")
+    width = browser.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 400, width
+    shots(browser, "phone")
 
 
 def test_with_a_key_the_page_asks_for_it_once(

@@ -151,10 +151,18 @@ function connect() {
     $("#live").classList.add("on");
     render();
   });
+  // Reconnect by hand, from the last request line seen (the browser's own retry would
+  // resend the first URL, and so lines the page already has).
   source.onerror = async () => {
+    source.close();
     $("#live").textContent = "reconnecting…";
     $("#live").classList.remove("on");
-    try { await api("/api/admin/status"); } catch { /* 401 shows the login */ }
+    try {
+      await api("/api/admin/status");
+    } catch (e) {
+      if (e.status === 401) return;  // the login form is up
+    }
+    if (state.source === source) setTimeout(connect, 2000);
   };
 }
 
