@@ -36,6 +36,7 @@ def test_the_page_is_open_its_data_needs_the_key_or_the_session_cookie(
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert anon.get("/ui/secrets.txt").status_code == 401  # only the page's own files are open
     assert daemon.client().get("/ui/secrets.txt").status_code == 404
+    assert anon.get("/ui/login").status_code == 405  # POST only, not a file
     assert anon.get("/api/admin/status").status_code == 401
     assert anon.get("/api/admin/events").status_code == 401
 

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 from importlib import resources
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -74,6 +75,8 @@ async def index(request: Request) -> Response:
 
 async def asset(request: Request) -> Response:
     name = request.path_params["name"]
+    if name in ("login", "logout"):  # routes of their own, POST only
+        raise HTTPException(405, headers={"Allow": "POST"})
     if name not in FILES or name == "index.html":
         return error_response(APIError(404, f"No dashboard file '{name}'.", code="not_found"))
     return _file(request, name)

@@ -77,6 +77,13 @@ SCHEMAS: dict[str, Schema] = {
             "idle_for": _NUMBER_OR_NULL,
             "requests_total": INTEGER,
             "reason": _STRING_OR_NULL,
+            "pinned": BOOLEAN,
+            "slot": {
+                "anyOf": [
+                    obj({"port": INTEGER, "alias": STRING}, "port", "alias"),
+                    {"type": "null"},
+                ]
+            },
             "measured": obj(
                 {
                     name: _INT_OR_NULL

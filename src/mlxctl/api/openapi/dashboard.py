@@ -194,7 +194,12 @@ PATHS: Paths = {
         "get": operation(
             ADMIN,
             "A LiteLLM proxy config for the slots (as `mlxctl gateway litellm` writes)",
-            {200: answer("YAML", {"application/yaml": STRING})},
+            {
+                200: answer(
+                    "YAML (a download)",
+                    {"application/yaml": obj({"model_list": array(ANY)}, "model_list")},
+                )
+            },
             errors=(400,),
         )
     },
