@@ -145,13 +145,13 @@ class JobBoard:
 
 
 def routes() -> list[Route]:
-    return [
-        Route(PATH, list_jobs, methods=["GET"]),
-        Route(PATH, start_job, methods=["POST"]),
-    ]
+    # One route for both methods, so a 405 names them both in `Allow`.
+    return [Route(PATH, jobs_endpoint, methods=["GET", "POST"])]
 
 
-async def list_jobs(request: Request) -> Response:
+async def jobs_endpoint(request: Request) -> Response:
+    if request.method == "POST":
+        return await start_job(request)
     return JSONResponse({"jobs": board(request.app).list()})
 
 

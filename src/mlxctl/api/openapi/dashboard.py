@@ -40,6 +40,7 @@ def _job_request() -> Schema:
             obj(
                 {"operation": {"const": name}, "args": op.args.model_json_schema()},
                 "operation",
+                "args",
             )
             for name, op in sorted(JOB_OPERATIONS.items())
         ]
