@@ -141,6 +141,7 @@ def test_a_pull_job_is_kept_by_the_daemon_and_streamed_with_the_state(
         ({"operation": "store.pull", "args": {"reference": REPO, "colour": 1}}, 400),
         ({"operation": "models.rm", "args": {"model": "x"}}, 400),  # not a job operation
         ({"operation": "store.pull", "args": {"reference": REPO}, "also": 1}, 400),
+        ({"operation": "store.verify"}, 400),  # args: {} at least
     ]
     for body, status in cases:
         answer = client.post("/api/admin/jobs", json=body)

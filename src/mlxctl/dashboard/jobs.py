@@ -170,7 +170,9 @@ async def start_job(request: Request) -> Response:
                 param="operation",
                 code="invalid_value",
             )
-        args = parse_args(op, json.dumps(body.get("args", {})).encode())
+        if "args" not in body:
+            raise APIError(400, "'args' is required", param="args", code="invalid_value")
+        args = parse_args(op, json.dumps(body["args"]).encode())
         job = await board(request.app).start(request.app, op, args)
     except Exception as e:
         return admin_error_response(e)
