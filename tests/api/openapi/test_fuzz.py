@@ -203,7 +203,8 @@ def test_fuzz_every_route(
         assert report["exit_code"] == 0, f"daemon {name}:\n{report['output'][-20000:]}"
         assert not report["failures"] and not report["errors"], report["output"][-20000:]
         assert report["operations"]["tested"] == report["operations"]["selected"] > 0
-    left_out = len(DESTRUCTIVE) + len(ENDLESS)
+    paths = a.client().get("/openapi.json").json()["paths"]  # a path may hold several methods
+    left_out = sum(len(paths[path]) for path in (*DESTRUCTIVE, *ENDLESS))
     assert served["operations"]["selected"] + left_out == served["operations"]["total"]
     assert not [s for s in answered_a if s >= 500], answered_a
     # B's only 5xx: a pull whose registry the dead proxy refused.
