@@ -37,6 +37,7 @@ export MLXCTL_HOST="127.0.0.1:${MLXCTL_DEMO_PORT:-11500}"
 printf '\n\033[1m$ mlxctl serve &\033[0m   (log: %s/demo-serve.log)\n' "$MLXCTL_HOME"
 .venv/bin/mlxctl serve >"$MLXCTL_HOME/demo-serve.log" 2>&1 &
 daemon=$!
+# The daemon stays up for the dashboard unless MLXCTL_DEMO_KEEP=0 (or the demo fails).
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do
     curl -sf "http://$MLXCTL_HOST/health" >/dev/null 2>&1 && break
@@ -51,3 +52,10 @@ step ps
 step status
 
 printf '\nDemo home: %s (export MLXCTL_HOME and HF_HUB_CACHE as above to keep playing)\n' "$MLXCTL_HOME"
+if [ "${MLXCTL_DEMO_KEEP:-1}" != 0 ]; then
+    trap - EXIT  # leave the daemon serving the dashboard
+    printf '\nThe daemon keeps running (pid %s; stop it with: kill %s)\n' "$daemon" "$daemon"
+    printf '\033[1mDashboard: http://%s/ui/\033[0m\n' "$MLXCTL_HOST"
+else
+    printf '\nDashboard (while `mlxctl serve` runs): http://%s/ui/\n' "$MLXCTL_HOST"
+fi

@@ -9,10 +9,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # System packages the tests use, best effort (root with apt only; elsewhere install them yourself):
 # OpenBLAS for MLX's CPU backend, a real OCI registry (docker-registry) with htpasswd and openssl,
-# and a real browser (chromium) for the tests of what web pages can and cannot do.
+# and a real browser (chromium + its chromedriver) for the tests of web pages and the dashboard.
 if [ "$(uname -s)" = Linux ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=""
-    for pkg in libopenblas0-pthread docker-registry apache2-utils openssl chromium; do
+    for pkg in libopenblas0-pthread docker-registry apache2-utils openssl chromium chromium-driver; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
     done
     if [ -n "$missing" ]; then

@@ -8,6 +8,7 @@ shutdown stops every worker before returning. One package per dialect (`openai/`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from mlxctl import dashboard
 from mlxctl.api import metrics
 from mlxctl.api import openapi as openapi_doc
 from mlxctl.api.admin import config as admin_config
@@ -64,6 +66,7 @@ def create_app(
         bind_host=bind_host,
         api_key=settings.api_key,
     )
+    guard = dataclasses.replace(guard, open_paths=guard.open_paths | dashboard.OPEN_PATHS)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -83,6 +86,7 @@ def create_app(
         app.state.registry = registry
         app.state.scheduler = scheduler
         app.state.slots = slots
+        app.state.dashboard = dashboard.Dashboard.start()
         timeouts = Timeouts.from_settings(settings)
         app.state.router = Router(
             registry,
@@ -101,6 +105,7 @@ def create_app(
             yield
         finally:
             await watching.aclose()
+            await app.state.dashboard.close()
             await app.state.slots.close()
             await scheduler.close()
             await http.aclose()
@@ -119,11 +124,13 @@ def create_app(
             *slots_api.routes(),
             *metrics.routes(),
             *openapi_doc.routes(),
+            *dashboard.routes(),
         ],
         lifespan=lifespan,
         middleware=[
             Middleware(DaemonMiddleware, metrics=daemon_metrics),
             Middleware(HTTPGuard, policy=guard, respond=error_response_for),
+            Middleware(dashboard.BrowserRedirect),
         ],
         exception_handlers={HTTPException: http_exception_handler},
     )

@@ -9,7 +9,7 @@ import click
 from mlxctl.cli.output import console
 from mlxctl.client import DaemonClient, parse_address
 from mlxctl.client.catalog import registered_models
-from mlxctl.gateway.litellm import build_config, to_yaml
+from mlxctl.gateway.litellm import build_config, reachable_host, to_yaml
 from mlxctl.gateway.litellm_admin import LiteLLMAdmin, sync
 from mlxctl.settings import Settings
 from mlxctl.slots.table import slot_table
@@ -57,7 +57,7 @@ def litellm(
     """  # fmt: skip
     settings = Settings.from_env()
     address = parse_address(settings.host)
-    host = slot_host or _reachable(settings.slot_host)
+    host = slot_host or reachable_host(settings.slot_host)
     on_demand: list[str] = []
     if include_on_demand:
         with DaemonClient.from_settings(settings) as client:
@@ -83,8 +83,3 @@ def litellm(
     output.write_text(text)
     console.print(f"Wrote {output} ({len(config['model_list'])} models)")
     console.print(f"Start the proxy with: litellm --config {output}")
-
-
-def _reachable(host: str) -> str:
-    # A wildcard bind address is not something a client can connect to.
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host

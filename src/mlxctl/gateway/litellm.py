@@ -21,6 +21,11 @@ DAEMON_KEY_REF = "os.environ/MLXCTL_API_KEY"
 MANAGED = "mlxctl_managed"
 
 
+def reachable_host(host: str) -> str:
+    """The address a client connects to for a server bound to `host` (not a wildcard)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
 def slot_entry(slot: SlotSpec, host: str, *, keyed: bool = False) -> dict[str, Any]:
     """The `model_list` entry for one slot; the alias is what clients ask for. Slot
     workers require the daemon's key when it has one (`keyed`)."""

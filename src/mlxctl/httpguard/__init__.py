@@ -6,6 +6,7 @@ in front of their routes, so a web page cannot drive either (docs/security.md):
 addresses.py   loopback, `check_bind` (no key → loopback only), the Host allow-list
 origins.py     Origin patterns (MLXCTL_ORIGINS), same-origin, CORS headers
 keys.py        the API key: checked in constant time, handed over in a 0600 file
+session.py     the dashboard's HttpOnly session cookie, honoured from its own page only
 policy.py      `GuardPolicy`: what one server lets through; `RawBodyRoute` exemptions
 middleware.py  `HTTPGuard`: Host → Origin/CORS → key → Content-Type → body size
 jsonbody.py    `parse_json`, `json_object`: bodies as JSON with a nesting limit

@@ -7,6 +7,7 @@ Pure ASGI (streamed responses pass straight through). In order, for each request
               (an allowed origin's preflight → 204 with CORS headers; its real
                requests get Access-Control-Allow-Origin and exposed headers)
     key       when one is set, on every path but the open ones (/health)       → 401
+              (or the dashboard's session cookie, from its own page: session.py)
     type      POST/PUT/PATCH/DELETE with a body that is not JSON               → 415
     size      a body beyond max_body_bytes (Content-Length, or counted)        → 413
 
@@ -24,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlxctl.httpguard.keys import authorized
 from mlxctl.httpguard.origins import EXPOSE_HEADERS, preflight_headers, same_origin
 from mlxctl.httpguard.policy import GuardPolicy, RawBodyRoute
+from mlxctl.httpguard.session import session_authorized
 from mlxctl.openai_error import APIError
 
 __all__ = ["BodyTooLarge", "HTTPGuard", "Respond", "is_json"]
@@ -124,6 +126,8 @@ class HTTPGuard:
     def _key_refusal(self, scope: Scope, headers: dict[str, str]) -> APIError | None:
         key = self.policy.api_key
         if not key or scope["path"] in self.policy.open_paths or authorized(headers, key):
+            return None
+        if session_authorized(scope["method"], headers, key):  # the dashboard's own page
             return None
         return APIError(
             401,

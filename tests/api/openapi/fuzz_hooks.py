@@ -121,7 +121,7 @@ _NAME_GRAMMAR = (
 # The registry and store operations check what their fields name (a file, a registry.json,
 # a ModelSpec, a store name): the document describes the fields' shapes, the operation the
 # content. Refusals of a field's shape name it (`param`); refusals of content do not.
-_OPERATIONS = ("/api/admin/models", "/api/admin/registry", "/api/admin/store")
+_OPERATIONS = ("/api/admin/models", "/api/admin/registry", "/api/admin/store", "/api/admin/jobs")
 # An Ollama request without a prompt only loads (or unloads) the model; it never reaches
 # the worker, which is what checks sampling options, so those are not checked then.
 _LOAD_ONLY = ('"done_reason":"load"', '"done_reason":"unload"')
@@ -151,7 +151,7 @@ def _excuse(failure: Any, case: Any, response: Any) -> str | None:
     if isinstance(failure, AcceptedNegativeData) and any(mark in text for mark in _LOAD_ONLY):
         return "ollama: load only"
     # The run refuses the network (see test_fuzz.py): a pull's registry is unreachable.
-    pulls = ("/api/pull", "/api/admin/store/pull", "/api/admin/store/push")
+    pulls = ("/api/pull", "/api/admin/store/pull", "/api/admin/store/push", "/api/admin/jobs")
     if case.path in pulls and response.status_code == 503:
         return "pull: network refused"
     return None

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from mlxctl.api.app import create_app
 from mlxctl.api.envelope import dialect_of
-from mlxctl.api.openapi import LEFT_OUT, document
+from mlxctl.api.openapi import LEFT_OUT, dashboard, document
 from mlxctl.openai_fields import CHAT, COMPLETION, IGNORED, SAMPLING
 from mlxctl.operations import OPERATIONS
 from mlxctl.settings import Settings
@@ -54,7 +54,8 @@ def test_each_error_answer_is_in_the_envelope_of_its_path(settings: Settings) ->
     operations = {op.path for op in OPERATIONS}
     for path, item in document(settings)["paths"].items():
         # The registry and store operations add the next step (`hint`) to OpenAI's envelope.
-        name = "AdminError" if path in operations else _ENVELOPE[dialect_of(path)]
+        admin_errors = path in operations or path in dashboard.ADMIN_ERRORS
+        name = "AdminError" if admin_errors else _ENVELOPE[dialect_of(path)]
         envelope = f"#/components/schemas/{name}"
         for method, operation in item.items():
             for status, response in operation["responses"].items():
@@ -64,13 +65,15 @@ def test_each_error_answer_is_in_the_envelope_of_its_path(settings: Settings) ->
                 assert schema == {"$ref": envelope}, (path, method, status)
 
 
-def test_every_operation_but_health_answers_401_when_a_key_is_set(settings: Settings) -> None:
+def test_every_operation_but_health_and_the_page_answers_401_when_a_key_is_set(
+    settings: Settings,
+) -> None:
     assert "security" not in document(settings)  # no key: nothing to send
     doc = document(replace(settings, api_key="secret"))
     assert doc["security"] == [{"bearer": []}, {"apiKey": []}]
     for path, item in doc["paths"].items():
         for operation in item.values():
-            if path == "/health":
+            if path == "/health" or path in dashboard.OPEN:
                 assert operation["security"] == []
             else:
                 assert "401" in operation["responses"] and "security" not in operation

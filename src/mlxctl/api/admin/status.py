@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -64,24 +65,27 @@ async def health(request: Request) -> Response:
 async def ps(request: Request) -> Response:
     snapshot = await _scheduler(request).status()
     models = await describe(snapshot.models, request.app.state.http)
-    return JSONResponse({"models": _with_options(request, models)})
+    return JSONResponse({"models": _with_options(request.app, models)})
 
 
 async def status(request: Request) -> Response:
-    snapshot = await _scheduler(request).status()
-    models = await describe(snapshot.models, request.app.state.http)
+    return JSONResponse(await status_data(request.app))
+
+
+async def status_data(app: Starlette) -> dict[str, Any]:
+    """The body of `GET /api/admin/status` (the dashboard streams it too)."""
+    snapshot = await app.state.scheduler.status()
+    models = await describe(snapshot.models, app.state.http)
     measured = [m["measured"]["total_bytes"] for m in models if m["measured"]["total_bytes"]]
-    return JSONResponse(
-        {
-            "version": __version__,
-            "pid": os.getpid(),
-            "uptime_s": round(time.monotonic() - request.app.state.started, 3),
-            "daemon_rss_bytes": memory.rss(os.getpid()),
-            **budget(snapshot),
-            "measured_bytes": sum(measured),
-            "models": _with_options(request, models),
-        }
-    )
+    return {
+        "version": __version__,
+        "pid": os.getpid(),
+        "uptime_s": round(time.monotonic() - app.state.started, 3),
+        "daemon_rss_bytes": memory.rss(os.getpid()),
+        **budget(snapshot),
+        "measured_bytes": sum(measured),
+        "models": _with_options(app, models),
+    }
 
 
 async def load(request: Request) -> Response:
@@ -96,7 +100,7 @@ async def load(request: Request) -> Response:
         await _scheduler(request).load(record, keep_alive)
         snapshot = await _scheduler(request).status()
         rows = [m for m in snapshot.models if m.model == record.slug]
-        described = _with_options(request, await describe(rows, request.app.state.http))
+        described = _with_options(request.app, await describe(rows, request.app.state.http))
         return JSONResponse(described[0] if described else {"model": record.slug})
     except Exception as e:
         return error_response(e)
@@ -158,10 +162,10 @@ async def describe(rows: list[ModelStatus], http: httpx.AsyncClient) -> list[dic
     return list(await asyncio.gather(*(one(row) for row in rows)))
 
 
-def _with_options(request: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _with_options(app: Starlette, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """ps rows with each model's options (config.yaml) and the preset they came from."""
     for row in rows:
-        options = request.app.state.config.options_of(row["model"])
+        options = app.state.config.options_of(row["model"])
         row["options"] = options
         row["preset"] = options["preset"] if options else None
     return rows

@@ -12,6 +12,8 @@ with the words of `build.py`:
     admin.py      /health, /openapi.json, /metrics, /api/admin/…, /api/admin/slots…
     operations.py /api/admin/models…, /api/admin/registry…, /api/admin/store… (written
                   from `mlxctl.operations.OPERATIONS`: a new operation needs nothing here)
+    dashboard.py  /ui/… (no key: the page and its login), /api/admin/events, …/jobs,
+                  …/requests, …/gateway/litellm
 
 To add a route: add its `Route` in `api/<dialect>/`, then an entry in that
 dialect's `PATHS` here, built with `operation(...)` (and any new schema in its
@@ -29,11 +31,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mlxctl import __version__
-from mlxctl.api.openapi import admin, anthropic, ollama, openai, operations, rerank, responses
+from mlxctl.api.openapi import (
+    admin,
+    anthropic,
+    dashboard,
+    ollama,
+    openai,
+    operations,
+    rerank,
+    responses,
+)
 from mlxctl.api.openapi.build import Paths, Schema
 from mlxctl.settings import Settings
 
-_MODULES = (openai, responses, rerank, anthropic, ollama, admin, operations)
+_MODULES = (openai, responses, rerank, anthropic, ollama, admin, operations, dashboard)
 # (path, method) the app serves that the document leaves out, with the reason in the module.
 LEFT_OUT = ollama.LEFT_OUT
 _SECURITY_SCHEMES = {
@@ -42,9 +53,10 @@ _SECURITY_SCHEMES = {
 }
 _DESCRIPTION = (
     "mlxctl's daemon: the OpenAI, Anthropic and Ollama APIs over the registered models, "
-    "and mlxctl's own admin API. With MLXCTL_API_KEY set, every route but /health needs "
-    "the key, as `Authorization: Bearer <key>` or `x-api-key: <key>`. Errors use the "
-    "envelope of the route's dialect."
+    "and mlxctl's own admin API. With MLXCTL_API_KEY set, every route but /health and the "
+    "dashboard's page (/ui/) needs the key, as `Authorization: Bearer <key>` or "
+    "`x-api-key: <key>` (or, from the dashboard's own page, its session cookie). Errors "
+    "use the envelope of the route's dialect."
 )
 
 

@@ -113,6 +113,13 @@ SCHEMAS: dict[str, Schema] = {
             "idle_for": _NUMBER_OR_NULL,
             "requests_total": INTEGER,
             "reason": _STRING_OR_NULL,
+            "pinned": BOOLEAN,
+            "slot": {
+                "anyOf": [
+                    obj({"port": INTEGER, "alias": STRING}, "port", "alias"),
+                    {"type": "null"},
+                ]
+            },
             "measured": obj(
                 {
                     name: _INT_OR_NULL
@@ -126,13 +133,6 @@ SCHEMAS: dict[str, Schema] = {
                 }
             ),
             "log": _STRING_OR_NULL,
-            "pinned": BOOLEAN,
-            "slot": {
-                "anyOf": [
-                    obj({"port": INTEGER, "alias": STRING}, "port", "alias"),
-                    {"type": "null"},
-                ]
-            },
             "preset": _STRING_OR_NULL,
             "options": {
                 "description": "The model's options (config.yaml, docs/config.md); null for a "
@@ -154,12 +154,12 @@ SCHEMAS: dict[str, Schema] = {
             "budget_bytes": INTEGER,
             "budget": STRING,
             "used_bytes": INTEGER,
+            "pinned_bytes": INTEGER,
             "free_bytes": INTEGER,
             "max_loaded_models": INTEGER,
             "loaded_models": INTEGER,
             "on_demand_models": INTEGER,
             "slot_models": INTEGER,
-            "pinned_bytes": INTEGER,
             "closing": BOOLEAN,
             "measured_bytes": INTEGER,
             "models": array(ref("LoadedModel")),
