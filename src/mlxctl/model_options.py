@@ -9,7 +9,7 @@ Today every model gets the settings' values; per-model values come in here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mlxctl.registry import ModelRecord
 from mlxctl.settings import Settings
@@ -23,6 +23,13 @@ class ModelOptions:
     prompt_cache_bytes: str = "2GiB"
     context: int | None = None  # the worker's context window; None: the model's own
     kv_context: int = 4096  # KV tokens per sequence the memory estimate reserves
+    # Speculative decoding (docs/speculative.md): a draft model (a registered name or a
+    # folder), prompt lookup, and tokens drafted per step; `draft_bytes` is the draft's
+    # share of the estimate (`with_draft` fills it from the draft's record).
+    draft_model: str | None = None
+    draft_bytes: int = 0
+    prompt_lookup: bool = False
+    num_draft_tokens: int = 3
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelOptions:
@@ -33,7 +40,15 @@ class ModelOptions:
             prompt_cache_bytes=settings.worker_prompt_cache_bytes,
             context=settings.worker_context or None,
             kv_context=settings.kv_context,
+            prompt_lookup=settings.worker_prompt_lookup,
+            num_draft_tokens=settings.worker_num_draft_tokens,
         )
+
+    def with_draft(self, draft: ModelRecord) -> ModelOptions:
+        """These options with `draft` as the draft model, its weights and one sequence's KV
+        counted: the draft decodes only while a request runs alone."""
+        kv = (draft.kv_bytes_per_token or 0) * min(self.kv_context, draft.context_length or 1 << 30)
+        return replace(self, draft_model=draft.slug, draft_bytes=(draft.size_bytes or 0) + kv)
 
     def worker_argv(self) -> list[str]:
         """The `mlxctl worker` flags that carry these options."""
@@ -42,7 +57,15 @@ class ModelOptions:
             *("--prompt-cache-entries", str(self.prompt_cache_entries)),
             *("--prompt-cache-bytes", self.prompt_cache_bytes),
         ]
-        return [*argv, "--context", str(self.context)] if self.context else argv
+        if self.context:
+            argv += ["--context", str(self.context)]
+        if self.draft_model:
+            argv += ["--draft-model", self.draft_model]
+        if self.prompt_lookup:
+            argv += ["--prompt-lookup"]
+        if self.draft_model or self.prompt_lookup:
+            argv += ["--num-draft-tokens", str(self.num_draft_tokens)]
+        return argv
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,23 @@ if TYPE_CHECKING:
     help="Prompt tokens processed per step.",
 )
 @click.option(
+    "--draft-model",
+    help="Speculative decoding with this draft model (a registered name or a folder; it must "
+    "share the model's tokenizer).",
+)
+@click.option(
+    "--prompt-lookup",
+    is_flag=True,
+    help="Speculative decoding with n-gram drafts from the prompt and reply (no second model).",
+)
+@click.option(
+    "--num-draft-tokens",
+    type=click.IntRange(1, 16),
+    default=3,
+    show_default=True,
+    help="Tokens drafted per speculative step.",
+)
+@click.option(
     "--chat-template",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Jinja chat template file (overrides the registry and the tokenizer).",
@@ -107,6 +124,9 @@ def worker(
     prompt_cache_bytes: str,
     context: int | None,
     prefill_step_size: int,
+    draft_model: str | None,
+    prompt_lookup: bool,
+    num_draft_tokens: int,
     chat_template: Path | None,
     tool_call_parser: str | None,
     reasoning_parser: str | None,
@@ -127,6 +147,7 @@ def worker(
     check_bind(host, api_key)
     _reexec_with_blas()
     from mlxctl.engine.generator import Engine
+    from mlxctl.engine.speculative import Speculation
     from mlxctl.worker.server import run_worker
 
     logging.basicConfig(
@@ -145,6 +166,7 @@ def worker(
     if reasoning_parser:
         info = replace(info, reasoning_parser=reasoning_parser)
     cache_bytes = parse_size(prompt_cache_bytes)
+    draft_path = resolve_model(draft_model).path if draft_model else None
 
     def load_engine() -> WorkerEngine:
         engine: Engine | LlamaCppEngine | EncoderEngine
@@ -167,6 +189,7 @@ def worker(
                 prompt_cache_bytes=cache_bytes,
                 prefill_step_size=prefill_step_size,
                 adapter_path=info.adapter_path,
+                speculation=Speculation(num_draft_tokens, draft_path, prompt_lookup),
             )
         engine.start()
         if context is not None and engine.context_length > context:

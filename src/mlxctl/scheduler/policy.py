@@ -46,7 +46,8 @@ class LoadedView:
 
 def estimate_bytes(record: ModelRecord, options: ModelOptions) -> int:
     """Weights plus a KV cache of `options.kv_context` tokens per sequence, for
-    `options.max_batch` sequences, capped at the context the worker serves.
+    `options.max_batch` sequences, capped at the context the worker serves; plus a
+    speculative draft model's `options.draft_bytes`.
 
     llama.cpp allocates one KV cache for its whole context up front and shares it
     between sequences: that context, not `kv_context` per sequence, is counted.
@@ -58,7 +59,7 @@ def estimate_bytes(record: ModelRecord, options: ModelOptions) -> int:
         return weights + per_token * (options.context or own)
     served = options.context or record.context_length
     ctx = min(options.kv_context, served) if served else options.kv_context
-    return weights + per_token * max(0, ctx) * max(1, options.max_batch)
+    return weights + per_token * max(0, ctx) * max(1, options.max_batch) + options.draft_bytes
 
 
 def evict_for(

@@ -210,6 +210,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rss-mb", type=int, default=0)
     parser.add_argument("--prompt-cache-entries", type=int, default=16)
     parser.add_argument("--prompt-cache-bytes", default="2GiB")
+    parser.add_argument("--draft-model")
+    parser.add_argument("--prompt-lookup", action="store_true")
+    parser.add_argument("--num-draft-tokens", type=int, default=3)
     parser.add_argument("--api-key-file")
     return parser.parse_args(argv)
 

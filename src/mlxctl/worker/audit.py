@@ -57,10 +57,24 @@ def audit_record(
         "structured_output": "llguidance",
         "batch": {name: getattr(engine, name, None) for name in _ENGINE_LIMITS},
         "prompt_cache": {name: getattr(engine, name, None) for name in _CACHE_LIMITS},
+        "speculation": _speculation(engine),
         "client_templates": state.sandbox is not None,
         "test_hooks": state.test_hooks,
         "versions": {"mlxctl": __version__, **{p: _version(p) for p in _PACKAGES}},
         "blas": loaded_blas(),
+    }
+
+
+def _speculation(engine: Any) -> dict[str, Any] | None:
+    """Speculative decoding as the engine runs it (engine/speculative.py); None: off."""
+    spec = getattr(engine, "speculation", None)
+    if spec is None or not spec.enabled:
+        return None
+    draft = spec.draft_model
+    return {
+        "draft_model": str(draft) if draft is not None else None,
+        "prompt_lookup": spec.prompt_lookup,
+        "num_draft_tokens": spec.num_draft_tokens,
     }
 
 
