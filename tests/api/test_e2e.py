@@ -98,7 +98,7 @@ def test_on_demand_two_models_options_and_metrics(
     chunks = list(stream)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens <= 8
     row = daemon.ps()["q"]
-    assert row["pid"] == pid and row["keep_alive"] == 600 and row["requests_total"] == 2
+    assert row["pid"] == pid and row["keep_alive"] == 600 and row["requests_total"] == 3
     # A second model loads beside the first; both serve at once.
     with ThreadPoolExecutor(2) as pool:
         text = pool.submit(client.completions.create, model="l", prompt="Hi", max_tokens=5)
