@@ -70,7 +70,10 @@ class Proc:
 
 
 def test_worker_process_serves_and_stops_gracefully(model_path: Path) -> None:
-    proc = Proc(str(model_path), "--port", "0", "--max-batch", "3", "--prompt-cache-bytes", "64MiB")
+    proc = Proc(
+        *(str(model_path), "--port", "0", "--max-batch", "3", "--prompt-cache-bytes", "64MiB"),
+        *("--draft-model", str(model_path), "--num-draft-tokens", "2"),  # itself as its draft
+    )
     try:
         listening = proc.event("worker.listening")
         audit = proc.event("worker.ready")
@@ -92,6 +95,13 @@ def test_worker_process_serves_and_stops_gracefully(model_path: Path) -> None:
             timeout=30,
         )
         assert reply.status_code == 200
+        assert audit["speculation"] == {
+            "draft_model": str(model_path),
+            "prompt_lookup": False,
+            "num_draft_tokens": 2,
+        }
+        stats = httpx.get(f"{url}/v1/worker/stats").json()
+        assert stats["tokens_drafted_total"] >= stats["tokens_draft_accepted_total"] > 0
         # Without MLXCTL_WORKER_TEST_HOOKS the forcing field is an unknown field.
         forced = httpx.post(
             f"{url}/v1/chat/completions",
