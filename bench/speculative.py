@@ -12,7 +12,8 @@ ratio to its reference measured in the same run, runs interleaved:
     trained here first if missing, minutes): the target alone vs with its draft model vs
     with prompt lookup, on held-out "rewrite this code with one change" prompts (the answer
     repeats the context) and on free generation; tokens/s and acceptance rates.
-Decode tokens/s = (tokens - 1) / (last token time - first token time), for every engine.
+Single and json: decode tokens/s = (tokens - 1) / (last token time - first token time).
+Speculative: tokens / (last token time - submission), over all answers (they end at EOS).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +63,20 @@ def _rate(stamps: list[float]) -> float:
     return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
 
 
-def _engine_run(engine: Any, request: Any) -> tuple[float, list[int]]:
-    """Decode tokens/s of one request on a started Engine, and its tokens."""
+def _engine_run(engine: Any, request: Any) -> tuple[float, list[int], float]:
+    """One request on a started Engine: decode tokens/s, its tokens, and its seconds from
+    submission to the last token (prefill and any draft prefill included)."""
     from mlxctl.engine.types import TokenEvent
 
-    async def go() -> tuple[float, list[int]]:
+    async def go() -> tuple[float, list[int], float]:
         stamps: list[float] = []
         tokens: list[int] = []
+        started = time.perf_counter()
         async for event in engine.generate(request):
             if isinstance(event, TokenEvent):
                 stamps.append(time.perf_counter())
                 tokens.append(event.token)
-        return _rate(stamps), tokens
+        return _rate(stamps), tokens, stamps[-1] - started
 
     return asyncio.run(go())
 
@@ -152,7 +156,7 @@ def json_schema(args: argparse.Namespace) -> None:
     lengths: list[int] = []
 
     def run_constrained() -> float:
-        rate, tokens = _engine_run(engine, constrained())
+        rate, tokens, _ = _engine_run(engine, constrained())
         lengths.append(len(tokens))
         return rate
 
@@ -178,7 +182,10 @@ def speculative(args: argparse.Namespace) -> None:
     from mlxctl.factory.traindata import edit_examples
 
     plan = TrainPlan()
-    folder = BENCH_DIR / "home" / "factory" / "pair"
+    folder = BENCH_DIR / "home" / "factory" / "pair"  # where `mlxctl dev train-pair pair` puts it
+    if args.steps:  # a shorter training, to try the script out: not the published figures
+        plan = replace(plan, target_steps=args.steps, draft_steps=args.steps)
+        folder = folder.with_name(f"pair-steps{args.steps}")
     report = train_pair(folder, plan, log=lambda line: print(line, flush=True))
     target, draft = report.target, report.draft
     k = args.draft_tokens
@@ -209,36 +216,41 @@ def speculative(args: argparse.Namespace) -> None:
         ("context-repeating (rewrite with one change)", edits),
         ("free generation", free),
     ):
-        rates: dict[str, list[float]] = {name: [] for name in engines}
-        counts: dict[str, tuple[int, int]] = {}
+        # Answers end at EOS: tokens/s over all of them, request to last token (a burst of
+        # accepted drafts is not a rate), engines taking turns on each prompt.
+        spans: dict[str, list[float]] = {name: [0.0, 0.0] for name in engines}
         outputs: dict[str, list[list[int]]] = {name: [] for name in engines}
         for engine in engines.values():
             _engine_run(engine, GenerationRequest(prompts[0], 8, greedy))  # warm-up
-        for name, engine in engines.items():
-            before = engine.stats()
-            for _ in range(args.rounds):
-                for prompt in prompts:
-                    rate, tokens = _engine_run(
-                        engine, GenerationRequest(prompt, args.tokens, greedy)
-                    )
-                    rates[name].append(rate)
+        before = {name: engine.stats() for name, engine in engines.items()}
+        for _ in range(args.rounds):
+            for prompt in prompts:
+                for name, engine in engines.items():
+                    request = GenerationRequest(prompt, args.tokens, greedy)
+                    _, tokens, seconds = _engine_run(engine, request)
+                    spans[name][0] += len(tokens)
+                    spans[name][1] += seconds
                     outputs[name].append(tokens)
+        counts = {}
+        for name, engine in engines.items():
             after = engine.stats()
             counts[name] = (
-                after["tokens_drafted_total"] - before["tokens_drafted_total"],
-                after["tokens_draft_accepted_total"] - before["tokens_draft_accepted_total"],
+                after["tokens_drafted_total"] - before[name]["tokens_drafted_total"],
+                after["tokens_draft_accepted_total"] - before[name]["tokens_draft_accepted_total"],
             )
-        ref = statistics.median(rates["target alone"])
+        rate_of = {name: done / seconds for name, (done, seconds) in spans.items()}
+        ref = rate_of["target alone"]
         same = all(outputs[name] == outputs["target alone"] for name in engines)
+        mean = statistics.mean(len(t) for t in outputs["target alone"])
         print(
             f"\n## Speculative, trained pair, greedy, {workload}: "
-            f"{len(prompts)} prompts × {args.rounds}, {args.tokens} tokens"
+            f"{len(prompts)} prompts × {args.rounds}, at most {args.tokens} tokens"
         )
-        print(f"(greedy output identical to the target alone: {same})")
-        print("| decoding | tok/s (median) | vs target alone | drafted | accepted | acceptance |")
+        print(f"(answers {mean:.0f} tokens on average; identical to the target alone: {same})")
+        print("| decoding | tok/s | vs target alone | drafted | accepted | acceptance |")
         print("| --- | --- | --- | --- | --- | --- |")
         for name in engines:
-            rate = statistics.median(rates[name])
+            rate = rate_of[name]
             drafted, accepted = counts[name]
             share = f"{accepted / drafted:.0%}" if drafted else "—"
             print(f"| {name} | {rate:.1f} | {rate / ref:.2f}× | {drafted} | {accepted} | {share} |")
@@ -253,6 +265,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--draft-tokens", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=0, help="train the pair this many steps")
     args = parser.parse_args()
     blas = _reexec_with_blas()
     print(f"BLAS: {blas}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
