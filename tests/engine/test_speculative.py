@@ -12,10 +12,13 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import mlx.core as mx
+import numpy as np
 import pytest
 
 from mlxctl.engine.generator import Engine
-from mlxctl.engine.speculative import PromptLookup, Speculation
+from mlxctl.engine.sampling import SeededSampler
+from mlxctl.engine.speculative import PromptLookup, Proposal, Speculation, verify
 from mlxctl.engine.types import GenerationRequest, SamplingParams
 from mlxctl.errors import InvalidInput
 from mlxctl.factory import make_model
@@ -158,3 +161,22 @@ def test_a_draft_with_another_vocabulary_is_refused(tmp_path: Path, tiny_model: 
     engine = Engine(tiny_model, speculation=Speculation(draft_model=other))
     with pytest.raises(InvalidInput, match="vocabulary"):
         engine.start()
+
+
+@pytest.mark.parametrize("drafter", ["model", "lookup"])
+def test_rejection_sampling_keeps_the_targets_distribution(drafter: str) -> None:
+    # First token out of a round = the draft if it stands, else the correction: ~ p.
+    p = np.array([0.5, 0.2, 0.2, 0.1])
+    q = np.array([0.1, 0.6, 0.1, 0.2]) if drafter == "model" else None
+    logprobs = mx.array(np.log(np.stack([p, p])), dtype=mx.float32)
+    rng = np.random.default_rng(0)
+    counts = np.zeros(4)
+    trials = 1500
+    for trial in range(trials):
+        sampler = SeededSampler(SamplingParams(temperature=1.0), 4, seed=trial)
+        draft = int(rng.choice(4, p=q)) if q is not None else 1  # lookup: always token 1
+        probs = mx.array(q[None], dtype=mx.float32) if q is not None else None
+        proposal = Proposal(mx.array([draft], dtype=mx.uint32), probs, 1)
+        n, following = verify(logprobs, proposal, sampler, position=trial)
+        counts[draft if n == 1 else int(following.item())] += 1
+    assert np.abs(counts / trials - p).max() < 0.04, counts / trials

@@ -226,6 +226,8 @@ class _Generation:
         self.active.clear()
         self.failed.clear()
         self.solo = None
+        if self.drafter is not None:
+            self.drafter.start([])  # a failed round may have left its cache half trimmed
         self.batch.close()
         self.batch = self._new_batch()
 

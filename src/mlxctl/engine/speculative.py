@@ -135,7 +135,11 @@ class DraftModel(Drafter):
     def propose(self, history: list[int], k: int, sampler: Sampler) -> Proposal | None:
         if len(self.tokens) > len(history) or self.tokens != history[: len(self.tokens)]:
             self.start(history)  # out of step (a handoff): start over from what agrees
+        if len(self.tokens) == len(history):  # it has seen it all: run the last token again
+            self.start(history[:-1])
         todo = history[len(self.tokens) :]
+        if not todo:
+            return None
         while len(todo) > self.prefill_step_size:
             chunk, todo = todo[: self.prefill_step_size], todo[self.prefill_step_size :]
             self.model(mx.array(chunk, dtype=mx.uint32)[None], cache=self.cache)
