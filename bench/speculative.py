@@ -12,7 +12,9 @@ ratio to its reference measured in the same run, runs interleaved:
     trained here first if missing, minutes): the target alone vs with its draft model vs
     with prompt lookup, on held-out "rewrite this code with one change" prompts (the answer
     repeats the context) and on free generation; tokens/s and acceptance rates.
-Single and json: decode tokens/s = (tokens - 1) / (last token time - first token time).
+Single and json: decode tokens/s = (tokens - 1) / (last token time - first token time),
+and this process's CPU milliseconds per token over the same span: on a shared, loaded
+machine the wall clock swings with other jobs, the CPU an engine spends per token does not.
 Speculative: tokens / (last token time - submission), over all answers (they end at EOS).
 """
 
@@ -59,47 +61,68 @@ def _model(size: str) -> Path:
     return path
 
 
-def _rate(stamps: list[float]) -> float:
-    return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
+Stamp = tuple[float, float]  # (wall clock, this process's CPU time)
+Figure = tuple[float, float]  # (decode tokens/s, CPU milliseconds per token)
 
 
-def _engine_run(engine: Any, request: Any) -> tuple[float, list[int], float]:
-    """One request on a started Engine: decode tokens/s, its tokens, and its seconds from
+def _stamp() -> Stamp:
+    return time.perf_counter(), time.process_time()
+
+
+def _figure(stamps: list[Stamp]) -> Figure:
+    """Wall-clock decode rate, and CPU per token: what the engine costs, whatever the load."""
+    if len(stamps) < 2:
+        return float("nan"), float("nan")
+    n = len(stamps) - 1
+    (wall0, cpu0), (wall1, cpu1) = stamps[0], stamps[-1]
+    return n / (wall1 - wall0), 1000 * (cpu1 - cpu0) / n
+
+
+def _engine_run(engine: Any, request: Any) -> tuple[Figure, list[int], float]:
+    """One request on a started Engine: its figure, its tokens, and its seconds from
     submission to the last token (prefill and any draft prefill included)."""
     from mlxctl.engine.types import TokenEvent
 
-    async def go() -> tuple[float, list[int], float]:
-        stamps: list[float] = []
+    async def go() -> tuple[Figure, list[int], float]:
+        stamps: list[Stamp] = []
         tokens: list[int] = []
         started = time.perf_counter()
         async for event in engine.generate(request):
             if isinstance(event, TokenEvent):
-                stamps.append(time.perf_counter())
+                stamps.append(_stamp())
                 tokens.append(event.token)
-        return _rate(stamps), tokens, stamps[-1] - started
+        return _figure(stamps), tokens, stamps[-1][0] - started
 
     return asyncio.run(go())
 
 
-def _raw_run(model: Any, tokenizer: Any, prompt: list[int], tokens: int) -> float:
+def _raw_run(model: Any, tokenizer: Any, prompt: list[int], tokens: int) -> Figure:
     from mlxctl.engine import mlxlm
 
-    stamps = [
-        time.perf_counter()
-        for _ in mlxlm.stream_generate(model, tokenizer, prompt, max_tokens=tokens)
-    ]
-    return _rate(stamps)
+    generated = mlxlm.stream_generate(model, tokenizer, prompt, max_tokens=tokens)
+    return _figure([_stamp() for _ in generated])
 
 
-def _interleave(rounds: int, runs: dict[str, Callable[[], float]]) -> dict[str, float]:
-    """Median of `rounds` runs each, taken in turn so load changes hit all alike."""
+def _interleave(rounds: int, runs: dict[str, Callable[[], Figure]]) -> dict[str, Figure]:
+    """Medians of `rounds` runs each, taken in turn so load changes hit all alike."""
     for run in runs.values():
         run()  # warm-up
-    seen: dict[str, list[float]] = {name: [] for name in runs}
+    seen: dict[str, list[Figure]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             seen[name].append(run())
-    return {name: statistics.median(values) for name, values in seen.items()}
+    return {
+        name: (statistics.median(f[0] for f in got), statistics.median(f[1] for f in got))
+        for name, got in seen.items()
+    }
+
+
+def _table(got: dict[str, Figure], reference: str) -> None:
+    rate0, cpu0 = got[reference]
+    print(f"| run | decode tok/s | vs {reference} | CPU ms/token | speed by CPU |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, (rate, cpu) in got.items():
+        print(f"| {name} | {rate:.1f} | {rate / rate0:.3f}× | {cpu:.1f} | {cpu0 / cpu:.3f}× |")
 
 
 def _chat(tokenizer: Any, text: str) -> list[int]:
@@ -129,11 +152,8 @@ def single(args: argparse.Namespace) -> None:
     )
     fast.close()
     batch.close()
-    ref = got["stream_generate"]
     print(f"\n## Single stream: factory small (qwen2), greedy, {args.tokens} tokens")
-    print("| engine | decode tok/s | vs stream_generate |\n| --- | --- | --- |")
-    for name, rate in got.items():
-        print(f"| {name} | {rate:.1f} | {rate / ref:.3f}× |")
+    _table(got, "stream_generate")
 
 
 def json_schema(args: argparse.Namespace) -> None:
@@ -155,10 +175,10 @@ def json_schema(args: argparse.Namespace) -> None:
 
     lengths: list[int] = []
 
-    def run_constrained() -> float:
-        rate, tokens, _ = _engine_run(engine, constrained())
+    def run_constrained() -> Figure:
+        figure, tokens, _ = _engine_run(engine, constrained())
         lengths.append(len(tokens))
-        return rate
+        return figure
 
     free = GenerationRequest(prompt, args.tokens, params)
     got = _interleave(
@@ -166,12 +186,9 @@ def json_schema(args: argparse.Namespace) -> None:
         {"unconstrained": lambda: _engine_run(engine, free)[0], "json_schema": run_constrained},
     )
     engine.close()
-    ref = got["unconstrained"]
     print("\n## Structured output: factory small (qwen2), json_schema vs unconstrained")
     print(f"(json_schema answers: {min(lengths)}–{max(lengths)} tokens)")
-    print("| decode | tok/s | vs unconstrained |\n| --- | --- | --- |")
-    for name, rate in got.items():
-        print(f"| {name} | {rate:.1f} | {rate / ref:.3f}× |")
+    _table(got, "unconstrained")
 
 
 def speculative(args: argparse.Namespace) -> None:
