@@ -180,3 +180,20 @@ def test_rejection_sampling_keeps_the_targets_distribution(drafter: str) -> None
         n, following = verify(logprobs, proposal, sampler, position=trial)
         counts[draft if n == 1 else int(following.item())] += 1
     assert np.abs(counts / trials - p).max() < 0.04, counts / trials
+
+
+def test_a_sliding_window_model_speculates_only_inside_its_window(tmp_path: Path) -> None:
+    # gemma3_text tiny: a 32-token window; a short prompt crosses it while decoding.
+    path = make_model(tmp_path / "swa", arch="gemma3_text", size="tiny")
+    plain = Engine(path, fast_path=False)
+    speculating = Engine(path, speculation=Speculation(3, prompt_lookup=True))
+    for engine in (plain, speculating):
+        engine.start()
+    try:
+        prompt = [5, 6, 7, 8, 5, 6, 7, 8, 5, 6]
+        ours = run(collect(speculating, greedy(prompt, 40)))
+        assert ours.tokens == run(collect(plain, greedy(prompt, 40))).tokens
+        assert speculating.stats()["tokens_drafted_total"] > 0
+    finally:
+        plain.close()
+        speculating.close()

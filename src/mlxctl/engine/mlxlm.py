@@ -255,8 +255,18 @@ def make_cache(model: Any) -> list[Any]:
     return cache
 
 
-def can_trim_cache(cache: list[Any]) -> bool:
-    return bool(can_trim_prompt_cache(cache))
+def can_trim_cache(cache: list[Any], after: int = 0) -> bool:
+    """Whether `cache` could drop tokens again after `after` more are fed.
+
+    A sliding-window cache can only while it holds fewer tokens than its window.
+    """
+    if not can_trim_prompt_cache(cache):
+        return False
+    for c in cache:
+        window = getattr(c, "max_size", None)
+        if window is not None and c.offset + after >= window:
+            return False
+    return True
 
 
 def trim_cache(cache: list[Any], tokens: int) -> None:

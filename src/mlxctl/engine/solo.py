@@ -86,9 +86,9 @@ class Solo:
         self.matcher = mlxlm.stop_matcher(stop)
         self.prefill_step_size = prefill_step_size
         self.stats = stats
-        # Speculation needs a cache it can trim back and no processor that keeps state.
+        # Speculation needs no processor that keeps state, and (each round) a trimmable cache.
         spec = drafter is not None and num_draft_tokens > 0 and not processors
-        self.drafter = drafter if spec and mlxlm.can_trim_cache(self.cache) else None
+        self.drafter = drafter if spec else None
         self.k = num_draft_tokens
         if self.drafter is not None:
             self.drafter.start(prompt)
@@ -167,7 +167,11 @@ class Solo:
         if self._send(token, row, out):
             return
         k = min(self.k, self.max_tokens - self.generated)
-        proposal = self.drafter.propose(self.history, k, self.sampler) if k > 0 else None
+        # A sliding-window cache past its window cannot take drafts back: plain steps then.
+        if k > 0 and mlxlm.can_trim_cache(self.cache, after=k + 1):
+            proposal = self.drafter.propose(self.history, k, self.sampler)
+        else:
+            proposal = None
         if proposal is None:
             self.pending, self.pending_logprobs = self._forward(mx.array([token], mx.uint32))
             _async_eval(self.pending, self.pending_logprobs)
