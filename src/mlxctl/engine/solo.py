@@ -29,6 +29,13 @@ from mlxctl.engine.stats import EngineStats
 
 __all__ = ["Handoff", "Solo", "SoloResponse"]
 
+# Speculation pauses (plain, pipelined steps) when it stops paying: for this many tokens
+# once the moving acceptance rate falls below _MIN_ACCEPTANCE, and for a couple of tokens
+# when the drafter has nothing to propose.
+_MIN_ACCEPTANCE = 0.3
+_PAUSE = 8
+_PAUSE_NO_DRAFT = 2
+
 
 @dataclass
 class SoloResponse:
@@ -90,6 +97,8 @@ class Solo:
         spec = drafter is not None and num_draft_tokens > 0 and not processors
         self.drafter = drafter if spec else None
         self.k = num_draft_tokens
+        self.acceptance = 1.0  # moving average of accepted / drafted
+        self.pause = 0  # plain steps left before drafting again
         if self.drafter is not None:
             self.drafter.start(prompt)
         self.context = mx.array(prompt[:-1], dtype=mx.uint32) if processors else None
@@ -116,7 +125,8 @@ class Solo:
             self.fed += last
             if self.drafter is None:
                 _async_eval(self.pending, self.pending_logprobs)
-        if self.drafter is None:
+        if self.drafter is None or self.pause > 0:
+            self.pause = max(0, self.pause - 1)
             self._plain(out)
         else:
             self._speculate(out)
@@ -173,6 +183,7 @@ class Solo:
         else:
             proposal = None
         if proposal is None:
+            self.pause = _PAUSE_NO_DRAFT
             self.pending, self.pending_logprobs = self._forward(mx.array([token], mx.uint32))
             _async_eval(self.pending, self.pending_logprobs)
             self.fed.append(token)
@@ -188,6 +199,9 @@ class Solo:
         self.fed += [token, *drafted[:n]]
         self.drafter.accepted(len(self.history), proposal, n)
         self.stats.add_speculation(drafted=k, accepted=n)
+        self.acceptance = (self.acceptance + n / k) / 2
+        if self.acceptance < _MIN_ACCEPTANCE:
+            self.pause, self.acceptance = _PAUSE, _MIN_ACCEPTANCE
         for i in range(n):
             if self._send(drafted[i], logprobs[i], out):
                 return
