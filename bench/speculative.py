@@ -78,20 +78,20 @@ def _figure(stamps: list[Stamp]) -> Figure:
     return n / (wall1 - wall0), 1000 * (cpu1 - cpu0) / n
 
 
-def _engine_run(engine: Any, request: Any) -> tuple[Figure, list[int], float]:
-    """One request on a started Engine: its figure, its tokens, and its seconds from
-    submission to the last token (prefill and any draft prefill included)."""
+def _engine_run(engine: Any, request: Any) -> tuple[Figure, list[int], Stamp]:
+    """One request on a started Engine: its figure, its tokens, and its (wall, CPU) seconds
+    from submission to the last token (prefill and any draft prefill included)."""
     from mlxctl.engine.types import TokenEvent
 
-    async def go() -> tuple[Figure, list[int], float]:
+    async def go() -> tuple[Figure, list[int], Stamp]:
         stamps: list[Stamp] = []
         tokens: list[int] = []
-        started = time.perf_counter()
+        wall, cpu = _stamp()
         async for event in engine.generate(request):
             if isinstance(event, TokenEvent):
                 stamps.append(_stamp())
                 tokens.append(event.token)
-        return _figure(stamps), tokens, stamps[-1][0] - started
+        return _figure(stamps), tokens, (stamps[-1][0] - wall, stamps[-1][1] - cpu)
 
     return asyncio.run(go())
 
@@ -235,7 +235,7 @@ def speculative(args: argparse.Namespace) -> None:
     ):
         # Answers end at EOS: tokens/s over all of them, request to last token (a burst of
         # accepted drafts is not a rate), engines taking turns on each prompt.
-        spans: dict[str, list[float]] = {name: [0.0, 0.0] for name in engines}
+        spans: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in engines}
         outputs: dict[str, list[list[int]]] = {name: [] for name in engines}
         for engine in engines.values():
             _engine_run(engine, GenerationRequest(prompts[0], 8, greedy))  # warm-up
@@ -244,9 +244,10 @@ def speculative(args: argparse.Namespace) -> None:
             for prompt in prompts:
                 for name, engine in engines.items():
                     request = GenerationRequest(prompt, args.tokens, greedy)
-                    _, tokens, seconds = _engine_run(engine, request)
+                    _, tokens, (wall, cpu) = _engine_run(engine, request)
                     spans[name][0] += len(tokens)
-                    spans[name][1] += seconds
+                    spans[name][1] += wall
+                    spans[name][2] += cpu
                     outputs[name].append(tokens)
         counts = {}
         for name, engine in engines.items():
@@ -255,7 +256,8 @@ def speculative(args: argparse.Namespace) -> None:
                 after["tokens_drafted_total"] - before[name]["tokens_drafted_total"],
                 after["tokens_draft_accepted_total"] - before[name]["tokens_draft_accepted_total"],
             )
-        rate_of = {name: done / seconds for name, (done, seconds) in spans.items()}
+        rate_of = {name: done / wall for name, (done, wall, _) in spans.items()}
+        cpu_of = {name: 1000 * cpu / done for name, (done, _, cpu) in spans.items()}
         ref = rate_of["target alone"]
         same = all(outputs[name] == outputs["target alone"] for name in engines)
         mean = statistics.mean(len(t) for t in outputs["target alone"])
@@ -264,13 +266,20 @@ def speculative(args: argparse.Namespace) -> None:
             f"{len(prompts)} prompts × {args.rounds}, at most {args.tokens} tokens"
         )
         print(f"(answers {mean:.0f} tokens on average; identical to the target alone: {same})")
-        print("| decoding | tok/s | vs target alone | drafted | accepted | acceptance |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print(
+            "| decoding | tok/s | vs target alone | CPU ms/token | speed by CPU "
+            "| drafted | accepted | acceptance |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for name in engines:
             rate = rate_of[name]
             drafted, accepted = counts[name]
             share = f"{accepted / drafted:.0%}" if drafted else "—"
-            print(f"| {name} | {rate:.1f} | {rate / ref:.2f}× | {drafted} | {accepted} | {share} |")
+            cpu, cpu0 = cpu_of[name], cpu_of["target alone"]
+            print(
+                f"| {name} | {rate:.1f} | {rate / ref:.2f}× | {cpu:.2f} | {cpu0 / cpu:.2f}× "
+                f"| {drafted} | {accepted} | {share} |"
+            )
     for engine in engines.values():
         engine.close()
 
