@@ -17,6 +17,7 @@ Runs on the generation thread only.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -24,17 +25,20 @@ import mlx.core as mx
 
 from mlxctl.engine import mlxlm, speculative
 from mlxctl.engine.mlxlm import LogitsProcessor, Sampler
+from mlxctl.engine.sampling import SeededSampler
 from mlxctl.engine.speculative import Drafter
 from mlxctl.engine.stats import EngineStats
 
 __all__ = ["Handoff", "Solo", "SoloResponse"]
 
-# Speculation pauses (plain, pipelined steps) when it stops paying: for this many tokens
-# once the moving acceptance rate falls below _MIN_ACCEPTANCE, and for a couple of tokens
-# when the drafter has nothing to propose.
+# Speculation pauses (plain, pipelined steps) when it stops paying: for _PAUSE tokens
+# when its rounds cost more time per token than plain steps (moving averages of the
+# wall clock between steps) or its moving acceptance falls below _MIN_ACCEPTANCE, and
+# for a couple of tokens when the drafter has nothing to propose.
 _MIN_ACCEPTANCE = 0.3
-_PAUSE = 8
+_PAUSE = 16
 _PAUSE_NO_DRAFT = 2
+_COST_WEIGHT = 0.3
 
 
 @dataclass
@@ -98,7 +102,9 @@ class Solo:
         self.drafter = drafter if spec else None
         self.k = num_draft_tokens
         self.acceptance = 1.0  # moving average of accepted / drafted
-        self.pause = 0  # plain steps left before drafting again
+        self.pause = 2  # plain steps left before drafting again (first: measure plain)
+        self.cost: dict[str, float | None] = {"plain": None, "spec": None}  # s per token
+        self.last: tuple[float, str, int] | None = None  # (step began, mode, tokens)
         if self.drafter is not None:
             self.drafter.start(prompt)
         self.context = mx.array(prompt[:-1], dtype=mx.uint32) if processors else None
@@ -119,18 +125,46 @@ class Solo:
             self.fed += chunk
             return 1, []
         out: list[SoloResponse] = []
+        began = time.perf_counter()
+        self._measure(began)
         if self.pending is None:
             last, self.todo = self.todo, []
             self.pending, self.pending_logprobs = self._forward(mx.array(last, dtype=mx.uint32))
             self.fed += last
             if self.drafter is None:
                 _async_eval(self.pending, self.pending_logprobs)
-        if self.drafter is None or self.pause > 0:
+        if self.drafter is not None and self.pause == 0 and self._pays():
+            mode = "spec"
+            self._speculate(out)
+        else:
+            mode = "plain"
             self.pause = max(0, self.pause - 1)
             self._plain(out)
-        else:
-            self._speculate(out)
+        self.last = (began, mode, len(out))
         return 0, out
+
+    def _measure(self, now: float) -> None:
+        """Fold the last decode step's time per token into its mode's moving average."""
+        if self.last is None:
+            return
+        began, mode, tokens = self.last
+        self.last = None
+        if tokens:
+            per = (now - began) / tokens
+            old = self.cost[mode]
+            self.cost[mode] = per if old is None else old + _COST_WEIGHT * (per - old)
+
+    def _pays(self) -> bool:
+        """False (and a pause) when speculative rounds have cost more per token than plain
+        steps; the next round after the pause is measured afresh. Greedy requests only: a
+        sampled one's draws depend on the path, which must not depend on the clock."""
+        plain, spec = self.cost["plain"], self.cost["spec"]
+        if plain is None or spec is None or spec <= plain:
+            return True
+        if isinstance(self.sampler, SeededSampler):
+            return True
+        self.pause, self.cost["spec"] = _PAUSE, None
+        return False
 
     def handoff(self) -> tuple[list[SoloResponse], Handoff | None]:
         """Leave the fast path: the token already drawn is sent, the rest goes to the batch.
