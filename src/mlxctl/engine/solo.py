@@ -111,10 +111,6 @@ class Solo:
         self.pending: mx.array | None = None  # sampled, neither fed nor sent
         self.pending_logprobs: mx.array | None = None
 
-    @property
-    def prefilling(self) -> bool:
-        return self.pending is None
-
     def step(self) -> tuple[int, list[SoloResponse]]:
         """(prompt chunks processed, tokens generated), like `mlxlm.Batch.step`."""
         if len(self.todo) > 1:
