@@ -12,7 +12,7 @@ with one, its `models:` sections and presets come in here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from mlxctl.registry import ModelRecord
@@ -35,9 +35,13 @@ class ModelOptions:
     kv_bits: int | None = _load_time(None)  # 4 or 8: quantized KV cache; None: the model's dtype
     kv_group_size: int = _load_time(64)
     disk_cache_bytes: str = _load_time("4GiB")  # the prompt cache on disk; "0": off
-    # Speculative decoding: a draft model (a registered name) and tokens drafted per step.
+    # Speculative decoding (docs/speculative.md): a draft model (a registered name or a
+    # folder), prompt lookup, and tokens drafted per step; `draft_bytes` is the draft's
+    # share of the estimate (`with_draft` fills it from the draft's record).
     draft_model: str | None = _load_time(None)
-    num_draft: int | None = _load_time(None)
+    draft_bytes: int = 0
+    prompt_lookup: bool = _load_time(False)
+    num_draft_tokens: int = _load_time(3)
     chat_template: str | None = _load_time(None)  # a template file, over the registry's
     tool_call_parser: str | None = _load_time(None)
     reasoning_parser: str | None = _load_time(None)
@@ -60,7 +64,15 @@ class ModelOptions:
             kv_bits=settings.worker_kv_bits or None,
             kv_group_size=settings.worker_kv_group_size,
             disk_cache_bytes=settings.worker_disk_cache_bytes,
+            prompt_lookup=settings.worker_prompt_lookup,
+            num_draft_tokens=settings.worker_num_draft_tokens,
         )
+
+    def with_draft(self, draft: ModelRecord) -> ModelOptions:
+        """These options with `draft` as the draft model, its weights and one sequence's KV
+        counted: the draft decodes only while a request runs alone."""
+        kv = (draft.kv_bytes_per_token or 0) * min(self.kv_context, draft.context_length or 1 << 30)
+        return replace(self, draft_model=draft.slug, draft_bytes=(draft.size_bytes or 0) + kv)
 
     def kv_bytes(self, per_token: int, dtype_bytes: int | None) -> int:
         """KV bytes per token as the worker keeps them: `per_token` (in the model's
@@ -87,10 +99,14 @@ class ModelOptions:
         }
         if self.kv_bits:
             flags |= {"--kv-bits": self.kv_bits, "--kv-group-size": self.kv_group_size}
+        if self.draft_model:
+            flags["--draft-model"] = self.draft_model
+        if self.draft_model or self.prompt_lookup:
+            flags["--num-draft-tokens"] = self.num_draft_tokens
         for flag, value in flags.items():
             if value:
                 argv += [flag, str(value)]
-        return argv
+        return [*argv, "--prompt-lookup"] if self.prompt_lookup else argv
 
     def load_time(self) -> dict[str, Any]:
         """The fields a running worker was started with (a change needs a new worker)."""

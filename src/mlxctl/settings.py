@@ -186,6 +186,18 @@ class Settings:
         "(its --context); 0: the model's own (a GGUF's capped at 8192).",
         0,
     )
+    worker_prompt_lookup: bool = _setting(
+        "MLXCTL_WORKER_PROMPT_LOOKUP",
+        "Speculative decoding by prompt lookup (n-gram drafts from the context) in every mlx-lm "
+        "worker (its --prompt-lookup): faster when answers repeat their context.",
+        False,
+    )
+    worker_num_draft_tokens: int = _setting(
+        "MLXCTL_WORKER_NUM_DRAFT_TOKENS",
+        "Tokens drafted per speculative step, by a draft model or prompt lookup "
+        "(its --num-draft-tokens).",
+        3,
+    )
     worker_first_byte_timeout: float = _setting(
         "MLXCTL_WORKER_FIRST_BYTE_TIMEOUT",
         "Seconds the daemon waits for a worker to start answering a request: the whole "

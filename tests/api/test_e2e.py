@@ -74,10 +74,13 @@ def alive(pid: int) -> bool:
 def test_on_demand_two_models_options_and_metrics(
     start_daemon: StartDaemon, models: Any, real_env: dict[str, str], make_client: MakeClient
 ) -> None:
-    daemon = start_daemon(real_env)
+    # Prompt lookup on for every model: its counters reach /v1/worker/stats and /metrics.
+    daemon = start_daemon({**real_env, "MLXCTL_WORKER_PROMPT_LOOKUP": "1"})
     client = make_client(daemon)
     assert daemon.ps() == {}
     reply = client.chat.completions.create(model="q", messages=MESSAGES, max_tokens=5)
+    repeat = [{"role": "user", "content": "Say it again: one two three. " * 4}]
+    client.chat.completions.create(model="q", messages=repeat, max_tokens=40, temperature=0)
     assert reply.model == "q" and reply.usage is not None and reply.usage.completion_tokens <= 5
     pid = daemon.ps()["q"]["pid"]
     # Other sampling options and keep_alive: the same worker, no reload.
@@ -95,7 +98,7 @@ def test_on_demand_two_models_options_and_metrics(
     chunks = list(stream)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens <= 8
     row = daemon.ps()["q"]
-    assert row["pid"] == pid and row["keep_alive"] == 600 and row["requests_total"] == 2
+    assert row["pid"] == pid and row["keep_alive"] == 600 and row["requests_total"] == 3
     # A second model loads beside the first; both serve at once.
     with ThreadPoolExecutor(2) as pool:
         text = pool.submit(client.completions.create, model="l", prompt="Hi", max_tokens=5)
@@ -125,6 +128,8 @@ def test_on_demand_two_models_options_and_metrics(
         "mlxctl_generated_tokens",
         "mlxctl_prompt_tokens",
         "mlxctl_prompt_cache_hits",
+        "mlxctl_draft_tokens",
+        "mlxctl_draft_accepted_tokens",
         "mlxctl_model_loads",
         "mlxctl_model_unloads",
     ):
@@ -137,6 +142,9 @@ def test_on_demand_two_models_options_and_metrics(
     assert samples["mlxctl_loaded_models", ()] == 2
     assert samples["mlxctl_model_loads_total", (("model", "q"), ("result", "ok"))] == 1
     assert samples["mlxctl_generated_tokens_total", (("model", "q"),)] > 0
+    drafted = samples["mlxctl_draft_tokens_total", (("model", "q"),)]
+    assert drafted > 0
+    assert 0 <= samples["mlxctl_draft_accepted_tokens_total", (("model", "q"),)] <= drafted
 
 
 def test_keep_alive_expiry_zero_and_forever(

@@ -68,7 +68,9 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_quantized_kv_serves_and_keeps_its_prefixes_quantized(small_model: Path) -> None:
-    full = _engine(small_model)
+    # Both on the batch path (the fast path keeps a lone sequence's KV in 256-token steps),
+    # so the two stored entries differ only by quantization.
+    full = _engine(small_model, fast_path=False)
     quantized = _engine(small_model, cache_options=CacheOptions(kv_bits=8, kv_group_size=64))
     fresh = _engine(
         small_model, prompt_cache_entries=0, cache_options=CacheOptions(kv_bits=8, kv_group_size=64)

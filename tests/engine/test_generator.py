@@ -12,6 +12,7 @@ import pytest
 
 from mlxctl.engine import mlxlm
 from mlxctl.engine.generator import ContextOverflow, Engine, QueueFull
+from mlxctl.engine.solo import Solo
 from mlxctl.engine.types import DoneEvent, GenerationRequest, SamplingParams, TokenEvent
 from mlxctl.errors import Unavailable
 from tests.engine.streams import Result, collect, greedy, run
@@ -331,20 +332,24 @@ def test_more_requests_than_the_batch_wait_their_turn(
     assert stats["queue_depth"] == 0 and stats["active"] == 0
 
 
+@pytest.mark.parametrize("stepper", [mlxlm.Batch, Solo])
 def test_a_failing_step_fails_the_batch_not_the_thread(
-    engine: Engine, prompt: list[int], monkeypatch: pytest.MonkeyPatch
+    engine: Engine, prompt: list[int], monkeypatch: pytest.MonkeyPatch, stepper: Any
 ) -> None:
-    step = mlxlm.Batch.step
+    # A lone request decodes on the fast path (Solo), others in the batch: both fail alike.
+    step = stepper.step
     calls = 0
 
-    def flaky(self: mlxlm.Batch) -> tuple[int, list[mlxlm.BatchResponse]]:
+    def flaky(self: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 3:
             raise RuntimeError("device lost")
         return step(self)
 
-    monkeypatch.setattr(mlxlm.Batch, "step", flaky)
+    monkeypatch.setattr(stepper, "step", flaky)
+    if stepper is mlxlm.Batch:
+        monkeypatch.setattr(engine, "fast_path", False)
     failed = run(collect(engine, greedy(prompt, 20)))
     assert failed.done is not None and failed.done.finish_reason == "error"
     assert "device lost" in (failed.done.error or "")

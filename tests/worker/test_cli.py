@@ -73,6 +73,7 @@ def test_worker_process_serves_and_stops_gracefully(model_path: Path) -> None:
     proc = Proc(
         *(str(model_path), "--port", "0", "--max-batch", "3", "--prompt-cache-bytes", "64MiB"),
         *("--preset", "fast"),
+        *("--draft-model", str(model_path), "--num-draft-tokens", "2"),  # itself as its draft
     )
     try:
         listening = proc.event("worker.listening")
@@ -92,10 +93,17 @@ def test_worker_process_serves_and_stops_gracefully(model_path: Path) -> None:
         assert httpx.get(f"{url}/health").json()["status"] == "ok"
         reply = httpx.post(
             f"{url}/v1/chat/completions",
-            json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3},
+            json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8},
             timeout=30,
         )
         assert reply.status_code == 200
+        assert audit["speculation"] == {
+            "draft_model": str(model_path),
+            "prompt_lookup": False,
+            "num_draft_tokens": 2,
+        }
+        stats = httpx.get(f"{url}/v1/worker/stats").json()
+        assert stats["tokens_drafted_total"] >= stats["tokens_draft_accepted_total"] > 0
         # Without MLXCTL_WORKER_TEST_HOOKS the forcing field is an unknown field.
         forced = httpx.post(
             f"{url}/v1/chat/completions",

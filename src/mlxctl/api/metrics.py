@@ -34,6 +34,8 @@ _WORKER_COUNTERS = (
     (("tokens_prompt_total",), "prompt_tokens", "Prompt tokens the workers processed"),
     (("tokens_generated_total",), "generated_tokens", "Tokens the workers generated"),
     (("tokens_cached_total",), "cached_prompt_tokens", "Prompt tokens served from the cache"),
+    (("tokens_drafted_total",), "draft_tokens", "Speculative draft tokens the model checked"),
+    (("tokens_draft_accepted_total",), "draft_accepted_tokens", "Draft tokens the model kept"),
     (("prompt_cache", "hits"), "prompt_cache_hits", "Prompt-cache lookups that hit"),
     (("prompt_cache", "misses"), "prompt_cache_misses", "Prompt-cache lookups that missed"),
     (("cancelled_total",), "cancelled_requests", "Generations cancelled (client gone)"),

@@ -110,6 +110,23 @@ if TYPE_CHECKING:
     help="Prompt tokens processed per step.",
 )
 @click.option(
+    "--draft-model",
+    help="Speculative decoding with this draft model (a registered name or a folder; it must "
+    "share the model's tokenizer).",
+)
+@click.option(
+    "--prompt-lookup",
+    is_flag=True,
+    help="Speculative decoding with n-gram drafts from the prompt and reply (no second model).",
+)
+@click.option(
+    "--num-draft-tokens",
+    type=click.IntRange(1, 16),
+    default=3,
+    show_default=True,
+    help="Tokens drafted per speculative step.",
+)
+@click.option(
     "--chat-template",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Jinja chat template file (overrides the registry and the tokenizer).",
@@ -146,6 +163,9 @@ def worker(
     checkpoint_every: int,
     context: int | None,
     prefill_step_size: int,
+    draft_model: str | None,
+    prompt_lookup: bool,
+    num_draft_tokens: int,
     chat_template: Path | None,
     tool_call_parser: str | None,
     reasoning_parser: str | None,
@@ -167,6 +187,7 @@ def worker(
     check_bind(host, api_key)
     _reexec_with_blas()
     from mlxctl.engine.generator import Engine
+    from mlxctl.engine.speculative import Speculation
     from mlxctl.worker.server import run_worker
 
     logging.basicConfig(
@@ -198,6 +219,7 @@ def worker(
         disk_min_tokens=disk_cache_min_tokens,
         checkpoint_every=checkpoint_every,
     )
+    draft_path = resolve_model(draft_model).path if draft_model else None
 
     def load_engine() -> WorkerEngine:
         engine: Engine | LlamaCppEngine | EncoderEngine | VisionEngine
@@ -225,6 +247,7 @@ def worker(
                 prefill_step_size=prefill_step_size,
                 adapter_path=info.adapter_path,
                 cache_options=cache_options,
+                speculation=Speculation(num_draft_tokens, draft_path, prompt_lookup),
             )
         engine.start()
         if context is not None and engine.context_length > context:

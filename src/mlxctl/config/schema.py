@@ -55,7 +55,8 @@ class ModelSettings(BaseModel):
     kv_group_size: Literal[32, 64, 128] | None = None
     disk_cache_bytes: str | None = None
     draft_model: str | None = Field(None, min_length=1)
-    num_draft: int | None = Field(None, ge=1, le=64)
+    prompt_lookup: bool | None = None
+    num_draft_tokens: int | None = Field(None, ge=1, le=64)
     chat_template: str | None = Field(None, min_length=1)
     tool_call_parser: str | None = Field(None, min_length=1)
     reasoning_parser: str | None = Field(None, min_length=1)

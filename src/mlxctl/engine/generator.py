@@ -19,13 +19,15 @@ from typing import Any
 
 import mlx.core as mx
 
-from mlxctl.engine import mlxlm, pooling, sampling
+from mlxctl.engine import mlxlm, pooling, sampling, speculative
 from mlxctl.engine.cachetiers import CacheOptions, CacheTiers
 from mlxctl.engine.checks import ContextOverflow
 from mlxctl.engine.host import EngineHost, QueueFull
 from mlxctl.engine.outbox import Job, Outbox
 from mlxctl.engine.prefix import common_prefix
 from mlxctl.engine.prompt_cache import CacheHit, PromptCache
+from mlxctl.engine.solo import Solo
+from mlxctl.engine.speculative import Speculation
 from mlxctl.engine.types import TokenEvent
 from mlxctl.errors import NotFound
 
@@ -67,6 +69,8 @@ class Engine(EngineHost["_Generation"]):
         prefill_step_size: int = 2048,
         adapter_path: Path | str | None = None,
         cache_options: CacheOptions | None = None,
+        speculation: Speculation | None = None,
+        fast_path: bool = True,
     ) -> None:
         if max_batch < 1 or max_queue < 0 or prefill_step_size < 1:
             raise ValueError("max_batch and prefill_step_size must be >= 1, max_queue >= 0")
@@ -79,6 +83,9 @@ class Engine(EngineHost["_Generation"]):
         # Quantized KV, the disk tier and checkpoints (engine/cachetiers.py).
         self.cache_options = cache_options or CacheOptions()
         self.cache_options.check()
+        # A lone sequence decodes off the batch (engine/solo.py); speculation runs there.
+        self.speculation = speculation or Speculation(num_draft_tokens=0)
+        self.fast_path = fast_path
         self.tokenizer: mlxlm.TokenizerWrapper
 
     async def embed(self, token_lists: list[list[int]]) -> list[list[float]]:
@@ -94,6 +101,9 @@ class Engine(EngineHost["_Generation"]):
         super()._prepare()
         if self.adapter_path is not None and not self.adapter_path.is_dir():
             raise NotFound(f"Adapter directory {self.adapter_path} not found.")
+        draft = self.speculation.draft_model
+        if draft is not None and not draft.is_dir():
+            raise NotFound(f"Draft model directory {draft} not found.")
 
     def _load(self, outbox: Outbox) -> _Generation:
         model, tokenizer = mlxlm.load(self.model_path, adapter_path=self.adapter_path)
@@ -102,7 +112,10 @@ class Engine(EngineHost["_Generation"]):
         self.context_length = _context_length(config, tokenizer)
         self.eos_token_ids = set(tokenizer.eos_token_ids)
         self.vocab_size = int(_config_value(config, "vocab_size") or len(tokenizer))
-        return _Generation(self, model, outbox)
+        drafter = speculative.load_drafter(
+            self.speculation, self.vocab_size, prefill_step_size=self.prefill_step_size
+        )
+        return _Generation(self, model, outbox, drafter)
 
     def _thread_exit(self) -> None:
         release_thread_streams()
@@ -111,7 +124,9 @@ class Engine(EngineHost["_Generation"]):
 class _Generation:
     """The backend on the generation thread: model, batch, prompt cache and running jobs."""
 
-    def __init__(self, engine: Engine, model: Any, outbox: Outbox) -> None:
+    def __init__(
+        self, engine: Engine, model: Any, outbox: Outbox, drafter: speculative.Drafter | None
+    ) -> None:
         self.engine = engine
         self.model = model
         self.out = outbox
@@ -124,6 +139,9 @@ class _Generation:
         self.failed: list[Job] = []  # jobs whose logits processor raised this step
         self.stop = [[token] for token in sorted(engine.eos_token_ids)]
         self.published = 0.0
+        self.drafter = drafter
+        self.solo: Solo | None = None  # the lone sequence on the fast path (batch empty)
+        self.solo_uids = 0  # counted down: never a batch uid
 
     def _new_batch(self) -> mlxlm.Batch:
         return mlxlm.Batch(
@@ -142,12 +160,26 @@ class _Generation:
         return True
 
     def step(self) -> None:
-        prompt_chunks, responses = self.batch.step()
+        step = self.solo.step if self.solo is not None else self.batch.step
+        prompt_chunks, responses = step()
         if not prompt_chunks and not responses:
             raise RuntimeError("the batch made no progress")
         for uid in self.batch.segment_ends:  # a checkpoint along a prompt
             if (snapshot := self.batch.snapshot(uid)) is not None:
                 self._store(snapshot[1], snapshot[0])
+        self._deliver(responses)
+        if self.failed:
+            failed = [job for job in self.failed if not job.finished]
+            self.failed.clear()
+            uids = [job.uid for job in failed if job.uid is not None]
+            for uid in uids:
+                if self.active.pop(uid, None) is not None:
+                    self._drop(uid)
+            for job in failed:
+                self.out.finish(job, "error", error=job.failure)
+
+    def _deliver(self, responses: list[Any]) -> None:
+        """Turn generated tokens into events; finished sequences end their jobs."""
         # Counters first: a consumer reading stats after its DoneEvent sees them.
         self.stats.add_tokens(generated=len(responses))
         now = time.perf_counter()
@@ -163,24 +195,48 @@ class _Generation:
                 if r.prompt_cache is not None and r.all_tokens is not None:
                     self._store(list(r.all_tokens), r.prompt_cache)
                 del self.active[r.uid]
+                if self.solo is not None and r.uid == self.solo.uid:
+                    self.solo = None
                 out.finish(job, "stop" if r.finish_reason == "stop" else "length", now=now)
-        if self.failed:
-            failed = [job for job in self.failed if not job.finished]
-            self.failed.clear()
-            uids = [job.uid for job in failed if job.uid is not None]
-            self.batch.remove(uids)
-            for uid in uids:
-                self.active.pop(uid, None)
-            for job in failed:
-                out.finish(job, "error", error=job.failure)
+
+    def _drop(self, uid: int) -> None:
+        if self.solo is not None and uid == self.solo.uid:
+            self.solo = None
+        else:
+            self.batch.remove([uid])
+
+    def _handoff(self) -> None:
+        """Move the lone sequence from the fast path into the batch (engine/solo.py)."""
+        solo = self.solo
+        assert solo is not None
+        job = self.active[solo.uid]
+        responses, rest = solo.handoff()
+        self._deliver(responses)
+        self.solo = None
+        if rest is None:
+            return  # its last token ended it
+        del self.active[solo.uid]
+        job.uid = self.batch.insert(
+            rest.tokens,
+            max_tokens=rest.max_tokens,
+            cache=rest.cache,
+            cached_tokens=rest.cached,
+            sampler=solo.sampler,
+            processors=solo.processors,
+            stop=solo.stop,
+        )
+        self.active[job.uid] = job
 
     def cancel(self, job: Job) -> None:
         if job.uid is not None and self.active.pop(job.uid, None) is not None:
-            self.batch.remove([job.uid])
+            self._drop(job.uid)
 
     def reset(self) -> None:
         self.active.clear()
         self.failed.clear()
+        self.solo = None
+        if self.drafter is not None:
+            self.drafter.start([])  # a failed round may have left its cache half trimmed
         self.batch.close()
         self.batch = self._new_batch()
 
@@ -202,6 +258,8 @@ class _Generation:
 
     def close(self) -> None:
         self.active.clear()
+        self.solo = None
+        self.drafter = None
         self.batch.close()
         del self.batch, self.model
         self.cache.clear()
@@ -233,16 +291,42 @@ class _Generation:
         marks = self.tiers.checkpoints(prompt, hit.tokens)
         processors = sampling.make_processors(request.sampling, len(prompt))
         processors += [self._guard(job, make()) for make in request.logits_processors]
-        job.uid = self.batch.insert(
-            prompt[hit.tokens :],
-            max_tokens=job.max_tokens,
-            cache=hit.cache if hit.cache is not None else self.tiers.fresh(),
-            cached_tokens=prompt[: hit.tokens],
-            sampler=sampling.make_sampler(request.sampling, self.engine.vocab_size),
-            processors=processors,
-            stop=self.stop + [list(s) for s in request.stop_token_ids if s],
-            checkpoints=None if marks is None else [m - hit.tokens for m in marks],
-        )
+        sampler = sampling.make_sampler(request.sampling, self.engine.vocab_size)
+        stop = self.stop + [list(s) for s in request.stop_token_ids if s]
+        if self.solo is not None:
+            self._handoff()  # company: the lone sequence joins the batch
+        # The fast path keeps a plain KV cache: quantized KV and checkpoints take the batch.
+        options = self.engine.cache_options
+        plain = (marks is None or not options.checkpoint_every) and not options.kv_bits
+        if not self.active and self.engine.fast_path and plain:
+            self.solo_uids -= 1
+            self.solo = Solo(
+                self.model,
+                uid=self.solo_uids,
+                prompt=prompt,
+                cache=hit.cache,
+                cached=hit.tokens,
+                max_tokens=job.max_tokens,
+                sampler=sampler,
+                processors=processors,
+                stop=stop,
+                prefill_step_size=self.engine.prefill_step_size,
+                drafter=self.drafter,
+                num_draft_tokens=self.engine.speculation.num_draft_tokens,
+                stats=self.stats,
+            )
+            job.uid = self.solo.uid
+        else:
+            job.uid = self.batch.insert(
+                prompt[hit.tokens :],
+                max_tokens=job.max_tokens,
+                cache=hit.cache if hit.cache is not None else self.tiers.fresh(),
+                cached_tokens=prompt[: hit.tokens],
+                sampler=sampler,
+                processors=processors,
+                stop=stop,
+                checkpoints=None if marks is None else [m - hit.tokens for m in marks],
+            )
         job.cached = hit.tokens
         job.detokenizer = mlxlm.streaming_detokenizer(self.engine.tokenizer)
         self.active[job.uid] = job
@@ -261,7 +345,11 @@ class _Generation:
                 best, uid = n, other.uid
         if uid is None or best < _MIN_BORROW or best <= self.cache.peek(prompt):
             return None
-        cache = self.batch.borrow(uid, prompt[:best])
+        solo = self.solo
+        if solo is not None and uid == solo.uid:
+            cache = solo.borrow(prompt[:best])
+        else:
+            cache = self.batch.borrow(uid, prompt[:best])
         if cache is None:
             return None
         self.cache.hits += 1

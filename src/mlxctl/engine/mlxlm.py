@@ -204,6 +204,9 @@ class Batch:
 
         Lets a new request start from the prompt a running one already prefilled.
         """
+        where = self._gen._find_uids([uid]).get(uid)
+        if where is None or where[0] == 0:
+            return None  # not prefilled yet: extract_cache would hand out its live cache
         found = self._gen.extract_cache([uid]).get(uid)
         if found is None:
             return None
@@ -280,6 +283,47 @@ class PromptCacheStore:
         entry = self._lru._trie.get(self._MODEL, key)
         self._lru._lru.remove(self._MODEL, key)
         self._lru._lru.push(self._MODEL, key, entry.cache_type)
+
+
+# --- The single-sequence path (engine/solo.py, engine/speculative.py). ---
+
+__all__ += ["cache_length", "can_trim_cache", "make_cache", "stop_matcher", "trim_cache"]
+
+
+def make_cache(model: Any) -> list[Any]:
+    """A fresh (unbatched) KV cache for `model`."""
+    cache: list[Any] = make_prompt_cache(model)
+    return cache
+
+
+def can_trim_cache(cache: list[Any], after: int = 0) -> bool:
+    """Whether `cache` could drop tokens again after `after` more are fed.
+
+    A sliding-window cache can only while it holds fewer tokens than its window.
+    """
+    if not can_trim_prompt_cache(cache):
+        return False
+    for c in cache:
+        window = getattr(c, "max_size", None)
+        if window is not None and c.offset + after >= window:
+            return False
+    return True
+
+
+def trim_cache(cache: list[Any], tokens: int) -> None:
+    """Drop the newest `tokens` tokens from `cache` (in place)."""
+    if tokens > 0:
+        trim_prompt_cache(cache, tokens)
+
+
+def cache_length(cache: list[Any]) -> int:
+    """How many tokens `cache` holds (0 for a cache that does not say)."""
+    return int(getattr(cache[0], "offset", 0)) if cache else 0
+
+
+def stop_matcher(stop: Sequence[Sequence[int]]) -> Any:
+    """mlx-lm's stop-sequence matcher: `advance(token)` is True when a sequence completes."""
+    return StopSequences(stop).matcher()
 
 
 def streaming_detokenizer(tokenizer: TokenizerWrapper) -> Any:

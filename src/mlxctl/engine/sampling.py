@@ -31,6 +31,7 @@ from mlxctl.engine.types import SamplingParams
 
 __all__ = [
     "REPETITION_CONTEXT",
+    "SeededSampler",
     "logprobs_row",
     "make_processors",
     "make_sampler",
@@ -78,25 +79,38 @@ def make_sampler(params: SamplingParams, vocab_size: int) -> Sampler:
     if params.temperature == 0:
         return mlxlm.greedy_sampler
     seed = params.seed if params.seed is not None else secrets.randbits(64)
-    key = mx.random.key(seed % (1 << 64))
-    inv_temp = 1.0 / params.temperature
-    top_k = params.top_k if 0 < params.top_k < vocab_size else 0
-    top_p = params.top_p
-    min_p = params.min_p
+    return SeededSampler(params, vocab_size, seed % (1 << 64))
 
-    def sample(logprobs: mx.array) -> mx.array:
-        nonlocal key
-        key, draw = mx.random.split(key)
-        logits = logprobs * inv_temp
-        if top_k:
-            logits = mlxlm.apply_top_k(logits, top_k)
-        if top_p < 1.0:
-            logits = mlxlm.apply_top_p(logits, top_p)
-        if min_p > 0.0:
-            logits = mlxlm.apply_min_p(logits, min_p)
-        return mx.random.categorical(logits, key=draw)
 
-    return sample
+class SeededSampler:
+    """A sampled request's sampler: `filter` shapes the distribution, `__call__` draws.
+
+    Speculative decoding (engine/speculative.py) reads `filter` and `seed` to run
+    rejection sampling against the same distribution this sampler draws from.
+    """
+
+    def __init__(self, params: SamplingParams, vocab_size: int, seed: int) -> None:
+        self.seed = seed
+        self._key = mx.random.key(seed)
+        self._inv_temp = 1.0 / params.temperature
+        self._top_k = params.top_k if 0 < params.top_k < vocab_size else 0
+        self._top_p = params.top_p
+        self._min_p = params.min_p
+
+    def filter(self, logprobs: mx.array) -> mx.array:
+        """Logits of the distribution drawn from: temperature, then top-k, top-p, min-p."""
+        logits = logprobs * self._inv_temp
+        if self._top_k:
+            logits = mlxlm.apply_top_k(logits, self._top_k)
+        if self._top_p < 1.0:
+            logits = mlxlm.apply_top_p(logits, self._top_p)
+        if self._min_p > 0.0:
+            logits = mlxlm.apply_min_p(logits, self._min_p)
+        return logits
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        self._key, draw = mx.random.split(self._key)
+        return mx.random.categorical(self.filter(logprobs), key=draw)
 
 
 def make_processors(params: SamplingParams, prompt_len: int) -> list[LogitsProcessor]:

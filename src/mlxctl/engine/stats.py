@@ -30,6 +30,8 @@ class EngineStats:
         self.tokens_prompt_total = 0
         self.tokens_cached_total = 0
         self.tokens_generated_total = 0
+        self.tokens_drafted_total = 0  # speculative decoding: draft tokens checked
+        self.tokens_draft_accepted_total = 0  # ... and kept
         self.cancelled_total = 0
         self.errors_total = 0
         self.embed_requests_total = 0
@@ -73,6 +75,11 @@ class EngineStats:
             self.tokens_cached_total += cached
             self.tokens_generated_total += generated
 
+    def add_speculation(self, *, drafted: int, accepted: int) -> None:
+        with self._lock:
+            self.tokens_drafted_total += drafted
+            self.tokens_draft_accepted_total += accepted
+
     def add_embedding(self, *, inputs: int, tokens: int) -> None:
         """One embedding request served: its inputs, and their tokens as prompt tokens."""
         with self._lock:
@@ -102,6 +109,8 @@ class EngineStats:
                 "tokens_prompt_total": self.tokens_prompt_total,
                 "tokens_cached_total": self.tokens_cached_total,
                 "tokens_generated_total": self.tokens_generated_total,
+                "tokens_drafted_total": self.tokens_drafted_total,
+                "tokens_draft_accepted_total": self.tokens_draft_accepted_total,
                 "cancelled_total": self.cancelled_total,
                 "errors_total": self.errors_total,
                 "embed_requests_total": self.embed_requests_total,

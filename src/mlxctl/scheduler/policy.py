@@ -48,7 +48,8 @@ class LoadedView:
 def estimate_bytes(record: ModelRecord, options: ModelOptions) -> int:
     """Weights plus a KV cache of `options.kv_context` tokens per sequence, for
     `options.max_batch` sequences, capped at the context the worker serves; at
-    `options.kv_bits` when the worker quantizes its KV.
+    `options.kv_bits` when the worker quantizes its KV; plus a speculative draft model's
+    `options.draft_bytes`.
 
     llama.cpp allocates one KV cache for its whole context up front and shares it
     between sequences: that context, not `kv_context` per sequence, is counted.
@@ -61,7 +62,7 @@ def estimate_bytes(record: ModelRecord, options: ModelOptions) -> int:
     per_token = options.kv_bytes(per_token, record.dtype_bytes)  # quantized KV, if set
     served = options.context or record.context_length
     ctx = min(options.kv_context, served) if served else options.kv_context
-    return weights + per_token * max(0, ctx) * max(1, options.max_batch)
+    return weights + per_token * max(0, ctx) * max(1, options.max_batch) + options.draft_bytes
 
 
 def evict_for(

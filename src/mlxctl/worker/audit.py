@@ -59,6 +59,7 @@ def audit_record(
         "batch": {name: getattr(engine, name, None) for name in _ENGINE_LIMITS},
         "prompt_cache": {name: getattr(engine, name, None) for name in _CACHE_LIMITS},
         "kv_cache": _kv_cache(engine),
+        "speculation": _speculation(engine),
         "client_templates": state.sandbox is not None,
         "test_hooks": state.test_hooks,
         "versions": {"mlxctl": __version__, **{p: _version(p) for p in _PACKAGES}},
@@ -76,6 +77,19 @@ def _kv_cache(engine: object) -> dict[str, Any] | None:
         "kv_group_size": options.kv_group_size,
         "disk_cache_bytes": options.disk_bytes if options.disk_dir else 0,
         "checkpoint_every": options.checkpoint_every,
+    }
+
+
+def _speculation(engine: Any) -> dict[str, Any] | None:
+    """Speculative decoding as the engine runs it (engine/speculative.py); None: off."""
+    spec = getattr(engine, "speculation", None)
+    if spec is None or not spec.enabled:
+        return None
+    draft = spec.draft_model
+    return {
+        "draft_model": str(draft) if draft is not None else None,
+        "prompt_lookup": spec.prompt_lookup,
+        "num_draft_tokens": spec.num_draft_tokens,
     }
 
 
