@@ -18,7 +18,17 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from mlxctl.api import admin, admin_ops, anthropic, metrics, ollama, ollama_models, openai
+from mlxctl.api import (
+    admin,
+    admin_ops,
+    anthropic,
+    llamacpp_models,
+    metrics,
+    ollama,
+    ollama_blobs,
+    ollama_models,
+    openai,
+)
 from mlxctl.api import openapi as openapi_doc
 from mlxctl.api import slots as slots_api
 from mlxctl.api.envelope import error_response_for, http_exception_handler
@@ -52,6 +62,7 @@ def create_app(
         settings,
         bind_host=bind_host,
         api_key=settings.api_key,
+        raw_body_routes=(ollama_blobs.upload_route(settings),),
     )
 
     @asynccontextmanager
@@ -88,6 +99,7 @@ def create_app(
             *ollama.routes(),
             *ollama_models.routes(),
             *anthropic.routes(),
+            *llamacpp_models.routes(),
             *admin.routes(),
             *admin_ops.routes(),
             *slots_api.routes(),

@@ -5,6 +5,9 @@
     POST /api/show        details, template, capabilities, model_info
     POST /api/copy        {source, destination}      DELETE /api/delete   {model}
     POST /api/pull        store pull with NDJSON progress (api/ollama_pull.py)
+    POST /api/push        store push to an OCI registry (api/ollama_push.py)
+    POST /api/create      a store model from {from|files, system, ...} (api/ollama_create.py)
+    HEAD/POST /api/blobs/:digest   upload a model file for create (api/ollama_blobs.py)
     POST /api/embed, /api/embeddings                 embeddings (api/ollama_embed.py)
 
 Errors use the Ollama envelope (`ollama_errors.py`).
@@ -24,7 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from mlxctl import __version__
-from mlxctl.api import ollama_embed, ollama_pull
+from mlxctl.api import ollama_blobs, ollama_create, ollama_embed, ollama_pull, ollama_push
 from mlxctl.api.admin import describe
 from mlxctl.api.admin_ops import context
 from mlxctl.api.body import json_object, name_field
@@ -50,17 +53,12 @@ def routes() -> list[Route]:
         Route("/api/copy", copy, methods=["POST"]),
         Route("/api/delete", delete, methods=["DELETE"]),
         Route("/api/pull", ollama_pull.pull, methods=["POST"]),
-        Route("/api/push", not_implemented, methods=["POST"]),
-        Route("/api/create", not_implemented, methods=["POST"]),
+        Route("/api/push", ollama_push.push, methods=["POST"]),
+        Route("/api/create", ollama_create.create, methods=["POST"]),
+        *ollama_blobs.routes(),
         Route("/api/embed", ollama_embed.embed, methods=["POST"]),
         Route("/api/embeddings", ollama_embed.embeddings, methods=["POST"]),
     ]
-
-
-_NEXT_STEP = {
-    "/api/push": "push with the CLI: mlxctl push <model>",
-    "/api/create": "create with the CLI: mlxctl create <name> -f <ModelSpec>",
-}
 
 
 async def root(request: Request) -> Response:
@@ -69,12 +67,6 @@ async def root(request: Request) -> Response:
 
 async def version(request: Request) -> Response:
     return JSONResponse({"version": __version__})
-
-
-async def not_implemented(request: Request) -> Response:
-    path = request.url.path
-    message = f"{path} is not implemented by mlxctl; {_NEXT_STEP[path]}"
-    return error_response(APIError(501, message, code="not_implemented"))
 
 
 async def tags(request: Request) -> Response:

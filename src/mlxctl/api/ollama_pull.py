@@ -13,9 +13,7 @@ unless the daemon runs with MLXCTL_ALLOW_INSECURE_PULL.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -25,7 +23,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from mlxctl.api.admin_ops import context, events
 from mlxctl.api.body import bool_field, json_object, name_field
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama_errors import error_line, error_response
+from mlxctl.api.ollama_errors import error_response
+from mlxctl.api.ollama_progress import progress_lines
 from mlxctl.library import transfer
 from mlxctl.operations.store import PULL, PullArgs, check_insecure
 
@@ -61,41 +60,6 @@ async def pull(request: Request) -> Response:
     return JSONResponse({"status": "success", "model": result["model"]})
 
 
-async def _pull_lines(app: Starlette, args: PullArgs) -> AsyncIterator[bytes]:
-    totals: dict[str, int | None] = {}
-    yield _encode({"status": "pulling manifest"})
-    try:
-        async for event in events(PULL, app, args):
-            if "result" in event:
-                slug = event["result"]["model"]
-            else:
-                yield _encode(_ollama_line(event, totals))
-    except Exception as e:
-        yield error_line(e)
-        return
-    yield _encode({"status": "verifying sha256 digest"})
-    yield _encode({"status": "writing manifest"})
-    yield _encode({"status": "success", "model": slug})
-
-
-def _ollama_line(event: dict[str, Any], totals: dict[str, int | None]) -> dict[str, Any]:
-    """A store progress event as the `{"status", "digest", "total", "completed"}` Ollama sends."""
-    key = event["key"]
-    if event["progress"] == "start":
-        totals[key] = event["total"]
-        label = event["label"]
-        total, done = event["total"], event["done"]
-        return {"status": f"pulling {label}", "digest": key, "total": total, "completed": done}
-    if event["progress"] == "advance":
-        total = totals.get(key) if event["total"] is None else event["total"]
-        return {
-            "status": f"pulling {key}",
-            "digest": key,
-            "total": total,
-            "completed": event["done"],
-        }
-    return {"status": f"{event['note'] or 'done'} {key}", "digest": key}
-
-
-def _encode(line: object) -> bytes:
-    return json.dumps(line, ensure_ascii=False).encode() + b"\n"
+def _pull_lines(app: Starlette, args: PullArgs) -> AsyncIterator[bytes]:
+    last = ("verifying sha256 digest", "writing manifest")
+    return progress_lines(events(PULL, app, args), "pulling", first="pulling manifest", last=last)
