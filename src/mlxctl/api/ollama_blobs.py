@@ -34,7 +34,8 @@ PATH = "/api/blobs/{digest}"
 
 def upload_route(settings: Settings) -> RawBodyRoute:
     """The guard's exemption: raw bytes, no JSON Content-Type, up to the blob cap."""
-    return RawBodyRoute("POST", re.compile(r"/api/blobs/[^/]+"), settings.max_blob_bytes)
+    path = re.compile(r"/api/blobs/[^/]+")
+    return RawBodyRoute("POST", path, settings.max_blob_bytes, "MLXCTL_MAX_BLOB_BYTES")
 
 
 def routes() -> list[Route]:

@@ -157,12 +157,6 @@ def _spec(
     adapters = _blob_map(body, "adapters", layout)
     if (base is None) == (not files):
         raise _bad("/api/create needs either 'from' (a model name) or 'files' (uploaded blobs)")
-    for file in files:
-        if not any(fnmatch.fnmatch(file, p) for p in MODEL_FILE_PATTERNS):
-            raise _bad(
-                f"files: {file!r} is not a file of an MLX model folder "
-                f"(config.json, model*.safetensors, tokenizer files, ...)"
-            )
     missing = [f for f in _ADAPTER_FILES if adapters and f not in adapters]
     if missing:
         raise _bad(f"adapters needs {' and '.join(_ADAPTER_FILES)} (mlx_lm.lora's output)")
@@ -269,6 +263,11 @@ def _blob_map(body: dict[str, Any], field: str, layout: StoreLayout) -> dict[str
     for file, digest in value.items():
         if not file or "/" in file or file in (".", "..") or not isinstance(digest, str):
             raise _bad(f"{field}: {file!r} must be a plain file name with a sha256 digest")
+        if field == "files" and not any(fnmatch.fnmatch(file, p) for p in MODEL_FILE_PATTERNS):
+            raise _bad(
+                f"files: {file!r} is not a file of an MLX model folder "
+                f"(config.json, model*.safetensors, tokenizer files, ...)"
+            )
         out[file] = digest_of(digest)
         if not layout.blobs.has(out[file]):
             raise _bad(

@@ -4,7 +4,8 @@ its dialect's envelope, conforming to /openapi.json, and the daemon's memory sta
 Two daemons on the tiny factory model, both behind an API key (so `ignored_auth` checks
 every route refuses a request without it):
   - A serves everything but the destructive routes, with real workers;
-  - B, with its own home, takes `/api/delete`, `/api/copy`, `/api/pull` and the registry
+  - B, with its own home, takes `/api/delete`, `/api/copy`, `/api/pull`, `/api/create`,
+    `/api/push` and the registry
     and store operations (`/api/admin/models…`, `…/registry…`, `…/store…`; the network
     refused through a dead proxy, so a pull fails fast), so nothing they do reaches A.
 `st run` runs the examples, coverage and fuzzing phases with every check; the hooks in
@@ -45,7 +46,14 @@ MODEL = "tiny"
 SEED = int(os.environ.get("MLXCTL_FUZZ_SEED", "20251203"))
 MAX_EXAMPLES = int(os.environ.get("MLXCTL_FUZZ_EXAMPLES", "10"))
 # The registry and store operations too: they delete, import over and prune the store.
-DESTRUCTIVE = ("/api/delete", "/api/copy", "/api/pull", *(op.path for op in OPERATIONS))
+DESTRUCTIVE = (
+    "/api/delete",
+    "/api/copy",
+    "/api/pull",
+    "/api/create",
+    "/api/push",
+    *(op.path for op in OPERATIONS),
+)
 # Daemon + its workers (a real one per model, slot workers if the fuzzer starts one).
 RSS_LIMIT = 2 << 30
 # What the daemon process alone may grow by over the run (it keeps no per-request state).
