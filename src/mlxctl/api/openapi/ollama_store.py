@@ -77,20 +77,18 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
-def _blob_operation(summary: str, ok: dict[int, dict[str, object]], upload: bool) -> Operation:
+def _upload() -> Operation:
+    """The one raw-body route: its body is the file, not JSON (HEAD on the same path,
+    answered 200 or 404 without a body, says whether the store holds the blob)."""
     op = operation(
         OLLAMA,
-        summary,
-        ok,
-        errors=(400, 413) if upload else (400,),
+        "Upload a model file for /api/create (checked against its digest)",
+        {201: answer("Stored"), 200: answer("Already stored")},
+        errors=(400, 413),
         parameters=[{"name": "digest", "in": "path", "required": True, "schema": _DIGEST}],
     )
-    if upload:
-        raw = {"type": "string", "format": "binary", "description": "The file's bytes."}
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/octet-stream": {"schema": raw}},
-        }
+    raw = {"type": "string", "format": "binary", "description": "The file's bytes."}
+    op["requestBody"] = {"required": True, "content": {"application/octet-stream": {"schema": raw}}}
     return op
 
 
@@ -115,15 +113,6 @@ PATHS: Paths = {
         )
     },
     "/api/blobs/{digest}": {
-        "head": _blob_operation(
-            "Whether the store holds a blob",
-            {200: answer("Held"), 404: answer("Not held")},
-            upload=False,
-        ),
-        "post": _blob_operation(
-            "Upload a model file for /api/create (checked against its digest)",
-            {201: answer("Stored"), 200: answer("Already stored")},
-            upload=True,
-        ),
+        "post": _upload(),
     },
 }
