@@ -1,18 +1,26 @@
-"""The OpenAI error envelope, shared by the worker and the daemon.
+"""The OpenAI error envelope and the one error mapping, shared by the worker and the daemon.
 
 Every OpenAI-dialect error body is `{"error": {"message", "type", "param", "code"}}`
-and is built by `error_body`. Each side maps its own exceptions onto `APIError`:
-the worker in `worker/openai_errors.py` (engine errors), the daemon in
-`api/errors.py` (scheduler and registry errors). This module imports no MLX, so
-the daemon can use it without loading a model runtime.
+and is built by `error_body`. `to_api_error` turns anything raised while serving a
+request into an `APIError`: an `MlxctlError` by what its class says (`status`,
+`code`, `param`, `retry_after`: the registry's, the scheduler's and the engine's
+errors alike), the hint in the message; anything unexpected is a 500. The other
+dialects' envelopes start from it too. This module imports no MLX, so the daemon
+can use it without loading a model runtime.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from mlxctl.errors import MlxctlError
+
+log = logging.getLogger("mlxctl")
 
 # The `type` OpenAI uses for each status we answer with.
 _TYPES = {
@@ -58,6 +66,29 @@ def error_body(
 ) -> dict[str, Any]:
     """The one OpenAI error envelope; every OpenAI-dialect error body comes from here."""
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def to_api_error(exc: BaseException) -> APIError:
+    """What the client sees for anything raised while serving a request."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, MlxctlError):
+        message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+        return APIError(exc.status, message, param=exc.param, code=exc.code, headers=exc.headers())
+    from pydantic import ValidationError  # here: a worker never imports pydantic otherwise
+
+    if isinstance(exc, ValidationError):  # operation arguments built by a dialect handler
+        problem = exc.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"]) or None
+        return APIError(400, f"'{field}': {problem['msg']}", param=field, code="invalid_value")
+    log.error("unexpected error while serving a request", exc_info=exc)
+    return APIError(500, f"Internal error: {type(exc).__name__}: {exc}", code="internal_error")
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    """The error as a JSON response with its status (before the first byte)."""
+    error = to_api_error(exc)
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
 def from_starlette(request: Request, exc: Exception) -> APIError:

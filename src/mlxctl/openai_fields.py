@@ -53,3 +53,7 @@ CHAT = frozenset(
     }
 )
 COMPLETION = frozenset({"prompt", "logprobs", "echo", "best_of", "suffix"})
+# Test only: forces output through a logits processor (worker/structured.py). The worker
+# honours it with MLXCTL_WORKER_TEST_HOOKS=1 and refuses it otherwise; the translating
+# dialects pass it through, so their tests can force tool calls and thinking.
+TEST_FORCE_FIELD = "mlxctl_test_force"

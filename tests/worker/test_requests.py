@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from mlxctl.openai_fields import TEST_FORCE_FIELD
 from mlxctl.worker.openai_errors import APIError
-from mlxctl.worker.requests import TEST_FORCE_FIELD, parse_chat, parse_completion
+from mlxctl.worker.requests import parse_chat, parse_completion
 
 MSG = [{"role": "user", "content": "hi"}]
 

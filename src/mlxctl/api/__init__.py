@@ -1,10 +1,13 @@
-"""The daemon's HTTP API: one module per dialect, plus admin and metrics.
+"""The daemon's HTTP API: one package per dialect, the pieces they share beside them.
 
+openai/ ollama/ anthropic/ admin/   the dialects (admin: mlxctl's own API)
+llamacpp/      llama.cpp's router model routes (/models…)
+openapi/       /openapi.json, one module per dialect
 app.py         the app factory and lifespan (registry, scheduler, workers)
 server.py      uvicorn with a graceful SIGTERM; JSON logs
 middleware.py  request id, access log, metrics, draining (httpguard: Host, Origin, key)
-openai.py      /v1/chat/completions, /v1/completions, /v1/models (proxied)
-admin.py       /health, /api/admin/{ps,status,load,unload}
-metrics.py     /metrics (Prometheus)
+envelope.py    which dialect a path speaks; routing errors in its envelope
 errors.py      the OpenAI error envelope     body.py   request-body fields
+turn.py        one worker generation as typed pieces, for the translating dialects
+metrics.py     /metrics (Prometheus), slot_metrics.py its per-slot series
 """

@@ -2,9 +2,8 @@
 
 `create_app(settings)` builds a Starlette app whose lifespan opens the registry,
 cleans up workers a crashed daemon left behind, starts the scheduler, and on
-shutdown stops every worker before returning. One dialect module per API
-(`openai.py`, `ollama.py` + `ollama_models.py`, `anthropic.py`), each with its own
-error envelope.
+shutdown stops every worker before returning. One package per dialect (`openai/`,
+`ollama/`, `anthropic/`, `admin/`), each with its own error envelope.
 """
 
 from __future__ import annotations
@@ -18,21 +17,19 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from mlxctl.api import (
-    admin,
-    admin_ops,
-    anthropic,
-    llamacpp_models,
-    metrics,
-    ollama,
-    ollama_blobs,
-    ollama_models,
-    openai,
-)
+from mlxctl.api import metrics
 from mlxctl.api import openapi as openapi_doc
-from mlxctl.api import slots as slots_api
+from mlxctl.api.admin import operations as admin_ops
+from mlxctl.api.admin import slots as slots_api
+from mlxctl.api.admin import status as admin
+from mlxctl.api.anthropic import messages as anthropic
 from mlxctl.api.envelope import error_response_for, http_exception_handler
+from mlxctl.api.llamacpp import models as llamacpp
 from mlxctl.api.middleware import DaemonMiddleware
+from mlxctl.api.ollama import blobs as ollama_blobs
+from mlxctl.api.ollama import chat as ollama
+from mlxctl.api.ollama import models as ollama_models
+from mlxctl.api.openai import routes as openai
 from mlxctl.httpguard import GuardPolicy, HTTPGuard, check_bind
 from mlxctl.model_options import OptionsSource
 from mlxctl.registry import open_registry
@@ -99,7 +96,7 @@ def create_app(
             *ollama.routes(),
             *ollama_models.routes(),
             *anthropic.routes(),
-            *llamacpp_models.routes(),
+            *llamacpp.routes(),
             *admin.routes(),
             *admin_ops.routes(),
             *slots_api.routes(),

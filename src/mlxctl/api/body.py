@@ -1,4 +1,4 @@
-"""Reading request bodies: a JSON object, its `model`, its `keep_alive`."""
+"""Fields of request bodies (read with `httpguard.json_object`): `model`, `keep_alive`, …"""
 
 from __future__ import annotations
 
@@ -6,17 +6,8 @@ from typing import Any
 
 from mlxctl.api.errors import APIError
 from mlxctl.errors import InvalidInput
-from mlxctl.httpguard import parse_json
 from mlxctl.scheduler import KeepAlive
 from mlxctl.scheduler.keepalive import parse_keep_alive
-
-
-def json_object(raw: bytes) -> dict[str, Any]:
-    """An empty body is `{}`; bad JSON, nesting too deep or a non-object is a 400."""
-    body = parse_json(raw or b"{}")
-    if not isinstance(body, dict):
-        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
-    return body
 
 
 def model_field(body: dict[str, Any]) -> str:

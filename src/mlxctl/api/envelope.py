@@ -10,7 +10,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mlxctl.api import anthropic_errors, errors, ollama_errors
+from mlxctl.api import errors
+from mlxctl.api.anthropic import errors as anthropic_errors
+from mlxctl.api.ollama import errors as ollama_errors
 from mlxctl.openai_error import from_starlette
 
 

@@ -7,9 +7,11 @@ timings whether its own client streams or not:
     Text(content | thinking)      ToolStart(index, id, name)      ToolArgs(index, json)
     Finish(reason, prompt_tokens, completion_tokens)              (always last)
 
-The worker's errors arrive as `APIError`s (status, message, param) before the
-first piece; a worker lost mid-stream raises `WorkerLost`. The lease is held
-until `aclose()`.
+A non-streaming reply calls `collect()` instead: the whole generation as one
+`Reply` (its text, thinking and tool calls in the order they began, and the
+`Finish`). The worker's errors arrive as `APIError`s (status, message, param)
+before the first piece; a worker lost mid-stream raises `WorkerLost`. The lease
+is held until `aclose()` (`collect()` closes it itself).
 """
 
 from __future__ import annotations
@@ -26,10 +28,6 @@ from mlxctl.api.errors import APIError
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Call, Exchange, Router, Upstream, lost
 from mlxctl.scheduler import KeepAlive, WorkerLost
-
-# The test-only field the worker honours with MLXCTL_WORKER_TEST_HOOKS=1 (it refuses it
-# otherwise), passed through so the dialects' tests can force tool calls and thinking.
-TEST_FORCE_FIELD = "mlxctl_test_force"
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,37 @@ class Finish:
 
 
 Piece = Text | ToolStart | ToolArgs | Finish
+
+
+@dataclass
+class ToolCall:
+    """One whole tool call; `arguments` is the JSON text as the model wrote it."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A whole generation: its parts in the order they began (consecutive text of one
+    kind joined into one `Text`), and how it ended."""
+
+    parts: list[Text | ToolCall]
+    finish: Finish
+
+    @property
+    def content(self) -> str:
+        return "".join(part.content for part in self.parts if isinstance(part, Text))
+
+    @property
+    def thinking(self) -> str:
+        return "".join(part.thinking for part in self.parts if isinstance(part, Text))
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return sorted((p for p in self.parts if isinstance(p, ToolCall)), key=lambda c: c.index)
 
 
 @dataclass
@@ -135,7 +164,7 @@ class Turn:
                     break
                 chunk = json.loads(line[6:])
                 if "error" in chunk:
-                    raise _api_error(500, chunk)
+                    raise worker_error(500, chunk)
                 for choice in chunk.get("choices") or []:
                     for piece in _choice_pieces(choice):
                         self._mark_first()
@@ -158,6 +187,32 @@ class Turn:
             self.exchange.error = error.code
             raise error from None
         raise WorkerLost(f"the worker for '{self.upstream.lease.slug}' ended without usage")
+
+    async def collect(self) -> Reply:
+        """The whole generation (a non-streaming reply); closes the turn."""
+        parts: list[Text | ToolCall] = []
+        calls: dict[int, ToolCall] = {}
+        finish: Finish | None = None
+        try:
+            async for piece in self.pieces():
+                if isinstance(piece, Finish):
+                    finish = piece
+                elif isinstance(piece, Text):
+                    last = parts[-1] if parts else None
+                    if isinstance(last, Text) and bool(last.thinking) == bool(piece.thinking):
+                        joined = Text(last.content + piece.content, last.thinking + piece.thinking)
+                        parts[-1] = joined
+                    else:
+                        parts.append(piece)
+                elif isinstance(piece, ToolStart):
+                    calls[piece.index] = ToolCall(piece.index, piece.id, piece.name)
+                    parts.append(calls[piece.index])
+                else:
+                    calls[piece.index].arguments += piece.json
+        finally:
+            await self.aclose()
+        assert finish is not None  # pieces() ends with Finish or raises
+        return Reply(parts, finish)
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
@@ -194,13 +249,15 @@ async def _worker_error(response: httpx.Response) -> APIError:
         data = json.loads(raw)
     except ValueError:
         data = {"error": {"message": raw.decode(errors="replace")[:500]}}
-    return _api_error(response.status_code, data)
+    return worker_error(response.status_code, data)
 
 
-def _api_error(status: int, data: Any) -> APIError:
+def worker_error(status: int, data: Any) -> APIError:
+    """A worker's failed answer (`data`: its decoded body) as the error the client sees."""
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
-        return APIError(status, f"the worker answered {status}", code="worker_error")
+        failed = status if status >= 400 else 500
+        return APIError(failed, f"the worker answered {status}", code="worker_error")
     return APIError(
         status,
         str(error.get("message") or f"the worker answered {status}"),

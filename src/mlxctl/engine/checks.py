@@ -16,10 +16,13 @@ __all__ = ["ContextOverflow", "check_tokens", "checked_max_tokens"]
 class ContextOverflow(InvalidInput, ValueError):
     """The prompt leaves no room in the model's context for a reply."""
 
+    code, param = "context_length_exceeded", "messages"
+
     def __init__(self, prompt_tokens: int, context_length: int) -> None:
         super().__init__(
-            f"The prompt is {prompt_tokens} tokens; the model's context is {context_length}.",
-            hint="Shorten the prompt or the conversation history.",
+            f"This model's maximum context length is {context_length} tokens, but the "
+            f"prompt has {prompt_tokens} tokens.",
+            hint="Shorten the messages or the prompt.",
         )
         self.prompt_tokens = prompt_tokens
         self.context_length = context_length

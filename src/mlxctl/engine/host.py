@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -50,12 +51,14 @@ T = TypeVar("T")
 class QueueFull(Unavailable):
     """Batch and queue are full; try again after `retry_after` seconds."""
 
+    status, code = 429, "queue_full"
+
     def __init__(self, retry_after: float) -> None:
         super().__init__(
             "The model is busy: its batch and queue are full.",
-            hint=f"Retry in {retry_after:.0f}s, or raise --max-queue.",
+            hint=f"Retry in {max(1, math.ceil(retry_after))} s, or raise --max-queue.",
+            retry_after=retry_after,
         )
-        self.retry_after = retry_after
 
 
 @dataclass(eq=False)

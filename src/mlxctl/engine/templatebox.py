@@ -104,7 +104,9 @@ class TemplateSandbox:
     def render(self, template: str, variables: dict[str, Any]) -> str:
         deadline = time.monotonic() + self.timeout
         if not self._lock.acquire(timeout=self.timeout):
-            raise Unavailable("Another client template is rendering; retry in a moment.")
+            raise Unavailable(
+                "Another client template is rendering; retry in a moment.", retry_after=1
+            )
         try:
             return self._render(template, variables, deadline)
         finally:

@@ -8,14 +8,14 @@ origins.py     Origin patterns (MLXCTL_ORIGINS), same-origin, CORS headers
 keys.py        the API key: checked in constant time, handed over in a 0600 file
 policy.py      `GuardPolicy`: what one server lets through; `RawBodyRoute` exemptions
 middleware.py  `HTTPGuard`: Host → Origin/CORS → key → Content-Type → body size
-jsonbody.py    `parse_json`: bodies as JSON with a nesting limit
+jsonbody.py    `parse_json`, `json_object`: bodies as JSON with a nesting limit
 
 This package imports nothing from `api/` or `worker/`: each server passes its own
 `respond(path, error)` to answer refusals in its dialect's envelope.
 """
 
 from mlxctl.httpguard.addresses import HostAllowList, check_bind, is_loopback
-from mlxctl.httpguard.jsonbody import MAX_DEPTH, parse_json
+from mlxctl.httpguard.jsonbody import MAX_DEPTH, json_object, parse_json
 from mlxctl.httpguard.keys import authorized, read_key_file, write_key_file
 from mlxctl.httpguard.middleware import BodyTooLarge, HTTPGuard, Respond, is_json
 from mlxctl.httpguard.origins import OriginList
@@ -34,6 +34,7 @@ __all__ = [
     "check_bind",
     "is_json",
     "is_loopback",
+    "json_object",
     "parse_json",
     "read_key_file",
     "write_key_file",

@@ -13,7 +13,7 @@ from typing import Any
 
 from mlxctl.openai_error import APIError
 
-__all__ = ["MAX_DEPTH", "nesting_depth", "parse_json"]
+__all__ = ["MAX_DEPTH", "json_object", "nesting_depth", "parse_json"]
 
 MAX_DEPTH = 64
 
@@ -34,6 +34,15 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     if isinstance(value, dict | list) and nesting_depth(raw) > max_depth:
         raise _too_deep(max_depth)
     return value
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be an object: empty is `{}`; bad JSON or nesting too deep
+    is a 400 `invalid_json`, valid JSON of another kind a 400 too."""
+    body = parse_json(raw or b"{}")
+    if not isinstance(body, dict):
+        raise APIError(400, "The request body must be a JSON object.")
+    return body
 
 
 def nesting_depth(raw: bytes) -> int:

@@ -2,7 +2,7 @@
 
 Each `Operation` is a function `(Context, Args) -> dict` of plain JSON data, plus the
 admin route that exposes it. The daemon runs them behind `/api/admin/...`
-(`api/admin_ops.py`, on its own registry and store); the CLI calls the daemon's
+(`api/admin/operations.py`, on its own registry and store); the CLI calls the daemon's
 route when a daemon answers and the function itself when none does
 (`cli/backend.py`), and draws the same output from the same data either way.
 

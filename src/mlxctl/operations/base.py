@@ -63,7 +63,7 @@ class Operation(Generic[A]):
     """One operation: its admin route, its arguments and the one function that does it.
 
     `streams`: the route answers NDJSON progress lines and then the result (see
-    `api/admin_ops.py`); the CLI draws them as it draws a local run's progress.
+    `api/admin/operations.py`); the CLI draws them as it draws a local run's progress.
     """
 
     name: str

@@ -1,4 +1,4 @@
-"""Why the scheduler could not hand out a worker; each API dialect maps them to a status.
+"""Why the scheduler could not hand out a worker; each class names its HTTP status and code.
 
     Unavailable (mlxctl.errors)
     ├── Busy           the model's wait queue is full             → 429 + Retry-After
@@ -14,7 +14,6 @@ functions at the end write the messages, each naming the setting that would help
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from mlxctl.backend import backend_of
@@ -26,17 +25,8 @@ from mlxctl.units import human_bytes
 
 
 class SchedulerError(Unavailable):
-    status = 503
-    code = "unavailable"
-
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+        super().__init__(message, retry_after=retry_after)
 
 
 class Busy(SchedulerError):

@@ -37,7 +37,7 @@ from starlette.routing import Route
 from mlxctl.engine.generator import ContextOverflow
 from mlxctl.engine.templatebox import TemplateSandbox
 from mlxctl.engine.types import DoneEvent, GenerationRequest, LogitsProcessorFactory, TokenEvent
-from mlxctl.httpguard import GuardPolicy, HTTPGuard, parse_json
+from mlxctl.httpguard import GuardPolicy, HTTPGuard, json_object
 from mlxctl.settings import Settings
 from mlxctl.traffic import Traffic
 from mlxctl.worker import completion as out
@@ -48,9 +48,9 @@ from mlxctl.worker.openai_errors import (
     APIError,
     api_error_handler,
     error_response,
-    from_exception,
     http_exception_handler,
     invalid_request,
+    to_api_error,
 )
 from mlxctl.worker.requests import RequestSpec, parse_chat, parse_completion
 from mlxctl.worker.structured import ForcedOutput, JsonGrammars
@@ -236,7 +236,7 @@ def create_app(
             try:
                 return await fn(request, state)
             except Exception as e:
-                error = from_exception(e)
+                error = to_api_error(e)
                 state.errors_total += error.status != 499  # a client that left is no error
                 return error_response(error)
 
@@ -389,7 +389,7 @@ async def _submit(
     try:
         await run.start()
     except ContextOverflow as e:
-        error = from_exception(e)
+        error = to_api_error(e)
         error.param = "messages" if spec.kind == "chat" else "prompt"
         raise error from e
     state.active += 1
@@ -431,5 +431,5 @@ def _refusal_response(path: str, error: APIError) -> Response:
     return error_response(error)
 
 
-async def _json(request: Request) -> Any:
-    return parse_json(await request.body())
+async def _json(request: Request) -> dict[str, Any]:
+    return json_object(await request.body())

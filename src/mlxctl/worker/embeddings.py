@@ -25,7 +25,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mlxctl.httpguard import parse_json
+from mlxctl.httpguard import json_object
 from mlxctl.jsonnum import as_int
 from mlxctl.worker.openai_errors import APIError
 
@@ -42,7 +42,7 @@ async def create(request: Request, state: Any) -> Response:
     embed: Embed | None = getattr(engine, "embed", None)
     if embed is None:
         raise APIError(400, "This model's engine does not serve embeddings.", code="unsupported")
-    body = _body(await request.body())
+    body = json_object(await request.body())
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise _bad(f"Unrecognized request argument supplied: {', '.join(unknown)}", unknown[0])
@@ -155,13 +155,6 @@ def _ids(values: list[Any]) -> list[int] | None:
     """Token ids (JSON integers), or None when one is not."""
     ids = [as_int(x) for x in values]
     return None if None in ids else [i for i in ids if i is not None]
-
-
-def _body(raw: bytes) -> dict[str, Any]:
-    body = parse_json(raw)
-    if not isinstance(body, dict):
-        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
-    return body
 
 
 def _bad(message: str, param: str) -> APIError:

@@ -1,41 +1,35 @@
-"""The OpenAI error envelope, built in one place.
+"""The worker's side of the OpenAI error envelope (`mlxctl.openai_error`).
 
 Every error the worker answers with has the body
 `{"error": {"message", "type", "param", "code"}}`: before the first byte as a
 JSON response with a real HTTP status (`error_response`), after streaming began
-as the final SSE event (`sse.error_event`, which calls `error_body`).
-`tests/worker/test_openai_errors.py` checks the shape for every path.
+as the final SSE event (`sse.error_event`, which calls `error_body`). Exceptions
+map through the one `to_api_error` (the engine's QueueFull is a 429, ContextOverflow
+a 400, each by its class). `tests/worker/test_openai_errors.py` checks the shape for
+every path.
 
-    APIError                     carries status, type, param, code and headers
-    ├── invalid_request(...)      400 invalid_request_error, names the param
-    ├── from_exception(exc)       QueueFull 429, ContextOverflow 400, Unavailable 503, else 500
-    └── http_exception_handler    Starlette 404/405 → the same envelope
+    invalid_request(...)      400 invalid_request_error, names the param
+    unsupported(param)        400 unsupported_parameter
+    http_exception_handler    Starlette 404/405 → the same envelope
 """
 
 from __future__ import annotations
 
-import logging
-import math
-
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from mlxctl.engine.generator import ContextOverflow, QueueFull
-from mlxctl.errors import Unavailable
-from mlxctl.openai_error import APIError, error_body, from_starlette
+from mlxctl.openai_error import APIError, error_body, error_response, from_starlette, to_api_error
 
 __all__ = [
     "APIError",
     "api_error_handler",
     "error_body",
     "error_response",
-    "from_exception",
     "http_exception_handler",
     "invalid_request",
+    "to_api_error",
     "unsupported",
 ]
-
-log = logging.getLogger("mlxctl.worker")
 
 
 def invalid_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
@@ -47,38 +41,8 @@ def unsupported(param: str, why: str = "is not supported by this server") -> API
     return APIError(400, f"'{param}' {why}", param=param, code="unsupported_parameter")
 
 
-def from_exception(exc: BaseException) -> APIError:
-    """Map any exception from parsing or the engine to the error the client sees."""
-    if isinstance(exc, APIError):
-        return exc
-    if isinstance(exc, QueueFull):
-        retry = max(1, math.ceil(exc.retry_after))
-        return APIError(
-            429,
-            f"The worker's batch and queue are full; retry in {retry} s.",
-            code="queue_full",
-            headers={"Retry-After": str(retry)},
-        )
-    if isinstance(exc, ContextOverflow):
-        return APIError(
-            400,
-            f"This model's maximum context length is {exc.context_length} tokens, but the "
-            f"prompt has {exc.prompt_tokens} tokens. Shorten the messages or the prompt.",
-            param="messages",
-            code="context_length_exceeded",
-        )
-    if isinstance(exc, Unavailable):
-        return APIError(503, exc.message, code="unavailable", headers={"Retry-After": "1"})
-    log.error("unexpected error while serving a request", exc_info=exc)
-    return APIError(500, f"Internal error: {type(exc).__name__}: {exc}", code="internal_error")
-
-
-def error_response(exc: APIError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-
-
 async def api_error_handler(request: Request, exc: Exception) -> Response:
-    return error_response(from_exception(exc))
+    return error_response(exc)
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:

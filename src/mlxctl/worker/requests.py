@@ -20,12 +20,8 @@ from typing import Any, Literal
 from mlxctl.engine.types import SamplingParams
 from mlxctl.errors import InvalidInput
 from mlxctl.jsonnum import as_int
-from mlxctl.openai_fields import CHAT, COMPLETION, IGNORED, SAMPLING
+from mlxctl.openai_fields import CHAT, COMPLETION, IGNORED, SAMPLING, TEST_FORCE_FIELD
 from mlxctl.worker.openai_errors import APIError, invalid_request, unsupported
-
-# The test-only field that forces output through a logits processor (see structured.py);
-# honoured only when the worker runs with MLXCTL_WORKER_TEST_HOOKS=1.
-TEST_FORCE_FIELD = "mlxctl_test_force"
 
 _MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool"}
 # Message fields the chat template reads as text (others pass through unchecked).
@@ -128,7 +124,7 @@ def _with_defaults(data: dict[str, Any], defaults: Mapping[str, Any] | None) -> 
 
 
 def parse_chat(
-    body: Any,
+    data: dict[str, Any],
     *,
     vocab_size: int,
     test_hooks: bool = False,
@@ -140,7 +136,6 @@ def parse_chat(
     `chat_template_kwargs.chat_template` (a template of the client's own) is refused
     unless `client_templates` (MLXCTL_ALLOW_CLIENT_TEMPLATES).
     """
-    data = _object(body)
     _check_fields(data, IGNORED | SAMPLING | CHAT, test_hooks)
     data = _with_defaults(data, defaults)
     messages = _messages(data.get("messages"))
@@ -172,14 +167,13 @@ def parse_chat(
 
 
 def parse_completion(
-    body: Any,
+    data: dict[str, Any],
     *,
     vocab_size: int,
     test_hooks: bool = False,
     defaults: Mapping[str, Any] | None = None,
 ) -> RequestSpec:
     """A completion request; `defaults` as for `parse_chat`."""
-    data = _object(body)
     _check_fields(data, IGNORED | SAMPLING | COMPLETION, test_hooks)
     data = _with_defaults(data, defaults)
     if _bool(data, "echo"):
@@ -201,12 +195,6 @@ def parse_completion(
         prompt=_prompt(data.get("prompt"), vocab_size),
         force_text=_force(data, test_hooks),
     )
-
-
-def _object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise invalid_request("The request body must be a JSON object.")
-    return body
 
 
 def _check_fields(data: dict[str, Any], known: frozenset[str], test_hooks: bool) -> None:
@@ -493,7 +481,6 @@ def _is_number(value: Any) -> bool:
 
 
 __all__ = [
-    "TEST_FORCE_FIELD",
     "APIError",
     "RequestSpec",
     "parse_chat",

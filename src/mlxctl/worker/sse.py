@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from mlxctl.worker.openai_errors import APIError, from_exception
+from mlxctl.worker.openai_errors import APIError, to_api_error
 
 DONE = b"data: [DONE]\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -41,7 +41,7 @@ async def frame(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
         async for chunk in chunks:
             yield event(chunk)
     except Exception as e:
-        yield error_event(from_exception(e))
+        yield error_event(to_api_error(e))
         return
     finally:
         await _aclose(chunks)

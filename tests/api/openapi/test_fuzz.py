@@ -55,7 +55,7 @@ DESTRUCTIVE = (
     *(op.path for op in OPERATIONS),
 )
 # Streams that end only when the client leaves: each call would wait out the request
-# timeout. tests/api/test_llamacpp_models.py reads it.
+# timeout. tests/api/llamacpp/test_models.py reads it.
 ENDLESS = ("/models/sse",)
 # Daemon + its workers (a real one per model, slot workers if the fuzzer starts one).
 RSS_LIMIT = 2 << 30

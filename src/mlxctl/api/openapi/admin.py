@@ -1,5 +1,5 @@
-"""mlxctl's own routes in the document: `api/admin.py`, `api/slots.py`, `api/metrics.py`,
-and `/openapi.json` itself. Errors use the OpenAI envelope, as the handlers do.
+"""mlxctl's own routes in the document: `api/admin/status.py`, `api/admin/slots.py`,
+`api/metrics.py` and `/openapi.json` itself. Errors use the OpenAI envelope, as the handlers do.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Anthropic dialect in the document: `api/anthropic.py` (the Messages API)."""
+"""The Anthropic dialect in the document: `api/anthropic/messages.py` (the Messages API)."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ SCHEMAS: dict[str, Schema] = {
         },
         "type",
         "error",
-        description="The Anthropic error envelope (api/anthropic_errors.py).",
+        description="The Anthropic error envelope (api/anthropic/errors.py).",
     ),
     "CountTokensRequest": obj(_COUNT, "model", "messages"),
     "MessagesRequest": obj(

@@ -1,5 +1,5 @@
 """llama.cpp's router routes in the document: `/models`, `/models/load`, `/models/unload`,
-`/models/sse` (`api/llamacpp_models.py`)."""
+`/models/sse` (`api/llamacpp/models.py`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The Ollama dialect in the document: `api/ollama.py`, `ollama_models.py`, `ollama_embed.py`,
-`ollama_pull.py` (the store routes `/api/create`, `/api/push`, `/api/blobs` are in
+"""The Ollama dialect in the document: `api/ollama/chat.py`, `models.py`, `embed.py`,
+`pull.py` (the store routes `/api/create`, `/api/push`, `/api/blobs` are in
 `ollama_store.py`).
 """
 
@@ -137,7 +137,7 @@ _TOOL_CALL_OUT = obj(
 
 SCHEMAS: dict[str, Schema] = {
     "OllamaError": obj(
-        {"error": STRING}, "error", description="The Ollama error envelope (api/ollama_errors.py)."
+        {"error": STRING}, "error", description="The Ollama error envelope (api/ollama/errors.py)."
     ),
     "OllamaChatRequest": obj(
         {

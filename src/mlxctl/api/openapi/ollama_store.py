@@ -1,5 +1,5 @@
 """Ollama's store routes in the document: `/api/create`, `/api/push`, `/api/blobs/{digest}`
-(`api/ollama_create.py`, `ollama_push.py`, `ollama_blobs.py`)."""
+(`api/ollama/create.py`, `push.py`, `blobs.py`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The OpenAI dialect in the document: `api/openai.py`, checked by `worker/requests.py`.
+"""The OpenAI dialect in the document: `api/openai/routes.py`, checked by
+`worker/requests.py`.
 
 The daemon reads `model` and `keep_alive` and passes the rest to the worker, which
 refuses every field it does not implement, so the request schemas are closed.

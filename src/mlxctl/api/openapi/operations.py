@@ -1,4 +1,4 @@
-"""The registry and store operations' admin routes (`api/admin_ops.py`) in the document.
+"""The registry and store operations' admin routes (`api/admin/operations.py`) in the document.
 
 Written from `mlxctl.operations.OPERATIONS` itself: each route's request body is its
 arguments model's own JSON Schema (pydantic), so the document cannot drift from what

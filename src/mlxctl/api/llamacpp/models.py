@@ -29,8 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from mlxctl.api.body import json_object, model_field
+from mlxctl.api.body import model_field
 from mlxctl.api.errors import APIError, error_response
+from mlxctl.httpguard import json_object
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Router
 from mlxctl.scheduler import Scheduler, SchedulerStatus

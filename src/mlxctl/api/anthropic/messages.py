@@ -9,28 +9,26 @@ and `tool_result` blocks, `max_tokens` (required), `stop_sequences`,
 `thinking` (`enabled` → the template's `enable_thinking`, reasoning back as
 thinking blocks). count_tokens asks the worker for one token and reads
 `usage.prompt_tokens`: the exact count through the model's own chat template.
-Errors use Anthropic's envelope (`anthropic_errors.py`).
+Errors use Anthropic's envelope (`errors.py`).
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlxctl.api.anthropic_errors import error_event, error_response
-from mlxctl.api.body import bool_field, json_object, model_field
+from mlxctl.api.anthropic.errors import ANTHROPIC
+from mlxctl.api.body import bool_field
+from mlxctl.api.dialect import Incoming
 from mlxctl.api.errors import APIError
-from mlxctl.api.openai import exchange_of
-from mlxctl.api.turn import TEST_FORCE_FIELD, Finish, Text, Timings, ToolArgs, ToolStart, Turn
+from mlxctl.api.turn import Finish, Reply, Text, ToolArgs, ToolCall, ToolStart, Turn
 from mlxctl.jsonnum import as_int
-from mlxctl.router import Router
+from mlxctl.openai_fields import TEST_FORCE_FIELD
 from mlxctl.scheduler import DEFAULT
 
 _COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking"}
@@ -55,53 +53,28 @@ def routes() -> list[Route]:
     ]
 
 
-async def messages(request: Request) -> Response:
-    timings = Timings(time.perf_counter())
-    exchange = exchange_of(request)
-    try:
-        body = json_object(await request.body())
-        _check_fields(body, _FIELDS)
-        max_tokens = as_int(body.get("max_tokens"))
-        if max_tokens is None or max_tokens < 1:
-            raise _bad("max_tokens: Field required (a positive integer)")
-        router: Router = request.app.state.router
-        record = router.resolve(model_field(body))
-        openai = {**_chat(body), "max_tokens": max_tokens, **_sampling(body)}
-        stream = bool_field(body, "stream", False)
-        turn = await Turn.open(
-            router, record, "/v1/chat/completions", openai, DEFAULT, exchange, timings
-        )
-    except Exception as e:
-        exchange.error = type(e).__name__
-        return error_response(e)
+@ANTHROPIC.handler(fields=_FIELDS)
+async def messages(incoming: Incoming) -> Response:
+    body = incoming.body
+    max_tokens = as_int(body.get("max_tokens"))
+    if max_tokens is None or max_tokens < 1:
+        raise _bad("max_tokens: Field required (a positive integer)")
+    record = incoming.resolve()
+    openai = {**_chat(body), "max_tokens": max_tokens, **_sampling(body)}
+    stream = bool_field(body, "stream", False)
+    turn = await incoming.turn(record, "/v1/chat/completions", openai, DEFAULT)
     if stream:
-        return StreamingResponse(_events(turn, record.slug), media_type="text/event-stream")
-    return _Collected(turn, record.slug)
+        return ANTHROPIC.streamed(turn, _events(turn, record.slug))
+    return ANTHROPIC.collected(turn, lambda reply: _collected(record.slug, reply))
 
 
-async def count_tokens(request: Request) -> Response:
-    exchange = exchange_of(request)
-    try:
-        body = json_object(await request.body())
-        _check_fields(body, _COUNT_FIELDS)
-        router: Router = request.app.state.router
-        record = router.resolve(model_field(body))
-        openai = {**_chat(body), "max_tokens": 1}
-        timings = Timings(time.perf_counter())
-        turn = await Turn.open(
-            router, record, "/v1/chat/completions", openai, DEFAULT, exchange, timings
-        )
-        prompt = 0
-        try:
-            async for piece in turn.pieces():
-                if isinstance(piece, Finish):
-                    prompt = piece.prompt_tokens
-        finally:
-            await turn.aclose()
-    except Exception as e:
-        exchange.error = type(e).__name__
-        return error_response(e)
-    return JSONResponse({"input_tokens": prompt})
+@ANTHROPIC.handler(fields=_COUNT_FIELDS)
+async def count_tokens(incoming: Incoming) -> Response:
+    record = incoming.resolve()
+    openai = {**_chat(incoming.body), "max_tokens": 1}
+    turn = await incoming.turn(record, "/v1/chat/completions", openai, DEFAULT)
+    reply = await turn.collect()
+    return JSONResponse({"input_tokens": reply.finish.prompt_tokens})
 
 
 # --- the reply ---------------------------------------------------------------------------
@@ -127,93 +100,61 @@ def _message_head(model: str) -> dict[str, Any]:
     }
 
 
-class _Collected(Response):
-    """The non-streaming reply: blocks gathered in the order they began."""
-
-    def __init__(self, turn: Turn, model: str) -> None:
-        super().__init__(media_type="application/json")
-        self.turn, self.model = turn, model
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        blocks: list[dict[str, Any]] = []
-        tools: dict[int, dict[str, Any]] = {}
-        args: dict[int, str] = {}
-        response: Response | None = None
-        try:
-            async for piece in self.turn.pieces():
-                if isinstance(piece, Text):
-                    kind, text = (
-                        ("thinking", piece.thinking) if piece.thinking else ("text", piece.content)
-                    )
-                    if not blocks or blocks[-1]["type"] != kind:
-                        blocks.append({"type": kind, kind: ""})
-                        if kind == "thinking":
-                            blocks[-1]["signature"] = ""
-                    blocks[-1][kind] += text
-                elif isinstance(piece, ToolStart):
-                    tools[piece.index] = {"type": "tool_use", "id": piece.id, "name": piece.name}
-                    blocks.append(tools[piece.index])
-                    args[piece.index] = ""
-                elif isinstance(piece, ToolArgs):
-                    args[piece.index] += piece.json
-                elif isinstance(piece, Finish):
-                    for index, block in tools.items():
-                        block["input"] = _input(args[index])
-                    body = _message_head(self.model)
-                    body["content"] = blocks
-                    body.update(_stop(piece))
-                    body["usage"] = _usage(piece)
-                    response = JSONResponse(body)
-        except Exception as e:
-            self.turn.exchange.error = type(e).__name__
-            response = error_response(e)
-        finally:
-            await self.turn.aclose()
-        assert response is not None  # pieces() ends with Finish or raises
-        await response(scope, receive, send)
+def _collected(model: str, reply: Reply) -> dict[str, Any]:
+    """The non-streaming reply: blocks in the order they began."""
+    body = _message_head(model)
+    body["content"] = [_block(part) for part in reply.parts]
+    body.update(_stop(reply.finish))
+    body["usage"] = _usage(reply.finish)
+    return body
 
 
-async def _events(turn: Turn, model: str) -> AsyncIterator[bytes]:
+def _block(part: Text | ToolCall) -> dict[str, Any]:
+    if isinstance(part, ToolCall):
+        return {
+            "type": "tool_use",
+            "id": part.id,
+            "name": part.name,
+            "input": _input(part.arguments),
+        }
+    if part.thinking:
+        return {"type": "thinking", "thinking": part.thinking, "signature": ""}
+    return {"type": "text", "text": part.content}
+
+
+async def _events(turn: Turn, model: str) -> AsyncGenerator[bytes, None]:
     """message_start, per block start/delta…/stop, message_delta, message_stop."""
     open_block: str | None = None  # "text", "thinking" or "tool:<index>"
     index = -1
-    try:
-        yield _event("message_start", {"message": _message_head(model)})
-        async for piece in turn.pieces():
-            if isinstance(piece, Finish):
-                if open_block is not None:
-                    yield _event("content_block_stop", {"index": index})
-                yield _event("message_delta", {"delta": _stop(piece), "usage": _usage(piece)})
-                yield _event("message_stop", {})
-                return
-            if isinstance(piece, ToolArgs):
-                partial = {"type": "input_json_delta", "partial_json": piece.json}
-                yield _event("content_block_delta", {"index": index, "delta": partial})
-                continue
-            kind = (
-                f"tool:{piece.index}"
-                if isinstance(piece, ToolStart)
-                else ("thinking" if piece.thinking else "text")
+    yield _event("message_start", {"message": _message_head(model)})
+    async for piece in turn.pieces():
+        if isinstance(piece, Finish):
+            if open_block is not None:
+                yield _event("content_block_stop", {"index": index})
+            yield _event("message_delta", {"delta": _stop(piece), "usage": _usage(piece)})
+            yield _event("message_stop", {})
+            return
+        if isinstance(piece, ToolArgs):
+            partial = {"type": "input_json_delta", "partial_json": piece.json}
+            yield _event("content_block_delta", {"index": index, "delta": partial})
+            continue
+        kind = (
+            f"tool:{piece.index}"
+            if isinstance(piece, ToolStart)
+            else ("thinking" if piece.thinking else "text")
+        )
+        if kind != open_block:
+            if open_block is not None:
+                yield _event("content_block_stop", {"index": index})
+            index, open_block = index + 1, kind
+            yield _event("content_block_start", {"index": index, "content_block": _start(piece)})
+        if isinstance(piece, Text):
+            delta = (
+                {"type": "thinking_delta", "thinking": piece.thinking}
+                if piece.thinking
+                else {"type": "text_delta", "text": piece.content}
             )
-            if kind != open_block:
-                if open_block is not None:
-                    yield _event("content_block_stop", {"index": index})
-                index, open_block = index + 1, kind
-                yield _event(
-                    "content_block_start", {"index": index, "content_block": _start(piece)}
-                )
-            if isinstance(piece, Text):
-                delta = (
-                    {"type": "thinking_delta", "thinking": piece.thinking}
-                    if piece.thinking
-                    else {"type": "text_delta", "text": piece.content}
-                )
-                yield _event("content_block_delta", {"index": index, "delta": delta})
-    except Exception as e:
-        turn.exchange.error = type(e).__name__
-        yield error_event(e)
-    finally:
-        await turn.aclose()
+            yield _event("content_block_delta", {"index": index, "delta": delta})
 
 
 def _start(piece: Text | ToolStart) -> dict[str, Any]:
@@ -241,12 +182,6 @@ def _input(arguments: str) -> Any:
 
 
 # --- the request -------------------------------------------------------------------------
-
-
-def _check_fields(body: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise _bad(f"{', '.join(unknown)}: Extra inputs are not permitted")
 
 
 def _chat(body: dict[str, Any]) -> dict[str, Any]:

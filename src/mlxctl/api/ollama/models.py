@@ -4,13 +4,13 @@
     GET  /api/tags        registered models          GET  /api/ps    loaded models
     POST /api/show        details, template, capabilities, model_info
     POST /api/copy        {source, destination}      DELETE /api/delete   {model}
-    POST /api/pull        store pull with NDJSON progress (api/ollama_pull.py)
-    POST /api/push        store push to an OCI registry (api/ollama_push.py)
-    POST /api/create      a store model from {from|files, system, ...} (api/ollama_create.py)
-    HEAD/POST /api/blobs/:digest   upload a model file for create (api/ollama_blobs.py)
-    POST /api/embed, /api/embeddings                 embeddings (api/ollama_embed.py)
+    POST /api/pull        store pull with NDJSON progress (pull.py)
+    POST /api/push        store push to an OCI registry (push.py)
+    POST /api/create      a store model from {from|files, system, ...} (create.py)
+    HEAD/POST /api/blobs/:digest   upload a model file for create (blobs.py)
+    POST /api/embed, /api/embeddings                 embeddings (embed.py)
 
-Errors use the Ollama envelope (`ollama_errors.py`).
+Errors use the Ollama envelope (`errors.py`).
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from mlxctl import __version__
-from mlxctl.api import ollama_blobs, ollama_create, ollama_embed, ollama_pull, ollama_push
-from mlxctl.api.admin import describe
-from mlxctl.api.admin_ops import context
-from mlxctl.api.body import json_object, name_field
+from mlxctl.api.admin.operations import context
+from mlxctl.api.admin.status import describe
+from mlxctl.api.body import name_field
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama_errors import error_response
+from mlxctl.api.ollama import blobs, create, embed, pull, push
+from mlxctl.api.ollama.errors import error_response
 from mlxctl.capabilities import capabilities, chat_template, ollama_names
+from mlxctl.httpguard import json_object
 from mlxctl.library import catalog
 from mlxctl.operations.models import RM, RmArgs
 from mlxctl.operations.store import COPY, CopyArgs
@@ -52,12 +53,12 @@ def routes() -> list[Route]:
         Route("/api/show", show, methods=["POST"]),
         Route("/api/copy", copy, methods=["POST"]),
         Route("/api/delete", delete, methods=["DELETE"]),
-        Route("/api/pull", ollama_pull.pull, methods=["POST"]),
-        Route("/api/push", ollama_push.push, methods=["POST"]),
-        Route("/api/create", ollama_create.create, methods=["POST"]),
-        *ollama_blobs.routes(),
-        Route("/api/embed", ollama_embed.embed, methods=["POST"]),
-        Route("/api/embeddings", ollama_embed.embeddings, methods=["POST"]),
+        Route("/api/pull", pull.pull, methods=["POST"]),
+        Route("/api/push", push.push, methods=["POST"]),
+        Route("/api/create", create.create, methods=["POST"]),
+        *blobs.routes(),
+        Route("/api/embed", embed.embed, methods=["POST"]),
+        Route("/api/embeddings", embed.embeddings, methods=["POST"]),
     ]
 
 

@@ -21,11 +21,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from mlxctl.api.admin_ops import context, events
-from mlxctl.api.body import bool_field, json_object, name_field
+from mlxctl.api.admin.operations import context, events
+from mlxctl.api.body import bool_field, name_field
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama_errors import error_response
-from mlxctl.api.ollama_progress import progress_lines
+from mlxctl.api.ollama.errors import error_response
+from mlxctl.api.ollama.progress import progress_lines
+from mlxctl.httpguard import json_object
 from mlxctl.library import catalog, transfer
 from mlxctl.operations.store import PUSH, PushArgs, check_insecure
 

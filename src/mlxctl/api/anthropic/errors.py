@@ -17,7 +17,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from mlxctl.api.errors import to_api_error
+from mlxctl.api.dialect import Dialect
+from mlxctl.api.errors import APIError, to_api_error
 
 _TYPES = {
     400: "invalid_request_error",
@@ -53,3 +54,10 @@ def error_event(exc: BaseException) -> bytes:
     error = to_api_error(exc)
     data = json.dumps(error_body(error.status, error.message), ensure_ascii=False)
     return b"event: error\ndata: " + data.encode() + b"\n\n"
+
+
+def extra_fields(route: str, names: str) -> APIError:
+    return APIError(400, f"{names}: Extra inputs are not permitted", code="invalid_request")
+
+
+ANTHROPIC = Dialect("anthropic", error_response, error_event, "text/event-stream", extra_fields)

@@ -1,6 +1,6 @@
 """Store work with Ollama's NDJSON progress: what `/api/pull`, `/api/push` and `/api/create` send.
 
-An operation's progress events (`api/admin_ops.events`) become the `{"status", "digest",
+An operation's progress events (`api/admin/operations.events`) become the `{"status", "digest",
 "total", "completed"}` lines Ollama clients draw, between the fixed opening and closing
 statuses of each route, ending with `{"status": "success", ...}`, or with an
 `{"error"}` line when the work fails after the first line went out.
@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from mlxctl.api.ollama_errors import error_line
+from mlxctl.api.ollama.errors import error_line
 
 
 async def progress_lines(

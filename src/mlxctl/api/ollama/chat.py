@@ -11,30 +11,28 @@ the model keeps its context, so it never reloads); `format` ("json" or a schema)
 out; tool calls come back as `message.tool_calls` with object arguments. An
 empty prompt (or no messages) only loads the model (`keep_alive: 0` unloads it),
 as Ollama does. Anything we cannot honour is a 400 that names it. The model
-management routes live in `ollama_models.py`.
+management routes live in `models.py`.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlxctl.api.body import bool_field, json_object, keep_alive_field, model_field
+from mlxctl.api.body import bool_field
+from mlxctl.api.dialect import Incoming
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama_errors import error_line, error_response
-from mlxctl.api.openai import exchange_of
-from mlxctl.api.turn import TEST_FORCE_FIELD, Finish, Text, Timings, ToolArgs, ToolStart, Turn
+from mlxctl.api.ollama.errors import OLLAMA
+from mlxctl.api.turn import Finish, Reply, Text, ToolArgs, ToolCall, ToolStart, Turn
 from mlxctl.jsonnum import as_int
+from mlxctl.openai_fields import TEST_FORCE_FIELD
 from mlxctl.registry import ModelRecord
-from mlxctl.router import Router
-from mlxctl.scheduler import DEFAULT, KeepAlive
+from mlxctl.scheduler import KeepAlive
 
 _COMMON = {"model", "format", "options", "stream", "keep_alive", "think", TEST_FORCE_FIELD}
 _CHAT_FIELDS = _COMMON | {"messages", "tools"}
@@ -57,6 +55,41 @@ _OPTIONS = {
 _ACCEPTED_OPTIONS = {"num_ctx"}
 
 
+@OLLAMA.handler(fields=_CHAT_FIELDS)
+async def chat(incoming: Incoming) -> Response:
+    body = incoming.body
+    record, keep_alive = incoming.resolve(), incoming.keep_alive()
+    common, stream, tools = _common(body), _stream(body), _tools(body.get("tools"))
+    if body.get("messages") in (None, []):
+        return await _load_only(incoming, record, keep_alive, chat=True)
+    openai = {"messages": _messages(body["messages"]), **common}
+    if tools:
+        openai["tools"] = tools
+    turn = await incoming.turn(record, "/v1/chat/completions", openai, keep_alive)
+    return _respond(turn, record.slug, chat=True, stream=stream)
+
+
+@OLLAMA.handler(fields=_GENERATE_FIELDS)
+async def generate(incoming: Incoming) -> Response:
+    body = incoming.body
+    record, keep_alive = incoming.resolve(), incoming.keep_alive()
+    _refuse_generate_fields(body)
+    common, stream, raw = _common(body), _stream(body), bool_field(body, "raw", False)
+    prompt, system = _text(body, "prompt"), _text(body, "system")
+    if raw and (system or body.get("think") is not None):
+        raise _bad("'system' and 'think' need the chat template, which raw: true skips")
+    if not prompt:
+        return await _load_only(incoming, record, keep_alive, chat=False)
+    if raw:
+        path, openai = "/v1/completions", {"prompt": prompt, **common}
+    else:
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": prompt})
+        path, openai = "/v1/chat/completions", {"messages": messages, **common}
+    turn = await incoming.turn(record, path, openai, keep_alive)
+    return _respond(turn, record.slug, chat=False, stream=stream)
+
+
 def routes() -> list[Route]:
     return [
         Route("/api/chat", chat, methods=["POST"]),
@@ -64,130 +97,43 @@ def routes() -> list[Route]:
     ]
 
 
-async def chat(request: Request) -> Response:
-    timings = Timings(time.perf_counter())
-    exchange = exchange_of(request)
-    try:
-        body = json_object(await request.body())
-        _check_fields(body, _CHAT_FIELDS, "/api/chat")
-        router: Router = request.app.state.router
-        record = router.resolve(model_field(body))
-        keep_alive = _keep_alive(body)
-        common, stream, tools = _common(body), _stream(body), _tools(body.get("tools"))
-        if body.get("messages") in (None, []):
-            return await _load_only(request, record, keep_alive, chat=True)
-        openai = {"messages": _messages(body["messages"]), **common}
-        if tools:
-            openai["tools"] = tools
-        turn = await Turn.open(
-            router, record, "/v1/chat/completions", openai, keep_alive, exchange, timings
-        )
-    except Exception as e:
-        exchange.error = type(e).__name__
-        return error_response(e)
-    return _respond(turn, record.slug, chat=True, stream=stream)
-
-
-async def generate(request: Request) -> Response:
-    timings = Timings(time.perf_counter())
-    exchange = exchange_of(request)
-    try:
-        body = json_object(await request.body())
-        _check_fields(body, _GENERATE_FIELDS, "/api/generate")
-        router: Router = request.app.state.router
-        record = router.resolve(model_field(body))
-        keep_alive = _keep_alive(body)
-        _refuse_generate_fields(body)
-        common, stream, raw = _common(body), _stream(body), bool_field(body, "raw", False)
-        prompt, system = _text(body, "prompt"), _text(body, "system")
-        if raw and (system or body.get("think") is not None):
-            raise _bad("'system' and 'think' need the chat template, which raw: true skips")
-        if not prompt:
-            return await _load_only(request, record, keep_alive, chat=False)
-        if raw:
-            path, openai = "/v1/completions", {"prompt": prompt, **common}
-        else:
-            messages = [{"role": "system", "content": system}] if system else []
-            messages.append({"role": "user", "content": prompt})
-            path, openai = "/v1/chat/completions", {"messages": messages, **common}
-        turn = await Turn.open(router, record, path, openai, keep_alive, exchange, timings)
-    except Exception as e:
-        exchange.error = type(e).__name__
-        return error_response(e)
-    return _respond(turn, record.slug, chat=False, stream=stream)
-
-
 # --- the reply ---------------------------------------------------------------------------
 
 
 def _respond(turn: Turn, model: str, *, chat: bool, stream: bool) -> Response:
     if stream:
-        lines = _stream_lines(turn, model, chat=chat)
-        return StreamingResponse(lines, media_type="application/x-ndjson")
-    return _Collected(turn, model, chat=chat)
+        return OLLAMA.streamed(turn, _lines(turn, model, chat))
+    return OLLAMA.collected(turn, lambda reply: _collected(turn, model, chat, reply))
 
 
-async def _stream_lines(turn: Turn, model: str, *, chat: bool) -> AsyncIterator[bytes]:
-    calls: dict[int, list[str]] = {}
-    try:
-        async for piece in turn.pieces():
-            if isinstance(piece, Text):
-                yield _line(_part(model, chat, piece.content, piece.thinking))
-            elif isinstance(piece, ToolStart):
-                calls[piece.index] = [piece.name, ""]
-            elif isinstance(piece, ToolArgs):
-                calls[piece.index][1] += piece.json
-            elif isinstance(piece, Finish):
-                if calls:  # Ollama sends whole calls, in their own line
-                    part = _part(model, chat, "", "")
-                    part["message"]["tool_calls"] = _tool_calls(calls)
-                    yield _line(part)
-                yield _line(_final(turn, model, chat, piece))
-    except Exception as e:
-        turn.exchange.error = type(e).__name__
-        yield error_line(e)
-    finally:
-        await turn.aclose()
+async def _lines(turn: Turn, model: str, chat: bool) -> AsyncGenerator[bytes, None]:
+    calls: dict[int, ToolCall] = {}
+    async for piece in turn.pieces():
+        if isinstance(piece, Text):
+            yield _line(_part(model, chat, piece.content, piece.thinking))
+        elif isinstance(piece, ToolStart):
+            calls[piece.index] = ToolCall(piece.index, piece.id, piece.name)
+        elif isinstance(piece, ToolArgs):
+            calls[piece.index].arguments += piece.json
+        elif isinstance(piece, Finish):
+            if calls:  # Ollama sends whole calls, in their own line
+                part = _part(model, chat, "", "")
+                part["message"]["tool_calls"] = _tool_calls(calls.values())
+                yield _line(part)
+            yield _line(_final(turn, model, chat, piece))
 
 
-class _Collected(Response):
-    """The non-streaming reply: the whole generation gathered into one JSON object."""
-
-    def __init__(self, turn: Turn, model: str, *, chat: bool) -> None:
-        super().__init__(media_type="application/json")
-        self.turn, self.model, self.chat = turn, model, chat
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        content: list[str] = []
-        thinking: list[str] = []
-        calls: dict[int, list[str]] = {}
-        response: Response | None = None
-        try:
-            async for piece in self.turn.pieces():
-                if isinstance(piece, Text):
-                    content.append(piece.content)
-                    thinking.append(piece.thinking)
-                elif isinstance(piece, ToolStart):
-                    calls[piece.index] = [piece.name, ""]
-                elif isinstance(piece, ToolArgs):
-                    calls[piece.index][1] += piece.json
-                elif isinstance(piece, Finish):
-                    body = _final(self.turn, self.model, self.chat, piece)
-                    field = "message" if self.chat else "response"
-                    part = _part(self.model, self.chat, "".join(content), "".join(thinking))
-                    body[field] = part[field]
-                    if not self.chat and "thinking" in part:
-                        body["thinking"] = part["thinking"]
-                    if calls:
-                        body["message"]["tool_calls"] = _tool_calls(calls)
-                    response = JSONResponse(body)
-        except Exception as e:
-            self.turn.exchange.error = type(e).__name__
-            response = error_response(e)
-        finally:
-            await self.turn.aclose()
-        assert response is not None  # pieces() ends with Finish or raises
-        await response(scope, receive, send)
+def _collected(turn: Turn, model: str, chat: bool, reply: Reply) -> dict[str, Any]:
+    """The non-streaming reply: the whole generation in one object."""
+    body = _final(turn, model, chat, reply.finish)
+    field = "message" if chat else "response"
+    part = _part(model, chat, reply.content, reply.thinking)
+    body[field] = part[field]
+    if not chat and "thinking" in part:
+        body["thinking"] = part["thinking"]
+    if reply.tool_calls:
+        body["message"]["tool_calls"] = _tool_calls(reply.tool_calls)
+    return body
 
 
 def _part(model: str, chat: bool, content: str, thinking: str) -> dict[str, Any]:
@@ -221,23 +167,23 @@ def _final(turn: Turn, model: str, chat: bool, finish: Finish) -> dict[str, Any]
     }
 
 
-def _tool_calls(calls: dict[int, list[str]]) -> list[dict[str, Any]]:
+def _tool_calls(calls: Iterable[ToolCall]) -> list[dict[str, Any]]:
     out = []
-    for index in sorted(calls):
-        name, arguments = calls[index]
+    for call in sorted(calls, key=lambda c: c.index):
         try:
-            parsed: Any = json.loads(arguments or "{}")
+            parsed: Any = json.loads(call.arguments or "{}")
         except ValueError:
-            parsed = arguments  # not JSON: passed on as the model wrote it
-        out.append({"function": {"index": index, "name": name, "arguments": parsed}})
+            parsed = call.arguments  # not JSON: passed on as the model wrote it
+        function = {"index": call.index, "name": call.name, "arguments": parsed}
+        out.append({"function": function})
     return out
 
 
 async def _load_only(
-    request: Request, record: ModelRecord, keep_alive: KeepAlive, *, chat: bool
+    incoming: Incoming, record: ModelRecord, keep_alive: KeepAlive, *, chat: bool
 ) -> Response:
     """Ollama's empty request: load the model (or unload it with keep_alive 0)."""
-    router: Router = request.app.state.router
+    router = incoming.router
     if keep_alive == 0:
         await router.scheduler.unload(record.slug)
         reason = "unload"
@@ -250,12 +196,6 @@ async def _load_only(
 
 
 # --- the request -------------------------------------------------------------------------
-
-
-def _check_fields(body: dict[str, Any], allowed: set[str], route: str) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise _bad(f"{route} does not support the field(s) {', '.join(unknown)}")
 
 
 def _refuse_generate_fields(body: dict[str, Any]) -> None:
@@ -379,10 +319,6 @@ def _openai_call(call: Any, ident: str, call_ids: dict[str, str]) -> dict[str, A
         "type": "function",
         "function": {"name": function["name"], "arguments": text},
     }
-
-
-def _keep_alive(body: dict[str, Any]) -> KeepAlive:
-    return keep_alive_field(body["keep_alive"]) if body.get("keep_alive") is not None else DEFAULT
 
 
 def _stream(body: dict[str, Any]) -> bool:

@@ -22,14 +22,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlxctl.api.body import json_object, keep_alive_field, model_field
-from mlxctl.api.errors import OPENAI
+from mlxctl.api.body import keep_alive_field
+from mlxctl.api.dialect import Dialect, Endpoint, Incoming
+from mlxctl.api.errors import error_event, error_response
 from mlxctl.capabilities import capabilities
 from mlxctl.registry import ModelRecord
-from mlxctl.router import Call, Exchange, Router
+from mlxctl.router import Call, Router
 from mlxctl.scheduler import DEFAULT, KeepAlive
 
 KEEP_ALIVE_FIELD = "keep_alive"
+
+OPENAI = Dialect("openai", error_response, error_event, "text/event-stream")
 
 
 def routes() -> list[Route]:
@@ -42,35 +45,25 @@ def routes() -> list[Route]:
     ]
 
 
-async def chat_completions(request: Request) -> Response:
-    return await _proxy(request, "/v1/chat/completions")
+def _proxy(path: str) -> Endpoint:
+    """The route that passes a request on to the model's worker at `path`."""
 
-
-async def completions(request: Request) -> Response:
-    return await _proxy(request, "/v1/completions")
-
-
-async def embeddings(request: Request) -> Response:
-    return await _proxy(request, "/v1/embeddings")
-
-
-async def _proxy(request: Request, path: str) -> Response:
-    router: Router = request.app.state.router
-    exchange = exchange_of(request)
-    try:
-        raw = await request.body()
-        body = json_object(raw)
-        record = router.resolve(model_field(body))
-        exchange.model = record.slug
+    @OPENAI.handler()
+    async def proxy(incoming: Incoming) -> Response:
+        record, raw, body = incoming.resolve(), incoming.raw, incoming.body
         keep_alive: KeepAlive = DEFAULT
         if KEEP_ALIVE_FIELD in body:
             keep_alive = keep_alive_field(body.pop(KEEP_ALIVE_FIELD))
             raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    except Exception as e:
-        exchange.error = type(e).__name__
-        return OPENAI.error_response(e)
-    call = Call(record, path, raw, keep_alive, exchange.request_id)
-    return await router.forward(call, OPENAI, exchange)
+        call = Call(record, path, raw, keep_alive, incoming.exchange.request_id)
+        return await incoming.router.forward(call, OPENAI, incoming.exchange)
+
+    return proxy
+
+
+chat_completions = _proxy("/v1/chat/completions")
+completions = _proxy("/v1/completions")
+embeddings = _proxy("/v1/embeddings")
 
 
 async def list_models(request: Request) -> Response:
@@ -106,12 +99,3 @@ def model_card(record: ModelRecord, store_root: Path) -> dict[str, Any]:
         "context_length": record.context_length,
         "capabilities": capabilities(record, store_root=store_root),
     }
-
-
-def exchange_of(request: Request) -> Exchange:
-    """The request's Exchange, created by the access-log middleware (or here)."""
-    exchange = getattr(request.state, "exchange", None)
-    if not isinstance(exchange, Exchange):
-        exchange = Exchange()
-        request.state.exchange = exchange
-    return exchange

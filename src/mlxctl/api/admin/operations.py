@@ -25,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from mlxctl.api.body import json_object
+from mlxctl.api.admin.progress import progress_events
 from mlxctl.api.errors import APIError, admin_error_body, admin_error_response
-from mlxctl.api.progress import progress_events
+from mlxctl.httpguard import json_object
 from mlxctl.operations import OPERATIONS, Args, Context, Operation
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.store.progress import NoProgress, Progress

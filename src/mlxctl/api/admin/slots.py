@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlxctl.api.body import json_object
 from mlxctl.api.errors import error_response
 from mlxctl.errors import InvalidInput, NotFound
+from mlxctl.httpguard import json_object
 from mlxctl.slots import SlotSupervisor
 
 PREFIX = "/api/admin/slots"

@@ -1,7 +1,7 @@
 """`POST /api/pull`: a store pull (Hugging Face or OCI) with Ollama's NDJSON progress.
 
 The pull is the admin API's own (`operations.store.PULL`, on the daemon's registry and
-store), run in a thread (`api/progress.py`); its progress events become `{"status",
+store), run in a thread (`api/admin/progress.py`); its progress events become `{"status",
 "digest", "total", "completed"}` lines as Ollama clients expect, ending with
 `{"status": "success"}` or an `{"error"}` line.
 
@@ -20,11 +20,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from mlxctl.api.admin_ops import context, events
-from mlxctl.api.body import bool_field, json_object, name_field
+from mlxctl.api.admin.operations import context, events
+from mlxctl.api.body import bool_field, name_field
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama_errors import error_response
-from mlxctl.api.ollama_progress import progress_lines
+from mlxctl.api.ollama.errors import error_response
+from mlxctl.api.ollama.progress import progress_lines
+from mlxctl.httpguard import json_object
 from mlxctl.library import transfer
 from mlxctl.operations.store import PULL, PullArgs, check_insecure
 

@@ -16,7 +16,7 @@ The JSON body becomes a ModelSpec (docs/modelspec.md) and runs as
     parameters    PARAMETER: ModelSpec's names and Ollama's (num_predict, repeat_penalty,
                   repeat_last_n); num_ctx is accepted and changes nothing (as in /api/chat)
 
-Progress is NDJSON (`ollama_progress.py`) ending in `{"status": "success"}`; anything
+Progress is NDJSON (`progress.py`) ending in `{"status": "success"}`; anything
 that cannot be honoured is a 400 naming the field, before any line is sent.
 """
 
@@ -37,13 +37,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from mlxctl.api.admin_ops import context
-from mlxctl.api.body import bool_field, json_object, name_field
+from mlxctl.api.admin.operations import context
+from mlxctl.api.admin.progress import progress_events
+from mlxctl.api.body import bool_field, name_field
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama_blobs import digest_of
-from mlxctl.api.ollama_errors import error_response
-from mlxctl.api.ollama_progress import progress_lines
-from mlxctl.api.progress import progress_events
+from mlxctl.api.ollama.blobs import digest_of
+from mlxctl.api.ollama.errors import error_response
+from mlxctl.api.ollama.progress import progress_lines
+from mlxctl.httpguard import json_object
 from mlxctl.library import catalog
 from mlxctl.operations import Result
 from mlxctl.operations.store import CREATE, CreateArgs

@@ -13,7 +13,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from mlxctl.api.errors import to_api_error
+from mlxctl.api.dialect import Dialect
+from mlxctl.api.errors import APIError, to_api_error
 
 
 def error_body(message: str) -> dict[str, Any]:
@@ -30,3 +31,10 @@ def error_line(exc: BaseException) -> bytes:
     """The last NDJSON line of a stream that failed after its first byte."""
     body = error_body(to_api_error(exc).message)
     return json.dumps(body, ensure_ascii=False).encode() + b"\n"
+
+
+def extra_fields(route: str, names: str) -> APIError:
+    return APIError(400, f"{route} does not support the field(s) {names}", code="invalid_value")
+
+
+OLLAMA = Dialect("ollama", error_response, error_line, "application/x-ndjson", extra_fields)

@@ -27,8 +27,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlxctl import __version__
-from mlxctl.api.body import json_object, keep_alive_field, model_field
+from mlxctl.api.body import keep_alive_field, model_field
 from mlxctl.api.errors import error_response
+from mlxctl.httpguard import json_object
 from mlxctl.router import Router
 from mlxctl.scheduler import DEFAULT, KeepAlive, ModelStatus, Scheduler, SchedulerStatus
 from mlxctl.scheduler.keepalive import format_keep_alive

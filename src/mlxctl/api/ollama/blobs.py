@@ -8,7 +8,7 @@ The body is the one raw (non-JSON) body the daemon takes: `BLOB_UPLOAD` tells th
 guard to let it through unbuffered, capped at MLXCTL_MAX_BLOB_BYTES. It is streamed
 into a temp file in `blobs/` while hashed (never held in memory) and renamed to its
 digest only when the digest matches, so a failed or cut upload stores nothing.
-`/api/create` then names uploaded blobs in `files`/`adapters` (`ollama_create.py`).
+`/api/create` then names uploaded blobs in `files`/`adapters` (`create.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama_errors import error_response
+from mlxctl.api.ollama.errors import error_response
 from mlxctl.httpguard import RawBodyRoute
 from mlxctl.library import catalog
 from mlxctl.settings import Settings

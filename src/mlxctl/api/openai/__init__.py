@@ -1,0 +1,1 @@
+"""The OpenAI dialect: the worker's own API, proxied (`routes.py`)."""
