@@ -32,19 +32,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response
 
 from mlxctl.api.admin.operations import context
-from mlxctl.api.admin.progress import progress_events
 from mlxctl.api.body import bool_field, name_field
+from mlxctl.api.dialect import Incoming
 from mlxctl.api.errors import APIError
 from mlxctl.api.ollama.blobs import digest_of
-from mlxctl.api.ollama.errors import error_response
-from mlxctl.api.ollama.progress import progress_lines
-from mlxctl.httpguard import json_object
+from mlxctl.api.ollama.errors import OLLAMA
+from mlxctl.api.ollama.progress import answer
 from mlxctl.library import catalog
 from mlxctl.operations import Result
 from mlxctl.operations.store import CREATE, CreateArgs
@@ -60,7 +57,7 @@ from mlxctl.store.content.modelspec import (
     format_spec,
 )
 from mlxctl.store.content.tags import parse_name
-from mlxctl.store.progress import NoProgress, Progress
+from mlxctl.store.progress import Progress
 
 _FIELDS = {
     "model",
@@ -89,24 +86,15 @@ _ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
 _GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if\s|range\s|end\b|else\b|with\s|template\s|block\s)")
 
 
-async def create(request: Request) -> Response:
-    try:
-        body = json_object(await request.body())
-        name = str(parse_name(name_field(body, "model", "name")))
-        stream = bool_field(body, "stream", True)
-        layout = catalog.open_store(request.app.state.settings)
-        spec, files, adapters = _spec(body, layout)
-    except Exception as e:
-        return error_response(e)
-    work = _work(request.app, layout, name, spec, files, adapters)
-    if stream:
-        lines = progress_lines(progress_events(work), "using", first="parsing modelfile")
-        return StreamingResponse(lines, media_type="application/x-ndjson")
-    try:
-        await anyio.to_thread.run_sync(work, NoProgress())
-    except Exception as e:
-        return error_response(e)
-    return JSONResponse({"status": "success"})
+@OLLAMA.handler(fields=_FIELDS | _GONE)
+async def create(incoming: Incoming) -> Response:
+    body, app = incoming.body, incoming.request.app
+    name = str(parse_name(name_field(body, "model", "name")))
+    stream = bool_field(body, "stream", True)
+    layout = catalog.open_store(app.state.settings)
+    spec, files, adapters = _spec(body, layout)
+    work = _work(app, layout, name, spec, files, adapters)
+    return await answer(work, stream=stream, verb="using", first="parsing modelfile")
 
 
 def _work(
@@ -150,9 +138,6 @@ def _spec(
             f"/api/create no longer takes '{gone[0]}' (Ollama 0.5 replaced it): send "
             "'from' (a model) or 'files' (uploaded blobs), with 'system', 'template', ..."
         )
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        raise _bad(f"/api/create does not support the field '{unknown[0]}'")
     base = _optional_text(body, "from")
     files = _blob_map(body, "files", layout)
     adapters = _blob_map(body, "adapters", layout)

@@ -1,5 +1,7 @@
 """Store work with Ollama's NDJSON progress: what `/api/pull`, `/api/push` and `/api/create` send.
 
+`answer(work, stream=...)` is their one ending: the lines below, or the success object.
+
 An operation's progress events (`api/admin/operations.events`) become the `{"status", "digest",
 "total", "completed"}` lines Ollama clients draw, between the fixed opening and closing
 statuses of each route, ending with `{"status": "success", ...}`, or with an
@@ -9,10 +11,33 @@ statuses of each route, ending with `{"status": "success", ...}`, or with an
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import anyio.to_thread
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from mlxctl.api.admin.progress import progress_events
 from mlxctl.api.ollama.errors import error_line
+from mlxctl.store.progress import NoProgress, Progress
+
+
+async def answer(
+    work: Callable[[Progress], dict[str, Any]],
+    *,
+    stream: bool,
+    verb: str,
+    first: str,
+    last: Sequence[str] = (),
+) -> Response:
+    """Run `work` in a thread: its progress as NDJSON lines, or (not streamed) its end,
+    `{"status": "success", "model"}`; a failure then raises, for a real status."""
+    if stream:
+        events = progress_events(work)
+        lines = progress_lines(events, verb, first=first, last=last)
+        return StreamingResponse(lines, media_type="application/x-ndjson")
+    result = await anyio.to_thread.run_sync(work, NoProgress())
+    return JSONResponse({"status": "success", "model": result.get("model")})
 
 
 async def progress_lines(
@@ -21,10 +46,9 @@ async def progress_lines(
     *,
     first: str,
     last: Sequence[str] = (),
-    success: dict[str, Any] | None = None,
 ) -> AsyncIterator[bytes]:
-    """`first`, a line per event ("<verb> <file>"), the `last` statuses, then success;
-    `success` is merged into the success line, and the result's `model` too."""
+    """`first`, a line per event ("<verb> <file>"), the `last` statuses, then success
+    with the result's `model`."""
     totals: dict[str, int | None] = {}
     yield encode({"status": first})
     try:
@@ -38,7 +62,7 @@ async def progress_lines(
         return
     for status in last:
         yield encode({"status": status})
-    yield encode({"status": "success", "model": result.get("model"), **(success or {})})
+    yield encode({"status": "success", "model": result.get("model")})
 
 
 def ollama_line(event: dict[str, Any], totals: dict[str, int | None], verb: str) -> dict[str, Any]:

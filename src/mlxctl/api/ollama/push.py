@@ -14,53 +14,40 @@ registries use http regardless).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio.to_thread
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response
 
-from mlxctl.api.admin.operations import context, events
+from mlxctl.api.admin.operations import context, work_of
 from mlxctl.api.body import bool_field, name_field
+from mlxctl.api.dialect import Incoming
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama.errors import error_response
-from mlxctl.api.ollama.progress import progress_lines
-from mlxctl.httpguard import json_object
+from mlxctl.api.ollama.errors import OLLAMA
+from mlxctl.api.ollama.progress import answer
 from mlxctl.library import catalog, transfer
 from mlxctl.operations.store import PUSH, PushArgs, check_insecure
 
 _FIELDS = {"model", "name", "stream", "insecure"}
 
 
-async def push(request: Request) -> Response:
-    try:
-        body = json_object(await request.body())
-        unknown = sorted(set(body) - _FIELDS)
-        if unknown:
-            raise APIError(400, f"/api/push does not support the field '{unknown[0]}'")
-        reference = name_field(body, "model", "name")
-        args = PushArgs(
-            model=str(local_name(reference)),
-            target=reference,
-            insecure=bool_field(body, "insecure", False),
-        )
-        stream = bool_field(body, "stream", True)
-        ctx = context(request.app)
-        check_insecure(ctx, args)
-        # A missing model is a real 404, not an error line after a 200.
-        await anyio.to_thread.run_sync(
-            lambda: catalog.find(ctx.registry, ctx.layout, args.model, exact=True)
-        )
-    except Exception as e:
-        return error_response(e)
-    if stream:
-        return StreamingResponse(_push_lines(request.app, args), media_type="application/x-ndjson")
-    try:
-        await anyio.to_thread.run_sync(PUSH.run, context(request.app), args)
-    except Exception as e:
-        return error_response(e)
-    return JSONResponse({"status": "success"})
+@OLLAMA.handler(fields=_FIELDS)
+async def push(incoming: Incoming) -> Response:
+    body, app = incoming.body, incoming.request.app
+    reference = name_field(body, "model", "name")
+    args = PushArgs(
+        model=local_name(reference),
+        target=reference,
+        insecure=bool_field(body, "insecure", False),
+    )
+    stream = bool_field(body, "stream", True)
+    ctx = context(app)
+    check_insecure(ctx, args)
+    # A missing model is a real 404, not an error line after a 200.
+    await anyio.to_thread.run_sync(
+        lambda: catalog.find(ctx.registry, ctx.layout, args.model, exact=True)
+    )
+    work = work_of(PUSH, app, args)
+    last = ("pushing manifest",)
+    return await answer(work, stream=stream, verb="pushing", first="retrieving manifest", last=last)
 
 
 def local_name(reference: str) -> str:
@@ -73,8 +60,3 @@ def local_name(reference: str) -> str:
             "and pushes the store model MODEL[:TAG]",
         )
     return str(target.name)
-
-
-def _push_lines(app: Starlette, args: PushArgs) -> AsyncIterator[bytes]:
-    lines = events(PUSH, app, args)
-    return progress_lines(lines, "pushing", first="retrieving manifest", last=("pushing manifest",))
