@@ -40,6 +40,7 @@ _TARGET = {
     "/api/embeddings": "model",
     "/api/show": "model",
     "/api/admin/load": "model",
+    "/models/load": "model",
     "/api/copy": "source",
     "/api/delete": "model",
 }
@@ -99,6 +100,10 @@ _NAME_GRAMMAR = (
     "invalid tag",
     "invalid digest",
 )
+# Refusals that depend on what the daemon holds or what a body hashes to: loading a model
+# that runs, unloading one that does not (llama.cpp's router answers those 400), a blob
+# whose bytes are not the digest in its path.
+_STATE_DEPENDENT = ("is already running", "is not running", "digest mismatch")
 # The registry and store operations check what their fields name (a file, a registry.json,
 # a ModelSpec, a store name): the document describes the fields' shapes, the operation the
 # content. Refusals of a field's shape name it (`param`); refusals of content do not.
@@ -124,6 +129,7 @@ def _excuse(failure: Any, case: Any, response: Any) -> str | None:
     if isinstance(failure, RejectedPositiveData) and response.status_code == 400:
         found = [f"model: {r}" for r in _MODEL_DEPENDENT if r in text]
         found += [f"name grammar: {r}" for r in _NAME_GRAMMAR if r in text]
+        found += [f"state: {r}" for r in _STATE_DEPENDENT if r in text]
         if case.path.startswith(_OPERATIONS) and _param(response) is None:
             found.append("operation: content refused")
         return found[0] if found else None
