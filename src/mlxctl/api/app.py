@@ -59,7 +59,7 @@ def create_app(
         settings,
         bind_host=bind_host,
         api_key=settings.api_key,
-        raw_body_routes=(ollama_blobs.upload_route(settings),),
+        raw_body_routes=ollama_blobs.upload_routes(settings),
     )
 
     @asynccontextmanager

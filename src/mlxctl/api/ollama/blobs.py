@@ -32,10 +32,15 @@ from mlxctl.store.content.blobs import CorruptBlob, check_digest
 PATH = "/api/blobs/{digest}"
 
 
-def upload_route(settings: Settings) -> RawBodyRoute:
-    """The guard's exemption: raw bytes, no JSON Content-Type, up to the blob cap."""
+def upload_routes(settings: Settings) -> tuple[RawBodyRoute, ...]:
+    """The guard's exemption: raw bytes, no JSON Content-Type, up to the blob cap. Every
+    method with a body, so a wrong one gets the router's 405, not the JSON guard's 415."""
     path = re.compile(r"/api/blobs/[^/]+")
-    return RawBodyRoute("POST", path, settings.max_blob_bytes, "MLXCTL_MAX_BLOB_BYTES")
+    cap = settings.max_blob_bytes
+    return tuple(
+        RawBodyRoute(method, path, cap, "MLXCTL_MAX_BLOB_BYTES")
+        for method in ("POST", "PUT", "PATCH", "DELETE")
+    )
 
 
 def routes() -> list[Route]:
