@@ -134,6 +134,7 @@ def test_a_blob_upload_is_checked_and_capped(first: Daemon) -> None:
     assert http.head("/api/blobs/sha256:short").status_code == 400
     wrong_method = http.put(f"/api/blobs/{wrong}", content=b"bytes")
     assert wrong_method.status_code == 405  # the router's answer, not the JSON guard's 415
+    assert set(wrong_method.headers["allow"].split(", ")) == {"HEAD", "POST"}
     # Only this route takes a raw body: the JSON routes still want JSON.
     refused = http.post("/api/create", content=b"{}", headers={"Content-Type": "text/plain"})
     assert refused.status_code == 415

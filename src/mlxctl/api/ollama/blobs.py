@@ -44,10 +44,12 @@ def upload_routes(settings: Settings) -> tuple[RawBodyRoute, ...]:
 
 
 def routes() -> list[Route]:
-    return [
-        Route(PATH, head, methods=["HEAD"]),
-        Route(PATH, upload, methods=["POST"]),
-    ]
+    # One route for both methods: a 405 then lists both in `Allow`.
+    return [Route(PATH, blob, methods=["HEAD", "POST"])]
+
+
+async def blob(request: Request) -> Response:
+    return await (head if request.method == "HEAD" else upload)(request)
 
 
 def digest_of(text: str) -> str:
