@@ -103,7 +103,16 @@ _NAME_GRAMMAR = (
 # Refusals that depend on what the daemon holds or what a body hashes to: loading a model
 # that runs, unloading one that does not (llama.cpp's router answers those 400), a blob
 # whose bytes are not the digest in its path.
-_STATE_DEPENDENT = ("is already running", "is not running", "digest mismatch")
+# /api/create reads its files and template: uploaded or not, a model folder's file names,
+# Jinja rather than Go.
+_STATE_DEPENDENT = (
+    "is already running",
+    "is not running",
+    "digest mismatch",
+    "has not been uploaded",
+    "is not a file of an MLX model folder",
+    "is a Go template",
+)
 # The registry and store operations check what their fields name (a file, a registry.json,
 # a ModelSpec, a store name): the document describes the fields' shapes, the operation the
 # content. Refusals of a field's shape name it (`param`); refusals of content do not.

@@ -28,6 +28,19 @@ _BLOBS = obj(
 )
 _TEXTS = {"anyOf": [STRING, array(STRING), {"type": "null"}]}
 
+_WHOLE = {"type": ["integer", "null"]}
+_STOP = {"type": "string", "minLength": 1}
+_REAL = {"type": ["number", "null"]}
+_PARAMETERS = obj(
+    {
+        **{name: _REAL for name in ("temperature", "top_p", "min_p", "repetition_penalty")},
+        **{name: _REAL for name in ("presence_penalty", "frequency_penalty", "repeat_penalty")},
+        **{name: _WHOLE for name in ("top_k", "max_tokens", "num_predict", "seed", "num_ctx")},
+        **{name: _WHOLE for name in ("repetition_context_size", "repeat_last_n")},
+        "stop": {"anyOf": [_STOP, array(_STOP), {"type": "null"}]},
+    }
+)
+
 SCHEMAS: dict[str, Schema] = {
     "OllamaCreateRequest": obj(
         {
@@ -40,7 +53,7 @@ SCHEMAS: dict[str, Schema] = {
             "system": {"type": ["string", "null"]},
             "license": _TEXTS,
             "parameters": {
-                "anyOf": [{"type": "object"}, {"type": "null"}],
+                "anyOf": [_PARAMETERS, {"type": "null"}],
                 "description": "Sampling defaults (ModelSpec's or Ollama's names).",
             },
             "messages": {
@@ -56,11 +69,23 @@ SCHEMAS: dict[str, Schema] = {
                     {"type": "null"},
                 ]
             },
-            "quantize": {"type": ["string", "null"], "description": "e.g. q4_K_M, q8_0."},
+            "quantize": {
+                "anyOf": [{"type": "string", "pattern": "^[qQ]?[234568](_.*)?$"}, {"type": "null"}],
+                "description": "e.g. q4_K_M, q8_0.",
+            },
             "stream": _STREAM,
         },
         "model",
-    ),
+    )
+    | {
+        "oneOf": [
+            {"required": ["from"], "properties": {"from": TEXT}},
+            {
+                "required": ["files"],
+                "properties": {"files": {"type": "object", "minProperties": 1}},
+            },
+        ]
+    },
     "OllamaPushRequest": obj(
         {
             "model": {
