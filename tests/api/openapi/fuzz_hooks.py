@@ -99,6 +99,7 @@ _NAME_GRAMMAR = (
     "invalid repository",
     "invalid tag",
     "invalid digest",
+    "must be a plain file name",
 )
 # Refusals that depend on what the daemon holds or what a body hashes to: loading a model
 # that runs, unloading one that does not (llama.cpp's router answers those 400), a blob
