@@ -46,7 +46,7 @@ SCHEMAS: dict[str, Schema] = {
         {
             "model": {**TEXT, "description": "The new store name (name[:tag])."},
             "name": {"type": ["string", "null"], "description": "The older name of `model`."},
-            "from": {"type": ["string", "null"], "description": "The base: a model name."},
+            "from": {"anyOf": [TEXT, {"type": "null"}], "description": "The base: a model name."},
             "files": {"anyOf": [_BLOBS, {"type": "null"}], "description": "Or: model files."},
             "adapters": {"anyOf": [_BLOBS, {"type": "null"}]},
             "template": {"type": ["string", "null"], "description": "A Jinja chat template."},
