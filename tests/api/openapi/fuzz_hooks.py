@@ -104,8 +104,8 @@ _NAME_GRAMMAR = (
 # Refusals that depend on what the daemon holds or what a body hashes to: loading a model
 # that runs, unloading one that does not (llama.cpp's router answers those 400), a blob
 # whose bytes are not the digest in its path.
-# /api/create reads its files and template: uploaded or not, a model folder's file names,
-# Jinja rather than Go.
+# /api/create reads its files, template and base: uploaded or not, a model folder's file
+# names, Jinja rather than Go, a base already quantized.
 _STATE_DEPENDENT = (
     "is already running",
     "is not running",
@@ -113,6 +113,7 @@ _STATE_DEPENDENT = (
     "has not been uploaded",
     "is not a file of an MLX model folder",
     "is a Go template",
+    "the base is already",
 )
 # The registry and store operations check what their fields name (a file, a registry.json,
 # a ModelSpec, a store name): the document describes the fields' shapes, the operation the
