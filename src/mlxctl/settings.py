@@ -280,6 +280,12 @@ class Settings:
         "Largest request body the daemon and workers read, in bytes; larger ones get 413.",
         32 * 1024 * 1024,
     )
+    max_blob_bytes: int = _setting(
+        "MLXCTL_MAX_BLOB_BYTES",
+        "Largest model file `POST /api/blobs/:digest` takes, in bytes (streamed to disk, "
+        "never held in memory); larger ones get 413.",
+        256 * 1024**3,
+    )
     max_embed_inputs: int = _setting(
         "MLXCTL_MAX_EMBED_INPUTS",
         "Most inputs one embeddings request may carry; more get 400.",

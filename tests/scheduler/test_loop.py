@@ -278,3 +278,26 @@ async def test_close_stops_every_worker_and_refuses_new_work() -> None:
     with pytest.raises(ShuttingDown):
         await sched.acquire(record("a"))
     lease.release()
+
+
+async def test_changed_wakes_a_watcher_on_each_state_change_but_not_on_queries() -> None:
+    async with running(RecordingFactory(auto_ready=False)) as (sched, factory):
+        version = sched.version
+        await sched.status()
+        await sched.status()
+        assert sched.version == version  # a query changes nothing
+        watcher = asyncio.create_task(sched.changed(version))
+        await asyncio.sleep(0.01)
+        assert not watcher.done()
+        load = asyncio.create_task(sched.load(record("a")))
+        version = await asyncio.wait_for(watcher, 2)
+        assert await states(sched) == {"a": "loading"}
+        ready = asyncio.create_task(sched.changed(version))
+        factory.latest("a").ready()
+        await asyncio.wait_for(ready, 2)
+        await load
+        assert await states(sched) == {"a": "ready"}
+        # A change between reading `version` and waiting is not missed.
+        version = sched.version
+        await sched.unload("a")
+        assert await asyncio.wait_for(sched.changed(version), 2) > version

@@ -1,6 +1,7 @@
 """The daemon's HTTP API: one package per dialect, the pieces they share beside them.
 
 openai/ ollama/ anthropic/ admin/   the dialects (admin: mlxctl's own API)
+llamacpp/      llama.cpp's router model routes (/models…)
 openapi/       /openapi.json, one module per dialect
 app.py         the app factory and lifespan (registry, scheduler, workers)
 server.py      uvicorn with a graceful SIGTERM; JSON logs

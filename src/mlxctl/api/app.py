@@ -28,7 +28,9 @@ from mlxctl.api.admin import slots as slots_api
 from mlxctl.api.admin import status as admin
 from mlxctl.api.anthropic import messages as anthropic
 from mlxctl.api.envelope import error_response_for, http_exception_handler
+from mlxctl.api.llamacpp import models as llamacpp
 from mlxctl.api.middleware import DaemonMiddleware
+from mlxctl.api.ollama import blobs as ollama_blobs
 from mlxctl.api.ollama import chat as ollama
 from mlxctl.api.ollama import models as ollama_models
 from mlxctl.api.openai import responses
@@ -65,6 +67,7 @@ def create_app(
         settings,
         bind_host=bind_host,
         api_key=settings.api_key,
+        raw_body_routes=ollama_blobs.upload_routes(settings),
     )
     guard = dataclasses.replace(guard, open_paths=guard.open_paths | dashboard.OPEN_PATHS)
 
@@ -118,6 +121,7 @@ def create_app(
             *ollama.routes(),
             *ollama_models.routes(),
             *anthropic.routes(),
+            *llamacpp.routes(),
             *admin.routes(),
             *admin_ops.routes(),
             *admin_config.routes(),

@@ -37,11 +37,11 @@ _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class BodyTooLarge(APIError):
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, setting: str = "MLXCTL_MAX_BODY_BYTES") -> None:
         super().__init__(
             413,
             f"The request body is larger than {limit} bytes, the most this server reads "
-            "(MLXCTL_MAX_BODY_BYTES).",
+            f"({setting}).",
             code="request_too_large",
         )
 
@@ -161,10 +161,11 @@ class HTTPGuard:
                 code="unsupported_media_type",
             ), receive
         limit = raw_route.max_bytes if raw_route is not None else self.policy.max_body_bytes
+        setting = raw_route.setting if raw_route is not None else "MLXCTL_MAX_BODY_BYTES"
         if limit is not None and length is not None and length > limit:
-            return BodyTooLarge(limit), receive
+            return BodyTooLarge(limit, setting), receive
         if raw_route is not None:
-            return None, receive if limit is None else _counting(receive, limit)
+            return None, receive if limit is None else _counting(receive, limit, setting)
         return await _buffered(receive, limit or 0)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: APIError) -> None:
@@ -201,7 +202,7 @@ async def _buffered(receive: Receive, limit: int) -> tuple[APIError | None, Rece
     return None, replay
 
 
-def _counting(receive: Receive, limit: int) -> Receive:
+def _counting(receive: Receive, limit: int, setting: str) -> Receive:
     size = 0
 
     async def counted() -> Message:
@@ -209,7 +210,7 @@ def _counting(receive: Receive, limit: int) -> Receive:
         message = await receive()
         size += len(message.get("body", b""))
         if size > limit:
-            raise BodyTooLarge(limit)
+            raise BodyTooLarge(limit, setting)
         return message
 
     return counted

@@ -24,6 +24,7 @@ class RawBodyRoute:
     method: str
     path: re.Pattern[str]
     max_bytes: int | None = None
+    setting: str = "MLXCTL_MAX_BODY_BYTES"  # named in the 413 as what raises the cap
 
     def matches(self, method: str, path: str) -> bool:
         return method == self.method and self.path.fullmatch(path) is not None

@@ -66,7 +66,9 @@ def import_folder(layout: StoreLayout, folder: Path, *, link: bool) -> dict[str,
             fnmatch.fnmatch(path.name, p) for p in MODEL_FILE_PATTERNS
         ):
             continue
-        blob = layout.blobs.import_file(path) if link else copy_file(layout, path)
+        # A link to one of our blobs (uploaded files for /api/create) is never rewritten.
+        is_blob = path.resolve().parent == layout.blobs.root.resolve()
+        blob = layout.blobs.import_file(path) if link or is_blob else copy_file(layout, path)
         layers[path.name] = layer(path.name, blob.digest, blob.size)
     return layers
 

@@ -92,6 +92,9 @@ class Scheduler:
         self._closed: list[asyncio.Future[None]] = []
         self._counters = Counters()
         self._task: asyncio.Task[None] | None = None
+        # Bumped after every event but a query: watchers wake and ask `status()` again.
+        self.version = 0
+        self._changed = asyncio.Event()
         self._handlers: dict[type, Callable[[Any], None]] = {
             Acquire: self._on_acquire,
             Adopt: self._on_adopt,
@@ -185,6 +188,13 @@ class Scheduler:
         self._post(Query(future))
         return await future
 
+    async def changed(self, since: int) -> int:
+        """Wait until `version` passes `since` (a state may have changed); the new version.
+        Read `version` before asking `status()`, so no change falls in between."""
+        while self.version <= since:
+            await self._changed.wait()
+        return self.version
+
     async def close(self) -> None:
         """Refuse new work, stop every worker, wait for their exits, end the loop."""
         if self._task is None:
@@ -227,6 +237,10 @@ class Scheduler:
                 self._handlers[type(event)](event)
             except Exception:  # a bug in one decision must not take the daemon down
                 log.exception("scheduler: error handling %s", type(event).__name__)
+            if not isinstance(event, Query):
+                self.version += 1
+                self._changed.set()
+                self._changed = asyncio.Event()
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()

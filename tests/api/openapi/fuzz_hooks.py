@@ -44,6 +44,7 @@ _TARGET = {
     "/api/embeddings": "model",
     "/api/show": "model",
     "/api/admin/load": "model",
+    "/models/load": "model",
     "/api/copy": "source",
     "/api/delete": "model",
 }
@@ -117,6 +118,21 @@ _NAME_GRAMMAR = (
     "invalid repository",
     "invalid tag",
     "invalid digest",
+    "must be a plain file name",
+)
+# Refusals that depend on what the daemon holds or what a body hashes to: loading a model
+# that runs, unloading one that does not (llama.cpp's router answers those 400), a blob
+# whose bytes are not the digest in its path.
+# /api/create reads its files, template and base: uploaded or not, a model folder's file
+# names, Jinja rather than Go, a base already quantized.
+_STATE_DEPENDENT = (
+    "is already running",
+    "is not running",
+    "digest mismatch",
+    "has not been uploaded",
+    "is not a file of an MLX model folder",
+    "is a Go template",
+    "the base is already",
 )
 # The registry and store operations check what their fields name (a file, a registry.json,
 # a ModelSpec, a store name): the document describes the fields' shapes, the operation the
@@ -145,6 +161,7 @@ def _excuse(failure: Any, case: Any, response: Any) -> str | None:
         found += [f"name grammar: {r}" for r in _NAME_GRAMMAR if r in text]
         found += [f"config: {r}" for r in _CONFIG_DEPENDENT if r in text]
         found += [f"image content: {r}" for r in _IMAGE_CONTENT if r in text]
+        found += [f"state: {r}" for r in _STATE_DEPENDENT if r in text]
         if case.path.startswith(_OPERATIONS) and _param(response) is None:
             found.append("operation: content refused")
         return found[0] if found else None

@@ -4,8 +4,9 @@ its dialect's envelope, conforming to /openapi.json, and the daemon's memory sta
 Two daemons on the tiny factory model, both behind an API key (so `ignored_auth` checks
 every route refuses a request without it):
   - A serves everything but the destructive routes, with real workers;
-  - B, with its own home, takes `/api/delete`, `/api/copy`, `/api/pull` and the registry
-    and store operations (`/api/admin/models…`, `…/registry…`, `…/store…`, `…/jobs`; the network
+  - B, with its own home, takes `/api/delete`, `/api/copy`, `/api/pull`, `/api/create`,
+    `/api/push` and the registry and store operations (`/api/admin/models…`, `…/registry…`,
+    `…/store…`, `…/jobs`; the network
     refused through a dead proxy, so a pull fails fast), so nothing they do reaches A.
 `st run` runs the examples, coverage and fuzzing phases with every check; the hooks in
 `fuzz_hooks.py` aim generated bodies at the served model and excuse only the refusals a
@@ -50,11 +51,14 @@ DESTRUCTIVE = (
     "/api/delete",
     "/api/copy",
     "/api/pull",
+    "/api/create",
+    "/api/push",
     "/api/admin/jobs",
     *(op.path for op in OPERATIONS),
 )
-# An event stream never ends by design (the dashboard's live state): tests/dashboard checks it.
-ENDLESS = ("/api/admin/events",)
+# Streams that end only when the client leaves: each call would wait out the request
+# timeout. tests/dashboard and tests/api/llamacpp/test_models.py read them.
+ENDLESS = ("/api/admin/events", "/models/sse")
 # Daemon + its workers (a real one per model, slot workers if the fuzzer starts one).
 RSS_LIMIT = 2 << 30
 # What the daemon process alone may grow by over the run (it keeps no per-request state).

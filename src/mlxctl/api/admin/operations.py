@@ -112,13 +112,19 @@ async def unload_everywhere(app: Starlette, record: ModelRecord) -> list[str]:
 
 def events(op: Operation[Any], app: Starlette, args: Args) -> AsyncIterator[dict[str, Any]]:
     """Run `op` in a thread: its progress events, then `{"result": ...}` (see api/progress)."""
+    return progress_events(work_of(op, app, args))
+
+
+def work_of(op: Operation[Any], app: Starlette, args: Args) -> Callable[[Progress], Any]:
+    """`op` on the daemon's registry and store, reporting to the progress it is given;
+    call on the event loop, run the result in a thread."""
     ctx = context(app)
 
     def work(progress: Progress) -> Any:
         ctx.progress = progress
         return op.run(ctx, args)
 
-    return progress_events(work)
+    return work
 
 
 async def _stream(op: Operation[Any], app: Starlette, args: Args) -> AsyncIterator[bytes]:

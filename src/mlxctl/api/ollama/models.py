@@ -5,6 +5,9 @@
     POST /api/show        details, template, capabilities, model_info
     POST /api/copy        {source, destination}      DELETE /api/delete   {model}
     POST /api/pull        store pull with NDJSON progress (pull.py)
+    POST /api/push        store push to an OCI registry (push.py)
+    POST /api/create      a store model from {from|files, system, ...} (create.py)
+    HEAD/POST /api/blobs/:digest   upload a model file for create (blobs.py)
     POST /api/embed, /api/embeddings                 embeddings (embed.py)
 
 Errors use the Ollama envelope (`errors.py`).
@@ -29,8 +32,8 @@ from mlxctl.api.admin.status import describe
 from mlxctl.api.body import name_field
 from mlxctl.api.dialect import Incoming
 from mlxctl.api.errors import APIError
-from mlxctl.api.ollama import embed, pull
-from mlxctl.api.ollama.errors import OLLAMA, error_response
+from mlxctl.api.ollama import blobs, create, embed, pull, push
+from mlxctl.api.ollama.errors import OLLAMA
 from mlxctl.capabilities import capabilities, chat_template, ollama_names
 from mlxctl.library import catalog
 from mlxctl.operations.models import RM, RmArgs
@@ -51,17 +54,12 @@ def routes() -> list[Route]:
         Route("/api/copy", copy, methods=["POST"]),
         Route("/api/delete", delete, methods=["DELETE"]),
         Route("/api/pull", pull.pull, methods=["POST"]),
-        Route("/api/push", not_implemented, methods=["POST"]),
-        Route("/api/create", not_implemented, methods=["POST"]),
+        Route("/api/push", push.push, methods=["POST"]),
+        Route("/api/create", create.create, methods=["POST"]),
+        *blobs.routes(),
         Route("/api/embed", embed.embed, methods=["POST"]),
         Route("/api/embeddings", embed.embeddings, methods=["POST"]),
     ]
-
-
-_NEXT_STEP = {
-    "/api/push": "push with the CLI: mlxctl push <model>",
-    "/api/create": "create with the CLI: mlxctl create <name> -f <ModelSpec>",
-}
 
 
 async def root(request: Request) -> Response:
@@ -70,12 +68,6 @@ async def root(request: Request) -> Response:
 
 async def version(request: Request) -> Response:
     return JSONResponse({"version": __version__})
-
-
-async def not_implemented(request: Request) -> Response:
-    path = request.url.path
-    message = f"{path} is not implemented by mlxctl; {_NEXT_STEP[path]}"
-    return error_response(APIError(501, message, code="not_implemented"))
 
 
 async def tags(request: Request) -> Response:

@@ -13,18 +13,14 @@ unless the daemon runs with MLXCTL_ALLOW_INSECURE_PULL.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from typing import Any
-
 import anyio.to_thread
-from starlette.applications import Starlette
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response
 
-from mlxctl.api.admin.operations import context, events
+from mlxctl.api.admin.operations import context, work_of
 from mlxctl.api.body import bool_field, name_field
 from mlxctl.api.dialect import Incoming
-from mlxctl.api.ollama.errors import OLLAMA, error_line
+from mlxctl.api.ollama.errors import OLLAMA
+from mlxctl.api.ollama.progress import answer
 from mlxctl.library import transfer
 from mlxctl.operations.store import PULL, PullArgs, check_insecure
 
@@ -46,48 +42,6 @@ async def pull(incoming: Incoming) -> Response:
     await anyio.to_thread.run_sync(
         lambda: transfer.check_pull(ctx.registry, args.reference, replace=args.replace)
     )
-    if stream:
-        return StreamingResponse(_pull_lines(app, args), media_type=OLLAMA.media_type)
-    # Not streamed: a failed pull answers with its own status (400, 404, 409...).
-    result = await anyio.to_thread.run_sync(PULL.run, context(app), args)
-    return JSONResponse({"status": "success", "model": result["model"]})
-
-
-async def _pull_lines(app: Starlette, args: PullArgs) -> AsyncIterator[bytes]:
-    totals: dict[str, int | None] = {}
-    yield _encode({"status": "pulling manifest"})
-    try:
-        async for event in events(PULL, app, args):
-            if "result" in event:
-                slug = event["result"]["model"]
-            else:
-                yield _encode(_ollama_line(event, totals))
-    except Exception as e:
-        yield error_line(e)
-        return
-    yield _encode({"status": "verifying sha256 digest"})
-    yield _encode({"status": "writing manifest"})
-    yield _encode({"status": "success", "model": slug})
-
-
-def _ollama_line(event: dict[str, Any], totals: dict[str, int | None]) -> dict[str, Any]:
-    """A store progress event as the `{"status", "digest", "total", "completed"}` Ollama sends."""
-    key = event["key"]
-    if event["progress"] == "start":
-        totals[key] = event["total"]
-        label = event["label"]
-        total, done = event["total"], event["done"]
-        return {"status": f"pulling {label}", "digest": key, "total": total, "completed": done}
-    if event["progress"] == "advance":
-        total = totals.get(key) if event["total"] is None else event["total"]
-        return {
-            "status": f"pulling {key}",
-            "digest": key,
-            "total": total,
-            "completed": event["done"],
-        }
-    return {"status": f"{event['note'] or 'done'} {key}", "digest": key}
-
-
-def _encode(line: object) -> bytes:
-    return json.dumps(line, ensure_ascii=False).encode() + b"\n"
+    last = ("verifying sha256 digest", "writing manifest")
+    work = work_of(PULL, app, args)
+    return await answer(work, stream=stream, verb="pulling", first="pulling manifest", last=last)

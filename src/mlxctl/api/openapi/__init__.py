@@ -9,6 +9,8 @@ with the words of `build.py`:
     anthropic.py  /v1/messages, /v1/messages/count_tokens
     ollama.py     /, /api/version, /api/tags, /api/ps, /api/show, /api/copy, /api/delete,
                   /api/pull, /api/chat, /api/generate, /api/embed, /api/embeddings
+    ollama_store.py  /api/create, /api/push, /api/blobs/{digest}
+    llamacpp.py   /models, /models/load, /models/unload, /models/sse (llama.cpp's router)
     admin.py      /health, /openapi.json, /metrics, /api/admin/…, /api/admin/slots…
     operations.py /api/admin/models…, /api/admin/registry…, /api/admin/store… (written
                   from `mlxctl.operations.OPERATIONS`: a new operation needs nothing here)
@@ -35,7 +37,9 @@ from mlxctl.api.openapi import (
     admin,
     anthropic,
     dashboard,
+    llamacpp,
     ollama,
+    ollama_store,
     openai,
     operations,
     rerank,
@@ -44,7 +48,10 @@ from mlxctl.api.openapi import (
 from mlxctl.api.openapi.build import Paths, Schema
 from mlxctl.settings import Settings
 
-_MODULES = (openai, responses, rerank, anthropic, ollama, admin, operations, dashboard)
+_MODULES = (
+    *(openai, responses, rerank, anthropic, ollama, ollama_store, llamacpp),
+    *(admin, operations, dashboard),
+)
 # (path, method) the app serves that the document leaves out, with the reason in the module.
 LEFT_OUT = ollama.LEFT_OUT
 _SECURITY_SCHEMES = {
@@ -53,8 +60,9 @@ _SECURITY_SCHEMES = {
 }
 _DESCRIPTION = (
     "mlxctl's daemon: the OpenAI, Anthropic and Ollama APIs over the registered models, "
-    "and mlxctl's own admin API. With MLXCTL_API_KEY set, every route but /health and the "
-    "dashboard's page (/ui/) needs the key, as `Authorization: Bearer <key>` or "
+    "llama.cpp's router model routes, and mlxctl's own admin API. With MLXCTL_API_KEY set, "
+    "every route but /health and the dashboard's page (/ui/) needs the key, as "
+    "`Authorization: Bearer <key>` or "
     "`x-api-key: <key>` (or, from the dashboard's own page, its session cookie). Errors "
     "use the envelope of the route's dialect."
 )
@@ -73,7 +81,9 @@ def document(settings: Settings) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "mlxctl", "version": __version__, "description": _DESCRIPTION},
-        "tags": [{"name": name} for name in ("OpenAI", "Anthropic", "Ollama", "Admin")],
+        "tags": [
+            {"name": name} for name in ("OpenAI", "Anthropic", "Ollama", "llama.cpp", "Admin")
+        ],
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": _SECURITY_SCHEMES},
     }

@@ -42,6 +42,7 @@ OPENAI = Dialect("OpenAI", "OpenAIError")
 OLLAMA = Dialect("Ollama", "OllamaError")
 ANTHROPIC = Dialect("Anthropic", "AnthropicError")
 ADMIN = Dialect("Admin", "OpenAIError")
+LLAMACPP = Dialect("llama.cpp", "OpenAIError")
 # The registry and store operations: OpenAI's envelope plus the next step in `error.hint`.
 ADMIN_OPS = Dialect("Admin", "AdminError")
 

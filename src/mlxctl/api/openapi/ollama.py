@@ -1,5 +1,6 @@
 """The Ollama dialect in the document: `api/ollama/chat.py`, `models.py`, `embed.py`,
-`pull.py`. `/api/push` and `/api/create` are left out until they do something.
+`pull.py` (the store routes `/api/create`, `/api/push`, `/api/blobs` are in
+`ollama_store.py`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from mlxctl.api.openapi.build import (
 )
 from mlxctl.api.openapi.openai import EMBEDDING_INPUT, FUNCTION_TOOL, KEEP_ALIVE
 
-# Served but not described: 501 stubs until they are rebuilt (then describe them here).
-LEFT_OUT = {("/api/push", "post"), ("/api/create", "post")}
+# Served but not described (none now; a route listed here needs its reason).
+LEFT_OUT: set[tuple[str, str]] = set()
 
 _NDJSON = {"application/x-ndjson": {"type": "string", "description": "One JSON object a line"}}
 _NUMBER_OR_NULL: Schema = {"type": ["number", "null"]}
