@@ -426,11 +426,12 @@ def _sampled(body: bytes, defaults: Callable[[str | None], dict[str, Any]]) -> b
     data = _object(body)
     if data is None:
         return body
+    named = "preset" in data  # `"preset": null` too: the worker does not take the field
     preset = data.pop("preset", None)
     if preset is not None and not isinstance(preset, str):
         raise InvalidInput("'preset' must be the name of a config.yaml preset")
     values = defaults(preset)
-    if not values and preset is None:
+    if not values and not named:
         return body
     return json.dumps(with_defaults(data, values)).encode()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -11,7 +12,7 @@ import pytest
 from mlxctl.errors import NotFound
 from mlxctl.model_map import ModelMap
 from mlxctl.registry import ModelRecord, open_registry
-from mlxctl.router import Router
+from mlxctl.router import Router, _sampled
 
 
 def test_only_names_nobody_answers_to_are_mapped(
@@ -34,3 +35,11 @@ def test_only_names_nobody_answers_to_are_mapped(
             router.resolve("llama")
     finally:
         registry.db.close()
+
+
+def test_a_null_preset_never_reaches_the_worker() -> None:
+    # Found by the fuzz run: `"preset": null` went to the worker, which refused the field.
+    body = json.dumps({"model": "m", "prompt": "hi", "preset": None}).encode()
+    assert json.loads(_sampled(body, lambda preset: {})) == {"model": "m", "prompt": "hi"}
+    plain = json.dumps({"model": "m", "prompt": "hi"}).encode()
+    assert _sampled(plain, lambda preset: {}) == plain

@@ -176,7 +176,7 @@ SCHEMAS: dict[str, Schema] = {
             "keep_alive": {"anyOf": [KEEP_ALIVE, {"type": "null"}]},
             "preset": {
                 "description": "load only: a config.yaml preset to run the model with",
-                "type": ["string", "null"],
+                "anyOf": [TEXT, {"type": "null"}],
             },
         },
         "model",
