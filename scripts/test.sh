@@ -34,7 +34,7 @@ fi
 # best effort: without npm those tests skip and say so.
 if command -v npm >/dev/null; then
     npm install --silent --no-audit --no-fund --prefix .cache/npm \
-        @anthropic-ai/claude-code@2.1.197 @openai/codex@0.171.0 >/dev/null \
+        @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0 >/dev/null \
         || echo "note: could not install Claude Code and Codex from npm"
 fi
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 NPM_DIR = ROOT / ".cache" / "npm"
 # The versions these tests were written against (scripts/test.sh installs the same).
-PACKAGES = ("@anthropic-ai/claude-code@2.1.197", "@openai/codex@0.171.0")
+PACKAGES = ("@anthropic-ai/claude-code@2.1.332", "@openai/codex@0.171.0")
 
 
 @pytest.fixture(scope="module")
