@@ -22,6 +22,7 @@ Runs on the generation thread only (engine/solo.py calls it).
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -65,17 +66,17 @@ class Proposal:
     count: int
 
 
-class Drafter:
+class Drafter(ABC):
     """Proposes tokens for one sequence at a time; `start` it per sequence."""
 
-    def start(self, prompt: list[int]) -> None:
+    def start(self, prompt: list[int]) -> None:  # noqa: B027 - a hook; no-op by default
         """A new sequence begins with `prompt` (its KV may be reused from the last one)."""
 
+    @abstractmethod
     def propose(self, history: list[int], k: int, sampler: Sampler) -> Proposal | None:
         """Up to `k` tokens likely to follow `history` (prompt + reply), or None."""
-        raise NotImplementedError
 
-    def accepted(self, history_len: int, proposal: Proposal, n: int) -> None:
+    def accepted(self, history_len: int, proposal: Proposal, n: int) -> None:  # noqa: B027
         """The target kept `n` of `proposal`'s tokens after `history_len` tokens."""
 
 
