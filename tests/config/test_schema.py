@@ -11,6 +11,7 @@ import pytest
 
 from mlxctl.config.file import parse_config
 from mlxctl.config.schema import ModelSettings, Sampling
+from mlxctl.config.source import ConfigError
 from mlxctl.errors import InvalidInput
 from mlxctl.model_options import ModelOptions, OptionsSource
 from mlxctl.registry import ModelRecord
@@ -107,3 +108,24 @@ def test_example_template_path_is_just_a_string(tmp_path: Path) -> None:
     # A template file is checked by `mlxctl verify`, not by parsing (it may appear later).
     config = parse_config(_yaml({"models": {"qwen": {"chat_template": str(tmp_path / "x")}}}))
     assert config.options_for(QWEN, ModelOptions()).chat_template == str(tmp_path / "x")
+
+
+def test_peers_are_named_base_urls() -> None:
+    config = parse_config("peers:\n  studio: {url: 'http://127.0.0.1:9/', key: k}\n", "c.yaml")
+    assert config.peers["studio"].url == "http://127.0.0.1:9"
+    assert config.peers["studio"].key == "k"
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("peers:\n  'a@b': {url: 'http://x:1'}\n", "peer name 'a@b'"),
+        ("peers:\n  a: {url: 'ftp://x'}\n", "not an http(s) URL"),
+        ("peers:\n  a: {url: 'http://x/v1'}\n", "without a path"),
+        ("peers:\n  a: {url: 'http://x:1', token: k}\n", "token"),
+    ],
+)
+def test_a_bad_peer_is_refused_with_its_line(text: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why) as e:
+        parse_config(text, "c.yaml")
+    assert "c.yaml:2" in str(e.value)

@@ -1,7 +1,8 @@
 """What `config.yaml` may hold, field by field (docs/config.md describes each one).
 
 `ConfigFile` is the whole file: daemon `settings`, per-model sections under `models`
-(keyed by a slug, repo id or model id), routing `aliases` and named `presets`. Unknown
+(keyed by a slug, repo id or model id), routing `aliases`, named `presets` and the
+`peers` this daemon may forward to. Unknown
 fields are refused, so a typo is an error with its line, never silently ignored.
 `options_for` layers a model's options: the daemon's settings, its section's preset,
 its section, then a preset named at load.
@@ -9,8 +10,10 @@ its section, then a preset named at load.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -91,6 +94,28 @@ class ModelSection(ModelSettings):
     preset: str | None = Field(None, min_length=1)
 
 
+_PEER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+class PeerSection(BaseModel):
+    """Another mlxctl daemon this one may forward to; its name is the `host` in `model@host`."""
+
+    model_config = _STRICT
+
+    url: str = Field(min_length=1)
+    key: str | None = Field(None, min_length=1)  # the peer's MLXCTL_KEY, sent as a bearer token
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"'{value}' is not an http(s) URL with a host")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"'{value}': give the daemon's base URL, without a path")
+        return value.rstrip("/")
+
+
 class ConfigFile(BaseModel):
     model_config = _STRICT
 
@@ -98,6 +123,18 @@ class ConfigFile(BaseModel):
     models: dict[str, ModelSection] = Field(default_factory=dict)
     aliases: dict[str, list[str]] = Field(default_factory=dict)
     presets: dict[str, ModelSettings] = Field(default_factory=dict)
+    peers: dict[str, PeerSection] = Field(default_factory=dict)
+
+    @field_validator("peers")
+    @classmethod
+    def _peers(cls, value: dict[str, PeerSection]) -> dict[str, PeerSection]:
+        for name in value:
+            if not _PEER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"peer name '{name}': letters, digits, '.', '_' or '-' (it is the host in "
+                    "model@host)"
+                )
+        return value
 
     @field_validator("aliases")
     @classmethod
