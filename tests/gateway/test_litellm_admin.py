@@ -134,13 +134,10 @@ def test_several_hosts_are_deployments_of_one_name_and_a_second_sync_does_nothin
     assert proxy.posts == []
 
 
-def test_a_deployment_no_host_serves_is_deleted_unless_its_host_is_down() -> None:
+def test_a_deployment_no_host_serves_any_more_is_deleted() -> None:
     proxy = StubProxy([])
     with proxy.admin() as admin:
         sync(admin, [host_entry("q", "a", 1), host_entry("q", "b", 2)])
-        kept = sync(admin, [host_entry("q", "a", 1)], down={"b"})
-        assert [(s.action, s.host) for s in kept] == [("unchanged", "a"), ("kept", "b")]
-        assert [path for path, _ in proxy.posts] == ["/model/new", "/model/new"]
         gone = sync(admin, [host_entry("q", "a", 1)])
     assert [(s.action, s.host, s.model_id) for s in gone] == [
         ("unchanged", "a", "new-1"),
@@ -148,6 +145,16 @@ def test_a_deployment_no_host_serves_is_deleted_unless_its_host_is_down() -> Non
     ]
     assert proxy.posts[-1] == ("/model/delete", {"id": "new-2"})
     assert [m["litellm_params"]["api_base"] for m in proxy.models] == ["http://127.0.0.1:1/v1"]
+
+
+def test_a_config_file_model_is_never_deleted() -> None:
+    # The proxy cannot delete what its config file lists, so sync never asks it to.
+    stale = listed("q", "http://127.0.0.1:7/v1", db=False, ours=True)
+    proxy = StubProxy([stale])
+    with proxy.admin() as admin:
+        steps = sync(admin, [host_entry("q", "a", 1)])
+    assert [s.action for s in steps] == ["added"]
+    assert [path for path, _ in proxy.posts] == ["/model/new"]
 
 
 def test_a_name_someone_else_serves_is_never_joined_by_another_host() -> None:

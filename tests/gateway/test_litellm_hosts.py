@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 import yaml
@@ -180,9 +179,7 @@ def test_both_hosts_receive_traffic_and_model_at_host_pins_one(
     assert (chats(a), chats(b)) == (before_a, before_b + 3)
 
 
-def test_every_request_succeeds_with_one_host_killed(
-    hosts: dict[str, Daemon], proxy: str
-) -> None:
+def test_every_request_succeeds_with_one_host_killed(hosts: dict[str, Daemon], proxy: str) -> None:
     a = hosts["a"]
     client = openai.OpenAI(base_url=f"{proxy}/v1", api_key=MASTER_KEY, max_retries=0)
     kill_host(hosts["b"])

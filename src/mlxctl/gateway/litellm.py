@@ -25,18 +25,20 @@ NO_KEY = "none"
 DAEMON_KEY_REF = "os.environ/MLXCTL_API_KEY"
 # In every entry's model_info: `--sync` changes only the proxy's models that carry it.
 MANAGED = "mlxctl_managed"
-# In model_info: the host a deployment is on (`--watch` keeps a down host's deployments).
+# In model_info: the host a deployment is on.
 HOST = "mlxctl_host"
 # LiteLLM tries the lowest `order` first: hosts with the model loaded before those that
 # would have to load it (`--include-on-demand`).
 LOADED_ORDER, ON_DEMAND_ORDER = 1, 2
-# simple-shuffle is the strategy whose retry skips the deployment that just failed, so a
-# dead host costs one retry; one failure then cools it down for every later request.
+# With simple-shuffle, weighted failover re-picks among the other hosts when one fails:
+# LiteLLM never cools a deployment down for a refused connection, so without it a dead
+# host would fail every request whose retries all happened to pick it.
 ROUTER_SETTINGS: dict[str, Any] = {
     "routing_strategy": "simple-shuffle",
+    "enable_weighted_failover": True,
     "num_retries": 2,
-    "allowed_fails": 1,
-    "cooldown_time": 30,
+    "allowed_fails": 3,
+    "cooldown_time": 10,
 }
 
 

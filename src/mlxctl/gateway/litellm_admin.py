@@ -8,7 +8,6 @@ database LiteLLM answers "No DB Connected"; that becomes an Unavailable with the
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,8 +25,8 @@ NEEDS_DB_HINT = (
 
 @dataclass(frozen=True)
 class SyncAction:
-    """One step of a sync: "added", "updated", "deleted", "unchanged", "kept" (its host
-    did not answer) or "conflict" (someone else's name: untouched)."""
+    """One step of a sync: "added", "updated", "deleted", "unchanged" or "conflict"
+    (someone else's name: untouched)."""
 
     model_name: str
     action: str
@@ -88,24 +87,19 @@ class LiteLLMAdmin:
         return body if isinstance(body, dict) else {"data": body}
 
 
-def sync(
-    admin: LiteLLMAdmin, entries: list[dict[str, Any]], down: Collection[str] = ()
-) -> list[SyncAction]:
+def sync(admin: LiteLLMAdmin, entries: list[dict[str, Any]]) -> list[SyncAction]:
     """Make the proxy's mlxctl-made models exactly `entries` (`plan`, then `apply`)."""
-    return apply(admin, plan(admin.models(), entries, down))
+    return apply(admin, plan(admin.models(), entries))
 
 
-def plan(
-    existing: list[dict[str, Any]], entries: list[dict[str, Any]], down: Collection[str] = ()
-) -> list[SyncAction]:
+def plan(existing: list[dict[str, Any]], entries: list[dict[str, Any]]) -> list[SyncAction]:
     """The steps that turn the proxy's models (`existing`, from /model/info) into `entries`.
 
     A deployment already at the entry's api_base (config file or database) stays. Else
     a name someone else serves is a "conflict", never joined; else an mlxctl-made
     database deployment of the same name and host is repointed ("updated"); else the
-    entry is added. An mlxctl-made database deployment no entry wants is deleted,
-    unless its host is in `down` ("kept": LiteLLM's cooldown steers around it until the
-    host answers again). Config-file models cannot be changed through the API.
+    entry is added. An mlxctl-made database deployment no entry wants is deleted.
+    Config-file models cannot be changed through the API, so they are left as they are.
     """
     actions: list[SyncAction | None] = [None] * len(entries)
     used: set[int] = set()
@@ -139,7 +133,7 @@ def plan(
     for i, model in enumerate(existing):
         if i in used or not _ours(model):
             continue
-        steps.append(_step(model, "kept" if _info(model).get(HOST) in down else "deleted", model))
+        steps.append(_step(model, "deleted", model))
     return steps
 
 

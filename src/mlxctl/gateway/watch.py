@@ -4,8 +4,10 @@
 hosts for it. `Watcher` polls every `interval` seconds and hands each round's config
 to a sink: the proxy's model API (`ProxySink`: add, repoint, delete; nothing when
 nothing changed) or a file rewritten only when its text changes (`FileSink`). A host
-that does not answer keeps the deployments it had at its last answer: LiteLLM's
-cooldown already steers traffic around it, and a blip costs no churn.
+that does not answer loses its deployments until it answers again: LiteLLM never
+cools a deployment down for a failed connection, so a dead host left in would cost a
+failed attempt (a connect timeout, for a machine off the network) on every request
+that picks it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,6 @@ from mlxctl.gateway.litellm import build_config, host_entries, to_yaml
 from mlxctl.gateway.litellm_admin import LiteLLMAdmin, SyncAction, sync
 from mlxctl.slots.table import SlotSpec
 
-# Steps worth a line each round; "unchanged" and a repeated "kept" or "conflict" are not.
-QUIET = ("unchanged",)
-
 
 @dataclass
 class Gateway:
@@ -40,28 +39,21 @@ class Gateway:
     include_on_demand: bool = False
     hosts: list[Host] | None = None
     local: str | None = None  # the name of this daemon among `hosts`
-    last: dict[str, Survey] = field(default_factory=dict)
 
     def config(self, *, strict: bool = True) -> tuple[dict[str, Any], list[HostDown]]:
-        """The config, and the hosts that did not answer. `strict`: the first one that
-        did not answer is raised instead; otherwise its last answer stands in for it."""
+        """The config, and the hosts that did not answer (left out). `strict`: the first
+        one that did not answer is raised instead."""
         if self.hosts is None:
             return self._single(), []
         surveys: list[Survey] = []
         down: list[HostDown] = []
         for host in self.hosts:
             try:
-                answer = survey(host)
+                surveys.append(survey(host))
             except HostDown as e:
                 if strict:
                     raise
                 down.append(e)
-                previous = self.last.get(host.name)
-                if previous is not None:
-                    surveys.append(previous)
-                continue
-            self.last[host.name] = answer
-            surveys.append(answer)
         taken = [slot.alias for slot in self.slots]
         entries = host_entries(
             surveys, self.local, include_on_demand=self.include_on_demand, taken=taken
@@ -81,7 +73,7 @@ class Gateway:
 
 
 class Sink(Protocol):
-    def __call__(self, config: dict[str, Any], down: set[str]) -> list[str]: ...
+    def __call__(self, config: dict[str, Any]) -> list[str]: ...
 
 
 class ProxySink:
@@ -89,16 +81,17 @@ class ProxySink:
 
     def __init__(self, admin: LiteLLMAdmin) -> None:
         self.admin = admin
-        self._said: set[tuple[str, str, str | None]] = set()
+        self._conflicts: set[tuple[str, str | None]] = set()
 
-    def __call__(self, config: dict[str, Any], down: set[str]) -> list[str]:
+    def __call__(self, config: dict[str, Any]) -> list[str]:
         lines = []
-        for step in sync(self.admin, config["model_list"], down):
-            said = (step.action, step.model_name, step.model_id)
-            if step.action in QUIET or (step.action in ("kept", "conflict") and said in self._said):
-                continue
-            self._said.add(said)
-            lines.append(describe(step))
+        for step in sync(self.admin, config["model_list"]):
+            if step.action == "conflict":  # said once, not every round
+                if (step.model_name, step.model_id) in self._conflicts:
+                    continue
+                self._conflicts.add((step.model_name, step.model_id))
+            if step.action != "unchanged":
+                lines.append(describe(step))
         return lines
 
 
@@ -108,7 +101,7 @@ class FileSink:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def __call__(self, config: dict[str, Any], down: set[str]) -> list[str]:
+    def __call__(self, config: dict[str, Any]) -> list[str]:
         text = to_yaml(config)
         if self.path.exists() and self.path.read_text() == text:
             return []
@@ -126,11 +119,8 @@ def write_private(path: Path, text: str) -> None:
 
 
 def describe(step: SyncAction) -> str:
-    notes = {
-        "conflict": " (not created by mlxctl: left as it is)",
-        "kept": " (its host does not answer: left for LiteLLM's cooldown)",
-    }
-    return f"{step.action:9} {step.model_name}{notes.get(step.action, '')}"
+    note = " (not created by mlxctl: left as it is)" if step.action == "conflict" else ""
+    return f"{step.action:9} {step.model_name}{note}"
 
 
 @dataclass
@@ -163,7 +153,7 @@ class Watcher:
             for name in sorted(self._down - names):
                 self.say(f"up        host '{name}' answers again")
             self._down = names
-            for line in self.sink(config, names):
+            for line in self.sink(config):
                 self.say(line)
         except MlxctlError as e:
             self.say(f"error     {e.message}" + (f" ({e.hint})" if e.hint else ""))
