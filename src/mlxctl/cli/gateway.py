@@ -13,9 +13,10 @@ from mlxctl.cli.output import console
 from mlxctl.client import parse_address
 from mlxctl.config.file import read_config
 from mlxctl.config.source import config_path
-from mlxctl.gateway.hosts import Host, default_name, gather_hosts, parse_pairs
+from mlxctl.gateway.hosts import Host
 from mlxctl.gateway.litellm import reachable_host, to_yaml
 from mlxctl.gateway.litellm_admin import LiteLLMAdmin, sync
+from mlxctl.gateway.survey import default_name, gather_hosts, parse_pairs
 from mlxctl.gateway.watch import (
     FileSink,
     Gateway,

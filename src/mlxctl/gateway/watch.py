@@ -22,9 +22,10 @@ from typing import Any, Protocol
 from mlxctl.client import DaemonClient
 from mlxctl.client.catalog import registered_models
 from mlxctl.errors import MlxctlError
-from mlxctl.gateway.hosts import Host, HostDown, Survey, survey
+from mlxctl.gateway.hosts import Host, Survey
 from mlxctl.gateway.litellm import build_config, host_entries, to_yaml
 from mlxctl.gateway.litellm_admin import LiteLLMAdmin, SyncAction, sync
+from mlxctl.gateway.survey import HostDown, survey
 from mlxctl.slots.table import SlotSpec
 
 
