@@ -20,7 +20,7 @@ from mlxctl.gateway.litellm import (
 )
 from mlxctl.settings import Settings
 from mlxctl.slots.table import SlotSpec, slot_table
-from tests.conftest import Run
+from tests.cli.runner import Run
 from tests.mcp.stub_daemon import stub_daemon
 
 ALIASES = ["jerry-xl", "jerry-l", "jerry-m", "jerry-s", "bench-xl", "bench-l", "bench-m",
