@@ -30,9 +30,8 @@ HOST = "mlxctl_host"
 # LiteLLM tries the lowest `order` first: hosts with the model loaded before those that
 # would have to load it (`--include-on-demand`).
 LOADED_ORDER, ON_DEMAND_ORDER = 1, 2
-# With simple-shuffle, weighted failover re-picks among the other hosts when one fails:
-# LiteLLM never cools a deployment down for a refused connection, so without it a dead
-# host would fail every request whose retries all happened to pick it.
+# With simple-shuffle, weighted failover re-sends a failed request to another host: LiteLLM
+# never cools a deployment down for a refused connection, and plain retries may pick it again.
 ROUTER_SETTINGS: dict[str, Any] = {
     "routing_strategy": "simple-shuffle",
     "enable_weighted_failover": True,
