@@ -209,3 +209,40 @@ def test_config_yaml_peers_make_it_multi_host(run: Run, isolated_home: Path) -> 
 def test_watch_needs_somewhere_to_write(run: Run) -> None:
     result = run("gateway", "litellm", "--watch")
     assert result.code == 2 and "--watch needs --sync URL or -o FILE" in result.err
+
+
+def test_the_command_spans_this_daemon_and_its_peers(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with stub_daemon() as a, stub_daemon() as b:
+        monkeypatch.setenv("MLXCTL_HOST", a.url)
+        result = run("gateway", "litellm", "--name", "a", "--peer", f"b={b.url}",
+                     "--peer-key", "b=sk-b")  # fmt: skip
+    assert result.code == 0, result
+    config = yaml.safe_load(result.out)
+    entries = {(e["model_name"], e["litellm_params"]["api_base"], e["litellm_params"]["api_key"])
+               for e in config["model_list"] if "mlxctl_host" in e["model_info"]}  # fmt: skip
+    assert entries == {
+        ("tiny", f"{a.url}/v1", "none"),
+        ("tiny", f"{b.url}/v1", "sk-b"),
+        ("tiny@a", f"{a.url}/v1", "none"),
+        ("tiny@b", f"{b.url}/v1", "sk-b"),
+    }
+    assert config["router_settings"] == ROUTER_SETTINGS
+    assert b.keys == {"Bearer sk-b"} and a.keys == {None}
+
+
+def test_watch_rewrites_the_file_only_when_it_changes(
+    run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    out = tmp_path / "litellm.yaml"
+    with stub_daemon() as a, stub_daemon() as b:
+        monkeypatch.setenv("MLXCTL_HOST", a.url)
+        args = ["--peer", f"b={b.url}", "--watch", "-o", str(out), "--interval", "0.1"]
+        result = run("gateway", "litellm", *args, "--rounds", "3")
+    assert result.code == 0, result
+    assert result.out.count(f"wrote {out}") == 1
+    assert ("GET", "/api/admin/ps", None) in b.calls
+    assert len([c for c in b.calls if c[1] == "/api/admin/ps"]) == 3
+    names = [e["model_name"] for e in yaml.safe_load(out.read_text())["model_list"]]
+    assert "tiny@b" in names
