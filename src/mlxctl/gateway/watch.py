@@ -7,7 +7,7 @@ nothing changed) or a file rewritten only when its text changes (`FileSink`). A 
 that does not answer loses its deployments until it answers again: LiteLLM never
 cools a deployment down for a failed connection, so a dead host left in would cost a
 failed attempt (a connect timeout, for a machine off the network) on every request
-that picks it.
+that picks it. A round where no host answers changes nothing.
 """
 
 from __future__ import annotations
@@ -154,6 +154,8 @@ class Watcher:
             for name in sorted(self._down - names):
                 self.say(f"up        host '{name}' answers again")
             self._down = names
+            if self.gateway.hosts and len(names) == len(self.gateway.hosts):
+                return  # nobody answered: more likely our own network; change nothing
             for line in self.sink(config):
                 self.say(line)
         except MlxctlError as e:
