@@ -31,7 +31,7 @@ from tests.api.dialect_daemon import module_daemon, register
 from tests.gateway.conftest import MASTER_KEY, free_port, stop, wait_http
 from tests.gateway.test_litellm_admin import StubProxy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("litellm_starting")]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,11 @@ class Proxy:
 
 
 @pytest.fixture(scope="module")
-def proxy(hosts: dict[str, Daemon], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+def litellm_starting(
+    hosts: dict[str, Daemon], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[subprocess.Popen[bytes], Proxy]]:
+    """The proxy on the config for `a` and `b`, started with the module's first test so
+    its slow start overlaps the tests that do not need it."""
     folder = tmp_path_factory.mktemp("litellm-hosts")
     config = folder / "config.yaml"
     write_config(hosts, config)
@@ -104,10 +108,16 @@ def proxy(hosts: dict[str, Daemon], tmp_path_factory: pytest.TempPathFactory) ->
     with (folder / "litellm.log").open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc)
-        yield Proxy(f"http://127.0.0.1:{port}", folder / "litellm.log")
+        yield proc, Proxy(f"http://127.0.0.1:{port}", folder / "litellm.log")
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="module")
+def proxy(litellm_starting: tuple[subprocess.Popen[bytes], Proxy]) -> Proxy:
+    proc, running = litellm_starting
+    wait_http(f"{running.url}/health/liveliness", proc)
+    return running
 
 
 def chats(daemon: Daemon) -> int:
