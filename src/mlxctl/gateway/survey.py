@@ -105,7 +105,7 @@ def survey(host: Host) -> Survey:
             rows = client.ps()
             models = registered_models(client)
     except MlxctlError as e:
-        hint = "start its daemon, or fix its URL in --peer / config.yaml's peers"
+        hint = "start its daemon, or fix its URL (MLXCTL_HOST, --peer or peers: in config.yaml)"
         if isinstance(e, InvalidInput):  # 401: the key, not the daemon
             hint = f"give its key with --peer-key {host.name}=KEY or peers.{host.name}.key"
         raise HostDown(host, f"host '{host.name}' ({host.url}): {e.message}", hint) from None
