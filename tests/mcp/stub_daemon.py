@@ -33,12 +33,14 @@ MODEL = {"model": "tiny", "state": "ready", "pid": 7, "estimated_bytes": 1000}
 class StubDaemon:
     url: str = ""
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
+    keys: set[str | None] = field(default_factory=set)  # the Authorization headers seen
 
 
 def _app(stub: StubDaemon) -> Starlette:
     async def record(request: Request) -> JSONResponse:
         body = await request.json() if request.method == "POST" else None
         stub.calls.append((request.method, request.url.path, body))
+        stub.keys.add(request.headers.get("authorization"))
         path = request.url.path
         if path == "/api/admin/slots":
             return JSONResponse({"slots": SLOTS})

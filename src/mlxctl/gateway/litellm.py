@@ -3,6 +3,11 @@
 Each alias points at its slot's fixed port, so swapping the model in a slot never
 needs a LiteLLM reload (the seeds' rule: ports are stable, models move). On-demand
 models point at the daemon's own `/v1`, which loads them on first request.
+
+Over several hosts (`host_entries`), every host that serves a model is one deployment
+of the shared `model_name` (LiteLLM balances and fails over between them), and each
+also gets a `model@host` entry of its own; `ROUTER_SETTINGS` make a dead host cost
+one retry, not a failed request.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from mlxctl.gateway.hosts import Host, Survey
 from mlxctl.slots.table import SlotSpec
 
 # Without MLXCTL_API_KEY workers need no key; LiteLLM's openai provider wants one anyway.
@@ -19,6 +25,20 @@ NO_KEY = "none"
 DAEMON_KEY_REF = "os.environ/MLXCTL_API_KEY"
 # In every entry's model_info: `--sync` changes only the proxy's models that carry it.
 MANAGED = "mlxctl_managed"
+# In model_info: the host a deployment is on.
+HOST = "mlxctl_host"
+# LiteLLM tries the lowest `order` first: hosts with the model loaded before those that
+# would have to load it (`--include-on-demand`).
+LOADED_ORDER, ON_DEMAND_ORDER = 1, 2
+# With simple-shuffle, weighted failover re-sends a failed request to another host: LiteLLM
+# never cools a deployment down for a refused connection, and plain retries may pick it again.
+ROUTER_SETTINGS: dict[str, Any] = {
+    "routing_strategy": "simple-shuffle",
+    "enable_weighted_failover": True,
+    "num_retries": 2,
+    "allowed_fails": 3,
+    "cooldown_time": 10,
+}
 
 
 def reachable_host(host: str) -> str:
@@ -26,31 +46,69 @@ def reachable_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
+def deployment(
+    model_name: str, model_id: str, api_base: str, api_key: str, **info: Any
+) -> dict[str, Any]:
+    """One `model_list` entry: `model_name` as clients say it, served as `model_id` at
+    `api_base` (an OpenAI-compatible `/v1`); `info` joins the mlxctl mark in model_info."""
+    return {
+        "model_name": model_name,
+        "litellm_params": {"model": f"openai/{model_id}", "api_base": api_base, "api_key": api_key},
+        "model_info": {MANAGED: True, **info},
+    }
+
+
 def slot_entry(slot: SlotSpec, host: str, *, keyed: bool = False) -> dict[str, Any]:
     """The `model_list` entry for one slot; the alias is what clients ask for. Slot
     workers require the daemon's key when it has one (`keyed`)."""
-    return {
-        "model_name": slot.alias,
-        "litellm_params": {
-            "model": f"openai/{slot.alias}",
-            "api_base": f"http://{host}:{slot.port}/v1",
-            "api_key": DAEMON_KEY_REF if keyed else NO_KEY,
-        },
-        "model_info": {MANAGED: True, "mlxctl_slot": slot.port},
-    }
+    key = DAEMON_KEY_REF if keyed else NO_KEY
+    base = f"http://{host}:{slot.port}/v1"
+    return deployment(slot.alias, slot.alias, base, key, mlxctl_slot=slot.port)
 
 
 def on_demand_entry(model_id: str, daemon_url: str, *, keyed: bool) -> dict[str, Any]:
     """An entry for a registered model served on demand by the daemon at `daemon_url`."""
-    return {
-        "model_name": model_id,
-        "litellm_params": {
-            "model": f"openai/{model_id}",
-            "api_base": f"{daemon_url.rstrip('/')}/v1",
-            "api_key": DAEMON_KEY_REF if keyed else NO_KEY,
-        },
-        "model_info": {MANAGED: True},
-    }
+    key = DAEMON_KEY_REF if keyed else NO_KEY
+    return deployment(model_id, model_id, f"{daemon_url.rstrip('/')}/v1", key)
+
+
+def host_key(host: Host, *, local: bool) -> str:
+    """What LiteLLM sends to `host`: this daemon's key by reference (as for the slots), a
+    peer's key as written in config.yaml or `--peer-key`."""
+    if local:
+        return DAEMON_KEY_REF if host.key else NO_KEY
+    return host.key or NO_KEY
+
+
+def host_entries(
+    surveys: Iterable[Survey],
+    local: str | None,
+    *,
+    include_on_demand: bool = False,
+    taken: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """Each host's models as deployments of one shared name each, then one `model@host`
+    entry per deployment. A host serves the models it has loaded, and with
+    `include_on_demand` also its other registered ones (at a lower priority). A shared
+    name equal to one in `taken` (a slot alias) is left to it."""
+    reserved = set(taken)
+    shared: list[dict[str, Any]] = []
+    pinned: list[dict[str, Any]] = []
+    for survey in surveys:
+        host = survey.host
+        base = f"{host.url}/v1"
+        key = host_key(host, local=host.name == local)
+        models = list(survey.loaded)
+        if include_on_demand:
+            models += [m for m in survey.registered if m not in survey.loaded]
+        for model in models:
+            order = LOADED_ORDER if model in survey.loaded else ON_DEMAND_ORDER
+            if model not in reserved:
+                entry = deployment(model, model, base, key, **{HOST: host.name})
+                entry["litellm_params"]["order"] = order
+                shared.append(entry)
+            pinned.append(deployment(f"{model}@{host.name}", model, base, key, **{HOST: host.name}))
+    return shared + pinned
 
 
 def build_config(
@@ -60,8 +118,11 @@ def build_config(
     daemon_url: str | None = None,
     *,
     keyed: bool = False,
+    hosts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The whole proxy config; a name already taken by a slot alias is not repeated."""
+    """The whole proxy config; a name already taken by a slot alias is not repeated.
+    With `hosts` (from `host_entries`) it spans several daemons and carries the
+    router settings that fail over between them."""
     entries = [slot_entry(slot, host, keyed=keyed) for slot in slots]
     taken = {e["model_name"] for e in entries}
     if daemon_url is not None:
@@ -69,7 +130,9 @@ def build_config(
             if model_id not in taken:
                 entries.append(on_demand_entry(model_id, daemon_url, keyed=keyed))
                 taken.add(model_id)
-    return {"model_list": entries}
+    if hosts is None:
+        return {"model_list": entries}
+    return {"model_list": entries + hosts, "router_settings": dict(ROUTER_SETTINGS)}
 
 
 def to_yaml(config: dict[str, Any]) -> str:

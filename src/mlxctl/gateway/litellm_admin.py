@@ -8,13 +8,13 @@ database LiteLLM answers "No DB Connected"; that becomes an Unavailable with the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 
 from mlxctl.errors import InvalidInput, MlxctlError, Unavailable
-from mlxctl.gateway.litellm import MANAGED
+from mlxctl.gateway.litellm import HOST, MANAGED
 
 NEEDS_DB_HINT = (
     "LiteLLM keeps API-added models only in its database: start the proxy with "
@@ -25,9 +25,14 @@ NEEDS_DB_HINT = (
 
 @dataclass(frozen=True)
 class SyncAction:
+    """One step of a sync: "added", "updated", "deleted", "unchanged" or "conflict"
+    (someone else's name: untouched)."""
+
     model_name: str
-    action: str  # "added", "updated", "unchanged" or "conflict" (someone else's: untouched)
+    action: str
     model_id: str | None = None
+    host: str | None = None
+    entry: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 class LiteLLMAdmin:
@@ -65,6 +70,9 @@ class LiteLLMAdmin:
         info = {**entry.get("model_info", {}), "id": model_id}
         return self._call("POST", "/model/update", json={**entry, "model_info": info})
 
+    def delete(self, model_id: str) -> dict[str, Any]:
+        return self._call("POST", "/model/delete", json={"id": model_id})
+
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
             response = self._http.request(method, path, **kwargs)
@@ -80,38 +88,94 @@ class LiteLLMAdmin:
 
 
 def sync(admin: LiteLLMAdmin, entries: list[dict[str, Any]]) -> list[SyncAction]:
-    """Make each entry's model_name point where the entry says, adding or updating it.
+    """Make the proxy's mlxctl-made models exactly `entries` (`plan`, then `apply`)."""
+    return apply(admin, plan(admin.models(), entries))
 
-    A name already served from the proxy's config file at the same api_base is left
-    alone (config models cannot be edited through the API, and need not be). Only
-    models mlxctl created (the `mlxctl_managed` mark in model_info) are updated; a
-    name the proxy serves otherwise is a "conflict", left untouched, never joined.
+
+def plan(existing: list[dict[str, Any]], entries: list[dict[str, Any]]) -> list[SyncAction]:
+    """The steps that turn the proxy's models (`existing`, from /model/info) into `entries`.
+
+    A deployment already at the entry's api_base (config file or database) stays. Else
+    a name someone else serves is a "conflict", never joined; else an mlxctl-made
+    database deployment of the same name and host is repointed ("updated"); else the
+    entry is added. An mlxctl-made database deployment no entry wants is deleted.
+    Config-file models cannot be changed through the API, so they are left as they are.
     """
-    existing = admin.models()
-    actions = []
-    for entry in entries:
-        name = entry["model_name"]
-        same = [m for m in existing if m.get("model_name") == name]
-        wanted = entry["litellm_params"]
-        if any(_params(m).get("api_base") == wanted["api_base"] for m in same):
-            actions.append(SyncAction(name, "unchanged"))
+    actions: list[SyncAction | None] = [None] * len(entries)
+    used: set[int] = set()
+    for n, entry in enumerate(entries):
+        base = _params(entry)["api_base"]
+        for i, model in enumerate(existing):
+            same = model.get("model_name") == entry["model_name"]
+            if same and i not in used and _params(model).get("api_base") == base:
+                used.add(i)
+                actions[n] = _step(entry, "unchanged", model)
+                break
+    for n, entry in enumerate(entries):
+        if actions[n] is not None:
             continue
-        ours = [m for m in same if _info(m).get("db_model") and _info(m).get(MANAGED)]
-        if ours:
-            model_id = str(ours[0]["model_info"]["id"])
-            admin.update(model_id, entry)
-            actions.append(SyncAction(name, "updated", model_id))
-        elif same:
-            actions.append(SyncAction(name, "conflict", str(_info(same[0]).get("id") or "")))
+        name = entry["model_name"]
+        same = [(i, m) for i, m in enumerate(existing) if m.get("model_name") == name]
+        foreign = [m for _, m in same if not _info(m).get(MANAGED)]
+        movable = [
+            i
+            for i, m in same
+            if i not in used and _ours(m) and _info(m).get(HOST) == _info(entry).get(HOST)
+        ]
+        if foreign:
+            actions[n] = _step(entry, "conflict", foreign[0])
+        elif movable:
+            used.add(movable[0])
+            actions[n] = _step(entry, "updated", existing[movable[0]], entry)
         else:
-            answer = admin.add(entry)
+            actions[n] = _step(entry, "added", None, entry)
+    steps = [a for a in actions if a is not None]
+    for i, model in enumerate(existing):
+        if i in used or not _ours(model):
+            continue
+        steps.append(_step(model, "deleted", model))
+    return steps
+
+
+def apply(admin: LiteLLMAdmin, steps: list[SyncAction]) -> list[SyncAction]:
+    """Carry out `plan`'s steps in order; an added model gets the id the proxy gave it."""
+    done = []
+    for step in steps:
+        if step.action == "added" and step.entry is not None:
+            answer = admin.add(step.entry)
             new_id = (answer.get("model_info") or {}).get("id") or answer.get("model_id")
-            actions.append(SyncAction(name, "added", None if new_id is None else str(new_id)))
-    return actions
+            step = replace(step, model_id=None if new_id is None else str(new_id))
+        elif step.action == "updated" and step.entry is not None and step.model_id:
+            admin.update(step.model_id, step.entry)
+        elif step.action == "deleted" and step.model_id:
+            admin.delete(step.model_id)
+        done.append(step)
+    return done
 
 
-def _info(model: dict[str, Any]) -> dict[str, Any]:
-    info = model.get("model_info")
+def _step(
+    named: dict[str, Any],
+    action: str,
+    model: dict[str, Any] | None,
+    entry: dict[str, Any] | None = None,
+) -> SyncAction:
+    model_id = _info(model).get("id") if model is not None else None
+    return SyncAction(
+        str(named["model_name"]),
+        action,
+        None if model_id is None else str(model_id),
+        _info(named).get(HOST),
+        entry,
+    )
+
+
+def _ours(model: dict[str, Any]) -> bool:
+    """Made by mlxctl through the API (in the proxy's database), so mlxctl may change it."""
+    return bool(_info(model).get("db_model") and _info(model).get(MANAGED))
+
+
+def _info(model: dict[str, Any] | None) -> dict[str, Any]:
+    info = (model or {}).get("model_info")
     return info if isinstance(info, dict) else {}
 
 
