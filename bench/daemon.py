@@ -93,12 +93,19 @@ def daemon(home: Path, fake: bool) -> Iterator[tuple[str, psutil.Process]]:
         if port is None:
             raise SystemExit(f"the daemon did not start:\n{log_path.read_text()}")
         url = f"http://127.0.0.1:{port}"
-        while httpx.get(url + "/health").status_code != 200:
+        while not healthy(url):  # the port is logged before the lifespan has finished
             time.sleep(0.02)
         yield url, psutil.Process(proc.pid)
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health").status_code == 200
+    except httpx.ConnectError:
+        return False
 
 
 def stream(client: httpx.Client, url: str, body: dict[str, Any]) -> tuple[float, float, int]:
