@@ -38,6 +38,7 @@ def test_every_hosts_models_are_listed(peers_up: Hosts, run: Run, monkeypatch: A
     a = peers_up.a
     with openai.OpenAI(base_url=f"{a.url}/v1", api_key="x") as client:
         ids = {m.id for m in client.models.list()}
+        assert getattr(client.models.retrieve(f"{MODEL}@c"), "host", None) == "c"
     assert {f"{MODEL}@b", f"{MODEL}@c", MODEL} <= ids
     with httpx.HTTPTransport() as transport:
         tags = {m.model for m in ollama.Client(host=a.url, transport=transport).list().models}

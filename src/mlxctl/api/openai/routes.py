@@ -28,6 +28,7 @@ from mlxctl.api.body import keep_alive_field
 from mlxctl.api.dialect import Dialect, Endpoint, Incoming
 from mlxctl.api.errors import error_event, error_response
 from mlxctl.capabilities import capabilities
+from mlxctl.errors import NotFound
 from mlxctl.peers import Listed, listed
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Call, Router
@@ -104,8 +105,14 @@ def peer_card(remote: Listed) -> dict[str, Any]:
 
 async def retrieve_model(request: Request) -> Response:
     router: Router = request.app.state.router
+    name = request.path_params["model"]
     try:
-        record = router.resolve(request.path_params["model"])
+        record = router.resolve(name)
+    except NotFound as e:
+        names = [r.slug for r in router.registry.list()]
+        remote = listed(request.app.state.peers, names, request.headers)
+        found = next((m for m in remote if m.name == name), None)
+        return OPENAI.error_response(e) if found is None else JSONResponse(peer_card(found))
     except Exception as e:
         return OPENAI.error_response(e)
     store_root = request.app.state.settings.store_dir
