@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from daemon import CHAT, MESSAGES, daemon, order, stream  # bench/daemon.py (run from bench/)
+from daemon import CHAT, MESSAGES, daemon, medians, paired  # bench/daemon.py (run from bench/)
 
 from mlxctl.factory import make_model
 from mlxctl.library.inventory import register_path
@@ -63,26 +62,9 @@ def main() -> None:
                         raise SystemExit("A never forwarded to B")
                     time.sleep(0.2)
 
-                ttft: dict[str, list[float]] = {"direct": [], "daemon": []}
-                for i in range(args.ttft_runs):
-                    for name, target in order(i, b_url, a_url):
-                        ttft[name].append(stream(client, target, short)[0])
+                ttft, decode = paired(client, b_url, a_url, MODEL, args)
 
-                decode: dict[str, list[float]] = {"direct": [], "daemon": []}
-                forced = "word " * args.tokens
-                long = {**short, "max_tokens": args.tokens + 8, "mlxctl_test_force": forced}
-                for i in range(args.runs):
-                    for name, target in order(i, b_url, a_url):
-                        decode[name].append(stream(client, target, long)[1])
-
-    d_b, d_ab = statistics.median(decode["direct"]), statistics.median(decode["daemon"])
-    d_ratio = statistics.median(
-        hop / b for b, hop in zip(decode["direct"], decode["daemon"], strict=True)
-    )
-    t_b, t_ab = statistics.median(ttft["direct"]), statistics.median(ttft["daemon"])
-    added = 1000 * statistics.median(
-        hop - b for b, hop in zip(ttft["direct"], ttft["daemon"], strict=True)
-    )
+    d_b, d_ab, d_ratio, t_b, t_ab, added = medians(ttft, decode)
     print(
         f"model {MODEL} ({'fake worker' if args.fake else 'factory small qwen2'}), "
         f"load average {os.getloadavg()[0]:.2f}"
