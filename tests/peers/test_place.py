@@ -97,3 +97,13 @@ def test_a_down_peer_is_skipped_or_named(peers: Peers) -> None:
         place(peers, router, "only-b")
     with pytest.raises(Unavailable, match=r"peer 'b'.*down: ConnectError"):
         place(peers, router, "only-b@b")
+
+
+def test_without_peers_a_request_is_placed_as_before() -> None:
+    lonely = PeerMonitor(dict, httpx.AsyncClient(), "a")
+    peers = Peers("a", lonely, lonely.http, Affinity())
+    router = Router("local")
+    router.scheduler.fits = False
+    assert place(peers, router, "local") == "local"
+    assert place(peers, router, "local@a") == "local"
+    assert place(peers, router, "claude-x") == "local" and router.mapped

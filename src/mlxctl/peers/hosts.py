@@ -79,10 +79,12 @@ class Peers:
         self, name: str, body: dict[str, Any], router: Router, headers: Mapping[str, str]
     ) -> ModelRecord:
         """The local model for `name`, or `Elsewhere` (raised) naming the peers to try."""
-        forwarded = FORWARDED_BY in headers
         model, at, host = name.rpartition("@")
         if at and host == self.me:
             return router.resolve(model)
+        if not self.monitor.views():  # no peers: the single-host path, nothing added
+            return router.resolve(name)
+        forwarded = FORWARDED_BY in headers
         view = self.monitor.view(host) if at else None
         if view is not None:
             return self._named_host(model, view, body, forwarded)
