@@ -93,12 +93,19 @@ def daemon(home: Path, fake: bool) -> Iterator[tuple[str, psutil.Process]]:
         if port is None:
             raise SystemExit(f"the daemon did not start:\n{log_path.read_text()}")
         url = f"http://127.0.0.1:{port}"
-        while httpx.get(url + "/health").status_code != 200:
+        while not healthy(url):  # the port is logged before the lifespan has finished
             time.sleep(0.02)
         yield url, psutil.Process(proc.pid)
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health").status_code == 200
+    except httpx.ConnectError:
+        return False
 
 
 def stream(client: httpx.Client, url: str, body: dict[str, Any]) -> tuple[float, float, int]:
@@ -124,6 +131,39 @@ def stream(client: httpx.Client, url: str, body: dict[str, Any]) -> tuple[float,
 def order(i: int, direct: str, daemon: str) -> list[tuple[str, str]]:
     pair = [("direct", direct), ("daemon", daemon)]
     return pair if i % 2 == 0 else pair[::-1]
+
+
+def paired(
+    client: httpx.Client, direct: str, daemon: str, model: str, args: argparse.Namespace
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """TTFT (`args.ttft_runs` pairs) and decode tok/s (`args.runs` pairs of `args.tokens`
+    forced tokens) of `model`, each pair run first one path then the other (alternating
+    which goes first), so drift and background load hit both paths alike."""
+    ttft: dict[str, list[float]] = {"direct": [], "daemon": []}
+    short = {"model": model, "messages": MESSAGES, "max_tokens": 1}
+    for i in range(args.ttft_runs):
+        for name, target in order(i, direct, daemon):
+            ttft[name].append(stream(client, target, short)[0])
+    decode: dict[str, list[float]] = {"direct": [], "daemon": []}
+    forced = "word " * args.tokens
+    long = {**short, "max_tokens": args.tokens + 8, "mlxctl_test_force": forced}
+    for i in range(args.runs):
+        for name, target in order(i, direct, daemon):
+            decode[name].append(stream(client, target, long)[1])
+    return ttft, decode
+
+
+def medians(
+    ttft: dict[str, list[float]], decode: dict[str, list[float]]
+) -> tuple[float, float, float, float, float, float]:
+    """(decode direct, daemon, median pair ratio, TTFT direct, daemon, median added ms)."""
+    direct, daemon = decode["direct"], decode["daemon"]
+    ratio = statistics.median(b / a for a, b in zip(direct, daemon, strict=True))
+    added = statistics.median(b - a for a, b in zip(ttft["direct"], ttft["daemon"], strict=True))
+    return (
+        *(statistics.median(direct), statistics.median(daemon), ratio),
+        *(statistics.median(ttft["direct"]), statistics.median(ttft["daemon"]), 1000 * added),
+    )
 
 
 def timed(client: httpx.Client, url: str, model: str) -> float:
@@ -172,20 +212,7 @@ def main() -> None:
             worker_url = ps(client, url)["small-a"]["url"]
             timed(client, worker_url, "small-a")  # warm the worker's prompt cache and pool
 
-            # Paired runs, first one path then the other (alternating which goes first), so
-            # drift and background load hit both paths alike.
-            ttft: dict[str, list[float]] = {"direct": [], "daemon": []}
-            short = {"model": "small-a", "messages": MESSAGES, "max_tokens": 1}
-            for i in range(args.ttft_runs):
-                for name, target in order(i, worker_url, url):
-                    ttft[name].append(stream(client, target, short)[0])
-
-            decode: dict[str, list[float]] = {"direct": [], "daemon": []}
-            forced = "word " * args.tokens
-            long = {**short, "max_tokens": args.tokens + 8, "mlxctl_test_force": forced}
-            for i in range(args.runs):
-                for name, target in order(i, worker_url, url):
-                    decode[name].append(stream(client, target, long)[1])
+            ttft, decode = paired(client, worker_url, url, "small-a", args)
 
             swaps = [timed(client, url, m) for m in ("small-b", "small-a") * 2]
             loaded_rss = total_rss(proc)
@@ -194,14 +221,7 @@ def main() -> None:
             time.sleep(1.0)
             after_rss = total_rss(proc)
 
-    d_direct, d_daemon = statistics.median(decode["direct"]), statistics.median(decode["daemon"])
-    d_ratio = statistics.median(
-        b / a for a, b in zip(decode["direct"], decode["daemon"], strict=True)
-    )
-    t_direct, t_daemon = statistics.median(ttft["direct"]), statistics.median(ttft["daemon"])
-    added_ms = 1000 * statistics.median(
-        b - a for a, b in zip(ttft["direct"], ttft["daemon"], strict=True)
-    )
+    d_direct, d_daemon, d_ratio, t_direct, t_daemon, added_ms = medians(ttft, decode)
     rows = [
         (
             "decode tok/s (median)",

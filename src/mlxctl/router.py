@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from mlxctl.backend import backend_of, model_target
-from mlxctl.errors import InvalidInput, NotFound
+from mlxctl.errors import InvalidInput, MlxctlError, NotFound
 from mlxctl.model_map import ModelMap
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.resolve import resolve_exact, resolve_reference
@@ -168,7 +168,11 @@ class Router:
         except Exception as e:
             exchange.error = type(e).__name__
             return dialect.error_response(e)
-        return ProxyResponse(upstream, lease, dialect, exchange)
+
+        async def broke(error: httpx.HTTPError) -> WorkerLost:
+            return await lost(lease, error, "stopped mid-stream")
+
+        return ProxyResponse(upstream, dialect, exchange, release=lease.release, lost=broke)
 
     async def open(self, call: Call) -> Upstream:
         """For translating dialects: lease a worker and send `call`; the caller reads the
@@ -282,17 +286,26 @@ class Upstream:
 
 
 class ProxyResponse(Response):
-    """Streams an upstream response to the client; owns (and always ends) the lease.
+    """Streams an upstream response (a worker's, or a peer daemon's) to the client; owns
+    the upstream and always calls `release` (a worker's lease) when done.
 
     Runs the copy loop and a disconnect listener together: whichever ends first
-    cancels the other, then the upstream stream is closed and the lease released.
+    cancels the other, then the upstream stream is closed and `release` called. An
+    upstream that breaks off mid-body is named by `lost` (the error the client hears).
     """
 
     def __init__(
-        self, upstream: httpx.Response, lease: Lease, dialect: Dialect, exchange: Exchange
+        self,
+        upstream: httpx.Response,
+        dialect: Dialect,
+        exchange: Exchange,
+        *,
+        release: Callable[[], None],
+        lost: Callable[[httpx.HTTPError], Awaitable[MlxctlError]],
     ) -> None:
         self.upstream = upstream
-        self.lease = lease
+        self.release = release
+        self.lost = lost
         self.dialect = dialect
         self.exchange = exchange
         self.status_code = upstream.status_code
@@ -321,7 +334,7 @@ class ProxyResponse(Response):
         finally:
             with anyio.CancelScope(shield=True):
                 await self.upstream.aclose()
-            self.lease.release()
+            self.release()
             self.tap.finish(self.exchange)
 
     async def _copy(self, send: Send) -> None:
@@ -347,9 +360,9 @@ class ProxyResponse(Response):
             self.exchange.error = self.exchange.error or "client_disconnected"
 
     async def _worker_lost(self, send: Send, cause: httpx.HTTPError) -> None:
-        """The worker died or went silent mid-body: SSE gets a final error event; JSON
+        """The upstream died or went silent mid-body: SSE gets a final error event; JSON
         just ends short."""
-        error = await lost(self.lease, cause, "stopped mid-stream")
+        error = await self.lost(cause)
         self.exchange.error = error.code
         if not self.is_sse:
             return

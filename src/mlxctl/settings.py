@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -366,6 +367,20 @@ class Settings:
         3600.0,
     )
 
+    # Peers (docs/scale-out.md): this daemon's name in `model@host`, how often peers are read.
+    host_name: str = _setting(
+        "MLXCTL_HOST_NAME",
+        "This daemon's name as its peers list it (the `host` in `model@host`); default: the "
+        "machine's short hostname.",
+        "",
+    )
+    peer_poll_interval: float = _setting(
+        "MLXCTL_PEER_POLL_INTERVAL",
+        "Seconds between two reads of each peer's status (config.yaml `peers:`); a peer that "
+        "misses two reads, or refuses a connection, is down until it answers again.",
+        1.0,
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings: the environment over `config.yaml`'s `settings:` over defaults."""
@@ -403,6 +418,11 @@ class Settings:
     def home_id(self) -> str:
         """Which home a daemon serves, without naming the path (its /health answers it)."""
         return hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:16]
+
+    @property
+    def peer_name(self) -> str:
+        """`host_name`, else the machine's short hostname."""
+        return self.host_name or socket.gethostname().split(".")[0] or "localhost"
 
     @property
     def registry_path(self) -> Path:

@@ -24,6 +24,7 @@ from mlxctl.api import metrics
 from mlxctl.api import openapi as openapi_doc
 from mlxctl.api.admin import config as admin_config
 from mlxctl.api.admin import operations as admin_ops
+from mlxctl.api.admin import peers as admin_peers
 from mlxctl.api.admin import slots as slots_api
 from mlxctl.api.admin import status as admin
 from mlxctl.api.anthropic import messages as anthropic
@@ -39,6 +40,7 @@ from mlxctl.api.openai.responses_store import ResponseStore
 from mlxctl.config.live import LiveConfig
 from mlxctl.httpguard import GuardPolicy, HTTPGuard, check_bind
 from mlxctl.model_map import ModelMap
+from mlxctl.peers import Peers, peer_sections
 from mlxctl.registry import open_registry
 from mlxctl.router import Router, Timeouts
 from mlxctl.scheduler import Scheduler, SchedulerConfig
@@ -101,6 +103,9 @@ def create_app(
             model_map=model_map,
         )
         app.state.config = live
+        app.state.peers = Peers.start(
+            settings.peer_name, peer_sections(live), settings.peer_poll_interval
+        )
         watching = live.follow(scheduler, registry, lambda new: _took_settings(app, new))
         await slots.start()
         await live.preload()
@@ -108,6 +113,7 @@ def create_app(
             yield
         finally:
             await watching.aclose()
+            await app.state.peers.aclose()
             await app.state.dashboard.close()
             await app.state.slots.close()
             await scheduler.close()
@@ -125,6 +131,7 @@ def create_app(
             *admin.routes(),
             *admin_ops.routes(),
             *admin_config.routes(),
+            *admin_peers.routes(),
             *slots_api.routes(),
             *metrics.routes(),
             *openapi_doc.routes(),

@@ -33,6 +33,7 @@ from mlxctl.api.body import keep_alive_field, model_field
 from mlxctl.api.errors import APIError
 from mlxctl.api.turn import Reply, Timings, Turn
 from mlxctl.httpguard import json_object
+from mlxctl.peers import Elsewhere, Peers
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Exchange, Router
 from mlxctl.scheduler import DEFAULT, KeepAlive
@@ -70,7 +71,14 @@ class Incoming:
         return ", ".join(sorted(set(self.body) - set(allowed)))
 
     def resolve(self) -> ModelRecord:
-        record = self.router.resolve(model_field(self.body))
+        """The local model for the body's `model`; raises `Elsewhere` when a peer daemon
+        should answer (docs/scale-out.md), which the handler forwards."""
+        name = model_field(self.body)
+        peers: Peers | None = getattr(self.request.app.state, "peers", None)
+        if peers is None:
+            record = self.router.resolve(name)
+        else:
+            record = peers.place(name, self.body, self.router, self.request.headers)
         self.exchange.model = record.slug
         return record
 
@@ -119,7 +127,13 @@ class Dialect:
                     incoming = Incoming(request, exchange, timings, raw, json_object(raw))
                     if fields is not None and (unknown := incoming.unknown(fields)):
                         raise self.extra_fields(request.url.path, unknown)
-                    return await fn(incoming)
+                    try:
+                        return await fn(incoming)
+                    except Elsewhere as away:  # the body as sent: fn may have changed it
+                        body = json_object(raw)
+                        return await away.peers.forward(
+                            away, request, body, self, exchange, incoming.router
+                        )
                 except Exception as e:
                     exchange.error = type(e).__name__
                     return self.error_response(e)

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from mlxctl.cli.hosts import all_option, on_every_host
 from mlxctl.cli.output import console, print_fields, print_json, print_table
 from mlxctl.cli.slots import load_slot, print_slots, unload_slot
 from mlxctl.client import DaemonClient, parse_address
@@ -62,10 +63,14 @@ def serve(host: str | None, port: int | None, log_level: str) -> None:
 
 @click.command()
 @json_option
-def ps(as_json: bool) -> None:
-    """List loaded models: state, memory, requests in flight, when they unload."""
+@all_option
+def ps(as_json: bool, every_host: bool) -> None:
+    """List loaded models: state, memory, requests in flight, when they unload (with
+    --all, every peer's too, as model@host)."""
     with DaemonClient.from_settings() as client:
         models = client.ps()
+    if every_host:
+        models = on_every_host(models, "model", "loaded")
     if as_json:
         print_json(models)
         return

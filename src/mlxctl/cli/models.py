@@ -13,6 +13,7 @@ import click
 from rich.markup import escape
 
 from mlxctl.cli.backend import backend, path_arg
+from mlxctl.cli.hosts import all_option, on_every_host
 from mlxctl.cli.output import (
     console,
     human_count,
@@ -53,9 +54,12 @@ def init(as_json: bool) -> None:
 
 @click.command("list")
 @json_option
-def list_models(as_json: bool) -> None:
-    """List registered models."""
+@all_option
+def list_models(as_json: bool, every_host: bool) -> None:
+    """List registered models (with --all, every peer's too, as model@host)."""
     records = backend().run(models.LIST, NoArgs())["models"]
+    if every_host:
+        records = on_every_host(records, "slug", "models")
     if as_json:
         print_json(records)
         return

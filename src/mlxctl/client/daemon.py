@@ -87,6 +87,10 @@ class DaemonClient:
         models: list[dict[str, Any]] = self._call("GET", "/api/admin/ps")["models"]
         return models
 
+    def peers(self) -> dict[str, Any]:
+        """This daemon's host name and its peers as last read (`GET /api/admin/peers`)."""
+        return self._call("GET", "/api/admin/peers")
+
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/api/admin/status")
 

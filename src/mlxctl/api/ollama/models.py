@@ -38,6 +38,7 @@ from mlxctl.capabilities import capabilities, chat_template, ollama_names
 from mlxctl.library import catalog
 from mlxctl.operations.models import RM, RmArgs
 from mlxctl.operations.store import COPY, CopyArgs
+from mlxctl.peers import listed
 from mlxctl.registry import ModelRecord, Registry, with_registry
 from mlxctl.router import Router
 from mlxctl.settings import Settings
@@ -76,6 +77,10 @@ async def tags(request: Request) -> Response:
     models = [_entry(r) for r in records]
     for alias, members, first in request.app.state.config.listed(records):
         models.append({**_entry(first), "name": alias, "model": alias, "alias_of": members})
+    names = [m["name"] for m in models]
+    for remote in listed(request.app.state.peers, names, request.headers):
+        entry = _entry(remote.record)
+        models.append({**entry, "name": remote.name, "model": remote.name, "host": remote.host})
     return JSONResponse({"models": models})
 
 

@@ -28,6 +28,8 @@ from mlxctl.api.body import keep_alive_field
 from mlxctl.api.dialect import Dialect, Endpoint, Incoming
 from mlxctl.api.errors import error_event, error_response
 from mlxctl.capabilities import capabilities
+from mlxctl.errors import NotFound
+from mlxctl.peers import Listed, listed
 from mlxctl.registry import ModelRecord
 from mlxctl.router import Call, Router
 from mlxctl.scheduler import DEFAULT, KeepAlive
@@ -81,13 +83,36 @@ async def list_models(request: Request) -> Response:
     by_slug = {card["id"]: card for card in cards}
     for alias, members, first in request.app.state.config.listed(records):
         cards.append({**by_slug[first.slug], "id": alias, "alias_of": members})
+    names = [card["id"] for card in cards]
+    for remote in listed(request.app.state.peers, names, request.headers):
+        cards.append(peer_card(remote))
     return JSONResponse({"object": "list", "data": cards})
+
+
+def peer_card(remote: Listed) -> dict[str, Any]:
+    """A peer's model in /v1/models (what its registry row says; its files are there)."""
+    record = remote.record
+    return {
+        "id": remote.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": remote.host,
+        "repo_id": record.repo_id,
+        "context_length": record.context_length,
+        "host": remote.host,
+    }
 
 
 async def retrieve_model(request: Request) -> Response:
     router: Router = request.app.state.router
+    name = request.path_params["model"]
     try:
-        record = router.resolve(request.path_params["model"])
+        record = router.resolve(name)
+    except NotFound as e:
+        names = [r.slug for r in router.registry.list()]
+        remote = listed(request.app.state.peers, names, request.headers)
+        found = next((m for m in remote if m.name == name), None)
+        return OPENAI.error_response(e) if found is None else JSONResponse(peer_card(found))
     except Exception as e:
         return OPENAI.error_response(e)
     store_root = request.app.state.settings.store_dir

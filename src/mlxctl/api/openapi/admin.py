@@ -211,6 +211,24 @@ SCHEMAS: dict[str, Schema] = {
         "live",
         "drift",
     ),
+    "Peer": obj(
+        {
+            "name": STRING,
+            "url": STRING,
+            "up": BOOLEAN,
+            "error": _STRING_OR_NULL,
+            "seen_ago": _NUMBER_OR_NULL,
+            "free_bytes": _INT_OR_NULL,
+            "budget_bytes": _INT_OR_NULL,
+            "models": array(_ANY_OBJECT),
+            "loaded": array(_ANY_OBJECT),
+        },
+        "name",
+        "url",
+        "up",
+        "models",
+        "loaded",
+    ),
     "SlotProblem": obj(
         {"slot": INTEGER, "model": _STRING_OR_NULL, "problem": STRING}, "slot", "problem"
     ),
@@ -281,6 +299,13 @@ PATHS: Paths = {
     },
     "/api/admin/slots": {
         "get": operation(ADMIN, "The slots, desired and live", {200: ok_json("", _SLOTS)})
+    },
+    "/api/admin/peers": {
+        "get": operation(
+            ADMIN,
+            "This daemon's host name and its peers as last read (docs/scale-out.md)",
+            {200: ok_json("", obj({"host": STRING, "peers": array(ref("Peer"))}, "host", "peers"))},
+        )
     },
     "/api/admin/config": {
         "get": operation(
