@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from mlxctl.registry import ModelRecord
 from mlxctl.settings import Settings
+from mlxctl.sharding.spec import ShardSettings
 
 
 def _load_time(default: Any) -> Any:
@@ -45,6 +46,8 @@ class ModelOptions:
     chat_template: str | None = _load_time(None)  # a template file, over the registry's
     tool_call_parser: str | None = _load_time(None)
     reasoning_parser: str | None = _load_time(None)
+    # Run across ranks/hosts by mlx.launch + mlx_lm.server (sharding/, docs/scale-out.md).
+    shard: ShardSettings | None = field(default=None, metadata={"load_time": True})
     # Applied by the daemon at once, no new worker needed.
     keep_alive: str | None = None  # None: the daemon's MLXCTL_KEEP_ALIVE
     pinned: bool = False  # never evicted, never expires
@@ -116,6 +119,7 @@ class ModelOptions:
         """Plain JSON-able data, for `ps`, `show` and `config show`."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["sampling"] = dict(self.sampling)
+        data["shard"] = self.shard.model_dump() if self.shard is not None else None
         return data
 
 

@@ -35,6 +35,7 @@ from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.resolve import resolve_exact, resolve_reference
 from mlxctl.scheduler import DEFAULT, KeepAlive, Lease, Scheduler, WorkerLost, WorkerTimeout
 from mlxctl.settings import Settings
+from mlxctl.sharding import limits
 from mlxctl.worker.requests import with_defaults
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ _TAIL_BYTES = 16384
 _BODY_BYTES = 1 << 20
 # The worker paths that sample, where config.yaml's sampling defaults apply.
 _SAMPLED = frozenset({"/v1/chat/completions", "/v1/completions"})
+# How long a stream that ended without `[DONE]` waits to learn whether its server died.
+_END_GRACE = 3.0
 
 
 class Dialect(Protocol):
@@ -168,7 +171,16 @@ class Router:
         except Exception as e:
             exchange.error = type(e).__name__
             return dialect.error_response(e)
-        return ProxyResponse(upstream, lease, dialect, exchange)
+        # An external server may just close a stream when it dies (mlx_lm.server does).
+        watch_end = call.path in _SAMPLED and self._external(call.record)
+        return ProxyResponse(upstream, lease, dialect, exchange, watch_end=watch_end)
+
+    def _external(self, record: ModelRecord) -> bool:
+        """Served by an OpenAI server of another kind: a command, or a sharded model."""
+        return backend_of(record).external or self._sharded(record)
+
+    def _sharded(self, record: ModelRecord) -> bool:
+        return self.scheduler.options.for_model(record).shard is not None
 
     async def open(self, call: Call) -> Upstream:
         """For translating dialects: lease a worker and send `call`; the caller reads the
@@ -178,6 +190,8 @@ class Router:
 
     async def _open(self, call: Call) -> tuple[Lease, httpx.Response, float]:
         call = self._with_config(call)  # before the lease: a bad preset costs no load
+        if self._sharded(call.record):
+            limits.check_request(call.record.slug, call.body)
         for attempt in (1, 2):
             asked = time.perf_counter()
             lease = await self.scheduler.acquire(call.record, call.keep_alive)
@@ -205,7 +219,7 @@ class Router:
         if call.request_id:
             headers["x-request-id"] = call.request_id
         body = call.body
-        if backend_of(call.record).external:
+        if self._external(call.record):
             body = _with_model(body, model_target(call.record))
         request = self.http.build_request(
             "POST", lease.base_url + call.path, content=body, headers=headers
@@ -289,9 +303,16 @@ class ProxyResponse(Response):
     """
 
     def __init__(
-        self, upstream: httpx.Response, lease: Lease, dialect: Dialect, exchange: Exchange
+        self,
+        upstream: httpx.Response,
+        lease: Lease,
+        dialect: Dialect,
+        exchange: Exchange,
+        *,
+        watch_end: bool = False,
     ) -> None:
         self.upstream = upstream
+        self.watch_end = watch_end  # an SSE end without `[DONE]` may be the server dying
         self.lease = lease
         self.dialect = dialect
         self.exchange = exchange
@@ -341,6 +362,8 @@ class ProxyResponse(Response):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except httpx.HTTPError as e:
                 await self._worker_lost(send, e)
+            else:
+                await self._check_end(send)
             self.complete = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # servers that raise on a send to a closed connection
@@ -350,6 +373,17 @@ class ProxyResponse(Response):
         """The worker died or went silent mid-body: SSE gets a final error event; JSON
         just ends short."""
         error = await lost(self.lease, cause, "stopped mid-stream")
+        await self._send_error(send, error)
+
+    async def _check_end(self, send: Send) -> None:
+        """A stream that closed without `data: [DONE]`, its server gone within
+        `_END_GRACE` s, was cut short by its death: end it with the error event."""
+        if not (self.watch_end and self.is_sse) or b"data: [DONE]" in self.tap.buffer:
+            return
+        if await _exited(self.lease, _END_GRACE):
+            await self._send_error(send, WorkerLost(_lost(self.lease, "stopped mid-stream")))
+
+    async def _send_error(self, send: Send, error: WorkerLost) -> None:
         self.exchange.error = error.code
         if not self.is_sse:
             return
