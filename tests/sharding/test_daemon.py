@@ -81,10 +81,43 @@ def wait_for(check: Callable[[], bool], timeout: float = 15) -> bool:
     return check()
 
 
-def test_two_ranks_answer_like_one_process_and_unload_leaves_none(daemon: Daemon) -> None:
+def test_refusals_then_two_ranks_like_one_process_unload_and_a_killed_rank(
+    daemon: Daemon,
+) -> None:
+    """One daemon for all (each load of 2 ranks costs seconds on this box)."""
+    refused_before_any_load(daemon)
+    ranks = answers_like_one_process_and_unload_stops_every_rank(daemon)
+    assert not any(p.is_running() for p in ranks.values())
+    a_killed_rank_ends_the_stream_with_an_error_and_the_model_failed(daemon)
+
+
+def refused_before_any_load(daemon: Daemon) -> None:
+    http = daemon.client()
+    messages = [{"role": "user", "content": "Hi"}]
+    schema = {"name": "x", "schema": {"type": "object"}}
+    body = {"model": "duo", "messages": messages}
+    body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    refused = http.post("/v1/chat/completions", json=body)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert "structured output" in error["message"] and error["param"] == "response_format"
+
+    spec = http.post("/v1/chat/completions", json={"model": "duo-spec", "messages": messages})
+    assert spec.status_code == 400
+    assert "prompt lookup (prompt_lookup)" in spec.json()["error"]["message"]
+
+    tight = http.post("/api/admin/load", json={"model": "duo-tight"})
+    assert tight.status_code == 400
+    message = tight.json()["error"]["message"]
+    assert "does not fit host '127.0.0.1'" in message and "its budget is 1.0 KB" in message
+    assert daemon.ps() == {}  # nothing was started for any of them
+
+
+def answers_like_one_process_and_unload_stops_every_rank(
+    daemon: Daemon,
+) -> dict[int, psutil.Process]:
     client = client_of(daemon)
-    prompt = "The quick brown fox"
-    greedy = {"prompt": prompt, "max_tokens": 16, "temperature": 0}
+    greedy = {"prompt": "The quick brown fox", "max_tokens": 16, "temperature": 0}
     solo = client.completions.create(model="solo", **greedy)  # type: ignore[call-overload]
     duo = client.completions.create(model="duo", **greedy)  # type: ignore[call-overload]
     assert duo.usage is not None and duo.usage.completion_tokens == 16
@@ -102,11 +135,10 @@ def test_two_ranks_answer_like_one_process_and_unload_leaves_none(daemon: Daemon
     assert wait_for(lambda: not any(p.is_running() for p in ranks.values()), 10)
     with pytest.raises(ProcessLookupError):
         os.killpg(row["pid"], 0)
+    return ranks
 
 
-def test_a_killed_rank_ends_the_stream_with_an_error_and_the_model_failed(
-    daemon: Daemon,
-) -> None:
+def a_killed_rank_ends_the_stream_with_an_error_and_the_model_failed(daemon: Daemon) -> None:
     client = client_of(daemon)
     stream = client.chat.completions.create(
         model="duo",
@@ -134,25 +166,3 @@ def test_a_killed_rank_ends_the_stream_with_an_error_and_the_model_failed(
     with pytest.raises(openai.APIStatusError) as cooling:
         client.completions.create(model="duo", prompt="x", max_tokens=2)
     assert cooling.value.status_code == 503
-
-
-def test_what_the_sharded_path_cannot_do_is_refused(daemon: Daemon) -> None:
-    http = daemon.client()
-    messages = [{"role": "user", "content": "Hi"}]
-    schema = {"name": "x", "schema": {"type": "object"}}
-    body = {"model": "duo", "messages": messages, "response_format": schema}
-    body["response_format"] = {"type": "json_schema", "json_schema": schema}
-    refused = http.post("/v1/chat/completions", json=body)
-    assert refused.status_code == 400
-    error = refused.json()["error"]
-    assert "structured output" in error["message"] and error["param"] == "response_format"
-
-    spec = http.post("/v1/chat/completions", json={"model": "duo-spec", "messages": messages})
-    assert spec.status_code == 400
-    assert "prompt lookup (prompt_lookup)" in spec.json()["error"]["message"]
-
-    tight = http.post("/api/admin/load", json={"model": "duo-tight"})
-    assert tight.status_code == 400
-    message = tight.json()["error"]["message"]
-    assert "does not fit host '127.0.0.1'" in message and "its budget is 1.0 KB" in message
-    assert daemon.ps() == {}  # nothing was started for any of them
