@@ -149,6 +149,7 @@ class OptionsSource:
     defaults: ModelOptions = field(default_factory=ModelOptions)
     config: Layers | None = None
     load_presets: dict[str, str] = field(default_factory=dict)  # slug → preset at load
+    load_shards: dict[str, ShardSettings] = field(default_factory=dict)  # slug → `load --hosts`
 
     @classmethod
     def from_settings(cls, settings: Settings, config: Layers | None = None) -> OptionsSource:
@@ -160,6 +161,9 @@ class OptionsSource:
 
     def for_model(self, record: ModelRecord) -> ModelOptions:
         """The options `record`'s worker runs with and its estimate assumes."""
-        if self.config is None:
-            return self.defaults
-        return self.config.options_for(record, self.defaults, self.load_presets.get(record.slug))
+        options = self.defaults
+        if self.config is not None:
+            preset = self.load_presets.get(record.slug)
+            options = self.config.options_for(record, self.defaults, preset)
+        shard = self.load_shards.get(record.slug)
+        return options if shard is None else replace(options, shard=shard)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,15 +91,19 @@ def test_refusals_then_two_ranks_like_one_process_unload_and_a_killed_rank(
     refused_before_any_load(daemon)
     ranks = answers_like_one_process_and_unload_stops_every_rank(daemon)
     assert not any(p.is_running() for p in ranks.values())
-    a_killed_rank_ends_the_stream_with_an_error_and_the_model_failed(daemon)
+    sharded_at_load_by_the_cli(daemon)
+    a_killed_rank_ends_the_stream_with_an_error_and_the_model_failed(daemon, "solo")
+    # The placement `load --hosts` gave lasts until unload.
+    assert daemon.client().post("/api/admin/unload", json={"model": "solo"}).status_code == 200
+    assert daemon.ps()["solo"]["options"]["shard"] is None  # the failed row, cooling down
 
 
 def refused_before_any_load(daemon: Daemon) -> None:
     http = daemon.client()
     messages = [{"role": "user", "content": "Hi"}]
     schema = {"name": "x", "schema": {"type": "object"}}
-    body = {"model": "duo", "messages": messages}
-    body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    response_format = {"type": "json_schema", "json_schema": schema}
+    body = {"model": "duo", "messages": messages, "response_format": response_format}
     refused = http.post("/v1/chat/completions", json=body)
     assert refused.status_code == 400
     error = refused.json()["error"]
@@ -138,10 +145,29 @@ def answers_like_one_process_and_unload_stops_every_rank(
     return ranks
 
 
-def a_killed_rank_ends_the_stream_with_an_error_and_the_model_failed(daemon: Daemon) -> None:
+def sharded_at_load_by_the_cli(daemon: Daemon) -> None:
+    """`mlxctl load solo --hosts ...`: the unsharded worker is replaced by 2 ranks."""
+    cli = [sys.executable, "-m", "mlxctl.cli.main", "load", "solo", "--json"]
+    cli += ["--hosts", "127.0.0.1,127.0.0.1", "--pipeline"]
+    env = {**os.environ, "MLXCTL_HOST": daemon.url}
+    done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert row["state"] == "ready" and row["options"]["shard"]["mode"] == "pipeline"
+    assert sorted(ranks_of(row["pid"])) == [0, 1]
+
+    bad = [*cli[:-3], "--hosts", "mini.local,127.0.0.1"]
+    refused = subprocess.run(bad, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "shard.hosts: " not in refused.stderr and "must be this machine" in refused.stderr
+
+
+def a_killed_rank_ends_the_stream_with_an_error_and_the_model_failed(
+    daemon: Daemon, model: str
+) -> None:
     client = client_of(daemon)
     stream = client.chat.completions.create(
-        model="duo",
+        model=model,
         messages=[{"role": "user", "content": "Hello"}],
         max_tokens=4000,
         temperature=0,
@@ -149,20 +175,20 @@ def a_killed_rank_ends_the_stream_with_an_error_and_the_model_failed(daemon: Dae
     )
     chunks = iter(stream)
     next(chunks)
-    leader = daemon.ps()["duo"]["pid"]
+    leader = daemon.ps()[model]["pid"]
     ranks = ranks_of(leader)
     started = time.monotonic()
     ranks[1].send_signal(signal.SIGKILL)
     with pytest.raises(openai.APIError) as broken:
         for _ in chunks:
             pass
-    assert "duo" in str(broken.value.message)
+    assert model in str(broken.value.message)
     assert time.monotonic() - started < 10
 
-    assert wait_for(lambda: daemon.ps().get("duo", {}).get("state") == "failed", 10)
-    assert "rank 1 was killed by SIGKILL" in daemon.ps()["duo"]["reason"]
+    assert wait_for(lambda: daemon.ps().get(model, {}).get("state") == "failed", 10)
+    assert "rank 1 was killed by SIGKILL" in daemon.ps()[model]["reason"]
     assert wait_for(lambda: not any(p.is_running() for p in ranks.values()), 10)
     assert daemon.proc.poll() is None
     with pytest.raises(openai.APIStatusError) as cooling:
-        client.completions.create(model="duo", prompt="x", max_tokens=2)
+        client.completions.create(model=model, prompt="x", max_tokens=2)
     assert cooling.value.status_code == 503

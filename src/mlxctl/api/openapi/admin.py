@@ -178,6 +178,12 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "load only: a config.yaml preset to run the model with",
                 "anyOf": [TEXT, {"type": "null"}],
             },
+            "shard": {
+                "description": "load only: run the model across hosts, as a config.yaml "
+                "`shard:` section (hosts, backend, mode; docs/scale-out.md); it holds until "
+                "unload",
+                "anyOf": [{"type": "object"}, {"type": "null"}],
+            },
         },
         "model",
         extra=True,
