@@ -69,5 +69,5 @@ def test_first_rank_end_reads_the_latest_run(tmp_path: Path) -> None:
         "\x1b[33m[WARN] Node with rank 1 exited with code -9 \x1b[0m\n"
         "[WARN] Node with rank 0 exited with code -15\n"
     )
-    assert first_rank_end(log) == "rank 1 was killed by SIGKILL"
-    assert first_rank_end(tmp_path / "none.log") is None
+    assert first_rank_end(logtail.latest_run(log)) == "rank 1 was killed by SIGKILL"
+    assert first_rank_end(logtail.latest_run(tmp_path / "none.log")) is None

@@ -27,7 +27,6 @@ from pathlib import Path
 from mlxctl.engine.blas import preload_env
 from mlxctl.model_options import ModelOptions
 from mlxctl.sharding.spec import ShardSettings
-from mlxctl.supervision import logtail
 from mlxctl.units import parse_size
 
 
@@ -103,15 +102,9 @@ def command(
 _RANK_END = re.compile(r"Node with rank (\d+) (exited with code (-?\d+)|was killed)")
 
 
-def first_rank_end(log: Path, max_bytes: int = 16384) -> str | None:
-    """Which rank ended first in the latest run of a sharded model's log, in words."""
-    try:
-        with open(log, "rb") as f:
-            f.seek(max(0, log.stat().st_size - max_bytes))
-            tail = f.read().decode(errors="replace").rsplit(logtail.HEADER, 1)[-1]
-    except OSError:
-        return None
-    found = _RANK_END.search(tail)
+def first_rank_end(log: str | None) -> str | None:
+    """Which rank ended first, in words, from the output of one run of `mlx.launch`."""
+    found = _RANK_END.search(log or "")
     if found is None:
         return None
     rank, code = found.group(1), found.group(3)

@@ -334,7 +334,7 @@ class WorkerProcess:
         code = self.returncode
         if self._verdict is not None:
             return logtail.with_log(self._verdict, self.log_path)
-        rank = sharded.first_rank_end(self.log_path) if self._sharded else None
+        rank = sharded.first_rank_end(logtail.latest_run(self.log_path)) if self._sharded else None
         if rank is not None:  # mlx.launch stopped the others and exited 0
             return logtail.with_log(f"the sharded group stopped: {rank}", self.log_path)
         if self._handle is None:
