@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from mlxctl.registry import ModelRecord
-from tests.api.conftest import Daemon, StartDaemon, real_worker_command
+from tests.api.conftest import Daemon, StartDaemon, mlx_lm_server_env
 
 Register = Callable[..., ModelRecord]
 LOCAL_PAIR = "{host: 127.0.0.1, ranks: 2}"
@@ -50,13 +50,7 @@ def daemon(
         register(slug, tiny_models["qwen2"])
     isolated_home.mkdir(parents=True, exist_ok=True)
     (isolated_home / "config.yaml").write_text(CONFIG)
-    (tmp_path / "hf-cache").mkdir(exist_ok=True)  # mlx_lm.server lists the HF cache
-    env = {
-        "MLXCTL_WORKER_COMMAND": real_worker_command(),
-        "MLXCTL_LOAD_COOLDOWN": "30",
-        "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
-    }
-    return start_daemon(env)
+    return start_daemon(mlx_lm_server_env(tmp_path))
 
 
 def client_of(daemon: Daemon) -> openai.OpenAI:
