@@ -21,12 +21,15 @@ from tests.api.conftest import Daemon, StartDaemon, mlx_lm_server_env
 Register = Callable[..., ModelRecord]
 LOCAL_PAIR = "{host: 127.0.0.1, ranks: 2}"
 CONFIG = f"""
+presets:
+  lookup:
+    prompt_lookup: true
 models:
   duo:
     shard:
       hosts: [{LOCAL_PAIR}]
   duo-spec:
-    prompt_lookup: true
+    preset: lookup           # one layer alone is refused by the file's check
     shard:
       hosts: [127.0.0.1, 127.0.0.1]
   duo-tight:

@@ -22,6 +22,7 @@ from mlxctl.model_options import ModelOptions
 from mlxctl.registry import ModelRecord
 from mlxctl.registry.resolve import resolve_exact
 from mlxctl.scheduler.keepalive import parse_keep_alive
+from mlxctl.sharding.limits import UNSUPPORTED_OPTIONS
 from mlxctl.sharding.spec import ShardSettings
 from mlxctl.units import parse_size
 
@@ -69,6 +70,14 @@ class ModelSettings(BaseModel):
     preload: bool | None = None
     sampling: Sampling | None = None
     shard: ShardSettings | None = None  # run across hosts (docs/scale-out.md)
+
+    @model_validator(mode="after")
+    def _shardable(self) -> ModelSettings:
+        # Caught here when one section asks for both; across layers, at load (a 400).
+        asked = [what for name, what in UNSUPPORTED_OPTIONS if getattr(self, name)]
+        if self.shard is not None and asked:
+            raise ValueError(f"a sharded model cannot do: {', '.join(asked)}")
+        return self
 
     @field_validator("prompt_cache_bytes", "disk_cache_bytes")
     @classmethod

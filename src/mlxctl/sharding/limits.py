@@ -17,7 +17,7 @@ from mlxctl.errors import InvalidInput
 from mlxctl.model_options import ModelOptions
 
 # Model options (config.yaml fields) the sharded path cannot honour.
-_OPTIONS = (
+UNSUPPORTED_OPTIONS = (
     ("draft_model", "speculative decoding (draft_model)"),
     ("prompt_lookup", "prompt lookup (prompt_lookup)"),
     ("chat_template", "a chat template file (chat_template)"),
@@ -35,7 +35,7 @@ def check_options(slug: str, options: ModelOptions) -> None:
     """Refuse a sharded model whose options ask for what `mlx_lm.server` cannot do."""
     if options.shard is None:
         return
-    asked = [what for name, what in _OPTIONS if getattr(options, name)]
+    asked = [what for name, what in UNSUPPORTED_OPTIONS if getattr(options, name)]
     if asked:
         raise ShardedUnsupported(
             f"model '{slug}' is sharded ({options.shard.describe()}), which cannot do: "
