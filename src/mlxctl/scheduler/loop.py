@@ -129,12 +129,7 @@ class Scheduler:
         self._check_running()
         options = self.options.for_model(record)
         if options.shard is not None:
-            limits.check_options(record.slug, options)
-            refusal = (await asyncio.to_thread(self.shard_plan, record, options)).refusal(
-                record.slug
-            )
-            if refusal is not None:
-                raise refusal
+            await self._check_shard(record, options)
         ka = self._keep_alive(record) if isinstance(keep_alive, str) else keep_alive
         future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
         self._post(Acquire(record, Waiter(future, ka, request=slot is None), slot))
@@ -229,6 +224,14 @@ class Scheduler:
             except MlxctlError:  # unreadable weights: `acquire` reports it; count it whole
                 pass
         return policy.estimate_bytes(record, options)
+
+    async def _check_shard(self, record: ModelRecord, options: ModelOptions) -> None:
+        """Refuse (400) a sharded model asking what it cannot do, or not fitting a host."""
+        limits.check_options(record.slug, options)
+        shares = await asyncio.to_thread(self.shard_plan, record, options)  # reads headers
+        refusal = shares.refusal(record.slug)
+        if refusal is not None:
+            raise refusal
 
     def shard_plan(self, record: ModelRecord, options: ModelOptions) -> ShardPlan:
         """Each host's share of a sharded model (reads the weight headers once; cached)."""
