@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/sharded.py [--sizes small,0.5b] [--tokens 64] [--runs 4]
 
-For each factory model (qwen2, float32) it starts, side by side, `mlx_lm.server` in one
-process and the sharded launch the daemon runs (`sharding.launch.command`: 2 ranks,
-tensor parallel, then pipeline), each with the OpenBLAS preload, and streams the same
-greedy completion from each in turn (runs interleaved, so background load hits all
-alike). Prints decode tokens/s and time to first token, as ratios to the single process.
+For each factory model (qwen2, float32) it runs, one at a time (an idle `mlx.launch`
+still costs CPU, see below), `mlx_lm.server` in one process and the sharded launch the
+daemon runs (`sharding.launch.command`: 2 ranks, tensor parallel, then pipeline), each
+with the OpenBLAS preload, and streams the same greedy completion from each. Prints
+decode tokens/s and time to first token as ratios to the single process, and the CPU
+the `mlx.launch` process itself used (its I/O relay) as a share of one core.
 
 On one machine both ranks share its cores and every step crosses the ring's TCP
 loopback: this measures the overhead of sharding, not the speed-up of a second Mac.
@@ -17,18 +18,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from mlxctl.engine.blas import preload_env
 from mlxctl.factory import make_model
@@ -42,14 +45,14 @@ PROMPT = "Once upon a time, in a lighthouse by the sea,"
 
 
 @contextmanager
-def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
+def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[int]:
     """Run `argv` (its own process group) until stopped; every rank goes with it."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     try:
-        yield
+        yield proc.pid
     finally:
         os.killpg(proc.pid, 15)
         try:
@@ -112,27 +115,33 @@ def bench_size(size: str, root: Path, args: argparse.Namespace, blas: str) -> No
         argv = command(f"b-{mode}", str(model), options, "127.0.0.1", port, root, blas)
         paths[f"2 ranks, {mode}"] = (f"http://127.0.0.1:{port}", argv)
     got: dict[str, list[tuple[float, float]]] = {name: [] for name in paths}
-    with ExitStack() as stack:
-        for name, (_url, argv) in paths.items():
-            log = root / f"{size}-{name.replace(' ', '_').replace(',', '')}.log"
-            stack.enter_context(server(argv, env, log))
-        for url, _ in paths.values():
+    relay: dict[str, float] = {}
+    for name, (url, argv) in paths.items():
+        log = root / f"{size}-{name.replace(' ', '_').replace(',', '')}.log"
+        with server(argv, env, log) as leader:
             wait_ready(url)
             stream_once(url, str(model), 8, bias)  # warm-up
-        for i in range(args.runs):
-            names = list(paths) if i % 2 == 0 else list(reversed(paths))
-            for name in names:
-                got[name].append(stream_once(paths[name][0], str(model), args.tokens, bias))
+            cpu, started = _cpu(leader), time.perf_counter()
+            for _ in range(args.runs):
+                got[name].append(stream_once(url, str(model), args.tokens, bias))
+            relay[name] = (_cpu(leader) - cpu) / (time.perf_counter() - started)
     ref_tps = statistics.median(r[1] for r in got["1 process"])
     ref_ttft = statistics.median(r[0] for r in got["1 process"])
     print(f"\nqwen2 {size} float32, {args.tokens} tokens, {args.runs} runs each (medians)")
-    print("| path | decode tok/s | ratio | TTFT ms | ratio |")
-    print("|---|---|---|---|---|")
+    print("| path | decode tok/s | ratio | TTFT ms | ratio | launcher CPU |")
+    print("|---|---|---|---|---|---|")
     for name, runs in got.items():
         tps = statistics.median(r[1] for r in runs)
         ttft = statistics.median(r[0] for r in runs)
         row = f"| {name} | {tps:.1f} | {tps / ref_tps:.2f}× | {1000 * ttft:.0f} |"
-        print(f"{row} {ttft / ref_ttft:.2f}× |")
+        launcher = "—" if name == "1 process" else f"{100 * relay[name]:.0f} % of a core"
+        print(f"{row} {ttft / ref_ttft:.2f}× | {launcher} |")
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds `pid` itself used (for the launcher: its relay loop, not the ranks)."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def main() -> None:
@@ -141,6 +150,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--runs", type=int, default=4)
     args = parser.parse_args()
+    # A timeout's SIGTERM unwinds, so every server group started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     blas = Settings.from_env().blas
     print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="mlxctl-bench-sharded-") as tmp:
