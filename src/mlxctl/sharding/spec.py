@@ -95,7 +95,7 @@ class ShardSettings(BaseModel):
     hosts: tuple[ShardHost, ...] = Field(min_length=1)
     backend: Backend = "ring"
     mode: Mode = "tensor"
-    python: str | None = Field(None, min_length=1)  # on the other hosts; default: this one's
+    python: str | None = Field(None, min_length=1)  # the same path on every host; default: ours
 
     @field_validator("hosts", mode="before")
     @classmethod
