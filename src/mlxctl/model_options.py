@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from mlxctl.registry import ModelRecord
 from mlxctl.settings import Settings
+from mlxctl.sharding.spec import ShardSettings
 
 
 def _load_time(default: Any) -> Any:
@@ -45,6 +46,8 @@ class ModelOptions:
     chat_template: str | None = _load_time(None)  # a template file, over the registry's
     tool_call_parser: str | None = _load_time(None)
     reasoning_parser: str | None = _load_time(None)
+    # Run across ranks/hosts by mlx.launch + mlx_lm.server (sharding/, docs/scale-out.md).
+    shard: ShardSettings | None = field(default=None, metadata={"load_time": True})
     # Applied by the daemon at once, no new worker needed.
     keep_alive: str | None = None  # None: the daemon's MLXCTL_KEEP_ALIVE
     pinned: bool = False  # never evicted, never expires
@@ -116,6 +119,7 @@ class ModelOptions:
         """Plain JSON-able data, for `ps`, `show` and `config show`."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["sampling"] = dict(self.sampling)
+        data["shard"] = self.shard.model_dump() if self.shard is not None else None
         return data
 
 
@@ -145,6 +149,7 @@ class OptionsSource:
     defaults: ModelOptions = field(default_factory=ModelOptions)
     config: Layers | None = None
     load_presets: dict[str, str] = field(default_factory=dict)  # slug → preset at load
+    load_shards: dict[str, ShardSettings] = field(default_factory=dict)  # slug → `load --hosts`
 
     @classmethod
     def from_settings(cls, settings: Settings, config: Layers | None = None) -> OptionsSource:
@@ -156,6 +161,9 @@ class OptionsSource:
 
     def for_model(self, record: ModelRecord) -> ModelOptions:
         """The options `record`'s worker runs with and its estimate assumes."""
-        if self.config is None:
-            return self.defaults
-        return self.config.options_for(record, self.defaults, self.load_presets.get(record.slug))
+        options = self.defaults
+        if self.config is not None:
+            preset = self.load_presets.get(record.slug)
+            options = self.config.options_for(record, self.defaults, preset)
+        shard = self.load_shards.get(record.slug)
+        return options if shard is None else replace(options, shard=shard)

@@ -35,6 +35,7 @@ from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.resolve import resolve_exact, resolve_reference
 from mlxctl.scheduler import DEFAULT, KeepAlive, Lease, Scheduler, WorkerLost, WorkerTimeout
 from mlxctl.settings import Settings
+from mlxctl.sharding import limits
 from mlxctl.worker.requests import with_defaults
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ _TAIL_BYTES = 16384
 _BODY_BYTES = 1 << 20
 # The worker paths that sample, where config.yaml's sampling defaults apply.
 _SAMPLED = frozenset({"/v1/chat/completions", "/v1/completions"})
+# How long a stream that ended without `[DONE]` waits to learn whether its server died.
+_END_GRACE = 3.0
 
 
 class Dialect(Protocol):
@@ -169,10 +172,32 @@ class Router:
             exchange.error = type(e).__name__
             return dialect.error_response(e)
 
-        async def broke(error: httpx.HTTPError) -> WorkerLost:
+        async def broke(error: httpx.HTTPError) -> MlxctlError:
             return await lost(lease, error, "stopped mid-stream")
 
-        return ProxyResponse(upstream, dialect, exchange, release=lease.release, lost=broke)
+        async def cut_short() -> MlxctlError | None:
+            """An SSE end without `[DONE]`, the server gone within `_END_GRACE` s."""
+            if await _exited(lease, _END_GRACE):
+                return WorkerLost(_lost(lease, "stopped mid-stream"))
+            return None
+
+        # An external server may just close a stream when it dies (mlx_lm.server does).
+        watch_end = call.path in _SAMPLED and self._external(call.record)
+        return ProxyResponse(
+            upstream,
+            dialect,
+            exchange,
+            release=lease.release,
+            lost=broke,
+            cut_short=cut_short if watch_end else None,
+        )
+
+    def _external(self, record: ModelRecord) -> bool:
+        """Served by an OpenAI server of another kind: a command, or a sharded model."""
+        return backend_of(record).external or self._sharded(record)
+
+    def _sharded(self, record: ModelRecord) -> bool:
+        return self.scheduler.options.for_model(record).shard is not None
 
     async def open(self, call: Call) -> Upstream:
         """For translating dialects: lease a worker and send `call`; the caller reads the
@@ -182,6 +207,8 @@ class Router:
 
     async def _open(self, call: Call) -> tuple[Lease, httpx.Response, float]:
         call = self._with_config(call)  # before the lease: a bad preset costs no load
+        if self._sharded(call.record):
+            limits.check_request(call.record.slug, call.body)
         for attempt in (1, 2):
             asked = time.perf_counter()
             lease = await self.scheduler.acquire(call.record, call.keep_alive)
@@ -209,7 +236,7 @@ class Router:
         if call.request_id:
             headers["x-request-id"] = call.request_id
         body = call.body
-        if backend_of(call.record).external:
+        if self._external(call.record):
             body = _with_model(body, model_target(call.record))
         request = self.http.build_request(
             "POST", lease.base_url + call.path, content=body, headers=headers
@@ -302,10 +329,12 @@ class ProxyResponse(Response):
         *,
         release: Callable[[], None],
         lost: Callable[[httpx.HTTPError], Awaitable[MlxctlError]],
+        cut_short: Callable[[], Awaitable[MlxctlError | None]] | None = None,
     ) -> None:
         self.upstream = upstream
         self.release = release
         self.lost = lost
+        self.cut_short = cut_short  # an SSE end without `[DONE]` may be the server dying
         self.dialect = dialect
         self.exchange = exchange
         self.status_code = upstream.status_code
@@ -354,6 +383,8 @@ class ProxyResponse(Response):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except httpx.HTTPError as e:
                 await self._worker_lost(send, e)
+            else:
+                await self._check_end(send)
             self.complete = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # servers that raise on a send to a closed connection
@@ -363,6 +394,18 @@ class ProxyResponse(Response):
         """The upstream died or went silent mid-body: SSE gets a final error event; JSON
         just ends short."""
         error = await self.lost(cause)
+        await self._send_error(send, error)
+
+    async def _check_end(self, send: Send) -> None:
+        """A stream that closed without `data: [DONE]` may have been cut short by its
+        server's death: `cut_short` names the error, if so."""
+        if self.cut_short is None or not self.is_sse or b"data: [DONE]" in self.tap.buffer:
+            return
+        error = await self.cut_short()
+        if error is not None:
+            await self._send_error(send, error)
+
+    async def _send_error(self, send: Send, error: MlxctlError) -> None:
         self.exchange.error = error.code
         if not self.is_sse:
             return

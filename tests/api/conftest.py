@@ -33,6 +33,17 @@ def real_worker_command() -> str:
     return ""  # the default: this Python's `-m mlxctl.cli.main worker`
 
 
+def mlx_lm_server_env(tmp_path: Path) -> dict[str, str]:
+    """A daemon's env for models served by `mlx_lm.server`: real workers beside them, a
+    long crash cooldown, and an empty HF cache of its own (mlx_lm.server lists it)."""
+    (tmp_path / "hf-cache").mkdir(exist_ok=True)
+    return {
+        "MLXCTL_WORKER_COMMAND": real_worker_command(),
+        "MLXCTL_LOAD_COOLDOWN": "30",
+        "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
+    }
+
+
 def fake_worker_command(*options: str) -> str:
     return shlex.join([*FAKE_WORKER, *options])
 

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from mlxctl.registry import ModelRecord, open_registry
-from tests.api.conftest import Daemon, StartDaemon, real_worker_command
+from tests.api.conftest import Daemon, StartDaemon, mlx_lm_server_env
 
 Register = Callable[..., ModelRecord]
 MESSAGES = [{"role": "user", "content": "Hello"}]
@@ -44,13 +44,7 @@ def daemon(
     seg = register("seg", tiny_models["llama"])
     with_command(seg, f"{python} {shlex.quote(str(SEGFAULT))} --port {{port}}")
     register("q", tiny_models["qwen2"])
-    (tmp_path / "hf-cache").mkdir(exist_ok=True)  # mlx_lm.server lists the HF cache
-    env = {
-        "MLXCTL_WORKER_COMMAND": real_worker_command(),
-        "MLXCTL_LOAD_COOLDOWN": "30",
-        "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
-    }
-    return start_daemon(env)
+    return start_daemon(mlx_lm_server_env(tmp_path))
 
 
 def test_mlx_lm_server_is_loaded_served_evicted_and_crash_handled(daemon: Daemon) -> None:

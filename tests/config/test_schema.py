@@ -42,15 +42,25 @@ CHANGED: dict[str, Any] = {
     "preload": True,
     "sampling": {name: 0.5 for name in ("temperature", "top_p", "min_p")},
 }
+# A sharded model refuses a draft model, prompt lookup, ... (sharding/limits.py): alone.
+SHARD = {"hosts": ["127.0.0.1", "127.0.0.1"], "mode": "pipeline"}
 
 
 def test_every_section_field_is_read_into_the_options() -> None:
-    assert set(CHANGED) == set(ModelSettings.model_fields), "cover every field here"
+    assert {*CHANGED, "shard"} == set(ModelSettings.model_fields), "cover every field here"
     config = parse_config(_yaml({"models": {"qwen": CHANGED}}))
     options = config.options_for(QWEN, ModelOptions())
     for name, value in CHANGED.items():
         read = getattr(options, name)
         assert (dict(read) if name == "sampling" else read) == value, name
+    sharded = parse_config(_yaml({"models": {"qwen": {"shard": SHARD}}}))
+    shard = sharded.options_for(QWEN, ModelOptions()).shard
+    assert shard is not None and shard.model_dump(mode="json", exclude_defaults=True) == {
+        "hosts": [{"host": "127.0.0.1"}, {"host": "127.0.0.1"}],
+        "mode": "pipeline",
+    }
+    with pytest.raises(ConfigError, match=r"a sharded model cannot do: .*\(draft_model\)"):
+        parse_config(_yaml({"models": {"qwen": {**CHANGED, "shard": SHARD}}}))
     untouched = config.options_for(OTHER, ModelOptions())
     assert untouched == ModelOptions()
 

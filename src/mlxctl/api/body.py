@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from mlxctl.api.errors import APIError
 from mlxctl.errors import InvalidInput
 from mlxctl.scheduler import KeepAlive
 from mlxctl.scheduler.keepalive import parse_keep_alive
+from mlxctl.sharding.spec import ShardSettings
 
 
 def model_field(body: dict[str, Any]) -> str:
@@ -48,3 +51,14 @@ def name_field(body: dict[str, Any], *fields: str) -> str:
         if isinstance(value, str) and value.strip():
             return value.strip()
     raise APIError(400, f"'{fields[0]}' is required", param=fields[0], code="missing")
+
+
+def shard_field(value: object, param: str = "shard") -> ShardSettings:
+    """A `shard` object (docs/config.md, `shard`), validated like the config file's."""
+    try:
+        return ShardSettings.model_validate(value)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in (param, *first["loc"]))
+        message = first["msg"].removeprefix("Value error, ")
+        raise APIError(400, f"{where}: {message}", param=param, code="invalid_value") from None

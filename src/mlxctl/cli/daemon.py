@@ -83,6 +83,15 @@ def ps(as_json: bool, every_host: bool) -> None:
 @click.option("--keep-alive", help="How long it stays loaded when idle (5m, 1h, -1 forever).")
 @click.option("--force", is_flag=True, help="Slot only: stop an MLX server already on the port.")
 @click.option("--preset", help="Run it with this config.yaml preset (docs/config.md).")
+@click.option(
+    "--hosts",
+    help="Shard it across these hosts, rank 0 first (127.0.0.1: this machine; "
+    "docs/scale-out.md), until unloaded.",
+)
+@click.option("--pipeline", is_flag=True, help="With --hosts: split the layers, not each layer.")
+@click.option("--backend", "shard_backend", help="With --hosts: ring (default), jaccl, jaccl-ring.")
+@click.option("--host-ip", multiple=True, help="With --hosts: HOST=IP the other ranks reach.")
+@click.option("--host-memory", multiple=True, help="With --hosts: HOST=SIZE, its budget.")
 @json_option
 def load(
     model: str,
@@ -90,16 +99,25 @@ def load(
     keep_alive: str | None,
     force: bool,
     preset: str | None,
+    hosts: str | None,
+    pipeline: bool,
+    shard_backend: str | None,
+    host_ip: tuple[str, ...],
+    host_memory: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Load MODEL now and wait until it is ready.
 
     With SLOT (a slot port or alias, e.g. 8101 or jerry-l), MODEL is assigned to that
     slot and served on its port until unloaded, surviving daemon restarts.
+    With --hosts, MODEL runs across those hosts (mlx.launch + mlx-lm's sharded loading).
     """
+    shard = shard_body(hosts, pipeline, shard_backend, host_ip, host_memory)
     if slot is not None:
-        if keep_alive is not None or preset is not None:
-            raise click.UsageError("--keep-alive and --preset apply to on-demand loads, not slots")
+        if keep_alive is not None or preset is not None or shard is not None:
+            raise click.UsageError(
+                "--keep-alive, --preset and --hosts apply to on-demand loads, not slots"
+            )
         with DaemonClient.from_settings() as client:
             load_slot(client, model, slot, force, as_json)
         return
@@ -107,7 +125,7 @@ def load(
         raise click.UsageError("--force applies to slot loads: mlxctl load MODEL PORT --force")
     started = time.monotonic()
     with DaemonClient.from_settings() as client:
-        row = client.load(model, keep_alive, preset)
+        row = client.load(model, keep_alive, preset, shard)
     if as_json:
         print_json(row)
         return
@@ -239,3 +257,37 @@ def _until(row: dict[str, Any]) -> str:
         return "forever" if row.get("keep_alive") is None else "now"
     minutes, seconds = divmod(int(expires), 60)
     return f"{minutes}m {seconds}s" if minutes else f"{seconds}s"
+
+
+def shard_body(
+    hosts: str | None,
+    pipeline: bool,
+    backend: str | None,
+    ips: tuple[str, ...],
+    memory: tuple[str, ...],
+) -> dict[str, Any] | None:
+    """`load --hosts` as a `shard` object (the daemon validates it like config.yaml's)."""
+    if hosts is None:
+        if pipeline or backend or ips or memory:
+            raise click.UsageError(
+                "--pipeline, --backend, --host-ip and --host-memory need --hosts"
+            )
+        return None
+    extra = {"ip": _per_host(ips, "--host-ip"), "memory": _per_host(memory, "--host-memory")}
+    entries: list[dict[str, Any]] = []
+    for name in (h.strip() for h in hosts.split(",")):
+        entry: dict[str, Any] = {"host": name}
+        entry |= {key: values[name] for key, values in extra.items() if name in values}
+        entries.append(entry)
+    shard: dict[str, Any] = {"hosts": entries, "mode": "pipeline" if pipeline else "tensor"}
+    return shard | ({"backend": backend} if backend else {})
+
+
+def _per_host(pairs: tuple[str, ...], flag: str) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        host, sep, value = pair.partition("=")
+        if not sep or not host or not value:
+            raise click.UsageError(f"{flag} takes HOST=VALUE, not '{pair}'")
+        found[host] = value
+    return found

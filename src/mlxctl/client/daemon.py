@@ -95,13 +95,19 @@ class DaemonClient:
         return self._call("GET", "/api/admin/status")
 
     def load(
-        self, model: str, keep_alive: str | None = None, preset: str | None = None
+        self,
+        model: str,
+        keep_alive: str | None = None,
+        preset: str | None = None,
+        shard: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model}
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
         if preset is not None:
             body["preset"] = preset
+        if shard is not None:
+            body["shard"] = shard
         return self._call("POST", "/api/admin/load", json=body, timeout=LOAD_TIMEOUT)
 
     def config(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.resolve import resolve_reference
 from mlxctl.scheduler import Scheduler, SchedulerConfig
 from mlxctl.settings import Settings
+from mlxctl.sharding.spec import ShardSettings
 
 log = logging.getLogger("mlxctl.config")
 
@@ -157,6 +158,19 @@ class LiveConfig:
         self.config.preset(preset)  # InvalidInput names the presets there are
         before = self.options.for_model(record).load_time()
         self.options.load_presets[record.slug] = preset
+        return await self._restart_if_changed(record, before)
+
+    async def use_shard(self, record: ModelRecord, shard: ShardSettings | None) -> bool:
+        """Run `record` sharded as `shard` (`mlxctl load --hosts`; None: as its config
+        says): a loaded worker started otherwise is drained and restarted. True when one was."""
+        before = self.options.for_model(record).load_time()
+        if shard is None:
+            self.options.load_shards.pop(record.slug, None)
+        else:
+            self.options.load_shards[record.slug] = shard
+        return await self._restart_if_changed(record, before)
+
+    async def _restart_if_changed(self, record: ModelRecord, before: dict[str, Any]) -> bool:
         if self.scheduler is None or self.options.for_model(record).load_time() == before:
             return False
         return await self.scheduler.restart(record.slug)

@@ -22,6 +22,8 @@ from mlxctl.model_options import ModelOptions
 from mlxctl.registry import ModelRecord
 from mlxctl.registry.resolve import resolve_exact
 from mlxctl.scheduler.keepalive import parse_keep_alive
+from mlxctl.sharding.limits import UNSUPPORTED_OPTIONS
+from mlxctl.sharding.spec import ShardSettings
 from mlxctl.units import parse_size
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -67,6 +69,15 @@ class ModelSettings(BaseModel):
     pinned: bool | None = None
     preload: bool | None = None
     sampling: Sampling | None = None
+    shard: ShardSettings | None = None  # run across hosts (docs/scale-out.md)
+
+    @model_validator(mode="after")
+    def _shardable(self) -> ModelSettings:
+        # Caught here when one section asks for both; across layers, at load (a 400).
+        asked = [what for name, what in UNSUPPORTED_OPTIONS if getattr(self, name)]
+        if self.shard is not None and asked:
+            raise ValueError(f"a sharded model cannot do: {', '.join(asked)}")
+        return self
 
     @field_validator("prompt_cache_bytes", "disk_cache_bytes")
     @classmethod
@@ -185,7 +196,11 @@ class ConfigFile(BaseModel):
         values: dict[str, Any] = {}
         sampling = dict(defaults.sampling)
         for layer in layers:
-            values.update(layer.model_dump(exclude_none=True, exclude={"preset", "sampling"}))
+            values.update(
+                layer.model_dump(exclude_none=True, exclude={"preset", "sampling", "shard"})
+            )
+            if layer.shard is not None:
+                values["shard"] = layer.shard
             if layer.sampling is not None:
                 sampling.update(layer.sampling.model_dump(exclude_none=True))
         preset = load_preset or (section.preset if section is not None else None)

@@ -27,11 +27,12 @@ import logging
 import signal
 from collections import deque
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, Literal
 
 from mlxctl.config.routing import Placement
 from mlxctl.errors import MlxctlError
-from mlxctl.model_options import OptionsSource
+from mlxctl.model_options import ModelOptions, OptionsSource
 from mlxctl.registry import ModelRecord
 from mlxctl.scheduler import errors, policy
 from mlxctl.scheduler.config import SchedulerConfig
@@ -63,6 +64,8 @@ from mlxctl.scheduler.state import (
     SlotPin,
     Waiter,
 )
+from mlxctl.sharding import limits
+from mlxctl.sharding.plan import ShardPlan, layer_bytes, plan
 from mlxctl.supervision.base import Worker, WorkerFactory
 from mlxctl.units import human_bytes
 
@@ -121,8 +124,12 @@ class Scheduler:
         self, record: ModelRecord, keep_alive: KeepAlive = DEFAULT, *, slot: SlotPin | None = None
     ) -> Lease:
         """A lease on a ready worker for `record` (its slot's, when it is on one); raises
-        a SchedulerError subclass. With `slot`, a load it needs goes onto that slot."""
+        a SchedulerError subclass. With `slot`, a load it needs goes onto that slot.
+        A sharded model that cannot run as configured is refused first (400)."""
         self._check_running()
+        options = self.options.for_model(record)
+        if options.shard is not None:
+            await self._check_shard(record, options)
         ka = self._keep_alive(record) if isinstance(keep_alive, str) else keep_alive
         future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
         self._post(Acquire(record, Waiter(future, ka, request=slot is None), slot))
@@ -208,7 +215,30 @@ class Scheduler:
         await asyncio.gather(*self._effects, return_exceptions=True)
 
     def estimate(self, record: ModelRecord) -> int:
-        return policy.estimate_bytes(record, self.options.for_model(record))
+        """What loading `record` takes of this machine's budget (a sharded model: the
+        share of its local ranks)."""
+        options = self.options.for_model(record)
+        if options.shard is not None:
+            try:
+                return self.shard_plan(record, options).local_bytes
+            except MlxctlError:  # unreadable weights: `acquire` reports it; count it whole
+                pass
+        return policy.estimate_bytes(record, options)
+
+    async def _check_shard(self, record: ModelRecord, options: ModelOptions) -> None:
+        """Refuse (400) a sharded model asking what it cannot do, or not fitting a host."""
+        limits.check_options(record.slug, options)
+        shares = await asyncio.to_thread(self.shard_plan, record, options)  # reads headers
+        refusal = shares.refusal(record.slug)
+        if refusal is not None:
+            raise refusal
+
+    def shard_plan(self, record: ModelRecord, options: ModelOptions) -> ShardPlan:
+        """Each host's share of a sharded model (reads the weight headers once; cached)."""
+        assert options.shard is not None
+        weights = record.size_bytes or 0
+        kv = policy.estimate_bytes(record, options) - weights - options.draft_bytes
+        return plan(options.shard, layer_bytes(Path(record.cache_path)), kv, self.config.budget)
 
     def placement(self, record: ModelRecord) -> Placement:
         """Where `record` stands now, for routing aliases. A read of the loop's state:
@@ -359,8 +389,10 @@ class Scheduler:
                 entry.refs,
                 message,
             )
-            if _faulted(entry.worker.returncode):
+            sharded = self.options.for_model(entry.record).shard is not None
+            if _faulted(entry.worker.returncode) or sharded:
                 # It crashed by itself (a bad build, an engine bug) and would again: cool down.
+                # A sharded group never ends by itself: a rank (or a host) went.
                 text = f"model '{entry.slug}' crashed: {message}"
                 self._cooldown[entry.slug] = (self._now() + self.config.cooldown, text)
         self._remove(entry)

@@ -3,7 +3,9 @@
 One place decides the argv of every supervised process: `mlxctl worker MODEL` with
 the model's options (`model_options.py`: batch, queue, prompt cache, context) and the
 key file, or, when its backend says so (`backend.py`), the model's external server
-command (`register --command`) with `{model}`, `{port}`, `{host}` filled in.
+command (`register --command`) with `{model}`, `{port}`, `{host}` filled in, or, for
+a model with a `shard:` section, `mlx.launch` running `mlx_lm.server` on every rank
+(`sharding/launch.py`).
 Children get the daemon's environment without its secrets (the API key reaches
 workers only through a 0600 file) and with `HF_HUB_OFFLINE=1`: a worker never
 downloads anything.
@@ -11,6 +13,7 @@ downloads anything.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -22,6 +25,7 @@ from mlxctl.engine.blas import preload_env
 from mlxctl.model_options import ModelOptions
 from mlxctl.registry import ModelRecord
 from mlxctl.settings import Settings
+from mlxctl.sharding import launch as sharded
 from mlxctl.supervision.health import NONCE_ENV
 
 # Names of environment variables that hold credentials: never passed to a child.
@@ -62,8 +66,14 @@ def child_argv(
     host: str,
     port: int,
     key_file: Path | None = None,
+    run_dir: Path | None = None,
 ) -> list[str]:
-    """The external command of `record`, or `mlxctl worker SLUG` with its options."""
+    """The external command of `record`, its sharded launch (hostfile written in
+    `run_dir`), or `mlxctl worker SLUG` with its options."""
+    if options.shard is not None and run_dir is not None:
+        blas = Settings.from_env(os.environ).blas
+        model = model_target(record)
+        return sharded.command(record.slug, model, options, host, port, run_dir, blas)
     template = backend_of(record).command
     if template is not None:
         return render_command(template, record, host, port)

@@ -39,8 +39,8 @@ def with_log(message: str, path: Path) -> str:
     return f"{message}{detail} (log: {path})"
 
 
-def last_error_line(path: Path, max_bytes: int = 8192) -> str | None:
-    """The last line of the log that reads like an error (else the last line), trimmed."""
+def latest_run(path: Path, max_bytes: int = 8192) -> str | None:
+    """The log's last `max_bytes`, from the latest start header on (None: unreadable)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -49,8 +49,14 @@ def last_error_line(path: Path, max_bytes: int = 8192) -> str | None:
             tail = f.read().decode(errors="replace")
     except OSError:
         return None
-    # Only the latest run: everything after the last start header.
-    tail = tail.rsplit(HEADER, 1)[-1]
+    return tail.rsplit(HEADER, 1)[-1]
+
+
+def last_error_line(path: Path, max_bytes: int = 8192) -> str | None:
+    """The last line of the log that reads like an error (else the last line), trimmed."""
+    tail = latest_run(path, max_bytes)
+    if tail is None:
+        return None
     lines = [line.strip() for line in tail.splitlines()[1:] if line.strip()]
     for line in reversed(lines):
         if _ERROR_LINE.search(line) and not line.startswith("Traceback"):

@@ -48,6 +48,7 @@ from mlxctl.httpguard import write_key_file
 from mlxctl.model_options import OptionsSource
 from mlxctl.registry import ModelRecord
 from mlxctl.settings import Settings
+from mlxctl.sharding import launch as sharded
 from mlxctl.supervision import logtail, pidfile, probe
 from mlxctl.supervision.base import LoadError, ProcessState
 from mlxctl.supervision.command import (
@@ -161,6 +162,7 @@ class WorkerProcess:
         self.name = self.placement.name or record.slug
         self._config = config
         self._http = http
+        self._sharded = config.options.for_model(record).shard is not None  # as started
         self._state: ProcessState = "new"
         self._port = self.placement.port
         self._handle: ProcessHandle | None = None
@@ -199,7 +201,9 @@ class WorkerProcess:
 
     @property
     def external(self) -> bool:
-        return backend_of(self.record).external
+        """An OpenAI server of another kind: a `register --command`, or a sharded model's
+        `mlx_lm.server` (rank 0); checked by its port's listener, never sent the key."""
+        return backend_of(self.record).external or self._sharded
 
     @property
     def headers(self) -> dict[str, str]:
@@ -213,7 +217,8 @@ class WorkerProcess:
         key_file = config.key_file if config.api_key else None
         host = self.placement.host
         options = config.options.for_model(self.record)
-        return child_argv(self.record, config.command, options, host, self._port, key_file)
+        run_dir = config.home / "run"
+        return child_argv(self.record, config.command, options, host, self._port, key_file, run_dir)
 
     # Lifecycle -----------------------------------------------------------------
 
@@ -329,6 +334,9 @@ class WorkerProcess:
         code = self.returncode
         if self._verdict is not None:
             return logtail.with_log(self._verdict, self.log_path)
+        rank = sharded.first_rank_end(logtail.latest_run(self.log_path)) if self._sharded else None
+        if rank is not None:  # mlx.launch stopped the others and exited 0
+            return logtail.with_log(f"the sharded group stopped: {rank}", self.log_path)
         if self._handle is None:
             what = "did not start"
         elif code is None:

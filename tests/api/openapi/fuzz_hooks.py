@@ -109,6 +109,19 @@ _IMAGE_CONTENT = (
 )
 # Names the daemon's config.yaml defines (presets): the document gives their shape only.
 _CONFIG_DEPENDENT = ("no preset named",)
+# A load's `shard` placement: its rules (rank 0 here, a remote host's memory and address,
+# JACCL's devices, each host's budget) are given in prose (docs/scale-out.md).
+_PLACEMENT = (
+    "must be this machine",
+    "at least 2 ranks",
+    "give its memory budget",
+    "give the IP address",
+    "needs one rank and `rdma`",
+    "is not a size",
+    "is not an IP address",
+    "does not fit host",
+    "is sharded",
+)
 # Model names and pull references follow grammars the document gives in prose (store
 # names, HF repo ids, OCI references), not as patterns: a second copy could drift.
 _NAME_GRAMMAR = (
@@ -160,6 +173,7 @@ def _excuse(failure: Any, case: Any, response: Any) -> str | None:
         found = [f"model: {r}" for r in _MODEL_DEPENDENT if r in text]
         found += [f"name grammar: {r}" for r in _NAME_GRAMMAR if r in text]
         found += [f"config: {r}" for r in _CONFIG_DEPENDENT if r in text]
+        found += [f"placement: {r}" for r in _PLACEMENT if r in text]
         found += [f"image content: {r}" for r in _IMAGE_CONTENT if r in text]
         found += [f"state: {r}" for r in _STATE_DEPENDENT if r in text]
         if case.path.startswith(_OPERATIONS) and _param(response) is None:

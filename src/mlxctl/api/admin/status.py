@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlxctl import __version__
-from mlxctl.api.body import keep_alive_field, model_field, name_field
+from mlxctl.api.body import keep_alive_field, model_field, name_field, shard_field
 from mlxctl.api.errors import error_response
 from mlxctl.httpguard import json_object
 from mlxctl.router import Router
@@ -97,6 +97,8 @@ async def load(request: Request) -> Response:
             keep_alive = keep_alive_field(body["keep_alive"])
         if body.get("preset") is not None:
             await request.app.state.config.use_preset(record, name_field(body, "preset"))
+        if body.get("shard") is not None:
+            await request.app.state.config.use_shard(record, shard_field(body["shard"]))
         await _scheduler(request).load(record, keep_alive)
         snapshot = await _scheduler(request).status()
         rows = [m for m in snapshot.models if m.model == record.slug]
@@ -112,6 +114,7 @@ async def unload(request: Request) -> Response:
         # Destructive: the exact name only, so `unload q` never stops `qwen` (docs/store.md).
         record = _router(request).registry.resolve_exact(model_field(body))
         unloaded = await _scheduler(request).unload(record.slug)
+        request.app.state.config.options.load_shards.pop(record.slug, None)  # `load --hosts`
     except Exception as e:
         return error_response(e)
     return JSONResponse({"model": record.slug, "unloaded": unloaded})

@@ -44,6 +44,7 @@ def slot_ref(settings: Settings) -> Schema:
 
 
 _ANY_OBJECT: Schema = {"type": "object"}
+_NAME: Schema = {"type": "string", "minLength": 1}
 _NAMES: Schema = {"type": "array", "items": STRING}
 _CONFIG = obj(
     {
@@ -178,9 +179,34 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "load only: a config.yaml preset to run the model with",
                 "anyOf": [TEXT, {"type": "null"}],
             },
+            "shard": {
+                "description": "load only: run the model across hosts, as a config.yaml "
+                "`shard:` section (docs/config.md; placement rules in docs/scale-out.md); it "
+                "holds until unload",
+                "anyOf": [ref("Shard"), {"type": "null"}],
+            },
         },
         "model",
         extra=True,
+    ),
+    "Shard": obj(
+        {
+            "hosts": array({"anyOf": [_NAME, ref("ShardHost")]}, minItems=1),
+            "backend": {"enum": ["ring", "jaccl", "jaccl-ring"]},
+            "mode": {"enum": ["tensor", "pipeline"]},
+            "python": {"anyOf": [_NAME, {"type": "null"}]},
+        },
+        "hosts",
+    ),
+    "ShardHost": obj(
+        {
+            "host": _NAME,
+            "ip": _STRING_OR_NULL,
+            "ranks": {"type": "integer", "minimum": 1, "maximum": 64},
+            "memory": {"type": ["string", "integer", "null"]},
+            "rdma": {"anyOf": [array(_STRING_OR_NULL), {"type": "null"}]},
+        },
+        "host",
     ),
     "Slot": obj(
         {
