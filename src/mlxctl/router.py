@@ -30,7 +30,6 @@ from starlette.types import Receive, Scope, Send
 
 from mlxctl.backend import backend_of, model_target
 from mlxctl.errors import InvalidInput, MlxctlError, NotFound
-from mlxctl.model_map import ModelMap
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.resolve import resolve_exact, resolve_reference
 from mlxctl.scheduler import DEFAULT, KeepAlive, Lease, Scheduler, WorkerLost, WorkerTimeout
@@ -115,21 +114,19 @@ class Router:
         timeouts: Timeouts | None = None,
         aliases: Callable[[str], str | None] | None = None,
         config: LiveConfig | None = None,
-        model_map: ModelMap | None = None,
     ) -> None:
         self.registry = registry
         self.scheduler = scheduler
         self.http = http
         self.timeouts = timeouts or Timeouts()
         self.aliases = aliases  # slot alias → the slug of the model on that slot
-        self.config = config  # routing aliases and request defaults (config.yaml)
-        self.model_map = model_map or ModelMap()  # names no model answers to → a model
+        self.config = config  # routing and pattern aliases, request defaults (config.yaml)
 
     def resolve(self, reference: str, *, mapped: bool = False) -> ModelRecord:
         """The registered model: its exact name, else the model a routing alias picks now
         (config.yaml `aliases:`), else the model on the slot of that alias, else an
-        unambiguous prefix, else what MLXCTL_MODEL_MAP sends the name to. NotFound names
-        the closest names (a fresh read)."""
+        unambiguous prefix, else the model a pattern alias (or MLXCTL_MODEL_MAP) sends the
+        name to, unless `mapped`. NotFound names the closest names (a fresh read)."""
         records = self.registry.list()
         try:
             return resolve_exact(reference, records)
@@ -143,10 +140,12 @@ class Router:
         try:
             return on_slot or resolve_reference(reference, records)
         except NotFound:
-            target = None if mapped else self.model_map.target(reference)
+            if mapped or self.config is None:
+                raise
+            target = self.config.route_pattern(reference.strip(), records)
             if target is None:
                 raise
-            return self.resolve(target, mapped=True)
+            return target
 
     def config_defaults(self, record: ModelRecord, preset: str | None) -> dict[str, Any]:
         """Sampling defaults for `record` from config.yaml, a request's `preset` over them."""

@@ -352,7 +352,8 @@ class Settings:
     model_map: str = _setting(
         "MLXCTL_MODEL_MAP",
         "Comma-separated `pattern=model` pairs (shell-style patterns, first match wins) for "
-        "model names that are not registered, e.g. `claude-*=qwen3:4b,*=qwen3:4b`.",
+        "model names that are not registered, e.g. `claude-*=qwen3:4b,*=qwen3:4b`; tried "
+        "before config.yaml's pattern aliases.",
         "",
     )
     responses_max: int = _setting(

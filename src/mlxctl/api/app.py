@@ -63,7 +63,7 @@ def create_app(
     """The daemon app, listening on `bind_host` (its Host allow-list starts there);
     `worker_factory` and `config` replace the real ones in tests."""
     scheduler_config = config or SchedulerConfig.from_settings(settings)
-    model_map = ModelMap.parse(settings.model_map)
+    ModelMap.parse(settings.model_map)  # a bad MLXCTL_MODEL_MAP stops the start, with why
     daemon_metrics = metrics.Metrics()
     guard = GuardPolicy.from_settings(
         settings,
@@ -100,7 +100,6 @@ def create_app(
             timeouts,
             aliases=slots.model_on,
             config=live,
-            model_map=model_map,
         )
         app.state.config = live
         app.state.peers = Peers.start(

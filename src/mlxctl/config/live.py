@@ -25,6 +25,7 @@ from mlxctl.config.routing import choose
 from mlxctl.config.schema import ConfigFile
 from mlxctl.config.source import ConfigError, config_path, load_yaml
 from mlxctl.errors import InvalidInput, NotFound
+from mlxctl.model_map import ModelMap, is_pattern
 from mlxctl.model_options import ModelOptions, OptionsSource
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.resolve import resolve_reference
@@ -98,23 +99,38 @@ class LiveConfig:
     # Reads, on the event loop -----------------------------------------------------
 
     def alias(self, name: str) -> list[str] | None:
-        config = self.config
-        return None if config is None else config.aliases.get(name)
+        return None if is_pattern(name) else self.alias_names().get(name)
 
     def alias_names(self) -> dict[str, list[str]]:
-        return dict(self.config.aliases) if self.config is not None else {}
+        """Named aliases (pattern aliases match names instead: `patterns`)."""
+        aliases = self.config.aliases if self.config is not None else {}
+        return {k: v for k, v in aliases.items() if not is_pattern(k)}
+
+    def patterns(self) -> ModelMap:
+        """Pattern aliases: MLXCTL_MODEL_MAP's first, then config.yaml's in its order."""
+        aliases = self.config.aliases if self.config is not None else {}
+        return ModelMap.parse(self.settings.model_map) + ModelMap.of_aliases(aliases)
 
     def route(self, name: str, records: list[ModelRecord]) -> ModelRecord | None:
         """The model a routing alias sends this request to; None if `name` is no alias."""
         members = self.alias(name)
-        if members is None or self.scheduler is None:
-            return None
+        return None if members is None else self._pick(name, members, records)
+
+    def route_pattern(self, name: str, records: list[ModelRecord]) -> ModelRecord | None:
+        """The model a pattern alias sends `name` to; None if no pattern matches it."""
+        found = self.patterns().match(name)
+        return None if found is None else self._pick(found[0], list(found[1]), records)
+
+    def _pick(self, name: str, members: list[str], records: list[ModelRecord]) -> ModelRecord:
+        """Alias `name`'s member that answers now (`config.routing.choose`)."""
         candidates = []
         for member in members:
             try:
                 record = resolve_reference(member, records)
             except Exception:
                 continue  # a member not registered (yet): skipped, the others serve
+            if self.scheduler is None:  # no daemon around it: the first registered member
+                return record
             candidates.append((record, self.scheduler.placement(record)))
         if not candidates:
             raise NotFound(

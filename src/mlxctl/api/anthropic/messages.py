@@ -9,8 +9,8 @@ and `tool_result` blocks, `max_tokens` (required), `stop_sequences`,
 `thinking` (`enabled`/`adaptive` → the template's `enable_thinking`, reasoning back
 as thinking blocks), system messages inside `messages`; `context_management`,
 `output_config` and `cache_control` are accepted and ignored (docs/clients.md).
-Model names nobody registered go through MLXCTL_MODEL_MAP (`claude-*` → a local
-model). count_tokens asks the worker for one token and reads
+Model names nobody registered go through the pattern aliases (MLXCTL_MODEL_MAP,
+config.yaml: `claude-*` → a local model). count_tokens asks the worker for one token and reads
 `usage.prompt_tokens`: the exact count through the model's own chat template.
 Errors use Anthropic's envelope (`errors.py`).
 """
