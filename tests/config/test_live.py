@@ -141,3 +141,26 @@ def test_pinned_is_never_evicted_and_preload_loads(shared: Shared) -> None:
     refused = shared.chat("other")
     assert refused.status_code == 503  # it would have had to evict `keep`
     assert set(shared.daemon.ps()) == {"keep"}
+
+
+def test_the_guard_follows_a_reload(shared: Shared) -> None:
+    origin = {"Origin": "http://app.example"}
+
+    def models() -> httpx.Response:
+        return shared.daemon.client().get("/v1/models", headers=origin)
+
+    assert models().status_code == 403  # a web page's origin, not listed
+    text = "settings:\n  origins: http://app.example\n  max_body_bytes: 2048\n"
+    try:
+        report = shared.use(text)
+        assert {"origins", "max_body_bytes"} <= set(report["settings"])  # type: ignore[arg-type]
+        assert report["restart_required"] == []
+        listed = models()
+        assert listed.status_code == 200
+        assert listed.headers["access-control-allow-origin"] == "http://app.example"
+        big = shared.chat("m1", stop=["x" * 4096])
+        assert big.status_code == 413
+    finally:
+        shared.use("")
+    assert models().status_code == 403
+    assert shared.chat("m1", stop=["x" * 4096]).status_code != 413

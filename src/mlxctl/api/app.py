@@ -38,7 +38,7 @@ from mlxctl.api.openai import responses
 from mlxctl.api.openai import routes as openai
 from mlxctl.api.openai.responses_store import ResponseStore
 from mlxctl.config.live import LiveConfig
-from mlxctl.httpguard import GuardPolicy, HTTPGuard, check_bind
+from mlxctl.httpguard import GuardPolicy, HTTPGuard, LivePolicy, check_bind
 from mlxctl.model_map import ModelMap
 from mlxctl.peers import Peers, peer_sections
 from mlxctl.registry import open_registry
@@ -72,6 +72,7 @@ def create_app(
         raw_body_routes=ollama_blobs.upload_routes(settings),
     )
     guard = dataclasses.replace(guard, open_paths=guard.open_paths | dashboard.OPEN_PATHS)
+    live_guard = LivePolicy(guard)  # a reload swaps in new hosts, origins, body limit
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -102,6 +103,7 @@ def create_app(
             config=live,
         )
         app.state.config = live
+        app.state.guard = live_guard
         app.state.peers = Peers.start(
             settings.peer_name, peer_sections(live), settings.peer_poll_interval
         )
@@ -139,7 +141,7 @@ def create_app(
         lifespan=lifespan,
         middleware=[
             Middleware(DaemonMiddleware, metrics=daemon_metrics),
-            Middleware(HTTPGuard, policy=guard, respond=error_response_for),
+            Middleware(HTTPGuard, policy=live_guard, respond=error_response_for),
             Middleware(dashboard.BrowserRedirect),
         ],
         exception_handlers={HTTPException: http_exception_handler},
@@ -156,6 +158,7 @@ def _took_settings(app: Starlette, new: Settings) -> None:
     """A config reload's settings, where the app reads them per request."""
     app.state.settings = new
     app.state.router.timeouts = Timeouts.from_settings(new)
+    app.state.guard.current = app.state.guard.current.with_settings(new)
 
 
 def worker_client() -> httpx.AsyncClient:

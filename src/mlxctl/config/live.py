@@ -43,6 +43,7 @@ LIVE_SETTINGS = frozenset(
         *("worker_max_batch", "worker_max_queue", "worker_prompt_cache_entries"),
         *("worker_prompt_cache_bytes", "worker_context", "allow_insecure_pull"),
         *("worker_first_byte_timeout", "worker_idle_timeout"),
+        *("allowed_hosts", "origins", "max_body_bytes"),  # the daemon's guard, per request
     }
 )
 

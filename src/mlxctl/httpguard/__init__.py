@@ -20,7 +20,7 @@ from mlxctl.httpguard.jsonbody import MAX_DEPTH, json_object, parse_json
 from mlxctl.httpguard.keys import authorized, read_key_file, write_key_file
 from mlxctl.httpguard.middleware import BodyTooLarge, HTTPGuard, Respond, is_json
 from mlxctl.httpguard.origins import OriginList
-from mlxctl.httpguard.policy import GuardPolicy, RawBodyRoute
+from mlxctl.httpguard.policy import GuardPolicy, LivePolicy, RawBodyRoute
 
 __all__ = [
     "MAX_DEPTH",
@@ -28,6 +28,7 @@ __all__ = [
     "GuardPolicy",
     "HTTPGuard",
     "HostAllowList",
+    "LivePolicy",
     "OriginList",
     "RawBodyRoute",
     "Respond",

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlxctl.httpguard.keys import authorized
 from mlxctl.httpguard.origins import EXPOSE_HEADERS, preflight_headers, same_origin
-from mlxctl.httpguard.policy import GuardPolicy, RawBodyRoute
+from mlxctl.httpguard.policy import GuardPolicy, LivePolicy, RawBodyRoute
 from mlxctl.httpguard.session import session_authorized
 from mlxctl.openai_error import APIError
 
@@ -55,10 +55,18 @@ def is_json(content_type: str | None) -> bool:
 
 
 class HTTPGuard:
-    def __init__(self, app: ASGIApp, *, policy: GuardPolicy, respond: Respond) -> None:
+    def __init__(
+        self, app: ASGIApp, *, policy: GuardPolicy | LivePolicy, respond: Respond
+    ) -> None:
         self.app = app
-        self.policy = policy
+        self._policy = policy
         self.respond = respond
+
+    @property
+    def policy(self) -> GuardPolicy:
+        """The policy in force (a daemon's follows its config reloads)."""
+        policy = self._policy
+        return policy.current if isinstance(policy, LivePolicy) else policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mlxctl.httpguard.addresses import HostAllowList
 from mlxctl.httpguard.origins import OriginList
@@ -28,6 +28,13 @@ class RawBodyRoute:
 
     def matches(self, method: str, path: str) -> bool:
         return method == self.method and self.path.fullmatch(path) is not None
+
+
+@dataclass
+class LivePolicy:
+    """The policy in force, swapped whole when a config reload changes it."""
+
+    current: GuardPolicy
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,16 @@ class GuardPolicy:
             api_key=api_key or None,
             max_body_bytes=settings.max_body_bytes,
             raw_body_routes=raw_body_routes,
+        )
+
+    def with_settings(self, settings: Settings) -> GuardPolicy:
+        """This policy with `settings`' allowed hosts, origins and body limit (a reload);
+        the key, the bind address and the routes stay what the server started with."""
+        return replace(
+            self,
+            hosts=HostAllowList.parse(self.hosts.bind_host, settings.allowed_hosts),
+            origins=OriginList.parse(settings.origins),
+            max_body_bytes=settings.max_body_bytes,
         )
 
     def raw_route(self, method: str, path: str) -> RawBodyRoute | None:
