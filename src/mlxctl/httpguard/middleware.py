@@ -55,9 +55,7 @@ def is_json(content_type: str | None) -> bool:
 
 
 class HTTPGuard:
-    def __init__(
-        self, app: ASGIApp, *, policy: GuardPolicy | LivePolicy, respond: Respond
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, policy: GuardPolicy | LivePolicy, respond: Respond) -> None:
         self.app = app
         self._policy = policy
         self.respond = respond
