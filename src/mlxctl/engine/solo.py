@@ -26,19 +26,11 @@ import mlx.core as mx
 from mlxctl.engine import mlxlm, speculative
 from mlxctl.engine.mlxlm import LogitsProcessor, Sampler
 from mlxctl.engine.sampling import SeededSampler
+from mlxctl.engine.specgain import GainRule, RoundCosts
 from mlxctl.engine.speculative import Drafter
 from mlxctl.engine.stats import EngineStats
 
 __all__ = ["Handoff", "Solo", "SoloResponse"]
-
-# Speculation pauses (plain, pipelined steps) when it stops paying: for _PAUSE tokens
-# when its rounds cost more time per token than plain steps (moving averages of the
-# wall clock between steps) or its moving acceptance falls below _MIN_ACCEPTANCE, and
-# for a couple of tokens when the drafter has nothing to propose.
-_MIN_ACCEPTANCE = 0.3
-_PAUSE = 16
-_PAUSE_NO_DRAFT = 2
-_COST_WEIGHT = 0.3
 
 
 @dataclass
@@ -82,6 +74,7 @@ class Solo:
         drafter: Drafter | None,
         num_draft_tokens: int,
         stats: EngineStats,
+        costs: RoundCosts | None = None,
     ) -> None:
         self.model = model
         self.uid = uid
@@ -101,10 +94,13 @@ class Solo:
         spec = drafter is not None and num_draft_tokens > 0 and not processors
         self.drafter = drafter if spec else None
         self.k = num_draft_tokens
-        self.acceptance = 1.0  # moving average of accepted / drafted
-        self.pause = 2  # plain steps left before drafting again (first: measure plain)
-        self.cost: dict[str, float | None] = {"plain": None, "spec": None}  # s per token
-        self.last: tuple[float, str, int] | None = None  # (step began, mode, tokens)
+        # When to speculate (engine/specgain.py); a sampled request's rule reads no clock.
+        self.costs = costs if costs is not None else RoundCosts()
+        timed = not isinstance(sampler, SeededSampler)
+        self.rule = GainRule(self.costs, num_draft_tokens, timed=timed)
+        # The last decode step: (began, "plain" | "spec" | "none", kept, drafted).
+        self.last: tuple[float, str, int, int] | None = None
+        self.steady = False  # the last step was plain and so was the one before it
         if self.drafter is not None:
             self.drafter.start(prompt)
         self.context = mx.array(prompt[:-1], dtype=mx.uint32) if processors else None
@@ -122,45 +118,33 @@ class Solo:
             return 1, []
         out: list[SoloResponse] = []
         began = time.perf_counter()
-        self._measure(began)
+        if self.drafter is not None:
+            self._measure(began)
         if self.pending is None:
             last, self.todo = self.todo, []
             self.pending, self.pending_logprobs = self._forward(mx.array(last, dtype=mx.uint32))
             self.fed += last
             if self.drafter is None:
                 _async_eval(self.pending, self.pending_logprobs)
-        if self.drafter is not None and self.pause == 0 and self._pays():
-            mode = "spec"
-            self._speculate(out)
+        if self.drafter is not None and self.rule.ready:
+            self.last = (began, *self._speculate(out))
         else:
-            mode = "plain"
-            self.pause = max(0, self.pause - 1)
+            self.rule.plain_step()
             self._plain(out)
-        self.last = (began, mode, len(out))
+            self.last = (began, "plain", 0, 0)
         return 0, out
 
     def _measure(self, now: float) -> None:
-        """Fold the last decode step's time per token into its mode's moving average."""
+        """Add the last decode step's cost (step start to step start) and score its round."""
         if self.last is None:
             return
-        began, mode, tokens = self.last
-        self.last = None
-        if tokens:
-            per = (now - began) / tokens
-            old = self.cost[mode]
-            self.cost[mode] = per if old is None else old + _COST_WEIGHT * (per - old)
-
-    def _pays(self) -> bool:
-        """False (and a pause) when speculative rounds have cost more per token than plain
-        steps; the next round after the pause is measured afresh. Greedy requests only: a
-        sampled one's draws depend on the path, which must not depend on the clock."""
-        plain, spec = self.cost["plain"], self.cost["spec"]
-        if plain is None or spec is None or spec <= plain:
-            return True
-        if isinstance(self.sampler, SeededSampler):
-            return True
-        self.pause, self.cost["spec"] = _PAUSE, None
-        return False
+        began, mode, kept, drafted = self.last
+        steady, self.steady = self.steady, mode == "plain"
+        if mode == "plain" and steady:  # a plain step after a round is not pipelined yet
+            self.costs.add_plain(now - began)
+        elif mode == "spec":
+            self.costs.add_round(kept, drafted, now - began)
+            self.rule.round_done(kept, drafted)
 
     def handoff(self) -> tuple[list[SoloResponse], Handoff | None]:
         """Leave the fast path: the token already drawn is sent, the rest goes to the batch.
@@ -199,13 +183,14 @@ class Solo:
         self.fed.append(token)
         self._send(token, row, out)
 
-    def _speculate(self, out: list[SoloResponse]) -> None:
+    def _speculate(self, out: list[SoloResponse]) -> tuple[str, int, int]:
+        """One round; (what it was: "spec" or "none" when nothing was proposed, kept, drafted)."""
         assert self.pending is not None and self.drafter is not None
         token = _int(self.pending)
         row = self._row()
         self.pending = None
         if self._send(token, row, out):
-            return
+            return "none", 0, 0
         k = min(self.k, self.max_tokens - self.generated)
         # A sliding-window cache past its window cannot take drafts back: plain steps then.
         if k > 0 and mlxlm.can_trim_cache(self.cache, after=k + 1):
@@ -213,11 +198,11 @@ class Solo:
         else:
             proposal = None
         if proposal is None:
-            self.pause = _PAUSE_NO_DRAFT
+            self.rule.nothing_proposed()
             self.pending, self.pending_logprobs = self._forward(mx.array([token], mx.uint32))
             _async_eval(self.pending, self.pending_logprobs)
             self.fed.append(token)
-            return
+            return "none", 0, 0
         k = proposal.count
         inputs = mx.concatenate([mx.array([token], mx.uint32), proposal.tokens])
         logits = self.model(inputs[None], cache=self.cache)[0]
@@ -229,13 +214,11 @@ class Solo:
         self.fed += [token, *drafted[:n]]
         self.drafter.accepted(len(self.history), proposal, n)
         self.stats.add_speculation(drafted=k, accepted=n)
-        self.acceptance = (self.acceptance + n / k) / 2
-        if self.acceptance < _MIN_ACCEPTANCE:
-            self.pause, self.acceptance = _PAUSE, _MIN_ACCEPTANCE
         for i in range(n):
             if self._send(drafted[i], logprobs[i], out):
-                return
+                return "spec", n, k
         self.pending, self.pending_logprobs = following, logprobs[n]
+        return "spec", n, k
 
     def _forward(self, inputs: mx.array) -> tuple[mx.array, mx.array]:
         """Feed `inputs` (1-D); the next token (lazy, shape (1,)) and its logprobs row."""
