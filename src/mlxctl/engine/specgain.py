@@ -15,7 +15,7 @@ while it is under 1, for longer after each probe that still does not pay.
 A sampled request's draws depend on where speculation ran, so its rule must not read
 the clock: it prices a round at a fixed `1 + _PRIOR_DRAFT_COST × k` plain steps (with
 k = 3: it pauses while fewer than 30 % of the drafts stand), and a seeded request
-repeats itself.
+repeats itself. Greedy rounds are priced so too until a few samples of each kind exist.
 
 Runs on the generation thread only (engine/solo.py).
 """

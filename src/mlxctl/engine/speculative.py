@@ -268,8 +268,8 @@ def unavailable(kv_bits: int | None, checkpointing: bool) -> str | None:
     if checkpointing:
         return (
             "this model keeps prompt checkpoints (a hybrid or sliding-window cache), which "
-            "run on the batch path: set checkpoint_every to 0 to speculate (a sliding-window "
-            "model then speculates inside its window; a hybrid one cannot take drafts back)"
+            "run on the batch path: a worker started with --checkpoint-every 0 speculates (a "
+            "sliding-window model inside its window; a hybrid one cannot take drafts back)"
         )
     return None
 
