@@ -226,3 +226,23 @@ def test_a_model_that_cannot_speculate_says_why_and_serves_plainly(
     finally:
         for engine in (checkpointing, plain):
             engine.close()
+
+
+def test_the_fast_path_keeps_a_prompt_as_tightly_as_the_batch(tiny_model: Path) -> None:
+    # A plain KV cache grows in 256-token steps: the kept entry holds only its tokens.
+    fast, batch = Engine(tiny_model), Engine(tiny_model, fast_path=False)
+    for engine in (fast, batch):
+        engine.start()
+    try:
+        prompt = [(i * 7) % 50 + 3 for i in range(40)]
+        first = {e: run(collect(e, greedy(prompt, 8))) for e in (fast, batch)}
+        assert first[fast].tokens == first[batch].tokens
+        kept = [e.stats()["prompt_cache"]["bytes"] for e in (fast, batch)]
+        assert kept[0] == kept[1] > 0
+        turn = [*prompt, *first[fast].tokens, 9, 10, 11]
+        second = {e: run(collect(e, greedy(turn, 8))) for e in (fast, batch)}
+        assert second[fast].tokens == second[batch].tokens
+        assert second[fast].done is not None and second[fast].done.cached_tokens >= len(prompt)
+    finally:
+        fast.close()
+        batch.close()
