@@ -44,12 +44,12 @@ def test_rounds_that_keep_nothing_pause_for_longer_each_time() -> None:
     for _ in range(5):
         _round(rule, 0)  # 1 token for two plain steps' cost
         pauses.append(_plain_steps(rule))
-    assert pauses == [8, 16, 32, 64, 64]
+    assert pauses == [4, 8, 16, 32, 32]
     _round(rule, 3)  # a probe that pays: speculation goes on, the next pause is short again
     assert rule.ready
     while rule.ready:
         _round(rule, 0)
-    assert _plain_steps(rule) == 8
+    assert _plain_steps(rule) == 4
 
 
 def test_a_round_that_costs_its_keep_is_judged_on_its_own_cost() -> None:
@@ -92,7 +92,7 @@ def test_nothing_proposed_pauses_a_little_longer_each_time() -> None:
     for _ in range(5):
         rule.nothing_proposed()
         pauses.append(_plain_steps(rule))
-    assert pauses == [2, 4, 8, 16, 16]
+    assert pauses == [2, 4, 4, 4, 4]
     _round(rule, 3)
     rule.nothing_proposed()
     assert _plain_steps(rule) == 2

@@ -36,12 +36,12 @@ _PRIOR_DRAFT_COST = 0.3
 _WEIGHT = 0.5
 # Plain steps after a round that did not pay; doubled after each probe that still does
 # not (up to _MAX_PAUSE), back to _PAUSE once one pays.
-_PAUSE = 8
-_MAX_PAUSE = 64
+_PAUSE = 4
+_MAX_PAUSE = 32
 # Plain steps after a drafter proposed nothing, doubled while it keeps proposing nothing:
 # each attempt reads the pending token at once, which costs the pipeline its overlap.
 _PAUSE_NO_DRAFT = 2
-_MAX_PAUSE_NO_DRAFT = 16
+_MAX_PAUSE_NO_DRAFT = 4
 
 
 class RoundCosts:
