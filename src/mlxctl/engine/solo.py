@@ -46,6 +46,16 @@ class SoloResponse:
 
 
 @dataclass
+class _Round:
+    """A speculative round in flight: `token` (sent) and the drafts fed, logprobs queued."""
+
+    token: int
+    proposal: speculative.Proposal
+    logprobs: mx.array  # (k + 1, vocab), lazy until the next step verifies it
+    position: int  # the first draft's index in the reply (seeds a sampled request's draws)
+
+
+@dataclass
 class Handoff:
     """What the batch needs to carry on: feed `tokens` after the `cached` ones in `cache`."""
 
@@ -106,6 +116,8 @@ class Solo:
         self.context = mx.array(prompt[:-1], dtype=mx.uint32) if processors else None
         self.pending: mx.array | None = None  # sampled, neither fed nor sent
         self.pending_logprobs: mx.array | None = None
+        self.round: _Round | None = None  # queued last step, verified this one
+        self._kept = 0  # drafts the last verified round kept
 
     def step(self) -> tuple[int, list[SoloResponse]]:
         """(prompt chunks processed, tokens generated), like `mlxlm.Batch.step`."""
@@ -120,13 +132,13 @@ class Solo:
         began = time.perf_counter()
         if self.drafter is not None:
             self._measure(began)
-        if self.pending is None:
+        if self.pending is None and self.round is None:
             last, self.todo = self.todo, []
             self.pending, self.pending_logprobs = self._forward(mx.array(last, dtype=mx.uint32))
             self.fed += last
             if self.drafter is None:
                 _async_eval(self.pending, self.pending_logprobs)
-        if self.drafter is not None and self.rule.ready:
+        if self.drafter is not None and (self.round is not None or self.rule.ready):
             self.last = (began, *self._speculate(out))
         else:
             self.rule.plain_step()
@@ -152,6 +164,8 @@ class Solo:
         None when that token ended the sequence.
         """
         out: list[SoloResponse] = []
+        if self.round is not None and self._verify(out):
+            return out, None
         if self.pending is None:
             return out, Handoff(self.todo, self.cache, self.fed, self.max_tokens)
         token = _int(self.pending)
@@ -184,41 +198,60 @@ class Solo:
         self._send(token, row, out)
 
     def _speculate(self, out: list[SoloResponse]) -> tuple[str, int, int]:
-        """One round; (what it was: "spec" or "none" when nothing was proposed, kept, drafted)."""
-        assert self.pending is not None and self.drafter is not None
+        """Verify the round in flight, send its tokens and the next one, then queue the next
+        round (or a plain forward pass) before the host handles them: the host's work
+        overlaps the model's, as in plain steps. (What it was: "spec" when a round was
+        verified, else "none"; kept; drafted.)"""
+        assert self.drafter is not None
+        verified = self.round
+        if verified is not None and self._verify(out):
+            return "spec", self._kept, verified.proposal.count
+        done = ("spec", self._kept, verified.proposal.count) if verified else ("none", 0, 0)
+        assert self.pending is not None
         token = _int(self.pending)
         row = self._row()
         self.pending = None
         if self._send(token, row, out):
-            return "none", 0, 0
-        k = min(self.k, self.max_tokens - self.generated)
-        # A sliding-window cache past its window cannot take drafts back: plain steps then.
-        if k > 0 and mlxlm.can_trim_cache(self.cache, after=k + 1):
-            proposal = self.drafter.propose(self.history, k, self.sampler)
-        else:
-            proposal = None
+            return done
+        proposal = None
+        if self.rule.ready:
+            k = min(self.k, self.max_tokens - self.generated)
+            # A sliding-window cache past its window cannot take drafts back: plain steps.
+            if k > 0 and mlxlm.can_trim_cache(self.cache, after=k + 1):
+                proposal = self.drafter.propose(self.history, k, self.sampler)
+            if proposal is None:
+                self.rule.nothing_proposed()
         if proposal is None:
-            self.rule.nothing_proposed()
             self.pending, self.pending_logprobs = self._forward(mx.array([token], mx.uint32))
             _async_eval(self.pending, self.pending_logprobs)
             self.fed.append(token)
-            return "none", 0, 0
-        k = proposal.count
+            return done
         inputs = mx.concatenate([mx.array([token], mx.uint32), proposal.tokens])
         logits = self.model(inputs[None], cache=self.cache)[0]
         logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        position = self.generated
-        n, following = speculative.verify(logprobs, proposal, self.sampler, position)
+        _async_eval(logprobs, proposal.tokens)
+        self.round = _Round(token, proposal, logprobs, self.generated)
+        return done
+
+    def _verify(self, out: list[SoloResponse]) -> bool:
+        """Settle the round in flight: keep the drafts that stand, send them, and leave the
+        target's next token pending. True when a kept draft ended the sequence."""
+        assert self.round is not None and self.drafter is not None
+        verified, self.round = self.round, None
+        proposal, logprobs = verified.proposal, verified.logprobs
+        k = proposal.count
+        n, following = speculative.verify(logprobs, proposal, self.sampler, verified.position)
+        self._kept = n
         drafted = speculative.ints(proposal.tokens)
         mlxlm.trim_cache(self.cache, k - n)
-        self.fed += [token, *drafted[:n]]
+        self.fed += [verified.token, *drafted[:n]]
         self.drafter.accepted(len(self.history), proposal, n)
         self.stats.add_speculation(drafted=k, accepted=n)
         for i in range(n):
             if self._send(drafted[i], logprobs[i], out):
-                return "spec", n, k
+                return True
         self.pending, self.pending_logprobs = following, logprobs[n]
-        return "spec", n, k
+        return False
 
     def _forward(self, inputs: mx.array) -> tuple[mx.array, mx.array]:
         """Feed `inputs` (1-D); the next token (lazy, shape (1,)) and its logprobs row."""
