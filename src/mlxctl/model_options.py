@@ -15,7 +15,9 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
+from mlxctl.errors import MlxctlError
 from mlxctl.registry import ModelRecord
+from mlxctl.registry.resolve import resolve_reference
 from mlxctl.settings import Settings
 from mlxctl.sharding.spec import ShardSettings
 
@@ -138,10 +140,17 @@ class Layers(Protocol):
     ) -> ModelOptions: ...
 
 
+class Records(Protocol):
+    """The registered models (`registry.Registry`): where a draft model's size is read."""
+
+    def list(self) -> list[ModelRecord]: ...
+
+
 @dataclass
 class OptionsSource:
     """Where a model's options come from: the settings' values, then the config file's
-    preset and model section, then a preset named at load (`mlxctl load --preset`).
+    preset and model section, then a preset named at load (`mlxctl load --preset`);
+    a draft model named there is counted from its registry record (`with_draft`).
 
     Swapped whole on a config reload (`use`): it runs on the daemon's event loop only.
     """
@@ -150,10 +159,13 @@ class OptionsSource:
     config: Layers | None = None
     load_presets: dict[str, str] = field(default_factory=dict)  # slug → preset at load
     load_shards: dict[str, ShardSettings] = field(default_factory=dict)  # slug → `load --hosts`
+    records: Records | None = None  # None: a draft model is not counted (no registry)
 
     @classmethod
-    def from_settings(cls, settings: Settings, config: Layers | None = None) -> OptionsSource:
-        return cls(ModelOptions.from_settings(settings), config)
+    def from_settings(
+        cls, settings: Settings, config: Layers | None = None, records: Records | None = None
+    ) -> OptionsSource:
+        return cls(ModelOptions.from_settings(settings), config, records=records)
 
     def use(self, defaults: ModelOptions, config: Layers | None) -> None:
         """Take a reloaded config (the caller restarts workers whose options changed)."""
@@ -166,4 +178,12 @@ class OptionsSource:
             preset = self.load_presets.get(record.slug)
             options = self.config.options_for(record, self.defaults, preset)
         shard = self.load_shards.get(record.slug)
-        return options if shard is None else replace(options, shard=shard)
+        if shard is not None:
+            options = replace(options, shard=shard)
+        if options.draft_model is None or self.records is None:
+            return options
+        try:
+            draft = resolve_reference(options.draft_model, self.records.list())
+        except MlxctlError:
+            return options  # not registered (`mlxctl verify` says so): the worker refuses it
+        return options.with_draft(draft)

@@ -164,3 +164,24 @@ def test_the_guard_follows_a_reload(shared: Shared) -> None:
         shared.use("")
     assert models().status_code == 403
     assert shared.chat("m1", stop=["x" * 4096]).status_code != 413
+
+
+def test_a_draft_model_named_in_a_section_is_counted_in_the_estimate(shared: Shared) -> None:
+    shared.use("settings:\n  memory_budget: 1GiB\n")
+    assert shared.chat("keep").status_code == 200
+    alone = shared.daemon.ps()["keep"]["estimated_bytes"]
+    shared.use("settings:\n  memory_budget: 1GiB\nmodels:\n  keep:\n    draft_model: sma\n")
+    # 600 MiB + the 100 MiB draft fit: loaded with it, its bytes in ps and the worker's argv.
+    assert shared.chat("keep").status_code == 200
+    row = shared.daemon.ps()["keep"]
+    assert row["estimated_bytes"] == alone + (100 << 20)
+    assert row["options"]["draft_model"] == "small"
+    assert row["options"]["draft_bytes"] == 100 << 20
+    assert _worker_options(row)["draft_model"] == "small"
+    status = shared.daemon.client().get("/api/admin/status").json()
+    assert status["used_bytes"] == alone + (100 << 20)
+    # 600 MiB + a 600 MiB draft do not fit 1 GiB, though the model alone would.
+    shared.use("settings:\n  memory_budget: 1GiB\nmodels:\n  keep:\n    draft_model: other\n")
+    refused = shared.chat("keep")
+    assert refused.status_code == 503, refused.text
+    assert shared.daemon.ps() == {}

@@ -19,7 +19,7 @@ import pytest
 from mlxctl.engine.cachetiers import CacheOptions
 from mlxctl.engine.generator import Engine
 from mlxctl.engine.sampling import SeededSampler
-from mlxctl.engine.speculative import PromptLookup, Proposal, Speculation, verify
+from mlxctl.engine.speculative import PromptLookup, Proposal, Speculation, unavailable, verify
 from mlxctl.engine.types import GenerationRequest, SamplingParams
 from mlxctl.errors import InvalidInput
 from mlxctl.factory import make_model
@@ -203,3 +203,46 @@ def test_a_sliding_window_model_speculates_only_inside_its_window(tmp_path: Path
     finally:
         plain.close()
         speculating.close()
+
+
+def test_a_model_that_cannot_speculate_says_why_and_serves_plainly(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    # The tiny models' heads (16) are below mlx's smallest KV quantization group: the
+    # kv_bits reason is checked as such; checkpoints on a real sliding-window model.
+    assert "drop kv_bits" in (unavailable(8, checkpointing=False) or "")
+    spec = Speculation(3, prompt_lookup=True)
+    swa = make_model(tmp_path / "swa", arch="gemma3_text", size="tiny")
+    checkpointing = Engine(swa, speculation=spec)  # checkpoints on (the default)
+    plain = Engine(tiny_model, speculation=spec)
+    for engine in (checkpointing, plain):
+        engine.start()
+    try:
+        assert "--checkpoint-every 0" in (checkpointing.speculation_off or "")
+        prompt = [5, 6, 7, 8, 5, 6, 7, 8, 5, 6]
+        assert len(run(collect(checkpointing, greedy(prompt, 12))).tokens) == 12
+        assert checkpointing.stats()["tokens_drafted_total"] == 0
+        assert plain.speculation_off is None
+    finally:
+        for engine in (checkpointing, plain):
+            engine.close()
+
+
+def test_the_fast_path_keeps_a_prompt_as_tightly_as_the_batch(tiny_model: Path) -> None:
+    # A plain KV cache grows in 256-token steps: the kept entry holds only its tokens.
+    fast, batch = Engine(tiny_model), Engine(tiny_model, fast_path=False)
+    for engine in (fast, batch):
+        engine.start()
+    try:
+        prompt = [(i * 7) % 50 + 3 for i in range(40)]
+        first = {e: run(collect(e, greedy(prompt, 8))) for e in (fast, batch)}
+        assert first[fast].tokens == first[batch].tokens
+        kept = [e.stats()["prompt_cache"]["bytes"] for e in (fast, batch)]
+        assert kept[0] == kept[1] > 0
+        turn = [*prompt, *first[fast].tokens, 9, 10, 11]
+        second = {e: run(collect(e, greedy(turn, 8))) for e in (fast, batch)}
+        assert second[fast].tokens == second[batch].tokens
+        assert second[fast].done is not None and second[fast].done.cached_tokens >= len(prompt)
+    finally:
+        fast.close()
+        batch.close()

@@ -80,7 +80,7 @@ def create_app(
         registry = open_registry(settings)
         pidfile.reap(pidfile.run_dir(settings.home))
         # One source of every model's worker options: the estimate and the argv agree.
-        live = LiveConfig.start(settings, os.environ)
+        live = LiveConfig.start(settings, os.environ, registry)
         options = live.options
         supervision = SupervisionConfig.from_settings(settings, options)
         factory = worker_factory or process_factory(supervision, http)

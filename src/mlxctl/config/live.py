@@ -26,7 +26,7 @@ from mlxctl.config.schema import ConfigFile
 from mlxctl.config.source import ConfigError, config_path, load_yaml
 from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.model_map import ModelMap, is_pattern
-from mlxctl.model_options import ModelOptions, OptionsSource
+from mlxctl.model_options import ModelOptions, OptionsSource, Records
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.resolve import resolve_reference
 from mlxctl.scheduler import Scheduler, SchedulerConfig
@@ -91,11 +91,15 @@ class LiveConfig:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def start(cls, settings: Settings, environ: Mapping[str, str]) -> LiveConfig:
-        """Read the file (ConfigError when bad: the daemon does not start on it)."""
+    def start(
+        cls, settings: Settings, environ: Mapping[str, str], records: Records | None = None
+    ) -> LiveConfig:
+        """Read the file (ConfigError when bad: the daemon does not start on it); a draft
+        model a section names is counted from `records` (the registry)."""
         path = config_path(environ, settings.home)
         config = read_config(path)
-        return cls(settings, OptionsSource.from_settings(settings, config), environ, config, path)
+        options = OptionsSource.from_settings(settings, config, records)
+        return cls(settings, options, environ, config, path)
 
     # Reads, on the event loop -----------------------------------------------------
 

@@ -21,12 +21,14 @@ import mlx.core as mx
 
 from mlxctl.engine import mlxlm, pooling, sampling, speculative
 from mlxctl.engine.cachetiers import CacheOptions, CacheTiers
+from mlxctl.engine.checkpoints import needs_checkpoints
 from mlxctl.engine.checks import ContextOverflow
 from mlxctl.engine.host import EngineHost, QueueFull
 from mlxctl.engine.outbox import Job, Outbox
 from mlxctl.engine.prefix import common_prefix
 from mlxctl.engine.prompt_cache import CacheHit, PromptCache
 from mlxctl.engine.solo import Solo
+from mlxctl.engine.specgain import RoundCosts
 from mlxctl.engine.speculative import Speculation
 from mlxctl.engine.types import TokenEvent
 from mlxctl.errors import NotFound
@@ -85,6 +87,7 @@ class Engine(EngineHost["_Generation"]):
         self.cache_options.check()
         # A lone sequence decodes off the batch (engine/solo.py); speculation runs there.
         self.speculation = speculation or Speculation(num_draft_tokens=0)
+        self.speculation_off: str | None = None  # why this model cannot speculate, once loaded
         self.fast_path = fast_path
         self.tokenizer: mlxlm.TokenizerWrapper
 
@@ -112,9 +115,16 @@ class Engine(EngineHost["_Generation"]):
         self.context_length = _context_length(config, tokenizer)
         self.eos_token_ids = set(tokenizer.eos_token_ids)
         self.vocab_size = int(_config_value(config, "vocab_size") or len(tokenizer))
-        drafter = speculative.load_drafter(
-            self.speculation, self.vocab_size, prefill_step_size=self.prefill_step_size
-        )
+        options = self.cache_options
+        checkpointing = options.checkpoint_every > 0 and needs_checkpoints(mlxlm.make_cache(model))
+        self.speculation_off = speculative.unavailable(options.kv_bits, checkpointing)
+        drafter = None
+        if self.speculation.enabled and self.speculation_off is not None:
+            log.warning("speculative decoding is off for this model: %s", self.speculation_off)
+        else:
+            drafter = speculative.load_drafter(
+                self.speculation, self.vocab_size, prefill_step_size=self.prefill_step_size
+            )
         return _Generation(self, model, outbox, drafter)
 
     def _thread_exit(self) -> None:
@@ -140,6 +150,7 @@ class _Generation:
         self.stop = [[token] for token in sorted(engine.eos_token_ids)]
         self.published = 0.0
         self.drafter = drafter
+        self.costs = RoundCosts()  # what rounds and plain steps cost this model
         self.solo: Solo | None = None  # the lone sequence on the fast path (batch empty)
         self.solo_uids = 0  # counted down: never a batch uid
 
@@ -312,6 +323,7 @@ class _Generation:
                 stop=stop,
                 prefill_step_size=self.engine.prefill_step_size,
                 drafter=self.drafter,
+                costs=self.costs,
                 num_draft_tokens=self.engine.speculation.num_draft_tokens,
                 stats=self.stats,
             )

@@ -26,19 +26,11 @@ import mlx.core as mx
 from mlxctl.engine import mlxlm, speculative
 from mlxctl.engine.mlxlm import LogitsProcessor, Sampler
 from mlxctl.engine.sampling import SeededSampler
+from mlxctl.engine.specgain import GainRule, RoundCosts
 from mlxctl.engine.speculative import Drafter
 from mlxctl.engine.stats import EngineStats
 
 __all__ = ["Handoff", "Solo", "SoloResponse"]
-
-# Speculation pauses (plain, pipelined steps) when it stops paying: for _PAUSE tokens
-# when its rounds cost more time per token than plain steps (moving averages of the
-# wall clock between steps) or its moving acceptance falls below _MIN_ACCEPTANCE, and
-# for a couple of tokens when the drafter has nothing to propose.
-_MIN_ACCEPTANCE = 0.3
-_PAUSE = 16
-_PAUSE_NO_DRAFT = 2
-_COST_WEIGHT = 0.3
 
 
 @dataclass
@@ -51,6 +43,16 @@ class SoloResponse:
     finish_reason: str | None = None
     prompt_cache: list[Any] | None = None
     all_tokens: list[int] | None = None
+
+
+@dataclass
+class _Round:
+    """A speculative round in flight: `token` (sent) and the drafts fed, logprobs queued."""
+
+    token: int
+    proposal: speculative.Proposal
+    logprobs: mx.array  # (k + 1, vocab), lazy until the next step verifies it
+    position: int  # the first draft's index in the reply (seeds a sampled request's draws)
 
 
 @dataclass
@@ -82,6 +84,7 @@ class Solo:
         drafter: Drafter | None,
         num_draft_tokens: int,
         stats: EngineStats,
+        costs: RoundCosts | None = None,
     ) -> None:
         self.model = model
         self.uid = uid
@@ -101,15 +104,20 @@ class Solo:
         spec = drafter is not None and num_draft_tokens > 0 and not processors
         self.drafter = drafter if spec else None
         self.k = num_draft_tokens
-        self.acceptance = 1.0  # moving average of accepted / drafted
-        self.pause = 2  # plain steps left before drafting again (first: measure plain)
-        self.cost: dict[str, float | None] = {"plain": None, "spec": None}  # s per token
-        self.last: tuple[float, str, int] | None = None  # (step began, mode, tokens)
+        # When to speculate (engine/specgain.py); a sampled request's rule reads no clock.
+        self.costs = costs if costs is not None else RoundCosts()
+        timed = not isinstance(sampler, SeededSampler)
+        self.rule = GainRule(self.costs, num_draft_tokens, timed=timed)
+        # The last decode step: (began, "plain" | "spec" | "none", kept, drafted).
+        self.last: tuple[float, str, int, int] | None = None
+        self.steady = False  # the last step was plain and so was the one before it
         if self.drafter is not None:
             self.drafter.start(prompt)
         self.context = mx.array(prompt[:-1], dtype=mx.uint32) if processors else None
         self.pending: mx.array | None = None  # sampled, neither fed nor sent
         self.pending_logprobs: mx.array | None = None
+        self.round: _Round | None = None  # queued last step, verified this one
+        self._kept = 0  # drafts the last verified round kept
 
     def step(self) -> tuple[int, list[SoloResponse]]:
         """(prompt chunks processed, tokens generated), like `mlxlm.Batch.step`."""
@@ -122,45 +130,33 @@ class Solo:
             return 1, []
         out: list[SoloResponse] = []
         began = time.perf_counter()
-        self._measure(began)
-        if self.pending is None:
+        if self.drafter is not None:
+            self._measure(began)
+        if self.pending is None and self.round is None:
             last, self.todo = self.todo, []
             self.pending, self.pending_logprobs = self._forward(mx.array(last, dtype=mx.uint32))
             self.fed += last
             if self.drafter is None:
                 _async_eval(self.pending, self.pending_logprobs)
-        if self.drafter is not None and self.pause == 0 and self._pays():
-            mode = "spec"
-            self._speculate(out)
+        if self.drafter is not None and (self.round is not None or self.rule.ready):
+            self.last = (began, *self._speculate(out))
         else:
-            mode = "plain"
-            self.pause = max(0, self.pause - 1)
+            self.rule.plain_step()
             self._plain(out)
-        self.last = (began, mode, len(out))
+            self.last = (began, "plain", 0, 0)
         return 0, out
 
     def _measure(self, now: float) -> None:
-        """Fold the last decode step's time per token into its mode's moving average."""
+        """Add the last decode step's cost (step start to step start) and score its round."""
         if self.last is None:
             return
-        began, mode, tokens = self.last
-        self.last = None
-        if tokens:
-            per = (now - began) / tokens
-            old = self.cost[mode]
-            self.cost[mode] = per if old is None else old + _COST_WEIGHT * (per - old)
-
-    def _pays(self) -> bool:
-        """False (and a pause) when speculative rounds have cost more per token than plain
-        steps; the next round after the pause is measured afresh. Greedy requests only: a
-        sampled one's draws depend on the path, which must not depend on the clock."""
-        plain, spec = self.cost["plain"], self.cost["spec"]
-        if plain is None or spec is None or spec <= plain:
-            return True
-        if isinstance(self.sampler, SeededSampler):
-            return True
-        self.pause, self.cost["spec"] = _PAUSE, None
-        return False
+        began, mode, kept, drafted = self.last
+        steady, self.steady = self.steady, mode == "plain"
+        if mode == "plain" and steady:  # a plain step after a round is not pipelined yet
+            self.costs.add_plain(now - began)
+        elif mode == "spec":
+            self.costs.add_round(kept, drafted, now - began)
+            self.rule.round_done(kept, drafted)
 
     def handoff(self) -> tuple[list[SoloResponse], Handoff | None]:
         """Leave the fast path: the token already drawn is sent, the rest goes to the batch.
@@ -168,6 +164,8 @@ class Solo:
         None when that token ended the sequence.
         """
         out: list[SoloResponse] = []
+        if self.round is not None and self._verify(out):
+            return out, None
         if self.pending is None:
             return out, Handoff(self.todo, self.cache, self.fed, self.max_tokens)
         token = _int(self.pending)
@@ -199,43 +197,61 @@ class Solo:
         self.fed.append(token)
         self._send(token, row, out)
 
-    def _speculate(self, out: list[SoloResponse]) -> None:
-        assert self.pending is not None and self.drafter is not None
+    def _speculate(self, out: list[SoloResponse]) -> tuple[str, int, int]:
+        """Verify the round in flight, send its tokens and the next one, then queue the next
+        round (or a plain forward pass) before the host handles them: the host's work
+        overlaps the model's, as in plain steps. (What it was: "spec" when a round was
+        verified, else "none"; kept; drafted.)"""
+        assert self.drafter is not None
+        verified = self.round
+        if verified is not None and self._verify(out):
+            return "spec", self._kept, verified.proposal.count
+        done = ("spec", self._kept, verified.proposal.count) if verified else ("none", 0, 0)
+        assert self.pending is not None
         token = _int(self.pending)
         row = self._row()
         self.pending = None
         if self._send(token, row, out):
-            return
-        k = min(self.k, self.max_tokens - self.generated)
-        # A sliding-window cache past its window cannot take drafts back: plain steps then.
-        if k > 0 and mlxlm.can_trim_cache(self.cache, after=k + 1):
-            proposal = self.drafter.propose(self.history, k, self.sampler)
-        else:
-            proposal = None
+            return done
+        proposal = None
+        if self.rule.ready:
+            k = min(self.k, self.max_tokens - self.generated)
+            # A sliding-window cache past its window cannot take drafts back: plain steps.
+            if k > 0 and mlxlm.can_trim_cache(self.cache, after=k + 1):
+                proposal = self.drafter.propose(self.history, k, self.sampler)
+            if proposal is None:
+                self.rule.nothing_proposed()
         if proposal is None:
-            self.pause = _PAUSE_NO_DRAFT
             self.pending, self.pending_logprobs = self._forward(mx.array([token], mx.uint32))
             _async_eval(self.pending, self.pending_logprobs)
             self.fed.append(token)
-            return
-        k = proposal.count
+            return done
         inputs = mx.concatenate([mx.array([token], mx.uint32), proposal.tokens])
         logits = self.model(inputs[None], cache=self.cache)[0]
         logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        position = self.generated
-        n, following = speculative.verify(logprobs, proposal, self.sampler, position)
+        _async_eval(logprobs, proposal.tokens)
+        self.round = _Round(token, proposal, logprobs, self.generated)
+        return done
+
+    def _verify(self, out: list[SoloResponse]) -> bool:
+        """Settle the round in flight: keep the drafts that stand, send them, and leave the
+        target's next token pending. True when a kept draft ended the sequence."""
+        assert self.round is not None and self.drafter is not None
+        verified, self.round = self.round, None
+        proposal, logprobs = verified.proposal, verified.logprobs
+        k = proposal.count
+        n, following = speculative.verify(logprobs, proposal, self.sampler, verified.position)
+        self._kept = n
         drafted = speculative.ints(proposal.tokens)
         mlxlm.trim_cache(self.cache, k - n)
-        self.fed += [token, *drafted[:n]]
+        self.fed += [verified.token, *drafted[:n]]
         self.drafter.accepted(len(self.history), proposal, n)
         self.stats.add_speculation(drafted=k, accepted=n)
-        self.acceptance = (self.acceptance + n / k) / 2
-        if self.acceptance < _MIN_ACCEPTANCE:
-            self.pause, self.acceptance = _PAUSE, _MIN_ACCEPTANCE
         for i in range(n):
             if self._send(drafted[i], logprobs[i], out):
-                return
+                return True
         self.pending, self.pending_logprobs = following, logprobs[n]
+        return False
 
     def _forward(self, inputs: mx.array) -> tuple[mx.array, mx.array]:
         """Feed `inputs` (1-D); the next token (lazy, shape (1,)) and its logprobs row."""
@@ -263,9 +279,20 @@ class Solo:
             finish = "stop"
         response = SoloResponse(self.uid, token, logprobs, finish)
         if finish is not None:
-            response.prompt_cache, response.all_tokens = self.cache, self.fed
+            response.prompt_cache, response.all_tokens = _tight(self.cache), self.fed
         out.append(response)
         return finish is not None
+
+
+def _tight(cache: list[Any]) -> list[Any]:
+    """`cache` cut to the tokens it holds, as the batch path's extracted caches are: a
+    plain KV cache grows in steps of 256 tokens, which a kept entry would hold (and count)."""
+    for layer in cache:
+        keys = layer.keys if type(layer) is mlxlm.KVCache else None
+        if keys is not None and keys.shape[2] > layer.offset:
+            layer.keys = mx.contiguous(keys[..., : layer.offset, :])
+            layer.values = mx.contiguous(layer.values[..., : layer.offset, :])
+    return cache
 
 
 def _int(array: mx.array) -> int:

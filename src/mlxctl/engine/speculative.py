@@ -35,7 +35,16 @@ from mlxctl.engine.prefix import common_prefix
 from mlxctl.engine.sampling import SeededSampler
 from mlxctl.errors import InvalidInput
 
-__all__ = ["DraftModel", "Drafter", "PromptLookup", "Speculation", "ints", "load_drafter", "verify"]
+__all__ = [
+    "DraftModel",
+    "Drafter",
+    "PromptLookup",
+    "Speculation",
+    "ints",
+    "load_drafter",
+    "unavailable",
+    "verify",
+]
 
 # The longest n-gram prompt lookup matches; shorter ones are tried when it finds none.
 _MAX_NGRAM = 3
@@ -246,6 +255,23 @@ def ints(array: mx.array) -> list[int]:
 
 def _key(seed: int, position: int) -> mx.array:
     return mx.random.key((seed + _GOLDEN * (position + 1)) % (1 << 64))
+
+
+def unavailable(kv_bits: int | None, checkpointing: bool) -> str | None:
+    """Why a model loaded so cannot speculate (None: it can). Speculation runs on the
+    single-stream fast path, which keeps a plain KV cache it can trim drafts from."""
+    if kv_bits:
+        return (
+            "kv_bits quantizes the KV cache, and speculation runs on the fast path's plain "
+            "cache: drop kv_bits to speculate"
+        )
+    if checkpointing:
+        return (
+            "this model keeps prompt checkpoints (a hybrid or sliding-window cache), which "
+            "run on the batch path: a worker started with --checkpoint-every 0 speculates (a "
+            "sliding-window model inside its window; a hybrid one cannot take drafts back)"
+        )
+    return None
 
 
 def load_drafter(spec: Speculation, vocab_size: int, *, prefill_step_size: int) -> Drafter | None:

@@ -206,7 +206,7 @@ def _error(status: int, message: str, code: str, headers: dict[str, str] | None 
 
 
 # What /health reports of the worker's options, and the request fields a JSON answer echoes.
-_OPTIONS = ("max_batch", "max_queue", "context", "preset", "prompt_cache_entries")
+_OPTIONS = ("max_batch", "max_queue", "context", "preset", "prompt_cache_entries", "draft_model")
 _SAMPLING = ("temperature", "top_p", "top_k", "min_p", "seed", "max_tokens", "repetition_penalty")
 
 

@@ -90,6 +90,7 @@ def _speculation(engine: Any) -> dict[str, Any] | None:
         "draft_model": str(draft) if draft is not None else None,
         "prompt_lookup": spec.prompt_lookup,
         "num_draft_tokens": spec.num_draft_tokens,
+        "off": getattr(engine, "speculation_off", None),  # why it cannot run, if it cannot
     }
 
 
