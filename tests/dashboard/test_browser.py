@@ -171,6 +171,8 @@ def test_every_page_in_a_real_browser(
     assert browser.find_elements(By.CSS_SELECTOR, "#budget-bar span")
 
     # Playground: the answer arrives in pieces (counted in the page as the text changes).
+    # The whole message is counted: a random model may open a reasoning block and leave the
+    # answer proper only its last few tokens.
     go(browser, "playground")
     Select(browser.find_element(By.ID, "chat-model")).select_by_value(MODEL)
     browser.find_element(By.ID, "chat-system").send_keys("You are terse.")
@@ -186,7 +188,7 @@ def test_every_page_in_a_real_browser(
     max_tokens.send_keys(str(ANSWER_TOKENS))
     browser.execute_script(
         "window.pieces = [];"
-        "new MutationObserver(() => { const t = document.querySelector('.msg.assistant .answer');"
+        "new MutationObserver(() => { const t = document.querySelector('.msg.assistant');"
         " if (t && t.textContent) window.pieces.push(t.textContent.length); })"
         ".observe(document.getElementById('panes'),"
         " {subtree: true, childList: true, characterData: true});"
