@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / ".bench"
 PEER_VENV = BENCH_DIR / "peers"
+LONG_STREAMS = (1, 2, 4, 8)
 # Peers that need their own virtual environment: kind -> (folder, console script, packages).
 PEER_ENVS = {
     "mlx_openai": (PEER_VENV, "mlx-openai-server", ["mlx-openai-server"]),
@@ -234,16 +236,6 @@ async def measure_server(
     return fig
 
 
-async def measure_long_only(name: str, port: int, model: str, tokens: int, long: int) -> Figures:
-    """Just the long-prompt sweep, after one short warm-up request."""
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    fig = Figures(name)
-    async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=32)) as client:
-        await one_stream(client, url, model, [{"role": "user", "content": "warm up"}], 4)
-        await measure_long(client, url, model, tokens, long, fig)
-    return fig
-
-
 def long_prompt(long: int, streams: int, i: int) -> str:
     """A distinct ~`long`-token prompt: its first words differ, so no server reuses a prefix."""
     return " ".join(
@@ -251,24 +243,43 @@ def long_prompt(long: int, streams: int, i: int) -> str:
     )
 
 
+async def long_level(
+    client: httpx.AsyncClient, url: str, model: str, tokens: int, long: int, streams: int
+) -> tuple[float, float]:
+    """(median TTFT s, aggregate tok/s) of `streams` distinct long prompts sent together."""
+    bodies = [long_prompt(long, streams, i) for i in range(streams)]
+    start = time.perf_counter()
+    results = await asyncio.gather(
+        *[one_stream(client, url, model, [{"role": "user", "content": b}], tokens) for b in bodies]
+    )
+    wall = time.perf_counter() - start
+    return statistics.median(r[0] for r in results), sum(r[2] for r in results) / wall
+
+
 async def measure_long(
     client: httpx.AsyncClient, url: str, model: str, tokens: int, long: int, fig: Figures
 ) -> None:
     """TTFT and aggregate tok/s of 1, 2, 4 and 8 long prompts sent together (each its own)."""
-    for streams in (1, 2, 4, 8):
-        bodies = [long_prompt(long, streams, i) for i in range(streams)]
-        start = time.perf_counter()
-        results = await asyncio.gather(
-            *[
-                one_stream(client, url, model, [{"role": "user", "content": b}], tokens)
-                for b in bodies
-            ]
-        )
-        wall = time.perf_counter() - start
-        fig.long[streams] = (
-            statistics.median(r[0] for r in results),
-            sum(r[2] for r in results) / wall,
-        )
+    for streams in LONG_STREAMS:
+        fig.long[streams] = await long_level(client, url, model, tokens, long, streams)
+
+
+async def measure_long_interleaved(
+    served: list[tuple[str, int, str]], tokens: int, long: int
+) -> list[Figures]:
+    """The long sweep on servers all up at once, taken in turn at each concurrency so a
+    change in the machine's load hits every server alike."""
+    figures = [Figures(name) for name, _, _ in served]
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(timeout=900, limits=limits) as client:
+        urls = [f"http://127.0.0.1:{port}/v1/chat/completions" for _, port, _ in served]
+        for url, (_, _, model) in zip(urls, served, strict=True):
+            await one_stream(client, url, model, [{"role": "user", "content": "warm up"}], 4)
+        for streams in LONG_STREAMS:
+            for fig, url, (name, _, model) in zip(figures, urls, served, strict=True):
+                print(f"  {name}: {streams} at once ...", flush=True)
+                fig.long[streams] = await long_level(client, url, model, tokens, long, streams)
+    return figures
 
 
 def peer_binary(kind: str) -> str:
@@ -288,6 +299,35 @@ def ensure_peer_env(kind: str) -> bool:
     return done.returncode == 0
 
 
+@contextlib.contextmanager
+def serving(
+    kind: str, name: str, env: dict[str, str], model_path: Path
+) -> Iterator[tuple[int, str]]:
+    """A started server: (port, the model name it serves); stopped and cleaned up after."""
+    port = free_port()
+    log = BENCH_DIR / f"{name}.log"
+    # An empty home per run: no server finds a prompt cache on disk from an earlier run.
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=BENCH_DIR))
+    env = {**env, "HOME": str(home), "MLXCTL_HOME": str(home / "mlxctl")}
+    proc = start_server(kind, model_path, port, log, env)
+    try:
+        try:
+            wait_ready(port, proc)
+        except (RuntimeError, TimeoutError) as e:
+            raise RuntimeError(f"{e} (see {log})") from e
+        model = str(model_path)  # mlx_lm.server serves its --model under its path
+        if kind != "mlx_lm":
+            model = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"]
+        yield port, model
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def run_server(
     kind: str,
     name: str,
@@ -297,30 +337,28 @@ def run_server(
     prompt: str,
     prefix: str,
 ) -> Figures:
-    port = free_port()
-    log = BENCH_DIR / f"{name}.log"
-    # An empty home per run: no server finds a prompt cache on disk from an earlier run.
-    home = Path(tempfile.mkdtemp(prefix="home-", dir=BENCH_DIR))
-    env = {**env, "HOME": str(home), "MLXCTL_HOME": str(home / "mlxctl")}
-    proc = start_server(kind, model_path, port, log, env)
     try:
-        wait_ready(port, proc)
-        model = str(model_path)  # mlx_lm.server serves its --model under its path
-        if kind != "mlx_lm":
-            model = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"]
-        if args.long_only:
-            return asyncio.run(measure_long_only(name, port, model, args.tokens, args.long))
-        figures = measure_server(name, port, model, args.tokens, prompt, prefix, args.long)
-        return asyncio.run(figures)
+        with serving(kind, name, env, model_path) as (port, model):
+            figures = measure_server(name, port, model, args.tokens, prompt, prefix, args.long)
+            return asyncio.run(figures)
     except Exception as e:  # a peer that cannot run here is reported, not fatal
-        return Figures(name, note=f"failed: {e} (see {log})")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(home, ignore_errors=True)
+        return Figures(name, note=f"failed: {e}")
+
+
+def run_long_only(
+    runs: list[tuple[str, str, dict[str, str]]], model_path: Path, args: argparse.Namespace
+) -> list[Figures]:
+    """Every server up at once, the long sweep interleaved across them."""
+    with contextlib.ExitStack() as stack:
+        served: list[tuple[str, int, str]] = []
+        failed: list[Figures] = []
+        for kind, name, env in runs:
+            try:
+                port, model = stack.enter_context(serving(kind, name, env, model_path))
+                served.append((name, port, model))
+            except Exception as e:  # a peer that cannot run here is reported, not fatal
+                failed.append(Figures(name, note=f"failed: {e}"))
+        return asyncio.run(measure_long_interleaved(served, args.tokens, args.long)) + failed
 
 
 def table(rows: Sequence[Figures]) -> str:
@@ -437,12 +475,18 @@ def main() -> None:
         rows.append(raw_rate(model_path, args.tokens, prompt, "raw (reference BLAS)", reference))
         if library != "none":
             rows.append(raw_rate(model_path, args.tokens, prompt, "raw (OpenBLAS)", fast))
+    installed = []
     for kind, name, env in runs:
         if kind in PEER_ENVS and not ensure_peer_env(kind):
             rows.append(Figures(name, note="could not be installed"))
-            continue
-        print(f"measuring {name} ...", flush=True)
-        rows.append(run_server(kind, name, env, model_path, args, prompt, prefix))
+        else:
+            installed.append((kind, name, env))
+    if args.long_only:
+        rows += run_long_only(installed, model_path, args)
+    else:
+        for kind, name, env in installed:
+            print(f"measuring {name} ...", flush=True)
+            rows.append(run_server(kind, name, env, model_path, args, prompt, prefix))
     print()
     if not args.long_only:
         print(table(rows))
