@@ -443,6 +443,11 @@ def main() -> None:
         action="store_true",
         help="Only the --long sweep (default 2048 tokens), every server with OpenBLAS.",
     )
+    parser.add_argument(
+        "--same-blas",
+        action="store_true",
+        help="Only the runs with OpenBLAS preloaded (no peer as shipped, no reference BLAS).",
+    )
     parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)  # child: raw rate only
     args = parser.parse_args()
     prompt = "Write a short story about a lighthouse keeper and a cat."
@@ -465,14 +470,17 @@ def main() -> None:
         runs.append(("mlxctl", "mlxctl (OpenBLAS)", fast))
     if args.all or library == "none":
         runs.append(("mlxctl", "mlxctl (reference BLAS)", reference))
+    same_blas = args.long_only or args.same_blas
     for peer in peers:
-        if not args.long_only or library == "none":
+        if not same_blas or library == "none":
             runs.append((peer, f"{peer} (as shipped)", reference))
         if library != "none":
             runs.append((peer, f"{peer} (OpenBLAS)", fast))
     rows = []
     if not args.long_only:
-        rows.append(raw_rate(model_path, args.tokens, prompt, "raw (reference BLAS)", reference))
+        if not same_blas or library == "none":
+            ref = raw_rate(model_path, args.tokens, prompt, "raw (reference BLAS)", reference)
+            rows.append(ref)
         if library != "none":
             rows.append(raw_rate(model_path, args.tokens, prompt, "raw (OpenBLAS)", fast))
     installed = []
