@@ -7,7 +7,7 @@ ratio to its reference measured in the same run, runs interleaved:
   - single: our engine alone (the fast path, engine/solo.py) and on the batch path, vs raw
     mlx-lm `stream_generate`, greedy decode tokens/s on the factory `small` model;
   - json: `response_format` json_schema (llguidance mask, overlapped with the forward pass)
-    vs unconstrained, same prompt and model, decode tokens/s;
+    vs unconstrained, same prompt and model, decode tokens/s, alone and --json-streams at once;
   - spec: the factory's trained target/draft pair (`mlxctl dev train-pair`, factory/train.py;
     trained here first if missing, minutes): the target alone vs with its draft model vs
     with prompt lookup, on held-out "rewrite this code with one change" prompts (the answer
@@ -92,6 +92,24 @@ def _engine_run(engine: Any, request: Any) -> tuple[Figure, list[int], Stamp]:
                 stamps.append(_stamp())
                 tokens.append(event.token)
         return _figure(stamps), tokens, (stamps[-1][0] - wall, stamps[-1][1] - cpu)
+
+    return asyncio.run(go())
+
+
+def _engine_batch(engine: Any, requests: list[Any]) -> Figure:
+    """Several requests at once on a started Engine: aggregate decode tokens/s from the first
+    token of any to the last, and CPU per token over the same span."""
+    from mlxctl.engine.types import TokenEvent
+
+    async def one(request: Any, stamps: list[Stamp]) -> None:
+        async for event in engine.generate(request):
+            if isinstance(event, TokenEvent):
+                stamps.append(_stamp())
+
+    async def go() -> Figure:
+        stamps: list[Stamp] = []
+        await asyncio.gather(*(one(r, stamps) for r in requests))
+        return _figure(sorted(stamps))
 
     return asyncio.run(go())
 
@@ -185,10 +203,30 @@ def json_schema(args: argparse.Namespace) -> None:
         args.rounds,
         {"unconstrained": lambda: _engine_run(engine, free)[0], "json_schema": run_constrained},
     )
+    # The same in a batch: each request its own seed, so the rows differ.
+    n = args.json_streams
+    seeded = [replace(params, seed=3 + i) for i in range(n)]
+    batched = _interleave(
+        args.rounds,
+        {
+            f"unconstrained ×{n}": lambda: _engine_batch(
+                engine, [GenerationRequest(prompt, args.tokens, p) for p in seeded]
+            ),
+            f"json_schema ×{n}": lambda: _engine_batch(
+                engine,
+                [
+                    GenerationRequest(prompt, args.tokens, p, logits_processors=[factory])
+                    for p in seeded
+                ],
+            ),
+        },
+    )
     engine.close()
     print("\n## Structured output: factory small (qwen2), json_schema vs unconstrained")
     print(f"(json_schema answers: {min(lengths)}–{max(lengths)} tokens)")
     _table(got, "unconstrained")
+    print(f"\n{n} requests at once (aggregate decode):")
+    _table(batched, f"unconstrained ×{n}")
 
 
 def speculative(args: argparse.Namespace) -> None:
@@ -289,6 +327,7 @@ def main() -> None:
     parser.add_argument("--part", default="single,json,spec")
     parser.add_argument("--tokens", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json-streams", type=int, default=4, help="json: requests batched")
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--draft-tokens", type=int, default=3)
     parser.add_argument("--steps", type=int, default=0, help="train the pair this many steps")

@@ -1,6 +1,7 @@
-"""Benchmark: our worker against mlx_lm.server and mlx-openai-server on one factory model.
+"""Benchmark: our worker against mlx_lm.server, mlx-openai-server and vllm-mlx on one model.
 
-    python bench/worker.py [--size small] [--tokens 64] [--peers mlx_lm,mlx_openai]
+    python bench/worker.py [--size small] [--tokens 64] [--peers mlx_lm,mlx_openai,vllm_mlx]
+    python bench/worker.py --long 2048 --long-only --peers mlx_lm,vllm_mlx
 
 Measures, on the same factory-made model, in one run:
   - raw `stream_generate` (the ceiling for single-stream decode), once with the wheel's
@@ -10,21 +11,26 @@ Measures, on the same factory-made model, in one run:
 Our worker runs as shipped (OpenBLAS on Linux when installed) and with MLXCTL_BLAS=off;
 mlx_lm.server runs as shipped and with the same OpenBLAS preloaded, so engine overhead is
 compared like for like. Prints a table and the ratios the issue sets as targets.
-mlx-openai-server is installed into its own virtual environment (.bench/peers) on first use.
+mlx-openai-server and vllm-mlx are each installed into their own virtual environment
+(.bench/peers, .bench/vllm-mlx) on first use. `--long N` adds 1/2/4/8 distinct ~N-token
+prompts sent together; `--long-only` runs just that, every server with OpenBLAS preloaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +39,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / ".bench"
 PEER_VENV = BENCH_DIR / "peers"
+LONG_STREAMS = (1, 2, 4, 8)
+# Peers that need their own virtual environment: kind -> (folder, console script, packages).
+PEER_ENVS = {
+    "mlx_openai": (PEER_VENV, "mlx-openai-server", ["mlx-openai-server"]),
+    "vllm_mlx": (BENCH_DIR / "vllm-mlx", "vllm-mlx", ["vllm-mlx"]),
+}
 
 
 @dataclass
@@ -106,7 +118,7 @@ def start_server(
         cmd = [python, "-m", "mlx_lm", "server", "--model", str(model_path), "--port", str(port)]
     elif kind == "mlx_openai":
         cmd = [
-            str(PEER_VENV / "bin" / "mlx-openai-server"),
+            peer_binary(kind),
             "launch",
             "--model-path",
             str(model_path),
@@ -118,6 +130,9 @@ def start_server(
             "--max-concurrency",
             "8",
         ]
+    elif kind == "vllm_mlx":
+        cmd = [peer_binary(kind), "serve", str(model_path), "--port", str(port)]
+        cmd += ["--host", "127.0.0.1", "--continuous-batching", "--max-num-seqs", "8"]
     else:
         raise ValueError(kind)
     out = log.open("wb")
@@ -221,39 +236,96 @@ async def measure_server(
     return fig
 
 
+def long_prompt(long: int, streams: int, i: int) -> str:
+    """A distinct ~`long`-token prompt: its first words differ, so no server reuses a prefix."""
+    return " ".join(
+        f"Note {streams}.{i}.{k}: the valve {k} opens at dawn." for k in range(long // 22)
+    )
+
+
+async def long_level(
+    client: httpx.AsyncClient, url: str, model: str, tokens: int, long: int, streams: int
+) -> tuple[float, float]:
+    """(median TTFT s, aggregate tok/s) of `streams` distinct long prompts sent together."""
+    bodies = [long_prompt(long, streams, i) for i in range(streams)]
+    start = time.perf_counter()
+    results = await asyncio.gather(
+        *[one_stream(client, url, model, [{"role": "user", "content": b}], tokens) for b in bodies]
+    )
+    wall = time.perf_counter() - start
+    return statistics.median(r[0] for r in results), sum(r[2] for r in results) / wall
+
+
 async def measure_long(
     client: httpx.AsyncClient, url: str, model: str, tokens: int, long: int, fig: Figures
 ) -> None:
     """TTFT and aggregate tok/s of 1, 2, 4 and 8 long prompts sent together (each its own)."""
-    for streams in (1, 2, 4, 8):
-        bodies = [
-            " ".join(
-                f"Note {streams}.{i}.{k}: the valve {k} opens at dawn." for k in range(long // 14)
-            )
-            for i in range(streams)
-        ]
-        start = time.perf_counter()
-        results = await asyncio.gather(
-            *[
-                one_stream(client, url, model, [{"role": "user", "content": b}], tokens)
-                for b in bodies
-            ]
-        )
-        wall = time.perf_counter() - start
-        fig.long[streams] = (
-            statistics.median(r[0] for r in results),
-            sum(r[2] for r in results) / wall,
-        )
+    for streams in LONG_STREAMS:
+        fig.long[streams] = await long_level(client, url, model, tokens, long, streams)
 
 
-def ensure_peer_env() -> bool:
-    if (PEER_VENV / "bin" / "mlx-openai-server").exists():
+async def measure_long_interleaved(
+    served: list[tuple[str, int, str]], tokens: int, long: int
+) -> list[Figures]:
+    """The long sweep on servers all up at once, taken in turn at each concurrency so a
+    change in the machine's load hits every server alike."""
+    figures = [Figures(name) for name, _, _ in served]
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(timeout=900, limits=limits) as client:
+        urls = [f"http://127.0.0.1:{port}/v1/chat/completions" for _, port, _ in served]
+        for url, (_, _, model) in zip(urls, served, strict=True):
+            await one_stream(client, url, model, [{"role": "user", "content": "warm up"}], 4)
+        for streams in LONG_STREAMS:
+            for fig, url, (name, _, model) in zip(figures, urls, served, strict=True):
+                print(f"  {name}: {streams} at once ...", flush=True)
+                fig.long[streams] = await long_level(client, url, model, tokens, long, streams)
+    return figures
+
+
+def peer_binary(kind: str) -> str:
+    venv, script, _ = PEER_ENVS[kind]
+    return str(venv / "bin" / script)
+
+
+def ensure_peer_env(kind: str) -> bool:
+    """Install a peer into its own virtual environment on first use; False if it cannot be."""
+    venv, script, packages = PEER_ENVS[kind]
+    if (venv / "bin" / script).exists():
         return True
-    print("installing mlx-openai-server into .bench/peers (one time) ...", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-    pkgs = ["mlx[cpu]" if sys.platform == "linux" else "mlx", "mlx-openai-server"]
-    done = subprocess.run([str(PEER_VENV / "bin" / "pip"), "install", "-q", *pkgs])
+    print(f"installing {' '.join(packages)} into {venv} (one time) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pkgs = ["mlx[cpu]" if sys.platform == "linux" else "mlx", *packages]
+    done = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *pkgs])
     return done.returncode == 0
+
+
+@contextlib.contextmanager
+def serving(
+    kind: str, name: str, env: dict[str, str], model_path: Path
+) -> Iterator[tuple[int, str]]:
+    """A started server: (port, the model name it serves); stopped and cleaned up after."""
+    port = free_port()
+    log = BENCH_DIR / f"{name}.log"
+    # An empty home per run: no server finds a prompt cache on disk from an earlier run.
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=BENCH_DIR))
+    env = {**env, "HOME": str(home), "MLXCTL_HOME": str(home / "mlxctl")}
+    proc = start_server(kind, model_path, port, log, env)
+    try:
+        try:
+            wait_ready(port, proc)
+        except (RuntimeError, TimeoutError) as e:
+            raise RuntimeError(f"{e} (see {log})") from e
+        model = str(model_path)  # mlx_lm.server serves its --model under its path
+        if kind != "mlx_lm":
+            model = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"]
+        yield port, model
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def run_server(
@@ -265,24 +337,28 @@ def run_server(
     prompt: str,
     prefix: str,
 ) -> Figures:
-    port = free_port()
-    log = BENCH_DIR / f"{name}.log"
-    proc = start_server(kind, model_path, port, log, env)
     try:
-        wait_ready(port, proc)
-        model = str(model_path)  # mlx_lm.server serves its --model under its path
-        if kind != "mlx_lm":
-            model = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"]
-        figures = measure_server(name, port, model, args.tokens, prompt, prefix, args.long)
-        return asyncio.run(figures)
+        with serving(kind, name, env, model_path) as (port, model):
+            figures = measure_server(name, port, model, args.tokens, prompt, prefix, args.long)
+            return asyncio.run(figures)
     except Exception as e:  # a peer that cannot run here is reported, not fatal
-        return Figures(name, note=f"failed: {e} (see {log})")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        return Figures(name, note=f"failed: {e}")
+
+
+def run_long_only(
+    runs: list[tuple[str, str, dict[str, str]]], model_path: Path, args: argparse.Namespace
+) -> list[Figures]:
+    """Every server up at once, the long sweep interleaved across them."""
+    with contextlib.ExitStack() as stack:
+        served: list[tuple[str, int, str]] = []
+        failed: list[Figures] = []
+        for kind, name, env in runs:
+            try:
+                port, model = stack.enter_context(serving(kind, name, env, model_path))
+                served.append((name, port, model))
+            except Exception as e:  # a peer that cannot run here is reported, not fatal
+                failed.append(Figures(name, note=f"failed: {e}"))
+        return asyncio.run(measure_long_interleaved(served, args.tokens, args.long)) + failed
 
 
 def table(rows: Sequence[Figures]) -> str:
@@ -330,17 +406,47 @@ def compare(ours: Figures, raw: Figures, peers: Sequence[Figures]) -> None:
         )
 
 
+def long_table(long: int, rows: Sequence[Figures], ours: Figures | None) -> None:
+    """The long-prompt sweep per server, and our ratios to each peer (> 1: we are faster)."""
+    print(f"\n~{long}-token prompts sent together: median TTFT s / aggregate tok/s")
+    for r in rows:
+        if r.long or r.note:
+            cells = "  ".join(f"@{n}: {t:6.2f} s {a:6.1f}" for n, (t, a) in r.long.items())
+            print(f"  {r.name:26} {cells}  {r.note}")
+    if ours is None or not ours.long:
+        return
+    for r in rows:
+        if r is ours or not r.long:
+            continue
+        cells = "  ".join(
+            f"@{n}: TTFT {r.long[n][0] / t:.2f}x agg {a / r.long[n][1]:.2f}x"
+            for n, (t, a) in ours.long.items()
+            if n in r.long
+        )
+        print(f"  vs {r.name:23} {cells}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="small")
     parser.add_argument("--arch", default="qwen2")
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--peers", default="mlx_lm,mlx_openai")
+    parser.add_argument("--peers", default="mlx_lm,mlx_openai,vllm_mlx")
     parser.add_argument(
         "--all", action="store_true", help="Also run our worker with the reference BLAS."
     )
     parser.add_argument(
         "--long", type=int, default=0, help="Also 1/2/4/8 concurrent prompts of ~N tokens."
+    )
+    parser.add_argument(
+        "--long-only",
+        action="store_true",
+        help="Only the --long sweep (default 2048 tokens), every server with OpenBLAS.",
+    )
+    parser.add_argument(
+        "--same-blas",
+        action="store_true",
+        help="Only the runs with OpenBLAS preloaded (no peer as shipped, no reference BLAS).",
     )
     parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)  # child: raw rate only
     args = parser.parse_args()
@@ -354,40 +460,53 @@ def main() -> None:
         f"Rule {i}: answer politely and cite the manual section {i}." for i in range(90)
     )
     reference, fast, library = environments()
+    if args.long_only:
+        args.long = args.long or 2048
     print(f"model: factory {args.arch}/{args.size} at {model_path}; OpenBLAS: {library}")
+    print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
     peers = [p for p in args.peers.split(",") if p]
     runs: list[tuple[str, str, dict[str, str]]] = []
     if library != "none":
         runs.append(("mlxctl", "mlxctl (OpenBLAS)", fast))
     if args.all or library == "none":
         runs.append(("mlxctl", "mlxctl (reference BLAS)", reference))
+    same_blas = args.long_only or args.same_blas
     for peer in peers:
-        runs.append((peer, f"{peer} (as shipped)", reference))
-        if peer == "mlx_lm" and library != "none":
-            runs.append((peer, "mlx_lm (OpenBLAS)", fast))
-    rows = [raw_rate(model_path, args.tokens, prompt, "raw (reference BLAS)", reference)]
-    if library != "none":
-        rows.append(raw_rate(model_path, args.tokens, prompt, "raw (OpenBLAS)", fast))
+        if not same_blas or library == "none":
+            runs.append((peer, f"{peer} (as shipped)", reference))
+        if library != "none":
+            runs.append((peer, f"{peer} (OpenBLAS)", fast))
+    rows = []
+    if not args.long_only:
+        if not same_blas or library == "none":
+            ref = raw_rate(model_path, args.tokens, prompt, "raw (reference BLAS)", reference)
+            rows.append(ref)
+        if library != "none":
+            rows.append(raw_rate(model_path, args.tokens, prompt, "raw (OpenBLAS)", fast))
+    installed = []
     for kind, name, env in runs:
-        if kind == "mlx_openai" and not ensure_peer_env():
+        if kind in PEER_ENVS and not ensure_peer_env(kind):
             rows.append(Figures(name, note="could not be installed"))
-            continue
-        print(f"measuring {name} ...", flush=True)
-        rows.append(run_server(kind, name, env, model_path, args, prompt, prefix))
+        else:
+            installed.append((kind, name, env))
+    if args.long_only:
+        rows += run_long_only(installed, model_path, args)
+    else:
+        for kind, name, env in installed:
+            print(f"measuring {name} ...", flush=True)
+            rows.append(run_server(kind, name, env, model_path, args, prompt, prefix))
     print()
-    print(table(rows))
-    if args.long:
-        print(f"\n~{args.long}-token prompts sent together: median TTFT s / aggregate tok/s")
-        for r in rows:
-            if r.long:
-                cells = "  ".join(f"@{n}: {t:6.1f} s {a:6.1f}" for n, (t, a) in r.long.items())
-                print(f"  {r.name:26} {cells}")
+    if not args.long_only:
+        print(table(rows))
     by_name = {r.name: r for r in rows}
     served = [r for r in rows if not r.name.startswith(("raw", "mlxctl"))]
+    if args.long:
+        long_table(args.long, rows, by_name.get("mlxctl (OpenBLAS)"))
     for blas in ("OpenBLAS", "reference BLAS"):
         ours = by_name.get(f"mlxctl ({blas})")
-        if ours is not None and not ours.note:
+        if ours is not None and not ours.note and not args.long_only:
             compare(ours, by_name[f"raw ({blas})"], served)
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
     print(f"\nplatform: {sys.platform}, cpus: {os.cpu_count()}")
 
 

@@ -109,7 +109,8 @@ def kv(tokens: int, layers: int = 2) -> list[Any]:
 
 
 def nbytes(tokens: int, layers: int = 2) -> int:
-    return sum(c.nbytes for c in kv(tokens, layers))
+    """What a kept entry of `tokens` positions costs: keys and values, no spare slots."""
+    return layers * 2 * (2 * tokens * 4) * 4
 
 
 def test_fetch_longest_prefix_and_miss() -> None:
@@ -158,3 +159,15 @@ def test_disabled() -> None:
     cache.store([1, 2, 3], kv(3))
     assert cache.fetch([1, 2, 3, 4]).cache is None
     assert cache.stats()["entries"] == 0
+
+
+def test_a_lone_request_keeps_only_the_tokens_it_holds(
+    make_engine: Callable[..., Engine], prompt: list[int]
+) -> None:
+    """The fast path's cache grows 256 slots at a time; the kept entry costs what the batch
+    path's does for the same tokens, not the slots it never filled."""
+    fast, batch = make_engine(), make_engine(fast_path=False)
+    for engine in (fast, batch):
+        run(collect(engine, greedy(prompt, 5)))
+    kept = [engine.stats()["prompt_cache"]["bytes"] for engine in (fast, batch)]
+    assert kept[0] == kept[1] > 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -11,8 +13,11 @@ import numpy as np
 import openai
 import pytest
 
+from mlxctl.engine.types import GenerationRequest, SamplingParams
 from mlxctl.worker.openai_errors import APIError
 from mlxctl.worker.structured import JsonGrammars
+from tests.engine.streams import Result, collect, run
+from tests.worker.conftest import engine_loader
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -151,3 +156,72 @@ def test_bad_schema_raises_api_error(tokenizer: Any) -> None:
             }
         )
     assert info.value.status == 400 and info.value.param == "response_format.json_schema.schema"
+
+
+def test_mask_is_computed_beside_the_queued_forward_pass(
+    tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last token is read first, then the forward pass queued, then the mask computed:
+    a read queued behind the pass would wait for it, and a mask before it would not overlap."""
+    from mlxctl.worker import structured
+
+    events: list[str] = []
+    queue = structured.mx.async_eval
+    fill = structured.fill_next_token_bitmask
+
+    def queued(*arrays: Any) -> None:
+        events.append("queue")
+        queue(*arrays)
+
+    def filled(*args: Any) -> Any:
+        events.append("mask")
+        return fill(*args)
+
+    class Context:
+        """mlx-lm's token context, recording when its newest token is read."""
+
+        def __init__(self, tokens: list[int]) -> None:
+            self.tokens = mx.array(tokens)
+
+        def reshape(self, *shape: int) -> Any:
+            events.append("read")
+            return self.tokens.reshape(*shape)
+
+    monkeypatch.setattr(structured.mx, "async_eval", queued)
+    monkeypatch.setattr(structured, "fill_next_token_bitmask", filled)
+    processor = JsonGrammars(tokenizer, tokenizer.eos_token_ids).factory({"type": "json_object"})()
+    brace = tokenizer.encode("{", add_special_tokens=False)[0]
+    processor(Context([7]), mx.zeros((1, len(tokenizer))))
+    events.clear()
+    masked = processor(Context([7, brace]), mx.zeros((1, len(tokenizer))))
+    assert events == ["read", "queue", "mask"]
+    assert masked[0, brace].item() == float("-inf")  # "{" was consumed: a second one is not JSON
+
+
+def test_constrained_greedy_output_is_the_same_alone_and_batched(
+    model_path: Path, tokenizer: Any
+) -> None:
+    """Alone (the fast path) or two at once (the batch), a grammar gives the same tokens."""
+    engine = engine_loader(model_path, max_batch=4)()
+    try:
+        grammars = JsonGrammars(tokenizer, tokenizer.eos_token_ids)
+        make = grammars.factory({"type": "json_schema", "schema": SCHEMA})
+
+        def request(text: str) -> GenerationRequest:
+            ids = tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], add_generation_prompt=True
+            )
+            sampling = SamplingParams(temperature=0.0)
+            return GenerationRequest(list(ids), 60, sampling, logits_processors=[make])
+
+        async def together() -> list[Result]:
+            return list(
+                await asyncio.gather(*(collect(engine, request(t)) for t in ("rain", "snow")))
+            )
+
+        alone = [run(collect(engine, request(t))) for t in ("rain", "snow")]
+        batched = run(together())
+        assert [r.tokens for r in batched] == [r.tokens for r in alone]
+        assert all(len(r.tokens) > 5 for r in alone)
+    finally:
+        engine.close()

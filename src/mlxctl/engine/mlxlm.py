@@ -287,7 +287,14 @@ class PromptCacheStore:
 
 # --- The single-sequence path (engine/solo.py, engine/speculative.py). ---
 
-__all__ += ["cache_length", "can_trim_cache", "make_cache", "stop_matcher", "trim_cache"]
+__all__ += [
+    "cache_length",
+    "can_trim_cache",
+    "compact_cache",
+    "make_cache",
+    "stop_matcher",
+    "trim_cache",
+]
 
 
 def make_cache(model: Any) -> list[Any]:
@@ -314,6 +321,16 @@ def trim_cache(cache: list[Any], tokens: int) -> None:
     """Drop the newest `tokens` tokens from `cache` (in place)."""
     if tokens > 0:
         trim_prompt_cache(cache, tokens)
+
+
+def compact_cache(cache: list[Any]) -> None:
+    """Copy each plain KV layer down to the tokens it holds (in place): a lone sequence's
+    cache grows 256 slots at a time, and a kept entry should cost only what it holds."""
+    for layer in cache:
+        grown = type(layer) is KVCache and layer.keys is not None
+        if grown and layer.keys.shape[2] > layer.offset:
+            keys, values = layer.keys_and_values()
+            layer.keys, layer.values = mx.contiguous(keys), mx.contiguous(values)
 
 
 def cache_length(cache: list[Any]) -> int:

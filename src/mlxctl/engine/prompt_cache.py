@@ -18,7 +18,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from mlxctl.engine.mlxlm import PromptCacheStore
+from mlxctl.engine.mlxlm import PromptCacheStore, compact_cache
 
 __all__ = ["CacheHit", "PromptCache"]
 
@@ -74,6 +74,7 @@ class PromptCache:
         """Keep `cache` (holding exactly `tokens`), evicting to stay within bounds."""
         if not self.enabled or not tokens:
             return
+        compact_cache(cache)
         # Materialize now: the extracted arrays are lazy views that would pin
         # the whole batch's KV buffer until first use.
         mx.async_eval([c.state for c in cache])  # type: ignore[no-untyped-call]

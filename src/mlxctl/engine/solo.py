@@ -257,8 +257,8 @@ class Solo:
         """Feed `inputs` (1-D); the next token (lazy, shape (1,)) and its logprobs row."""
         logits = self.model(inputs[None], cache=self.cache)[:, -1, :]
         if self.processors:
-            # The forward pass runs while the processors (a grammar's mask) compute.
-            _async_eval(logits)
+            # Not queued here: a grammar reads the last token first, then queues the pass
+            # and computes its mask beside it (worker/structured.py).
             assert self.context is not None
             self.context = mx.concatenate([self.context, inputs.astype(mx.uint32)])
             for processor in self.processors:
@@ -279,20 +279,9 @@ class Solo:
             finish = "stop"
         response = SoloResponse(self.uid, token, logprobs, finish)
         if finish is not None:
-            response.prompt_cache, response.all_tokens = _tight(self.cache), self.fed
+            response.prompt_cache, response.all_tokens = self.cache, self.fed  # compacted on store
         out.append(response)
         return finish is not None
-
-
-def _tight(cache: list[Any]) -> list[Any]:
-    """`cache` cut to the tokens it holds, as the batch path's extracted caches are: a
-    plain KV cache grows in steps of 256 tokens, which a kept entry would hold (and count)."""
-    for layer in cache:
-        keys = layer.keys if type(layer) is mlxlm.KVCache else None
-        if keys is not None and keys.shape[2] > layer.offset:
-            layer.keys = mx.contiguous(keys[..., : layer.offset, :])
-            layer.values = mx.contiguous(layer.values[..., : layer.offset, :])
-    return cache
 
 
 def _int(array: mx.array) -> int:

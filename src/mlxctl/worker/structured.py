@@ -100,9 +100,12 @@ class _GrammarProcessor:
 
     def __call__(self, tokens: Any, logits: Any) -> Any:
         # Each call after the first sees the token sampled after the previous call last.
+        # Read it before the forward pass is queued: a read queued behind it would wait.
         if self._started:
             self._matcher.consume_token(_last_token(tokens))
         self._started = True
+        # The forward pass runs while llguidance computes the mask on this thread.
+        mx.async_eval(logits)  # type: ignore[no-untyped-call]
         if self._matcher.is_error():
             allowed = np.zeros(self._vocab, dtype=bool)
             allowed[self._eos] = True  # should not happen: end rather than emit junk
