@@ -202,7 +202,8 @@ def test_every_page_in_a_real_browser(
     )
     pieces = browser.execute_script("return window.pieces")
     answer = text(browser, "#panes")
-    assert len(set(pieces)) >= 3 and pieces == sorted(pieces), (pieces, answer)  # in steps
+    # In steps; not strictly growing: a split UTF-8 character is shown as U+FFFD until whole.
+    assert len(set(pieces)) >= 3 and pieces[-1] == max(pieces), (pieces, answer)
     stats = text(browser, ".msg.assistant .stats")
     assert stats.startswith("TTFT") and f" {ANSWER_TOKENS} tokens · " in stats, stats
     assert float(stats.split(" tok/s")[0].rsplit(" ", 1)[-1]) > 0, stats
