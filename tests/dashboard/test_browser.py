@@ -251,10 +251,16 @@ def test_every_page_in_a_real_browser(
     # Requests: the chat is in the tail; a click shows its line.
     go(browser, "requests")
     rows = "#requests tbody tr"
-    chat = wait(browser, lambda d: [r for r in d.find_elements(By.CSS_SELECTOR, rows)
-                                    if "/v1/chat/completions" in r.text])  # fmt: skip
-    chat[0].click()
-    assert f'"completion_tokens": {ANSWER_TOKENS}' in text(browser, "#req-detail")
+
+    def chat_line_shown(d: WebDriver) -> bool:
+        # Found and clicked in one try: a live update may redraw the table in between.
+        found = d.find_elements(By.CSS_SELECTOR, rows)
+        chat = [r for r in found if "/v1/chat/completions" in r.text]
+        if chat:
+            chat[0].click()
+        return bool(chat) and f'"completion_tokens": {ANSWER_TOKENS}' in text(d, "#req-detail")
+
+    wait(browser, chat_line_shown)
     shots(browser, "requests")
     go(browser, "overview")
     wait(browser, lambda d: "slot alpha" in text(d, "#loaded tbody"))
