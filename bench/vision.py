@@ -28,6 +28,7 @@ import httpx
 
 from mlxctl.engine.blas import preload_env
 from mlxctl.supervision.process import free_port
+from worker import wait_ready  # bench/worker.py: this script runs from bench/
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / ".bench"
@@ -65,20 +66,9 @@ def start(kind: str, model: Path, port: int, log: Path) -> subprocess.Popen[byte
     return subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-            # Ours answers "loading" until the model is in; mlx_vlm.server says "healthy".
-            if answer.status_code == 200 and answer.json().get("status") in ("ok", "healthy"):
-                return
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("server did not become ready")
+def _healthy(answer: httpx.Response) -> bool:
+    # Ours answers "loading" until the model is in; mlx_vlm.server says "healthy".
+    return answer.status_code == 200 and answer.json().get("status") in ("ok", "healthy")
 
 
 def one(client: httpx.Client, url: str, model: str, image: str, tokens: int) -> float:
@@ -114,7 +104,7 @@ def measure(kind: str, model: Path, requests: int, tokens: int) -> tuple[float, 
     log = BENCH_DIR / f"vision-{kind}.log"
     proc = start(kind, model, port, log)
     try:
-        wait_ready(port, proc)
+        wait_ready(port, proc, path="/health", ready=_healthy)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         name = model.name if kind == "mlxctl" else str(model)
         with httpx.Client(timeout=600) as client:

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,16 +139,22 @@ def start_server(
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=BENCH_DIR, env=env)
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+def wait_ready(
+    port: int,
+    proc: subprocess.Popen[bytes],
+    timeout: float = 300,
+    path: str = "/v1/models",
+    ready: Callable[[httpx.Response], bool] = lambda r: r.status_code == 200,
+) -> None:
+    """Wait until the server on `port` answers `path` as `ready` says (its exit is an error)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            r = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)
-            if r.status_code == 200:
+            if ready(httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2)):
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.5)
     raise TimeoutError("server did not become ready")
