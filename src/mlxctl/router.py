@@ -28,7 +28,7 @@ import httpx
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from mlxctl.backend import backend_of, model_target
+from mlxctl.backend import model_target
 from mlxctl.errors import InvalidInput, MlxctlError, NotFound
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.registry.resolve import resolve_exact, resolve_reference
@@ -181,7 +181,7 @@ class Router:
             return None
 
         # An external server may just close a stream when it dies (mlx_lm.server does).
-        watch_end = call.path in _SAMPLED and self._external(call.record)
+        watch_end = call.path in _SAMPLED and lease.worker.external
         return ProxyResponse(
             upstream,
             dialect,
@@ -191,13 +191,6 @@ class Router:
             cut_short=cut_short if watch_end else None,
         )
 
-    def _external(self, record: ModelRecord) -> bool:
-        """Served by an OpenAI server of another kind: a command, or a sharded model."""
-        return backend_of(record).external or self._sharded(record)
-
-    def _sharded(self, record: ModelRecord) -> bool:
-        return self.scheduler.options.for_model(record).shard is not None
-
     async def open(self, call: Call) -> Upstream:
         """For translating dialects: lease a worker and send `call`; the caller reads the
         response and must `aclose()` it. Raises what `forward` would answer as an error."""
@@ -206,8 +199,8 @@ class Router:
 
     async def _open(self, call: Call) -> tuple[Lease, httpx.Response, float]:
         call = self._with_config(call)  # before the lease: a bad preset costs no load
-        if self._sharded(call.record):
-            limits.check_request(call.record.slug, call.body)
+        if self.scheduler.options.for_model(call.record).shard is not None:
+            limits.check_request(call.record.slug, call.body)  # before a load, not after
         for attempt in (1, 2):
             asked = time.perf_counter()
             lease = await self.scheduler.acquire(call.record, call.keep_alive)
@@ -235,7 +228,7 @@ class Router:
         if call.request_id:
             headers["x-request-id"] = call.request_id
         body = call.body
-        if self._external(call.record):
+        if lease.worker.external:
             body = _with_model(body, model_target(call.record))
         request = self.http.build_request(
             "POST", lease.base_url + call.path, content=body, headers=headers

@@ -56,6 +56,10 @@ class FakeWorker:
         return None
 
     @property
+    def external(self) -> bool:
+        return False
+
+    @property
     def headers(self) -> dict[str, str]:
         return {}
 

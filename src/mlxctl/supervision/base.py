@@ -59,6 +59,11 @@ class Worker(Protocol):
     def log_path(self) -> Path | None: ...
 
     @property
+    def external(self) -> bool:
+        """An OpenAI server of another kind (a command's, a sharded model's): it is sent
+        the model's own name, and may end a stream by just closing it when it dies."""
+
+    @property
     def headers(self) -> dict[str, str]:
         """Headers every call to the worker carries (its key, when the daemon has one)."""
 
