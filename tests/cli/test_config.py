@@ -68,6 +68,10 @@ def test_load_with_a_preset_reload_show_and_verify(
     health = httpx.get(row["url"] + "/health", timeout=5).json()["options"]
     assert (health["preset"], health["max_batch"], health["context"]) == ("fast", 2, 512)
     assert "fast" in run("ps").ok().out
+    shown_model = run("show", "m1", "--json").ok().json()  # show says it too, from the daemon
+    assert shown_model["options"]["preset"] == "fast"
+    assert shown_model["options"]["max_batch"] == 2
+    assert "max_batch=2" in run("show", "m1").ok().out
     unknown = run("load", "m1", "--preset", "nope")
     assert unknown.code == 2 and "no preset named 'nope'" in unknown.err
     shared.config.write_text(

@@ -52,8 +52,23 @@ def test_list_and_show(run: Run, hf_cache: Path) -> None:
     assert shown["slug"] == "tiny-qwen2"
     assert "chat" in shown["capabilities"]
     assert shown["kv_bytes_full_context"] == shown["kv_bytes_per_token"] * shown["context_length"]
+    assert shown["options"]["preset"] is None and shown["options"]["max_batch"] == 8
     human = run("show", "tiny-q")  # by prefix
     assert human.code == 0 and "kv_bytes_per_token" in human.out and "capabilities" in human.out
+
+
+def test_show_gives_the_options_of_its_config_section(
+    run: Run, hf_cache: Path, isolated_home: Path
+) -> None:
+    run("init")
+    (isolated_home / "config.yaml").write_text(
+        "presets:\n  small-batch:\n    max_batch: 2\n"
+        "models:\n  tiny-qwen2:\n    preset: small-batch\n    kv_bits: 8\n"
+    )
+    options = run("show", "tiny-qwen2", "--json").ok().json()["options"]
+    assert (options["preset"], options["max_batch"], options["kv_bits"]) == ("small-batch", 2, 8)
+    human = run("show", "tiny-qwen2").ok().out
+    assert "small-batch" in human and "kv_bits=8" in human
 
 
 def test_rm_dry_run_then_yes(run: Run, hf_cache: Path) -> None:

@@ -23,8 +23,11 @@ from typing import Any, Protocol
 import httpx
 
 from mlxctl.client import DaemonClient, parse_address
+from mlxctl.config.file import read_config
+from mlxctl.config.source import config_path
+from mlxctl.model_options import ModelOptions, OptionsSource
 from mlxctl.operations import Args, Context, Operation, Result
-from mlxctl.registry import open_registry
+from mlxctl.registry import ModelRecord, open_registry
 from mlxctl.settings import Settings
 from mlxctl.store.progress import NoProgress, Progress
 
@@ -46,8 +49,15 @@ class LocalBackend:
 
     def run(self, op: Operation[Any], args: Args, progress: Progress | None = None) -> Result:
         registry = open_registry(self.settings)
+
+        def options(record: ModelRecord) -> ModelOptions:
+            # config.yaml is read only when an operation asks (a bad file fails that one).
+            config = read_config(config_path(os.environ, self.settings.home))
+            return OptionsSource.from_settings(self.settings, config, registry).for_model(record)
+
         try:
-            return op.run(Context(self.settings, registry, progress or NoProgress()), args)
+            context = Context(self.settings, registry, progress or NoProgress(), options=options)
+            return op.run(context, args)
         finally:
             registry.db.close()
 

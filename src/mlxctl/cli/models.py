@@ -101,7 +101,7 @@ def show(model: str, modelfile: bool, as_json: bool) -> None:
         print_json(data)
         return
     pairs: list[tuple[str, Any]] = [
-        (k, v) for k, v in data.items() if k not in ("extra", "capabilities")
+        (k, v) for k, v in data.items() if k not in ("extra", "capabilities", "options")
     ]
     pairs = [
         (
@@ -113,6 +113,10 @@ def show(model: str, modelfile: bool, as_json: bool) -> None:
         for k, v in pairs
     ]
     pairs.append(("capabilities", ", ".join(data["capabilities"])))
+    options = data["options"]
+    pairs.append(("preset", options.pop("preset") or "-"))
+    set_options = {k: v for k, v in options.items() if v not in (None, False, {}, [], 0)}
+    pairs.append(("options", ", ".join(f"{k}={v}" for k, v in set_options.items())))
     print_fields(pairs)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Strict, StringConstraints
 
+from mlxctl.model_options import ModelOptions
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.settings import Settings
 from mlxctl.store.content.layout import StoreLayout
@@ -43,6 +44,9 @@ class Context:
     progress: Progress = field(default_factory=NoProgress)
     stop_serving: Callable[[ModelRecord], list[str]] = _serves_nothing
     over_api: bool = False  # on behalf of an HTTP client (the daemon), not the local CLI
+    # The options a model runs with (config.yaml section, preset, load preset); None: the
+    # settings' defaults only.
+    options: Callable[[ModelRecord], ModelOptions] | None = None
 
     @cached_property
     def layout(self) -> StoreLayout:

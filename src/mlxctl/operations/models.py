@@ -9,6 +9,7 @@ from mlxctl.capabilities import capabilities
 from mlxctl.errors import InvalidInput
 from mlxctl.library import inventory
 from mlxctl.library.build import modelfile as build_modelfile
+from mlxctl.model_options import ModelOptions
 from mlxctl.operations.base import Args, Context, Flag, Number, Operation, Result, Text
 from mlxctl.registry import ModelRecord
 from mlxctl.store.local.removal import RemovalPlan
@@ -36,6 +37,8 @@ def show(ctx: Context, args: ModelArgs) -> Result:
     data["capabilities"] = capabilities(record, store_root=ctx.layout.root)
     if record.kv_bytes_per_token and record.context_length:
         data["kv_bytes_full_context"] = record.kv_bytes_per_token * record.context_length
+    defaults = ModelOptions.from_settings(ctx.settings)
+    data["options"] = (ctx.options(record) if ctx.options else defaults).as_dict()
     return data
 
 

@@ -28,6 +28,7 @@ from starlette.routing import Route
 from mlxctl.api.admin.progress import progress_events
 from mlxctl.api.errors import APIError, admin_error_body, admin_error_response
 from mlxctl.httpguard import json_object
+from mlxctl.model_options import ModelOptions
 from mlxctl.operations import OPERATIONS, Args, Context, Operation
 from mlxctl.registry import ModelRecord, Registry
 from mlxctl.store.progress import NoProgress, Progress
@@ -86,6 +87,13 @@ def context(app: Starlette, progress: Progress | None = None) -> Context:
         # Called from the operation's thread: the unload itself runs on the event loop.
         return asyncio.run_coroutine_threadsafe(unload_everywhere(app, record), loop).result()
 
+    async def options_now(record: ModelRecord) -> ModelOptions:
+        return app.state.config.options.for_model(record)  # type: ignore[no-any-return]
+
+    def options(record: ModelRecord) -> ModelOptions:
+        # The options source lives on the event loop (a reload swaps it there).
+        return asyncio.run_coroutine_threadsafe(options_now(record), loop).result()
+
     registry: Registry = app.state.registry
     return Context(
         app.state.settings,
@@ -93,6 +101,7 @@ def context(app: Starlette, progress: Progress | None = None) -> Context:
         progress or NoProgress(),
         stop_serving=stop_serving,
         over_api=True,
+        options=options,
     )
 
 
