@@ -90,7 +90,8 @@ class Engine(EngineHost["_Generation"]):
         self.prompt_cache_entries = prompt_cache_entries
         self.prompt_cache_bytes = prompt_cache_bytes
         self.prefill_step_size = prefill_step_size
-        # Long prompts (> _LONG_PREFILL tokens to prefill) that may prefill together.
+        # Long prompts (> _LONG_PREFILL tokens to prefill) that may prefill together. 1: batched,
+        # they cost the same per prompt and each waits for the last (docs/performance.md).
         self.long_prefills = long_prefills
         # Quantized KV, the disk tier and checkpoints (engine/cachetiers.py).
         self.cache_options = cache_options or CacheOptions()
