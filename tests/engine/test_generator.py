@@ -369,8 +369,9 @@ def test_long_prompts_prefill_one_at_a_time() -> None:
         j.first_token, j.cached = (1.0 if first else None), cached
         return j
 
-    def may(new: _Job, *active: _Job, peek: int = 0) -> bool:
+    def may(new: _Job, *active: _Job, peek: int = 0, together: int = 1) -> bool:
         state = SimpleNamespace(
+            engine=SimpleNamespace(long_prefills=together),
             active=dict(enumerate(active)),
             cache=SimpleNamespace(peek=lambda _: peek),
             tiers=SimpleNamespace(peek=lambda _: 0),  # no disk tier
@@ -381,7 +382,25 @@ def test_long_prompts_prefill_one_at_a_time() -> None:
     assert may(job(long))  # nothing prefilling: start at once
     assert may(job(long), job(long, first=True))  # the other decodes already
     assert not may(job(long), job(short))  # a long prefill waits for any prefill ahead
+    assert not may(job(long), job(long))
     assert not may(job(short), job(long))  # a short one waits for a long prefill ahead
     assert may(job(short), job(short), job(short))  # short prompts share a prefill batch
     assert may(job(long), job(short), peek=long - 10)  # mostly cached: short after all
     assert may(job(short), job(long, cached=long - 10))
+    # With room for two long prefills: a second joins, a third waits; a short one still
+    # never joins them (it would be padded to their chunk) nor they it.
+    assert may(job(long), job(long), job(long, first=True), together=2)
+    assert not may(job(long), job(long), job(long), together=2)
+    assert not may(job(short), job(long), together=2)
+    assert not may(job(long), job(short), together=2)
+
+
+def test_prefill_chunk_follows_the_device(tiny_model: Path) -> None:
+    from mlxctl.engine.generator import _CPU_PREFILL_STEP, _GPU_PREFILL_STEP, default_prefill_step
+
+    on_cpu = mx.default_device().type == mx.cpu
+    assert default_prefill_step() == (_CPU_PREFILL_STEP if on_cpu else _GPU_PREFILL_STEP)
+    assert Engine(tiny_model).prefill_step_size == default_prefill_step()
+    assert Engine(tiny_model, prefill_step_size=64).prefill_step_size == 64
+    with pytest.raises(ValueError, match="long_prefills"):
+        Engine(tiny_model, long_prefills=0)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from mlxctl.cli.worker import resolve_model
+from mlxctl.engine.generator import default_prefill_step
 from mlxctl.errors import InvalidInput, NotFound
 from mlxctl.library import catalog
 from mlxctl.registry import ModelRecord, open_registry
@@ -85,7 +86,8 @@ def test_worker_process_serves_and_stops_gracefully(model_path: Path) -> None:
         assert audit["chat_template"] == "tokenizer"
         assert audit["tool_call_parser"] == "json_tools"
         assert audit["reasoning_parser"] == "think"
-        assert audit["batch"] == {"max_batch": 3, "max_queue": 64, "prefill_step_size": 2048}
+        batch = {"max_batch": 3, "max_queue": 64, "prefill_step_size": default_prefill_step()}
+        assert audit["batch"] == batch  # the device's chunk (512 on the CPU)
         assert audit["prompt_cache"]["prompt_cache_bytes"] == 64 << 20
         assert set(audit["versions"]) >= {"mlxctl", "mlx", "mlx-lm", "llguidance"}
         assert audit["test_hooks"] is False

@@ -105,9 +105,7 @@ if TYPE_CHECKING:
 @click.option(
     "--prefill-step-size",
     type=click.IntRange(1),
-    default=2048,
-    show_default=True,
-    help="Prompt tokens processed per step.",
+    help="Prompt tokens processed per step (default: 512 on the CPU, 2048 on a GPU).",
 )
 @click.option(
     "--draft-model",
@@ -162,7 +160,7 @@ def worker(
     disk_cache_min_tokens: int,
     checkpoint_every: int,
     context: int | None,
-    prefill_step_size: int,
+    prefill_step_size: int | None,
     draft_model: str | None,
     prompt_lookup: bool,
     num_draft_tokens: int,

@@ -43,6 +43,10 @@ _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length"
 _FALLBACK_CONTEXT = 4096
 # A prompt needing more prefill than this waits for other prefills to finish before starting.
 _LONG_PREFILL = 256
+# Prompt tokens per prefill chunk. MLX's CPU attention materialises chunk x context scores:
+# 512-token chunks prefill a 2k prompt ~1.4x faster than mlx-lm's 2048 (docs/performance.md).
+_CPU_PREFILL_STEP = 512
+_GPU_PREFILL_STEP = 2048
 # A shared prefix shorter than this is cheaper to prefill than to copy from a running request.
 _MIN_BORROW = 32
 # Stats (memory, prompt cache) are republished at most this often while decoding.
@@ -68,20 +72,27 @@ class Engine(EngineHost["_Generation"]):
         max_queue: int = 64,
         prompt_cache_entries: int = 16,
         prompt_cache_bytes: int = 2 << 30,
-        prefill_step_size: int = 2048,
+        prefill_step_size: int | None = None,
         adapter_path: Path | str | None = None,
         cache_options: CacheOptions | None = None,
         speculation: Speculation | None = None,
         fast_path: bool = True,
+        long_prefills: int = 1,
     ) -> None:
-        if max_batch < 1 or max_queue < 0 or prefill_step_size < 1:
-            raise ValueError("max_batch and prefill_step_size must be >= 1, max_queue >= 0")
+        prefill_step_size = prefill_step_size or default_prefill_step()
+        if min(max_batch, prefill_step_size, long_prefills) < 1 or max_queue < 0:
+            raise ValueError(
+                "max_batch, prefill_step_size and long_prefills must be >= 1, max_queue >= 0"
+            )
         super().__init__(model_path, max_batch=max_batch, max_queue=max_queue)
         # A LoRA adapter folder (mlx_lm.lora's output) applied on load; None: the base weights.
         self.adapter_path = Path(adapter_path) if adapter_path is not None else None
         self.prompt_cache_entries = prompt_cache_entries
         self.prompt_cache_bytes = prompt_cache_bytes
         self.prefill_step_size = prefill_step_size
+        # Long prompts (> _LONG_PREFILL tokens to prefill) that may prefill together. 1: batched,
+        # they cost the same per prompt and each waits for the last (docs/performance.md).
+        self.long_prefills = long_prefills
         # Quantized KV, the disk tier and checkpoints (engine/cachetiers.py).
         self.cache_options = cache_options or CacheOptions()
         self.cache_options.check()
@@ -281,19 +292,20 @@ class _Generation:
     # --- admission ----------------------------------------------------------------
 
     def _may_prefill_now(self, job: Job) -> bool:
-        """Long prompts prefill one at a time; short ones share a prefill batch.
+        """Up to `long_prefills` long prompts prefill together; short ones share a batch.
 
-        Batched beside others, a long prefill slows every prompt in the batch (measured:
-        four 2k-token prompts took 51 s each batched, 13–31 s one after another).
+        A short prompt never joins a long prefill (it would be padded to the long one's
+        chunk) and a long one never joins a short one's, so neither waits long for the other.
         """
         prefilling = [j for j in self.active.values() if j.first_token is None]
         if not prefilling:
             return True
         prompt = job.request.prompt_tokens
         held = max(self.cache.peek(prompt), self.tiers.peek(prompt))
+        long = sum(len(j.request.prompt_tokens) - j.cached > _LONG_PREFILL for j in prefilling)
         if len(prompt) - held > _LONG_PREFILL:
-            return False
-        return all(len(j.request.prompt_tokens) - j.cached <= _LONG_PREFILL for j in prefilling)
+            return long == len(prefilling) and long < self.engine.long_prefills
+        return long == 0
 
     def _insert(self, job: Job) -> None:
         request = job.request
@@ -406,6 +418,12 @@ class _Generation:
         except Exception:
             # Losing a cache entry costs prefill time later, never correctness.
             log.exception("could not keep a prompt cache")
+
+
+def default_prefill_step() -> int:
+    """Prompt tokens per prefill chunk on this machine's default MLX device."""
+    on_cpu = mx.default_device().type == mx.cpu
+    return _CPU_PREFILL_STEP if on_cpu else _GPU_PREFILL_STEP
 
 
 def release_thread_streams() -> None:
