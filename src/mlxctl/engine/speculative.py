@@ -237,7 +237,7 @@ def verify(
         n = 0
         while n < k and chosen[n] == proposed[n]:
             n += 1
-        return n, targets[n : n + 1].astype(mx.uint32)
+        return n, mx.array(chosen[n : n + 1], dtype=mx.uint32)  # read now: no second sync
     p = mx.softmax(sampler.filter(logprobs), axis=-1)
     q = proposal.probs
     if q is None:
