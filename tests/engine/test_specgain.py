@@ -96,3 +96,12 @@ def test_nothing_proposed_pauses_a_little_longer_each_time() -> None:
     _round(rule, 3)
     rule.nothing_proposed()
     assert _plain_steps(rule) == 2
+
+
+def test_a_round_of_a_new_count_is_priced_from_rounds_of_its_length() -> None:
+    costs = _costs()
+    for _ in range(4):
+        costs.add_round(9, 9, 2 * PLAIN)
+    # Kept 2 of 9, never seen: the clock's price of a 9-token round, not the prior (3.7 steps).
+    assert costs.gain(2, 9) == 3 * PLAIN / (2 * PLAIN)
+    assert costs.gain(2, 6) is None

@@ -16,10 +16,14 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from mlxctl.engine import mlxlm
 from mlxctl.engine.cachetiers import CacheOptions
 from mlxctl.engine.generator import Engine
-from mlxctl.engine.sampling import SeededSampler
+from mlxctl.engine.mlxlm import Sampler
+from mlxctl.engine.sampling import SeededSampler, make_sampler
+from mlxctl.engine.solo import Solo
 from mlxctl.engine.speculative import PromptLookup, Proposal, Speculation, unavailable, verify
+from mlxctl.engine.stats import EngineStats
 from mlxctl.engine.types import GenerationRequest, SamplingParams
 from mlxctl.errors import InvalidInput
 from mlxctl.factory import make_model
@@ -152,6 +156,12 @@ def test_prompt_lookup_proposes_what_followed_the_last_ngram() -> None:
     proposal = lookup.propose(history, 3, sampler=lambda x: x)
     assert proposal is not None and proposal.tokens.tolist() == [8, 9, 1]
     assert lookup.propose([1, 2, 3, 4], 3, sampler=lambda x: x) is None
+    # A match running into the end repeats with its period; prompt lookup may draft `free`.
+    loop = [4, 1, 2, 3, 1, 2, 3]
+    lookup.start(loop)
+    proposal = lookup.propose(loop, 3, sampler=lambda x: x, free=5)
+    assert proposal is not None and proposal.tokens.tolist() == [1, 2, 3, 1, 2]
+    assert proposal.free
 
 
 def test_a_draft_with_another_vocabulary_is_refused(tmp_path: Path, tiny_model: Path) -> None:
@@ -246,3 +256,53 @@ def test_the_fast_path_keeps_a_prompt_as_tightly_as_the_batch(tiny_model: Path) 
     finally:
         fast.close()
         batch.close()
+
+
+class _Recording(PromptLookup):
+    """Prompt lookup that notes the length of each draft it proposes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lengths: list[int] = []
+
+    def propose(
+        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
+    ) -> Proposal | None:
+        proposal = super().propose(history, k, sampler, free=free)
+        if proposal is not None:
+            self.lengths.append(proposal.count)
+        return proposal
+
+
+def _solo_tokens(tiny_model: Path, prompt: list[int], drafter: PromptLookup | None) -> list[int]:
+    model, _ = mlxlm.load(tiny_model)
+    solo = Solo(
+        model,
+        uid=-1,
+        prompt=prompt,
+        cache=None,
+        cached=0,
+        max_tokens=TOKENS,
+        sampler=make_sampler(SamplingParams(temperature=0.0), 0),
+        processors=[],
+        stop=[],
+        prefill_step_size=64,
+        drafter=drafter,
+        num_draft_tokens=2,
+        stats=EngineStats(max_batch=1, max_queue=1),
+    )
+    tokens: list[int] = []
+    while len(tokens) < TOKENS:
+        tokens += [r.token for r in solo.step()[1]]
+    return tokens
+
+
+def test_prompt_lookup_drafts_longer_in_a_copy_stretch_and_keeps_greedy_output(
+    tiny_model: Path,
+) -> None:
+    # The prompt repeats a stretch the model then copies: whole drafts stand, and grow.
+    stretch = [(i * 7) % 50 + 3 for i in range(16)]
+    prompt = stretch * 4
+    lookup = _Recording()
+    assert _solo_tokens(tiny_model, prompt, lookup) == _solo_tokens(tiny_model, prompt, None)
+    assert max(lookup.lengths) > 2

@@ -32,6 +32,10 @@ from mlxctl.engine.stats import EngineStats
 
 __all__ = ["Handoff", "Solo", "SoloResponse"]
 
+# Prompt lookup drafts for free: after a round whose whole draft stood, the next may be
+# k tokens longer (a copy stretch accepts long runs), up to this; a refusal sets it back.
+_MAX_FREE_DRAFT = 12
+
 
 @dataclass
 class SoloResponse:
@@ -104,6 +108,7 @@ class Solo:
         spec = drafter is not None and num_draft_tokens > 0 and not processors
         self.drafter = drafter if spec else None
         self.k = num_draft_tokens
+        self.free = num_draft_tokens  # how many prompt lookup may draft next round
         # When to speculate (engine/specgain.py); a sampled request's rule reads no clock.
         self.costs = costs if costs is not None else RoundCosts()
         timed = not isinstance(sampler, SeededSampler)
@@ -215,11 +220,13 @@ class Solo:
             return done
         proposal = None
         if self.rule.ready:
-            k = min(self.k, self.max_tokens - self.generated)
+            room = self.max_tokens - self.generated
+            k, free = min(self.k, room), min(self.free, room)
             # A sliding-window cache past its window cannot take drafts back: plain steps.
-            if k > 0 and mlxlm.can_trim_cache(self.cache, after=k + 1):
-                proposal = self.drafter.propose(self.history, k, self.sampler)
+            if k > 0 and mlxlm.can_trim_cache(self.cache, after=free + 1):
+                proposal = self.drafter.propose(self.history, k, self.sampler, free=free)
             if proposal is None:
+                self.free = self.k
                 self.rule.nothing_proposed()
         if proposal is None:
             self.pending, self.pending_logprobs = self._forward(mx.array([token], mx.uint32))
@@ -242,6 +249,10 @@ class Solo:
         k = proposal.count
         n, following = speculative.verify(logprobs, proposal, self.sampler, verified.position)
         self._kept = n
+        if n < k:
+            self.free = self.k
+        elif proposal.free and k == self.free:
+            self.free = max(self.k, min(self.free + self.k, _MAX_FREE_DRAFT))
         drafted = speculative.ints(proposal.tokens)
         mlxlm.trim_cache(self.cache, k - n)
         self.fed += [verified.token, *drafted[:n]]

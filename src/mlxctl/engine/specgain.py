@@ -23,6 +23,7 @@ Runs on the generation thread only (engine/solo.py).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 
 __all__ = ["GainRule", "RoundCosts"]
 
@@ -60,8 +61,13 @@ class RoundCosts:
 
     def gain(self, kept: int, drafted: int) -> float | None:
         """(kept + 1) plain steps' cost over one such round's; None before a few of each
-        were seen (one sample may be one the OS set aside)."""
+        were seen (one sample may be one the OS set aside). Prompt lookup's drafts vary in
+        length, so a (kept, drafted) pair not seen often enough is priced from the rounds
+        of that length that kept any count (what they send costs little beside the pass)."""
         plain, round_ = _quiet(self.plain), _quiet(self.rounds.get((kept, drafted), ()))
+        if round_ is None:  # few of these yet: rounds of that length that kept any count
+            same = [s for (_, k), seen in self.rounds.items() if k == drafted for s in seen]
+            round_ = _quiet(same)
         if plain is None or round_ is None:
             return None
         return (kept + 1) * plain / round_
@@ -109,7 +115,7 @@ class GainRule:
         self.backoff = min(2 * self.backoff, _MAX_PAUSE)
 
 
-def _quiet(samples: deque[float] | tuple[()]) -> float | None:
+def _quiet(samples: Collection[float]) -> float | None:
     """The lower quartile: the cost of the work when the machine left it alone."""
     if len(samples) < _MIN_SAMPLES:
         return None

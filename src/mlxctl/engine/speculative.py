@@ -73,6 +73,7 @@ class Proposal:
     tokens: mx.array  # (k,) uint32
     probs: mx.array | None  # (k, vocab) draft probabilities; None: deterministic proposal
     count: int
+    free: bool = False  # drafted at no cost (prompt lookup): the next one may be longer
 
 
 class Drafter(ABC):
@@ -82,8 +83,11 @@ class Drafter(ABC):
         """A new sequence begins with `prompt` (its KV may be reused from the last one)."""
 
     @abstractmethod
-    def propose(self, history: list[int], k: int, sampler: Sampler) -> Proposal | None:
-        """Up to `k` tokens likely to follow `history` (prompt + reply), or None."""
+    def propose(
+        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
+    ) -> Proposal | None:
+        """Up to `k` tokens likely to follow `history` (prompt + reply), or None; a drafter
+        whose drafts cost nothing (prompt lookup) may propose up to `free` instead."""
 
     def accepted(self, history_len: int, proposal: Proposal, n: int) -> None:  # noqa: B027
         """The target kept `n` of `proposal`'s tokens after `history_len` tokens."""
@@ -100,7 +104,10 @@ class PromptLookup(Drafter):
         self._seen.clear()
         self._indexed = 0
 
-    def propose(self, history: list[int], k: int, sampler: Sampler) -> Proposal | None:
+    def propose(
+        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
+    ) -> Proposal | None:
+        k = free or k
         end = len(history)
         # Index every n-gram ending before the last token: the last one is the query.
         for i in range(self._indexed, end - 1):
@@ -113,9 +120,10 @@ class PromptLookup(Drafter):
                 continue
             follows = self._seen.get(tuple(history[end - n :]))
             if follows is not None:
-                draft = history[follows : follows + k]
-                if draft:
-                    return Proposal(mx.array(draft, dtype=mx.uint32), None, len(draft))
+                # A continuation that runs into the end repeats with the period found.
+                period = end - follows
+                draft = [history[follows + i % period] for i in range(k)]
+                return Proposal(mx.array(draft, dtype=mx.uint32), None, k, True)
         return None
 
 
@@ -142,7 +150,9 @@ class DraftModel(Drafter):
             mlxlm.trim_cache(self.cache, len(self.tokens) - keep)
             del self.tokens[keep:]
 
-    def propose(self, history: list[int], k: int, sampler: Sampler) -> Proposal | None:
+    def propose(
+        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
+    ) -> Proposal | None:
         if len(self.tokens) > len(history) or self.tokens != history[: len(self.tokens)]:
             self.start(history)  # out of step (a handoff): start over from what agrees
         if len(self.tokens) == len(history):  # it has seen it all: run the last token again
@@ -193,9 +203,11 @@ class Chain(Drafter):
         for drafter in self.drafters:
             drafter.start(prompt)
 
-    def propose(self, history: list[int], k: int, sampler: Sampler) -> Proposal | None:
+    def propose(
+        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
+    ) -> Proposal | None:
         for drafter in self.drafters:
-            proposal = drafter.propose(history, k, sampler)
+            proposal = drafter.propose(history, k, sampler, free=free)
             if proposal is not None:
                 self._last = drafter
                 return proposal
@@ -225,7 +237,7 @@ def verify(
         n = 0
         while n < k and chosen[n] == proposed[n]:
             n += 1
-        return n, targets[n : n + 1].astype(mx.uint32)
+        return n, mx.array(chosen[n : n + 1], dtype=mx.uint32)  # read now: no second sync
     p = mx.softmax(sampler.filter(logprobs), axis=-1)
     q = proposal.probs
     if q is None:
