@@ -191,9 +191,16 @@ class Solo:
         """Queue the next forward pass, then read the token it consumes (generate_step's order)."""
         assert self.pending is not None
         current, row = self.pending, self._row()
+        if self.generated + 1 >= self.max_tokens:  # the last token: no pass after it
+            self.pending = self.pending_logprobs = None
+            self._send(_int(current), row, out)
+            return
+        # The first token is read before the next pass is queued: MLX's CPU queue may hold
+        # `async_eval` until that pass is nearly done, which would delay it by a step.
+        token = _int(current) if self.generated == 0 else None
         self.pending, self.pending_logprobs = self._forward(current)
         _async_eval(self.pending, self.pending_logprobs)
-        token = _int(current)
+        token = _int(current) if token is None else token
         self.fed.append(token)
         self._send(token, row, out)
 
