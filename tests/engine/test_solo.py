@@ -63,10 +63,12 @@ def test_the_first_token_is_read_before_the_next_pass_and_none_follows_the_last(
     out: list[SoloResponse] = []
     while not out or out[-1].finish_reason is None:
         out += sequence.step()[1]
+        log.append("|")
     assert [r.finish_reason for r in out] == [None, None, "length"]
-    # Prefill, the first token's pass, then it is read before the second pass is queued;
-    # later tokens are read after the next pass is queued; the last queues none.
-    assert log == ["pass 5", "pass 1", "read", "pass 1", "pass 1", "read", "read"]
+    # Prefill; the first token's pass, read and sent in the same step with no pass queued
+    # behind it; then each step queues the next pass before reading; the last queues none.
+    steps = [["pass 5"], ["pass 1", "read"], ["pass 1", "pass 1", "read"], ["read"]]
+    assert log == [entry for step in steps for entry in [*step, "|"]]
     # The cache holds what was fed: the prompt and every reply token but the last.
     assert sequence.fed == [5, 6, 7, 8, 9, 10, *(r.token for r in out[:-1])]
     assert out[-1].all_tokens == sequence.fed
