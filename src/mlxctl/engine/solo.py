@@ -200,7 +200,8 @@ class Solo:
     # --- decoding -----------------------------------------------------------------
 
     def _plain(self, out: list[SoloResponse]) -> None:
-        """Queue the next forward pass, then read the token it consumes (generate_step's order)."""
+        """Queue the next forward pass, then read the token it consumes (generate_step's order);
+        but the first token is sent before any pass is queued, and the last queues none."""
         assert self.pending is not None
         current, row = self.pending, self._row()
         if self.generated + 1 >= self.max_tokens:  # the last token: no pass after it
