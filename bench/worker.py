@@ -2,6 +2,7 @@
 
     python bench/worker.py [--size small] [--tokens 64] [--peers mlx_lm,mlx_openai,vllm_mlx]
     python bench/worker.py --long 2048 --long-only --peers mlx_lm,vllm_mlx
+    python bench/worker.py --same-blas --peers mlx_lm,vllm_mlx --rounds 5
 
 Measures, on the same factory-made model, in one run:
   - raw `stream_generate` (the ceiling for single-stream decode), once with the wheel's
@@ -14,6 +15,8 @@ compared like for like. Prints a table and the ratios the issue sets as targets.
 mlx-openai-server and vllm-mlx are each installed into their own virtual environment
 (.bench/peers, .bench/vllm-mlx) on first use. `--long N` adds 1/2/4/8 distinct ~N-token
 prompts sent together; `--long-only` runs just that, every server with OpenBLAS preloaded.
+`--same-blas` runs only the OpenBLAS runs, every server and the raw reference up at once and
+taken in turn for `--rounds` rounds (medians, and ratios per round), as `--long-only` does.
 """
 
 from __future__ import annotations
@@ -644,7 +647,8 @@ def main() -> None:
     parser.add_argument(
         "--same-blas",
         action="store_true",
-        help="Only the runs with OpenBLAS preloaded (no peer as shipped, no reference BLAS).",
+        help="Only the runs with OpenBLAS preloaded (no peer as shipped, no reference BLAS), "
+        "all servers up at once and interleaved in rounds.",
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="Rounds per server (medians are reported)."
