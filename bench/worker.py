@@ -2,6 +2,7 @@
 
     python bench/worker.py [--size small] [--tokens 64] [--peers mlx_lm,mlx_openai,vllm_mlx]
     python bench/worker.py --long 2048 --long-only --peers mlx_lm,vllm_mlx
+    python bench/worker.py --same-blas --peers mlx_lm,vllm_mlx --rounds 5
 
 Measures, on the same factory-made model, in one run:
   - raw `stream_generate` (the ceiling for single-stream decode), once with the wheel's
@@ -14,6 +15,8 @@ compared like for like. Prints a table and the ratios the issue sets as targets.
 mlx-openai-server and vllm-mlx are each installed into their own virtual environment
 (.bench/peers, .bench/vllm-mlx) on first use. `--long N` adds 1/2/4/8 distinct ~N-token
 prompts sent together; `--long-only` runs just that, every server with OpenBLAS preloaded.
+`--same-blas` runs only the OpenBLAS runs, every server and the raw reference up at once and
+taken in turn for `--rounds` rounds (medians, and ratios per round), as `--long-only` does.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / ".bench"
 PEER_VENV = BENCH_DIR / "peers"
 LONG_STREAMS = (1, 2, 4, 8)
+RAW_SAME_BLAS = "raw (OpenBLAS)"
 # Peers that need their own virtual environment: kind -> (folder, console script, packages).
 PEER_ENVS = {
     "mlx_openai": (PEER_VENV, "mlx-openai-server", ["mlx-openai-server"]),
@@ -76,15 +80,48 @@ def build_model(size: str, arch: str) -> Path:
 
 
 def raw_rate(model_path: Path, tokens: int, prompt: str, name: str, env: dict[str, str]) -> Figures:
-    """mlx-lm's stream_generate on the same prompt, in a child process with `env`."""
-    cmd = [sys.executable, __file__, "--raw", str(model_path), "--tokens", str(tokens)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    data = json.loads(out.stdout.strip().splitlines()[-1])
-    return Figures(name, ttft=data["ttft"], decode_tps=data["decode_tps"])
+    """mlx-lm's stream_generate on the same prompt, in a child process with `env`: the median
+    of three runs."""
+    with RawChild(model_path, tokens, env) as raw:
+        runs = [raw.once() for _ in range(3)]
+    return from_rounds(name, runs)
 
 
-def raw_in_process(model_path: Path, tokens: int, prompt: str) -> dict[str, float]:
-    """The in-process ceiling: mlx-lm's stream_generate on the same prompt."""
+class RawChild:
+    """A child process holding the model for mlx-lm's stream_generate: each `once()` is one
+    timed run of the bench prompt, so the reference can be taken in turn with the servers."""
+
+    def __init__(self, model_path: Path, tokens: int, env: dict[str, str]) -> None:
+        cmd = [sys.executable, __file__, "--raw", str(model_path), "--tokens", str(tokens)]
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def once(self) -> dict[str, float]:
+        """{"ttft": s, "decode": tok/s} of one stream_generate run."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the raw stream_generate child exited ({self.proc.wait()})")
+        data: dict[str, float] = json.loads(line)
+        return data
+
+    def __enter__(self) -> RawChild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()  # the child ends at end of input
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def raw_serve(model_path: Path, tokens: int, prompt: str) -> None:
+    """The child's side of `RawChild`: load, warm up, then one timed run per input line."""
     from mlxctl.engine import mlxlm
 
     model, tokenizer = mlxlm.load(model_path)
@@ -92,19 +129,15 @@ def raw_in_process(model_path: Path, tokens: int, prompt: str) -> dict[str, floa
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     for _ in mlxlm.stream_generate(model, tokenizer, ids, max_tokens=4):
         pass  # warm-up
-    rates, ttfts = [], []
-    for _ in range(3):
+    for _ in sys.stdin:
+        # Timed as the HTTP client times a stream: first token to last, (n - 1) intervals.
         start = time.perf_counter()
-        first = None
-        last = None
-        for response in mlxlm.stream_generate(model, tokenizer, ids, max_tokens=tokens):
-            last = response
-            if first is None:
-                first = time.perf_counter() - start
-        assert last is not None
-        rates.append(last.generation_tps)
-        ttfts.append(first or 0.0)
-    return {"decode_tps": statistics.median(rates), "ttft": statistics.median(ttfts)}
+        stamps = [
+            time.perf_counter()
+            for _ in mlxlm.stream_generate(model, tokenizer, ids, max_tokens=tokens)
+        ]
+        decode = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        print(json.dumps({"decode": decode, "ttft": stamps[0] - start}), flush=True)
 
 
 def start_server(
@@ -163,17 +196,22 @@ def wait_ready(
 async def one_stream(
     client: httpx.AsyncClient, url: str, model: str, messages: list[dict[str, str]], tokens: int
 ) -> tuple[float, float, int, str]:
-    """(ttft, decode seconds after the first token, tokens, text) of one streamed chat."""
+    """(ttft, decode seconds after the first token, tokens, text) of one streamed chat.
+
+    Tokens are the server's `usage.completion_tokens` when it reports them (a stream may
+    hold a token's text back and send it with the next), else the content chunks."""
     body = {
         "model": model,
         "messages": messages,
         "max_tokens": tokens,
         "temperature": 0.0,
         "stream": True,
+        "stream_options": {"include_usage": True},
     }
     start = time.perf_counter()
     first = last = 0.0
     count = 0
+    tokens_used = 0  # the server's completion_tokens: a chunk may carry several tokens
     text = []
     async with client.stream("POST", url, json=body) as response:
         response.raise_for_status()
@@ -181,6 +219,7 @@ async def one_stream(
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
+            tokens_used = (chunk.get("usage") or {}).get("completion_tokens") or tokens_used
             for choice in chunk.get("choices", []):
                 delta = choice.get("delta", {})
                 piece = (delta.get("content") or "") + (delta.get("reasoning_content") or "")
@@ -192,51 +231,97 @@ async def one_stream(
                     last = now
                     count += 1
                     text.append(piece)
-    return first - start, last - first, count, "".join(text)
+    return first - start, last - first, tokens_used or count, "".join(text)
+
+
+async def measure_round(
+    client: httpx.AsyncClient, url: str, model: str, tokens: int, prompt: str, prefix: str, tag: str
+) -> dict[str, float]:
+    """One round on one server: a single stream (TTFT, decode tok/s), 4 and 8 streams at
+    once (aggregate tok/s), and a second chat turn over a ~2k-token prefix new to this
+    round (`tag`), warm (the first turn cached it) and cold (a prefix never seen)."""
+    figures = await single_stream(client, url, model, tokens, prompt)
+    return figures | await measure_rest(client, url, model, tokens, prompt, prefix, tag)
+
+
+async def single_stream(
+    client: httpx.AsyncClient, url: str, model: str, tokens: int, prompt: str
+) -> dict[str, float]:
+    """TTFT and decode tok/s of the bench prompt alone."""
+    ttft, decode, count, _ = await one_stream(
+        client, url, model, [{"role": "user", "content": prompt}], tokens
+    )
+    return {"ttft": ttft, "decode": (count - 1) / decode if decode > 0 else float("nan")}
+
+
+async def measure_rest(
+    client: httpx.AsyncClient, url: str, model: str, tokens: int, prompt: str, prefix: str, tag: str
+) -> dict[str, float]:
+    """The figures of a round after the single stream (see `measure_round`)."""
+    figures = {}
+    for streams in (4, 8):
+        start = time.perf_counter()
+        results = await asyncio.gather(
+            *[
+                one_stream(
+                    client,
+                    url,
+                    model,
+                    [{"role": "user", "content": f"{prompt} (stream {i})"}],
+                    tokens,
+                )
+                for i in range(streams)
+            ]
+        )
+        figures[f"agg{streams}"] = sum(r[2] for r in results) / (time.perf_counter() - start)
+    turn1 = [
+        {"role": "system", "content": f"{tag}. {prefix}"},
+        {"role": "user", "content": "Summarise."},
+    ]
+    _, _, _, reply = await one_stream(client, url, model, turn1, 8)
+    turn2 = [
+        *turn1,
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": "And now in one line?"},
+    ]
+    figures["warm"], _, _, _ = await one_stream(client, url, model, turn2, 8)
+    cold_prefix = [{"role": "system", "content": f"Other {tag}. {prefix}"}, *turn2[1:]]
+    figures["cold"], _, _, _ = await one_stream(client, url, model, cold_prefix, 8)
+    return figures
+
+
+def from_rounds(name: str, rounds: Sequence[dict[str, float]]) -> Figures:
+    """A server's figures: the median of each over its rounds."""
+
+    def median(key: str) -> float:
+        values = [r[key] for r in rounds if key in r and r[key] == r[key]]
+        return statistics.median(values) if values else float("nan")
+
+    fig = Figures(name, ttft=median("ttft"), decode_tps=median("decode"))
+    fig.aggregate = {4: median("agg4"), 8: median("agg8")}
+    fig.cold_ttft, fig.warm_ttft = median("cold"), median("warm")
+    return fig
 
 
 async def measure_server(
-    name: str, port: int, model: str, tokens: int, prompt: str, prefix: str, long: int = 0
+    name: str,
+    port: int,
+    model: str,
+    tokens: int,
+    prompt: str,
+    prefix: str,
+    long: int = 0,
+    rounds: int = 3,
 ) -> Figures:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    fig = Figures(name)
     limits = httpx.Limits(max_connections=32)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         await one_stream(client, url, model, [{"role": "user", "content": "warm up"}], 4)
-        runs = [
-            await one_stream(client, url, model, [{"role": "user", "content": prompt}], tokens)
-            for _ in range(3)
+        samples = [
+            await measure_round(client, url, model, tokens, prompt, prefix, f"Round {i}")
+            for i in range(rounds)
         ]
-        fig.ttft = statistics.median(r[0] for r in runs)
-        fig.decode_tps = statistics.median((r[2] - 1) / r[1] for r in runs if r[1] > 0)
-        for streams in (4, 8):
-            start = time.perf_counter()
-            results = await asyncio.gather(
-                *[
-                    one_stream(
-                        client,
-                        url,
-                        model,
-                        [{"role": "user", "content": f"{prompt} (stream {i})"}],
-                        tokens,
-                    )
-                    for i in range(streams)
-                ]
-            )
-            wall = time.perf_counter() - start
-            fig.aggregate[streams] = sum(r[2] for r in results) / wall
-        # Second chat turn over a shared ~2k-token prefix: cold (new prefix) vs warm (same).
-        turn1 = [{"role": "system", "content": prefix}, {"role": "user", "content": "Summarise."}]
-        _, _, _, reply = await one_stream(client, url, model, turn1, 8)
-        turn2 = [
-            *turn1,
-            {"role": "assistant", "content": reply},
-            {"role": "user", "content": "And now in one line?"},
-        ]
-        warm, _, _, _ = await one_stream(client, url, model, turn2, 8)
-        cold_prefix = [{"role": "system", "content": "Other. " + prefix}, *turn2[1:]]
-        cold, _, _, _ = await one_stream(client, url, model, cold_prefix, 8)
-        fig.cold_ttft, fig.warm_ttft = cold, warm
+        fig = from_rounds(name, samples)
         if long:
             await measure_long(client, url, model, tokens, long, fig)
     return fig
@@ -345,10 +430,30 @@ def run_server(
 ) -> Figures:
     try:
         with serving(kind, name, env, model_path) as (port, model):
-            figures = measure_server(name, port, model, args.tokens, prompt, prefix, args.long)
+            figures = measure_server(
+                name, port, model, args.tokens, prompt, prefix, args.long, args.rounds
+            )
             return asyncio.run(figures)
     except Exception as e:  # a peer that cannot run here is reported, not fatal
         return Figures(name, note=f"failed: {e}")
+
+
+def start_all(
+    stack: contextlib.ExitStack,
+    runs: list[tuple[str, str, dict[str, str]]],
+    model_path: Path,
+) -> tuple[list[tuple[str, int, str]], list[Figures]]:
+    """Every server up at once under `stack`: (name, port, model) of those that started, and
+    a failed row for each that could not."""
+    served: list[tuple[str, int, str]] = []
+    failed: list[Figures] = []
+    for kind, name, env in runs:
+        try:
+            port, model = stack.enter_context(serving(kind, name, env, model_path))
+            served.append((name, port, model))
+        except Exception as e:  # a peer that cannot run here is reported, not fatal
+            failed.append(Figures(name, note=f"failed: {e}"))
+    return served, failed
 
 
 def run_long_only(
@@ -356,15 +461,105 @@ def run_long_only(
 ) -> list[Figures]:
     """Every server up at once, the long sweep interleaved across them."""
     with contextlib.ExitStack() as stack:
-        served: list[tuple[str, int, str]] = []
-        failed: list[Figures] = []
-        for kind, name, env in runs:
-            try:
-                port, model = stack.enter_context(serving(kind, name, env, model_path))
-                served.append((name, port, model))
-            except Exception as e:  # a peer that cannot run here is reported, not fatal
-                failed.append(Figures(name, note=f"failed: {e}"))
+        served, failed = start_all(stack, runs, model_path)
         return asyncio.run(measure_long_interleaved(served, args.tokens, args.long)) + failed
+
+
+def run_interleaved(
+    runs: list[tuple[str, str, dict[str, str]]],
+    model_path: Path,
+    args: argparse.Namespace,
+    prompt: str,
+    prefix: str,
+    raw_env: dict[str, str],
+) -> tuple[list[Figures], dict[str, list[dict[str, float]]]]:
+    """Every server and the raw stream_generate child up at once, taken in turn each round
+    (the order rotates), so a change in the machine's load hits all alike. Rows are
+    medians over rounds; the per-round samples come back too, by name, for ratios."""
+    with contextlib.ExitStack() as stack:
+        served, failed = start_all(stack, runs, model_path)
+        raw = stack.enter_context(RawChild(model_path, args.tokens, raw_env))
+        samples = asyncio.run(
+            measure_interleaved(served, raw, args.rounds, args.tokens, prompt, prefix)
+        )
+    rows = [from_rounds(name, samples[name]) for name in samples]
+    return rows + failed, samples
+
+
+async def measure_interleaved(
+    served: list[tuple[str, int, str]],
+    raw: RawChild,
+    rounds: int,
+    tokens: int,
+    prompt: str,
+    prefix: str,
+) -> dict[str, list[dict[str, float]]]:
+    """Per name, one sample of each figure per round (`measure_round`, or one raw run)."""
+    samples: dict[str, list[dict[str, float]]] = {RAW_SAME_BLAS: []}
+    samples |= {name: [] for name, _, _ in served}
+    limits = httpx.Limits(max_connections=32)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        urls = {
+            name: (f"http://127.0.0.1:{port}/v1/chat/completions", model)
+            for name, port, model in served
+        }
+        for url, model in urls.values():
+            await one_stream(client, url, model, [{"role": "user", "content": "warm up"}], 4)
+        names = list(samples)
+        for i in range(rounds):
+            order = names[i % len(names) :] + names[: i % len(names)]
+            print(f"  round {i + 1}/{rounds}: {', '.join(order)}", flush=True)
+            # Single streams back to back first, so decode ratios come from the same seconds.
+            for name in order:
+                if name == RAW_SAME_BLAS:
+                    samples[name].append(raw.once())
+                else:
+                    url, model = urls[name]
+                    samples[name].append(await single_stream(client, url, model, tokens, prompt))
+            for name in order:
+                if name != RAW_SAME_BLAS:
+                    url, model = urls[name]
+                    rest = await measure_rest(
+                        client, url, model, tokens, prompt, prefix, f"Round {i}"
+                    )
+                    samples[name][-1] |= rest
+    return samples
+
+
+def round_ratios(
+    ours: list[dict[str, float]], other: list[dict[str, float]], keys: Sequence[str]
+) -> dict[str, tuple[float, float, float]]:
+    """Per figure, (median, min, max) over rounds of ours/other (> 1: ours is higher)."""
+    out = {}
+    for key in keys:
+        ratios = [
+            a[key] / b[key] for a, b in zip(ours, other, strict=True) if key in a and key in b
+        ]
+        if ratios:
+            out[key] = (statistics.median(ratios), min(ratios), max(ratios))
+    return out
+
+
+def compare_rounds(samples: dict[str, list[dict[str, float]]], ours: str) -> None:
+    """Ratios from the same rounds: ours to the raw reference and to each peer."""
+    mine = samples[ours]
+    # Higher is better for rates; for times the peer's over ours, so > 1 still means ours wins.
+    rates, times = ("decode", "agg4", "agg8"), ("ttft", "cold", "warm")
+
+    def line(other: list[dict[str, float]]) -> str:
+        cells = round_ratios(mine, other, rates)
+        cells |= round_ratios(other, mine, times)
+        return ", ".join(
+            f"{key} {m:.2f}x ({lo:.2f}-{hi:.2f})" for key, (m, lo, hi) in cells.items()
+        )
+
+    print(f"\n{ours}, ratios per round, median (min-max), > 1: ours ahead:")
+    raw = round_ratios(mine, samples[RAW_SAME_BLAS], ("decode",))["decode"]
+    spread = f"{raw[0]:.3f}x ({raw[1]:.3f}-{raw[2]:.3f})"
+    print(f"  single-stream decode vs {RAW_SAME_BLAS}: {spread} (target >= 0.97)")
+    for name, other in samples.items():
+        if name not in (ours, RAW_SAME_BLAS) and other:
+            print(f"  vs {name}: {line(other)}")
 
 
 def table(rows: Sequence[Figures]) -> str:
@@ -452,13 +647,17 @@ def main() -> None:
     parser.add_argument(
         "--same-blas",
         action="store_true",
-        help="Only the runs with OpenBLAS preloaded (no peer as shipped, no reference BLAS).",
+        help="Only the runs with OpenBLAS preloaded (no peer as shipped, no reference BLAS), "
+        "all servers up at once and interleaved in rounds.",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="Rounds per server (medians are reported)."
     )
     parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)  # child: raw rate only
     args = parser.parse_args()
     prompt = "Write a short story about a lighthouse keeper and a cat."
     if args.raw:
-        print(json.dumps(raw_in_process(args.raw, args.tokens, prompt)))
+        raw_serve(args.raw, args.tokens, prompt)
         return
     BENCH_DIR.mkdir(exist_ok=True)
     model_path = build_model(args.size, args.arch)
@@ -483,7 +682,8 @@ def main() -> None:
         if library != "none":
             runs.append((peer, f"{peer} (OpenBLAS)", fast))
     rows = []
-    if not args.long_only:
+    interleave = args.same_blas and not args.long_only and library != "none"
+    if not args.long_only and not interleave:
         if not same_blas or library == "none":
             ref = raw_rate(model_path, args.tokens, prompt, "raw (reference BLAS)", reference)
             rows.append(ref)
@@ -495,8 +695,13 @@ def main() -> None:
             rows.append(Figures(name, note="could not be installed"))
         else:
             installed.append((kind, name, env))
+    samples: dict[str, list[dict[str, float]]] = {}
     if args.long_only:
         rows += run_long_only(installed, model_path, args)
+    elif interleave:
+        print(f"all servers up, {args.rounds} interleaved rounds ...", flush=True)
+        served_rows, samples = run_interleaved(installed, model_path, args, prompt, prefix, fast)
+        rows += served_rows
     else:
         for kind, name, env in installed:
             print(f"measuring {name} ...", flush=True)
@@ -508,6 +713,8 @@ def main() -> None:
     served = [r for r in rows if not r.name.startswith(("raw", "mlxctl"))]
     if args.long:
         long_table(args.long, rows, by_name.get("mlxctl (OpenBLAS)"))
+    if samples and "mlxctl (OpenBLAS)" in samples:
+        compare_rounds(samples, "mlxctl (OpenBLAS)")
     for blas in ("OpenBLAS", "reference BLAS"):
         ours = by_name.get(f"mlxctl ({blas})")
         if ours is not None and not ours.note and not args.long_only:

@@ -121,6 +121,7 @@ class Solo:
         self.context = mx.array(prompt[:-1], dtype=mx.uint32) if processors else None
         self.pending: mx.array | None = None  # sampled, neither fed nor sent
         self.pending_logprobs: mx.array | None = None
+        self.unfed: tuple[mx.array, int] | None = None  # the first token: sent, not yet fed
         self.round: _Round | None = None  # queued last step, verified this one
         self._kept = 0  # drafts the last verified round kept
 
@@ -137,7 +138,14 @@ class Solo:
         began = time.perf_counter()
         if self.drafter is not None:
             self._measure(began)
-        if self.pending is None and self.round is None:
+        if self.unfed is not None:  # the first token went out last step: feed it now
+            current, token = self.unfed
+            self.unfed = None
+            self.pending, self.pending_logprobs = self._forward(current)
+            self.fed.append(token)
+            if self.drafter is None:
+                _async_eval(self.pending, self.pending_logprobs)
+        elif self.pending is None and self.round is None:
             last, self.todo = self.todo, []
             self.pending, self.pending_logprobs = self._forward(mx.array(last, dtype=mx.uint32))
             self.fed += last
@@ -171,6 +179,9 @@ class Solo:
         out: list[SoloResponse] = []
         if self.round is not None and self._verify(out):
             return out, None
+        if self.unfed is not None:
+            left = self.max_tokens - self.generated
+            return out, Handoff([self.unfed[1]], self.cache, list(self.fed), left)
         if self.pending is None:
             return out, Handoff(self.todo, self.cache, self.fed, self.max_tokens)
         token = _int(self.pending)
@@ -182,7 +193,8 @@ class Solo:
     def borrow(self, prefix: list[int]) -> list[Any] | None:
         """A copy of this sequence's KV cut to `prefix`, if it holds exactly that."""
         n = len(prefix)
-        if self.pending is None or len(self.fed) < n or self.fed[:n] != prefix:
+        whole = self.pending is not None or self.unfed is not None  # the prompt is all in
+        if not whole or len(self.fed) < n or self.fed[:n] != prefix:
             return None
         if len(self.fed) > n and not mlxlm.can_trim_cache(self.cache):
             return None
@@ -193,9 +205,22 @@ class Solo:
     # --- decoding -----------------------------------------------------------------
 
     def _plain(self, out: list[SoloResponse]) -> None:
-        """Queue the next forward pass, then read the token it consumes (generate_step's order)."""
+        """Queue the next forward pass, then read the token it consumes (generate_step's order);
+        but the first token is sent before any pass is queued, and the last queues none."""
         assert self.pending is not None
         current, row = self.pending, self._row()
+        if self.generated + 1 >= self.max_tokens:  # the last token: no pass after it
+            self.pending = self.pending_logprobs = None
+            self._send(_int(current), row, out)
+            return
+        if self.generated == 0:
+            # The first token goes out before the next pass is queued: MLX's CPU queue holds
+            # `async_eval` until most of a queued pass has run, which would delay it a step.
+            token = _int(current)
+            self.pending = self.pending_logprobs = None
+            self.unfed = (current, token)
+            self._send(token, row, out)
+            return
         self.pending, self.pending_logprobs = self._forward(current)
         _async_eval(self.pending, self.pending_logprobs)
         token = _int(current)
