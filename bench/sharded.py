@@ -40,19 +40,20 @@ from mlxctl.settings import Settings
 from mlxctl.sharding.launch import command
 from mlxctl.sharding.spec import ShardSettings
 from mlxctl.supervision.process import free_port
+from worker import wait_ready  # bench/worker.py: this script runs from bench/
 
 PROMPT = "Once upon a time, in a lighthouse by the sea,"
 
 
 @contextmanager
-def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[int]:
+def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Run `argv` (its own process group) until stopped; every rank goes with it."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     try:
-        yield proc.pid
+        yield proc
     finally:
         os.killpg(proc.pid, 15)
         try:
@@ -60,18 +61,6 @@ def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
-
-
-def wait_ready(url: str, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not start")
 
 
 def stream_once(url: str, model: str, tokens: int, bias: dict[str, float]) -> tuple[float, float]:
@@ -105,21 +94,23 @@ def bench_size(size: str, root: Path, args: argparse.Namespace, blas: str) -> No
     bias = {str(t): -100.0 for t in (eos if isinstance(eos, list) else [eos])}
     env = preload_env(dict(os.environ), blas) or dict(os.environ)
     pair = ShardSettings.model_validate({"hosts": [{"host": "127.0.0.1", "ranks": 2}]})
-    paths: dict[str, tuple[str, list[str]]] = {}
+    paths: dict[str, tuple[int, list[str]]] = {}
     port = free_port()
     single = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model)]
-    paths["1 process"] = (f"http://127.0.0.1:{port}", [*single, "--port", str(port)])
+    paths["1 process"] = (port, [*single, "--port", str(port)])
     for mode in ("tensor", "pipeline"):
         options = replace(ModelOptions(), shard=pair.model_copy(update={"mode": mode}))
         port = free_port()
         argv = command(f"b-{mode}", str(model), options, "127.0.0.1", port, root, blas)
-        paths[f"2 ranks, {mode}"] = (f"http://127.0.0.1:{port}", argv)
+        paths[f"2 ranks, {mode}"] = (port, argv)
     got: dict[str, list[tuple[float, float]]] = {name: [] for name in paths}
     relay: dict[str, float] = {}
-    for name, (url, argv) in paths.items():
+    for name, (port, argv) in paths.items():
         log = root / f"{size}-{name.replace(' ', '_').replace(',', '')}.log"
-        with server(argv, env, log) as leader:
-            wait_ready(url)
+        url = f"http://127.0.0.1:{port}"
+        with server(argv, env, log) as proc:
+            wait_ready(port, proc, timeout=600, path="/health")
+            leader = proc.pid
             stream_once(url, str(model), 8, bias)  # warm-up
             cpu, started = _cpu(leader), time.perf_counter()
             for _ in range(args.runs):
