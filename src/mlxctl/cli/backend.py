@@ -23,9 +23,7 @@ from typing import Any, Protocol
 import httpx
 
 from mlxctl.client import DaemonClient, parse_address
-from mlxctl.config.file import read_config
-from mlxctl.config.source import config_path
-from mlxctl.model_options import ModelOptions, OptionsSource
+from mlxctl.model_options import ModelOptions
 from mlxctl.operations import Args, Context, Operation, Result
 from mlxctl.registry import ModelRecord, open_registry
 from mlxctl.settings import Settings
@@ -51,9 +49,12 @@ class LocalBackend:
         registry = open_registry(self.settings)
 
         def options(record: ModelRecord) -> ModelOptions:
-            # config.yaml is read only when an operation asks (a bad file fails that one).
-            config = read_config(config_path(os.environ, self.settings.home))
-            return OptionsSource.from_settings(self.settings, config, registry).for_model(record)
+            # config.yaml is read only when an operation asks (a bad file fails that one),
+            # the way the daemon reads it at start.
+            from mlxctl.config.live import LiveConfig
+
+            live = LiveConfig.start(self.settings, os.environ, registry)
+            return live.options.for_model(record)
 
         try:
             context = Context(self.settings, registry, progress or NoProgress(), options=options)

@@ -37,8 +37,8 @@ def show(ctx: Context, args: ModelArgs) -> Result:
     data["capabilities"] = capabilities(record, store_root=ctx.layout.root)
     if record.kv_bytes_per_token and record.context_length:
         data["kv_bytes_full_context"] = record.kv_bytes_per_token * record.context_length
-    defaults = ModelOptions.from_settings(ctx.settings)
-    data["options"] = (ctx.options(record) if ctx.options else defaults).as_dict()
+    options = ctx.options(record) if ctx.options else ModelOptions.from_settings(ctx.settings)
+    data["options"] = options.as_dict()
     return data
 
 
