@@ -28,17 +28,22 @@ def test_same_seed_same_tokens(engine: Engine, prompt: list[int]) -> None:
 
 def test_seed_holds_inside_a_busy_batch(engine: Engine, prompt: list[int]) -> None:
     alone = run(collect(engine, sampled(prompt, 24, seed=7))).tokens
+    # The neighbour may not end early: EOS is barred, and it runs until the twins are done.
+    no_eos = {token: -100.0 for token in engine.eos_token_ids}
 
     async def crowded() -> list[Result]:
         # A long unseeded neighbour draws random numbers at every step meanwhile.
-        neighbour = asyncio.ensure_future(collect(engine, sampled(prompt[:-2], 120)))
-        await asyncio.sleep(0.02)
-        twins = await asyncio.gather(
+        neighbour = engine.generate(sampled(prompt[:-2], 4000, logit_bias=no_eos))
+        await anext(neighbour)
+        twins = asyncio.gather(
             collect(engine, sampled(prompt, 24, seed=7)),
             collect(engine, sampled(prompt, 24, seed=7)),
         )
-        await neighbour
-        return list(twins)
+        async for _ in neighbour:
+            if twins.done():
+                break
+        await neighbour.aclose()
+        return list(await twins)
 
     twins = run(crowded())
     assert engine.stats()["batch_peak"] >= 3
