@@ -34,6 +34,7 @@ from mlx.nn.utils import value_and_grad
 from tokenizers import Tokenizer
 
 from mlxctl.engine import mlxlm
+from mlxctl.factory.induction import plant_induction
 from mlxctl.factory.model import build_model, model_config
 from mlxctl.factory.tokenizer import TokenizerInfo, corpus, write_tokenizer
 from mlxctl.factory.traindata import EditExample, edit_examples
@@ -72,7 +73,9 @@ class TrainPlan:
     batch: int = 8
     seq_len: int = 192
     learning_rate: float = 3e-3
-    edit_fraction: float = 0.75  # share of rows that are rewrite chats, the rest plain text
+    edit_fraction: float = 0.5  # share of rows that are rewrite chats
+    repeat_fraction: float = 0.3  # share of rows that repeat a corpus window (copy practice)
+    induction: bool = True  # the target starts from a planted copying circuit (induction.py)
     answer_loss_only: bool = False  # rewrite chats: learn only the answer, not the prompt
     snippet_lines: tuple[int, int] = (3, 8)  # shortest and longest snippet to rewrite
     bpe_vocab: int = 2048
@@ -150,7 +153,11 @@ class _Rows:
         rows = np.full((self.plan.batch, length), self.pad, dtype=np.int32)
         mask = np.zeros((self.plan.batch, length - 1), dtype=np.float32)
         for i in range(self.plan.batch):
-            if self.rng.random() < self.plan.edit_fraction and self.edits:
+            draw = self.rng.random()
+            if draw < self.plan.repeat_fraction:
+                rows[i] = self._repeat(length)
+                mask[i] = 1.0
+            elif draw < self.plan.repeat_fraction + self.plan.edit_fraction and self.edits:
                 tokens, answer = self.edits[int(self.rng.integers(len(self.edits)))]
                 rows[i, : len(tokens)] = tokens
                 # Loss on the answer only: the rows exist to teach copying the prompt.
@@ -160,6 +167,18 @@ class _Rows:
                 rows[i] = self.stream[start : start + length]
                 mask[i] = 1.0
         return mx.array(rows[:, :-1]), mx.array(rows[:, 1:]), mx.array(mask)
+
+    def _repeat(self, length: int) -> npt.NDArray[np.int32]:
+        """A corpus window said twice, then more text: the second copy is learned by copying.
+
+        The window's length varies, so only looking back at what followed the same tokens
+        earlier (an induction head) predicts the copy, never a fixed offset.
+        """
+        span = int(self.rng.integers(8, length // 2 + 1))
+        first = int(self.rng.integers(len(self.stream) - span))
+        rest = int(self.rng.integers(len(self.stream) - length))
+        window = self.stream[first : first + span]
+        return np.concatenate([window, window, self.stream[rest : rest + length - 2 * span]])
 
 
 @functools.lru_cache(maxsize=2)
@@ -209,6 +228,10 @@ def train_model(
     config = _config(shape, info)
     mx.random.seed(plan.seed)
     model: Any = build_model(config, seed=plan.seed, used_vocab=info.size)
+    if plan.induction and shape == plan.target:
+        plant_induction(model, config, seed=plan.seed)
+        for layer in model.model.layers[:2]:  # the circuit stays as planted (induction.py)
+            layer.self_attn.freeze()
     rows = _Rows(tokenizer, plan, info.pad_token_id)
 
     warmup = max(1, steps // 20)
