@@ -25,13 +25,26 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-__all__ = ["plant_induction"]
+__all__ = ["fits", "plant_induction"]
 
 _POSITION_PAIRS = 4  # RoPE's fastest pairs: the previous-token head's position pattern
 _CONTENT_FROM = 12  # RoPE pairs from here on turn < 0.2 rad over 200 positions
 _EMBED_NORM = 4.0
 _MATCH_GAIN = 2.0
 _COPY_GAIN = 1.25  # per head; two heads copy
+
+
+def fits(config: dict[str, Any]) -> bool:
+    """Whether `config`'s shape has room for the circuit (three head-sized slots, slow pairs)."""
+    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    head_dim = hidden // heads
+    return (
+        int(config["num_key_value_heads"]) == 2
+        and heads % 2 == 0
+        and int(config["num_hidden_layers"]) >= 2
+        and hidden >= 3 * head_dim
+        and head_dim >= 2 * _CONTENT_FROM + 8
+    )
 
 
 def plant_induction(model: Any, config: dict[str, Any], *, seed: int) -> None:
@@ -41,8 +54,11 @@ def plant_induction(model: Any, config: dict[str, Any], *, seed: int) -> None:
     kv_heads = int(config["num_key_value_heads"])
     head_dim = hidden // heads
     pairs = head_dim // 2
-    if kv_heads != 2 or heads % 2 or hidden < 3 * head_dim or int(config["num_hidden_layers"]) < 2:
-        raise ValueError("plant_induction needs 2 kv heads, hidden >= 3 head_dim and 2+ layers")
+    if not fits(config):
+        raise ValueError(
+            "plant_induction needs 2 kv heads, 2+ layers, hidden >= 3 x head_dim and "
+            f"head_dim >= {2 * _CONTENT_FROM + 8}"
+        )
     group = heads // kv_heads
     theta = float(config.get("rope_theta", 10000.0))
     freqs = theta ** (-np.arange(pairs) / pairs)

@@ -14,6 +14,7 @@ the same plan returns the recorded report without training again.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import shutil
@@ -323,6 +324,8 @@ def _report(path: Path) -> PairReport | None:
     try:
         data = json.loads(path.read_text())
         fields = data["plan"]
+        if set(fields) != {f.name for f in dataclasses.fields(TrainPlan)}:
+            return None  # an older or newer plan: its defaults may differ from ours
         plan = TrainPlan(
             **{
                 **fields,
