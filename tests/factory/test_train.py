@@ -74,9 +74,13 @@ def test_a_changed_plan_or_an_old_report_trains_again(pair: Path, tmp_path: Path
     report = train_pair(tmp_path, other)
     assert report.plan == other != TOY
     record = json.loads((tmp_path / "train.json").read_text())
-    del record["plan"]["snippet_lines"]  # as an older version wrote it
-    (tmp_path / "train.json").write_text(json.dumps(record))
-    assert train_pair(tmp_path, other).plan == other
+    for field in ("snippet_lines", "repeat_fraction"):  # as older versions wrote it
+        stale = json.loads(json.dumps(record))
+        del stale["plan"][field]
+        (tmp_path / "train.json").write_text(json.dumps(stale))
+        stamp = (tmp_path / "target" / "model.safetensors").stat().st_mtime_ns
+        assert train_pair(tmp_path, other).plan == other
+        assert (tmp_path / "target" / "model.safetensors").stat().st_mtime_ns != stamp
 
 
 def test_a_model_agrees_with_itself(pair: Path) -> None:

@@ -86,6 +86,9 @@ class TrainPlan:
     draft_block: int = 4  # tokens per draft in the simulated speculative decode
 
 
+_PLAN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainPlan))
+
+
 @dataclass(frozen=True)
 class Acceptance:
     """Greedy draft-vs-target agreement on held-out rewrite prompts."""
@@ -324,7 +327,7 @@ def _report(path: Path) -> PairReport | None:
     try:
         data = json.loads(path.read_text())
         fields = data["plan"]
-        if set(fields) != {f.name for f in dataclasses.fields(TrainPlan)}:
+        if set(fields) != _PLAN_FIELDS:
             return None  # an older or newer plan: its defaults may differ from ours
         plan = TrainPlan(
             **{
