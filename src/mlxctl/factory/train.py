@@ -3,8 +3,10 @@
 Random weights never agree with each other, so a draft model on random weights accepts
 nothing. `train_pair` trains two qwen2 models that share one tokenizer — a small target
 and a tiny draft — for a few minutes on this CPU, on `traindata` (the tokenizer corpus
-of stdlib sources plus "rewrite this code with one change" chats). Then greedy drafts
-agree with the target often, and edit prompts make the target repeat its context.
+of stdlib sources, "rewrite this code with one change" chats, and corpus windows said
+twice). The target starts from a planted induction circuit (`induction.py`), kept frozen
+while the rest trains, so it copies its context as a real model asked to rewrite code
+does; minutes of training alone never teach a model this small to copy.
 
 It uses mlx-lm's model classes (through `model.build_model`) and `mlx.optimizers`. Runs
 are deterministic from `TrainPlan.seed` (a fixed number of steps, never a time budget)
