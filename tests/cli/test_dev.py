@@ -79,6 +79,7 @@ def test_train_pair_trains_once_and_lays_out_both(
         "edit_pool": 8,
         "eval_prompts": 1,
         "eval_tokens": 4,
+        "induction": False,
     }
     monkeypatch.setattr(train, "TrainPlan", functools.partial(train.TrainPlan, **toy))
     args = ("dev", "train-pair", "duo", "--target-steps", "2", "--draft-steps", "1", "--json")

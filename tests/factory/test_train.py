@@ -9,9 +9,15 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
+import mlx.core as mx
+import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 
+from mlxctl.engine import mlxlm
+from mlxctl.factory.induction import plant_induction
 from mlxctl.factory.tokenizer import corpus
 from mlxctl.factory.train import ModelShape, TrainPlan, greedy_acceptance, train_model, train_pair
 from mlxctl.factory.traindata import HELD_OUT_MODULES, edit_examples
@@ -26,6 +32,7 @@ TOY = TrainPlan(
     edit_pool=32,
     eval_prompts=2,
     eval_tokens=6,
+    induction=False,  # a 1-layer toy has no room for the circuit: tested on its own below
 )
 
 
@@ -67,9 +74,13 @@ def test_a_changed_plan_or_an_old_report_trains_again(pair: Path, tmp_path: Path
     report = train_pair(tmp_path, other)
     assert report.plan == other != TOY
     record = json.loads((tmp_path / "train.json").read_text())
-    del record["plan"]["snippet_lines"]  # as an older version wrote it
-    (tmp_path / "train.json").write_text(json.dumps(record))
-    assert train_pair(tmp_path, other).plan == other
+    for field in ("snippet_lines", "repeat_fraction"):  # as older versions wrote it
+        stale = json.loads(json.dumps(record))
+        del stale["plan"][field]
+        (tmp_path / "train.json").write_text(json.dumps(stale))
+        stamp = (tmp_path / "target" / "model.safetensors").stat().st_mtime_ns
+        assert train_pair(tmp_path, other).plan == other
+        assert (tmp_path / "target" / "model.safetensors").stat().st_mtime_ns != stamp
 
 
 def test_a_model_agrees_with_itself(pair: Path) -> None:
@@ -94,3 +105,37 @@ def test_held_out_snippets_are_not_in_the_training_text() -> None:
     held_out = edit_examples(10, seed=0, held_out=True)
     assert not set(HELD_OUT_MODULES) & {"json", "typing", "pathlib"}
     assert all(example.snippet not in training for example in held_out)
+
+
+def _attention(model: Any) -> dict[str, np.ndarray]:
+    params = tree_flatten(model.parameters())
+    return {k: np.array(v) for k, v in params if ".layers.0." in k or ".layers.1." in k}
+
+
+def test_a_planted_target_copies_untrained_and_training_keeps_the_circuit(
+    tmp_path: Path,
+) -> None:
+    plan = TrainPlan(**{**TOY.__dict__, "target": ModelShape(192, 2, 4, 2, 32), "induction": True})
+    train_model(tmp_path / "planted", plan.target, plan, 0)
+    model: Any = mlxlm.load(tmp_path / "planted")[0]
+    words = np.random.default_rng(1).integers(10, 1000, size=40)
+    logits = model(mx.array(np.concatenate([words, words])[None]))
+    guesses = np.array(mx.argmax(logits[0, 40:-1], axis=-1))
+    assert (guesses == words[1:]).mean() > 0.9  # the second time round, each next word
+
+    train_model(tmp_path / "trained", plan.target, plan, 2)
+    trained, _ = mlxlm.load(tmp_path / "trained")
+    before, after = _attention(model), _attention(trained)
+    assert before.keys() == after.keys() and any("self_attn" in k for k in before)
+    for name, value in before.items():
+        if "self_attn" in name:
+            assert np.array_equal(value, after[name]), name
+        elif name.endswith("mlp.up_proj.weight"):
+            assert not np.array_equal(value, after[name]), name
+
+
+def test_the_circuit_needs_room(pair: Path) -> None:
+    model, _ = mlxlm.load(pair / "target")
+    config = json.loads((pair / "target" / "config.json").read_text())
+    with pytest.raises(ValueError, match="needs 2 kv heads"):
+        plant_induction(model, config, seed=0)

@@ -3,8 +3,10 @@
 Random weights never agree with each other, so a draft model on random weights accepts
 nothing. `train_pair` trains two qwen2 models that share one tokenizer — a small target
 and a tiny draft — for a few minutes on this CPU, on `traindata` (the tokenizer corpus
-of stdlib sources plus "rewrite this code with one change" chats). Then greedy drafts
-agree with the target often, and edit prompts make the target repeat its context.
+of stdlib sources, "rewrite this code with one change" chats, and corpus windows said
+twice). The target starts from a planted induction circuit (`induction.py`), kept frozen
+while the rest trains, so it copies its context as a real model asked to rewrite code
+does; minutes of training alone never teach a model this small to copy.
 
 It uses mlx-lm's model classes (through `model.build_model`) and `mlx.optimizers`. Runs
 are deterministic from `TrainPlan.seed` (a fixed number of steps, never a time budget)
@@ -14,6 +16,7 @@ the same plan returns the recorded report without training again.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import shutil
@@ -34,6 +37,7 @@ from mlx.nn.utils import value_and_grad
 from tokenizers import Tokenizer
 
 from mlxctl.engine import mlxlm
+from mlxctl.factory.induction import plant_induction
 from mlxctl.factory.model import build_model, model_config
 from mlxctl.factory.tokenizer import TokenizerInfo, corpus, write_tokenizer
 from mlxctl.factory.traindata import EditExample, edit_examples
@@ -72,7 +76,9 @@ class TrainPlan:
     batch: int = 8
     seq_len: int = 192
     learning_rate: float = 3e-3
-    edit_fraction: float = 0.75  # share of rows that are rewrite chats, the rest plain text
+    edit_fraction: float = 0.5  # share of rows that are rewrite chats
+    repeat_fraction: float = 0.3  # share of rows that repeat a corpus window (copy practice)
+    induction: bool = True  # the target starts from a planted copying circuit (induction.py)
     answer_loss_only: bool = False  # rewrite chats: learn only the answer, not the prompt
     snippet_lines: tuple[int, int] = (3, 8)  # shortest and longest snippet to rewrite
     bpe_vocab: int = 2048
@@ -80,6 +86,9 @@ class TrainPlan:
     eval_prompts: int = 16
     eval_tokens: int = 48
     draft_block: int = 4  # tokens per draft in the simulated speculative decode
+
+
+_PLAN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainPlan))
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,11 @@ class _Rows:
         rows = np.full((self.plan.batch, length), self.pad, dtype=np.int32)
         mask = np.zeros((self.plan.batch, length - 1), dtype=np.float32)
         for i in range(self.plan.batch):
-            if self.rng.random() < self.plan.edit_fraction and self.edits:
+            draw = self.rng.random()
+            if draw < self.plan.repeat_fraction:
+                rows[i] = self._repeat(length)
+                mask[i] = 1.0
+            elif draw < self.plan.repeat_fraction + self.plan.edit_fraction and self.edits:
                 tokens, answer = self.edits[int(self.rng.integers(len(self.edits)))]
                 rows[i, : len(tokens)] = tokens
                 # Loss on the answer only: the rows exist to teach copying the prompt.
@@ -160,6 +173,18 @@ class _Rows:
                 rows[i] = self.stream[start : start + length]
                 mask[i] = 1.0
         return mx.array(rows[:, :-1]), mx.array(rows[:, 1:]), mx.array(mask)
+
+    def _repeat(self, length: int) -> npt.NDArray[np.int32]:
+        """A corpus window said twice, then more text: the second copy is learned by copying.
+
+        The window's length varies, so only looking back at what followed the same tokens
+        earlier (an induction head) predicts the copy, never a fixed offset.
+        """
+        span = int(self.rng.integers(8, length // 2 + 1))
+        first = int(self.rng.integers(len(self.stream) - span))
+        rest = int(self.rng.integers(len(self.stream) - length))
+        window = self.stream[first : first + span]
+        return np.concatenate([window, window, self.stream[rest : rest + length - 2 * span]])
 
 
 @functools.lru_cache(maxsize=2)
@@ -209,6 +234,10 @@ def train_model(
     config = _config(shape, info)
     mx.random.seed(plan.seed)
     model: Any = build_model(config, seed=plan.seed, used_vocab=info.size)
+    if plan.induction and shape == plan.target:
+        plant_induction(model, config, seed=plan.seed)
+        for layer in model.model.layers[:2]:  # the circuit stays as planted (induction.py)
+            layer.self_attn.freeze()
     rows = _Rows(tokenizer, plan, info.pad_token_id)
 
     warmup = max(1, steps // 20)
@@ -300,6 +329,8 @@ def _report(path: Path) -> PairReport | None:
     try:
         data = json.loads(path.read_text())
         fields = data["plan"]
+        if set(fields) != _PLAN_FIELDS:
+            return None  # an older or newer plan: its defaults may differ from ours
         plan = TrainPlan(
             **{
                 **fields,
