@@ -146,13 +146,13 @@ class ForcedOutput:
 
 
 def _last_token(tokens: Any) -> int:
-    """The newest token of mlx-lm's token context (1-D or (1, n) array, or a list).
+    """The newest token of mlx-lm's token context (1-D or (1, n) MLX or NumPy array, or a list).
 
     Read through NumPy's view of the evaluated buffer: indexing the MLX array would add
     an operation, queued behind the forward pass and so waiting for all of it."""
-    if isinstance(tokens, mx.array):
-        return int(np.asarray(tokens).reshape(-1)[-1])
-    return int(tokens[-1])
+    if isinstance(tokens, list):
+        return int(tokens[-1])
+    return int(np.asarray(tokens).reshape(-1)[-1])
 
 
 def _mask(logits: Any, allowed: np.ndarray[Any, np.dtype[np.bool_]]) -> Any:
