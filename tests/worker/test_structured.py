@@ -158,50 +158,52 @@ def test_bad_schema_raises_api_error(tokenizer: Any) -> None:
     assert info.value.status == 400 and info.value.param == "response_format.json_schema.schema"
 
 
-def test_mask_is_computed_beside_the_queued_forward_pass(
+def test_the_pass_is_queued_before_the_newest_token_is_read(
     tokenizer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The last token is read first, then the forward pass queued, then the mask computed:
-    a read queued behind the pass would wait for it, and a mask before it would not overlap."""
+    """The context is queued, then the forward pass, then the newest token read and the mask
+    computed: read first, the model would idle until this thread woke and queued the pass."""
     from mlxctl.worker import structured
 
     events: list[str] = []
     queue = structured.mx.async_eval
     fill = structured.fill_next_token_bitmask
+    read = structured._last_token
 
     def queued(*arrays: Any) -> None:
-        events.append("queue")
+        events.append("queue context" if arrays[0] is context else "queue pass")
         queue(*arrays)
 
     def filled(*args: Any) -> Any:
         events.append("mask")
         return fill(*args)
 
-    class Context:
-        """mlx-lm's token context, recording when its newest token is read."""
-
-        def __init__(self, tokens: list[int]) -> None:
-            self.tokens = mx.array(tokens)
-
-        def reshape(self, *shape: int) -> Any:
-            events.append("read")
-            return self.tokens.reshape(*shape)
+    def last(tokens: Any) -> int:
+        events.append("read")
+        return read(tokens)
 
     monkeypatch.setattr(structured.mx, "async_eval", queued)
     monkeypatch.setattr(structured, "fill_next_token_bitmask", filled)
+    monkeypatch.setattr(structured, "_last_token", last)
     processor = JsonGrammars(tokenizer, tokenizer.eos_token_ids).factory({"type": "json_object"})()
     brace = tokenizer.encode("{", add_special_tokens=False)[0]
-    processor(Context([7]), mx.zeros((1, len(tokenizer))))
+    context = mx.array([7])
+    processor(context, mx.zeros((1, len(tokenizer))))
+    assert events == ["queue pass", "mask"]  # the first call has no sampled token to read
     events.clear()
-    masked = processor(Context([7, brace]), mx.zeros((1, len(tokenizer))))
-    assert events == ["read", "queue", "mask"]
+    # mlx-lm's context is lazy: the sampled token joins it as the pass is built.
+    context = mx.concatenate([context, mx.array([brace])])[None]
+    masked = processor(context, mx.zeros((1, len(tokenizer))))
+    assert events == ["queue context", "queue pass", "read", "mask"]
     assert masked[0, brace].item() == float("-inf")  # "{" was consumed: a second one is not JSON
 
 
-def test_constrained_greedy_output_is_the_same_alone_and_batched(
-    model_path: Path, tokenizer: Any
+@pytest.mark.parametrize("sampling", [SamplingParams(temperature=0.0), SamplingParams(seed=5)])
+def test_constrained_output_is_the_same_alone_and_batched(
+    model_path: Path, tokenizer: Any, sampling: SamplingParams
 ) -> None:
-    """Alone (the fast path) or two at once (the batch), a grammar gives the same tokens."""
+    """Alone (the fast path) or two at once (the batch), a grammar gives the same tokens,
+    greedy or seeded (each draw keeps its place in its request's key chain), and valid JSON."""
     engine = engine_loader(model_path, max_batch=4)()
     try:
         grammars = JsonGrammars(tokenizer, tokenizer.eos_token_ids)
@@ -211,7 +213,6 @@ def test_constrained_greedy_output_is_the_same_alone_and_batched(
             ids = tokenizer.apply_chat_template(
                 [{"role": "user", "content": text}], add_generation_prompt=True
             )
-            sampling = SamplingParams(temperature=0.0)
             return GenerationRequest(list(ids), 60, sampling, logits_processors=[make])
 
         async def together() -> list[Result]:
@@ -223,5 +224,10 @@ def test_constrained_greedy_output_is_the_same_alone_and_batched(
         batched = run(together())
         assert [r.tokens for r in batched] == [r.tokens for r in alone]
         assert all(len(r.tokens) > 5 for r in alone)
+        assert run(collect(engine, request("rain"))).tokens == alone[0].tokens
+        finished = [r for r in alone if r.done is not None and r.done.finish_reason == "stop"]
+        assert finished  # the tiny model closes at least one object within 60 tokens
+        for r in finished:
+            jsonschema.validate(json.loads(r.text), SCHEMA)
     finally:
         engine.close()

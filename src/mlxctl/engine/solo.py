@@ -293,8 +293,8 @@ class Solo:
         """Feed `inputs` (1-D); the next token (lazy, shape (1,)) and its logprobs row."""
         logits = self.model(inputs[None], cache=self.cache)[:, -1, :]
         if self.processors:
-            # Not queued here: a grammar reads the last token first, then queues the pass
-            # and computes its mask beside it (worker/structured.py).
+            # Not queued here: a grammar queues the context, then the pass, then reads the
+            # fed token and computes its mask beside the pass (worker/structured.py).
             assert self.context is not None
             self.context = mx.concatenate([self.context, inputs.astype(mx.uint32)])
             for processor in self.processors:

@@ -100,12 +100,16 @@ class _GrammarProcessor:
 
     def __call__(self, tokens: Any, logits: Any) -> Any:
         # Each call after the first sees the token sampled after the previous call last.
-        # Read it before the forward pass is queued: a read queued behind it would wait.
+        # Queue the context (its own evaluation, so its read waits for nothing behind it),
+        # then the forward pass, and only then wait for that token: read first, the model
+        # would idle from the token's sampling until this thread woke up and queued it.
+        if self._started and isinstance(tokens, mx.array):
+            mx.async_eval(tokens)  # type: ignore[no-untyped-call]
+        # The forward pass runs while llguidance computes the mask on this thread.
+        mx.async_eval(logits)  # type: ignore[no-untyped-call]
         if self._started:
             self._matcher.consume_token(_last_token(tokens))
         self._started = True
-        # The forward pass runs while llguidance computes the mask on this thread.
-        mx.async_eval(logits)  # type: ignore[no-untyped-call]
         if self._matcher.is_error():
             allowed = np.zeros(self._vocab, dtype=bool)
             allowed[self._eos] = True  # should not happen: end rather than emit junk
@@ -142,10 +146,13 @@ class ForcedOutput:
 
 
 def _last_token(tokens: Any) -> int:
-    """The newest token of mlx-lm's token context (1-D or (1, n) array, or a list)."""
-    if hasattr(tokens, "reshape"):
-        return int(tokens.reshape(-1)[-1].item())
-    return int(tokens[-1])
+    """The newest token of mlx-lm's token context (1-D or (1, n) MLX or NumPy array, or a list).
+
+    Read through NumPy's view of the evaluated buffer: indexing the MLX array would add
+    an operation, queued behind the forward pass and so waiting for all of it."""
+    if isinstance(tokens, list):
+        return int(tokens[-1])
+    return int(np.asarray(tokens).reshape(-1)[-1])
 
 
 def _mask(logits: Any, allowed: np.ndarray[Any, np.dtype[np.bool_]]) -> Any:
