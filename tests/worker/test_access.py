@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -27,6 +28,14 @@ def request_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [x for x in lines if x.get("event") == "request"]
 
 
+def wait_for_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[dict[str, Any]]:
+    """A streamed request is logged once its body went out: maybe after the client read it."""
+    deadline = time.monotonic() + 10
+    while len(lines := request_lines(caplog)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return sorted(lines, key=lambda x: x["status"])
+
+
 def test_one_json_line_and_one_count_per_request(
     worker: Running, http: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -40,7 +49,7 @@ def test_one_json_line_and_one_count_per_request(
     assert refused.status_code == 400 and refused.headers["x-request-id"]
     http.get("/health")  # polled by the supervisor: neither logged nor counted
 
-    lines = request_lines(caplog)
+    lines = wait_for_lines(caplog, 2)
     assert [(x["id"], x["status"], x["path"]) for x in lines] == [
         ("from-daemon", 200, CHAT),
         (refused.headers["x-request-id"], 400, CHAT),
