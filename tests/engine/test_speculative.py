@@ -164,6 +164,16 @@ def test_prompt_lookup_proposes_what_followed_the_last_ngram() -> None:
     assert proposal.free
 
 
+def test_prompt_lookup_knows_when_no_match_can_follow() -> None:
+    lookup = PromptLookup()
+    history = [5, 6, 7, 8]
+    lookup.start(history)
+    # 8 never came before: no (8, next) 2-gram can match, whatever the next token is.
+    assert not lookup.may_propose(history)
+    assert lookup.may_propose([*history, 6])
+    assert lookup.propose([*history, 6, 7], 2, sampler=lambda x: x) is not None
+
+
 def test_a_draft_with_another_vocabulary_is_refused(tmp_path: Path, tiny_model: Path) -> None:
     other = tmp_path / "other"
     shutil.copytree(tiny_model, other)
@@ -297,6 +307,25 @@ def _solo_tokens(tiny_model: Path, prompt: list[int], drafter: PromptLookup | No
     while len(tokens) < TOKENS:
         tokens += [r.token for r in solo.step()[1]]
     return tokens
+
+
+class _Hopeless(PromptLookup):
+    """Prompt lookup that never has a match: it must never be asked for a draft."""
+
+    def may_propose(self, history: list[int]) -> bool:
+        return False
+
+    def propose(
+        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
+    ) -> Proposal | None:
+        raise AssertionError("asked to propose after saying it could not")
+
+
+def test_a_drafter_with_no_possible_match_is_not_asked_and_keeps_greedy_output(
+    tiny_model: Path,
+) -> None:
+    prompt = [(i * 7) % 50 + 3 for i in range(16)] * 2
+    assert _solo_tokens(tiny_model, prompt, _Hopeless()) == _solo_tokens(tiny_model, prompt, None)
 
 
 def test_prompt_lookup_drafts_longer_in_a_copy_stretch_and_keeps_greedy_output(

@@ -92,6 +92,11 @@ class Drafter(ABC):
     def accepted(self, history_len: int, proposal: Proposal, n: int) -> None:  # noqa: B027
         """The target kept `n` of `proposal`'s tokens after `history_len` tokens."""
 
+    def may_propose(self, history: list[int]) -> bool:
+        """False when nothing can be proposed after `history` + any one more token: the
+        caller then need not read that token before queueing the next pass."""
+        return True
+
 
 class PromptLookup(Drafter):
     """n-gram prompt lookup: an index of where each 1..3-gram last ended, kept as tokens come."""
@@ -109,12 +114,7 @@ class PromptLookup(Drafter):
     ) -> Proposal | None:
         k = free or k
         end = len(history)
-        # Index every n-gram ending before the last token: the last one is the query.
-        for i in range(self._indexed, end - 1):
-            for n in range(1, _MAX_NGRAM + 1):
-                if i + 1 >= n:
-                    self._seen[tuple(history[i + 1 - n : i + 1])] = i + 1
-        self._indexed = max(self._indexed, end - 1)
+        self._index(history)
         for n in range(_MAX_NGRAM, _MIN_NGRAM - 1, -1):
             if end < n:
                 continue
@@ -125,6 +125,20 @@ class PromptLookup(Drafter):
                 draft = [history[follows + i % period] for i in range(k)]
                 return Proposal(mx.array(draft, dtype=mx.uint32), None, k, True)
         return None
+
+    def may_propose(self, history: list[int]) -> bool:
+        # The shortest query is (last token, next token): the last must have come before.
+        self._index(history)
+        return bool(history) and (history[-1],) in self._seen
+
+    def _index(self, history: list[int]) -> None:
+        """Index every n-gram ending before the last token: the last one is the query."""
+        end = len(history)
+        for i in range(self._indexed, end - 1):
+            for n in range(1, _MAX_NGRAM + 1):
+                if i + 1 >= n:
+                    self._seen[tuple(history[i + 1 - n : i + 1])] = i + 1
+        self._indexed = max(self._indexed, end - 1)
 
 
 class DraftModel(Drafter):
@@ -213,6 +227,9 @@ class Chain(Drafter):
                 return proposal
         self._last = None
         return None
+
+    def may_propose(self, history: list[int]) -> bool:
+        return any(drafter.may_propose(history) for drafter in self.drafters)
 
     def accepted(self, history_len: int, proposal: Proposal, n: int) -> None:
         if self._last is not None:
