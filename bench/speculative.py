@@ -367,7 +367,7 @@ def main() -> None:
         default=str(BENCH_DIR / "home" / "factory" / "pair-old-nocopy"),
         help="spec: a trained pair whose target does not copy (free generation, drafts fail)",
     )
-    parser.add_argument("--nocopy-rounds", type=int, default=6, help="spec: its rounds")
+    parser.add_argument("--nocopy-rounds", type=int, default=10, help="spec: its rounds")
     args = parser.parse_args()
     blas = _reexec_with_blas()
     print(f"BLAS: {blas}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

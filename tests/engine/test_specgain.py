@@ -116,17 +116,17 @@ def test_a_greedy_request_starts_where_the_last_ones_pauses_had_got_to() -> None
         _plain_steps(first)
     # The next greedy answer on a workload where drafts fail: no fresh run of short pauses.
     second = GainRule(costs, 3, timed=True)
-    _plain_steps(second)
+    assert _plain_steps(second) == 16  # its first probe waits too
     _round(second, 0)
     assert _plain_steps(second) == 32
     # A sampled request's draws depend on where it speculated: it carries nothing over.
     sampled = GainRule(costs, 3, timed=False)
-    _plain_steps(sampled)
+    assert _plain_steps(sampled) == 2
     sampled.round_done(0, 3)
     assert _plain_steps(sampled) == 4
     # A probe that pays brings the short pauses back for the next request too.
     _round(second, 3)
     third = GainRule(costs, 3, timed=True)
-    _plain_steps(third)
+    assert _plain_steps(third) == 2
     _round(third, 0)
     assert _plain_steps(third) == 4

@@ -164,14 +164,15 @@ def test_prompt_lookup_proposes_what_followed_the_last_ngram() -> None:
     assert proposal.free
 
 
-def test_prompt_lookup_knows_when_no_match_can_follow() -> None:
+def test_prompt_lookup_drafts_ahead_of_a_token_not_read_yet() -> None:
     lookup = PromptLookup()
-    history = [5, 6, 7, 8]
+    history = [5, 6, 7, 8, 9, 1, 2, 6, 7]
     lookup.start(history)
-    # 8 never came before: no (8, next) 2-gram can match, whatever the next token is.
-    assert not lookup.may_propose(history)
-    assert lookup.may_propose([*history, 6])
-    assert lookup.propose([*history, 6, 7], 2, sampler=lambda x: x) is not None
+    # (6, 7) was followed by 8: that guesses the unread token, the drafts follow it.
+    proposal = lookup.propose_ahead(history, 3, sampler=lambda x: x)
+    assert proposal is not None and proposal.tokens.tolist() == [9, 1, 2]
+    assert proposal.count == 3
+    assert lookup.propose_ahead([1, 2, 3, 4], 3, sampler=lambda x: x) is None
 
 
 def test_a_draft_with_another_vocabulary_is_refused(tmp_path: Path, tiny_model: Path) -> None:
@@ -310,10 +311,12 @@ def _solo_tokens(tiny_model: Path, prompt: list[int], drafter: PromptLookup | No
 
 
 class _Hopeless(PromptLookup):
-    """Prompt lookup that never has a match: it must never be asked for a draft."""
+    """Prompt lookup that never guesses: it must never be asked after a read token."""
 
-    def may_propose(self, history: list[int]) -> bool:
-        return False
+    def propose_ahead(
+        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
+    ) -> Proposal | None:
+        return None
 
     def propose(
         self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
@@ -321,7 +324,7 @@ class _Hopeless(PromptLookup):
         raise AssertionError("asked to propose after saying it could not")
 
 
-def test_a_drafter_with_no_possible_match_is_not_asked_and_keeps_greedy_output(
+def test_a_drafter_that_guesses_is_never_asked_after_a_read_and_keeps_greedy_output(
     tiny_model: Path,
 ) -> None:
     prompt = [(i * 7) % 50 + 3 for i in range(16)] * 2

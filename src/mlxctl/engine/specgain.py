@@ -11,8 +11,9 @@ plain steps and of rounds that kept n, since a step the OS set aside only ever t
 longer, so the quiet samples are what the work costs. The count n is this request's.
 `GainRule` keeps a moving average of the scores and pauses speculation (plain steps)
 while it is under 1, for longer after each probe that still does not pay. A greedy
-request starts from the pause the model's last greedy request ended on, so a workload where
-drafts fail does not pay a fresh round of probes per answer (one that pays resets it).
+request starts from the pause the model's last greedy request ended on (its first probe
+after half of it), so a workload where drafts fail does not pay a fresh run of probes per
+answer; a probe that pays brings the short pauses back.
 
 A sampled request's draws depend on where speculation ran, so its rule must not read
 the clock: it prices a round at a fixed `1 + _PRIOR_DRAFT_COST × k` plain steps (with
@@ -87,9 +88,11 @@ class GainRule:
         self.k = k
         self.timed = timed  # False for sampled requests: nothing here may read the clock
         self.average: float | None = None  # moving average of the rounds' scores
-        self.pause = 2  # plain steps left before drafting (first: plain steps to measure)
         # A seeded request's draws depend on where it speculated: nothing carried over.
         self.backoff = costs.backoff if timed else _PAUSE
+        # Plain steps left before drafting (first: plain steps to measure, more when the
+        # last greedy requests' probes did not pay).
+        self.pause = max(2, self.backoff // 2)
         self.no_draft = _PAUSE_NO_DRAFT
 
     @property

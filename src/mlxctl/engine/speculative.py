@@ -92,10 +92,19 @@ class Drafter(ABC):
     def accepted(self, history_len: int, proposal: Proposal, n: int) -> None:  # noqa: B027
         """The target kept `n` of `proposal`'s tokens after `history_len` tokens."""
 
-    def may_propose(self, history: list[int]) -> bool:
-        """False when nothing can be proposed after `history` + any one more token: the
-        caller then need not read that token before queueing the next pass."""
-        return True
+    def propose_ahead(
+        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
+    ) -> Proposal | None:
+        """Drafts for after `history` + a token not read yet, or None (then the caller reads
+        it and asks `propose`). A drafter that can guess that token (prompt lookup) lets a
+        round be queued behind the pass computing it, as a plain step is."""
+        return None
+
+    @property
+    def guesses(self) -> bool:
+        """Whether `propose_ahead` is all there is to ask between rounds: reading the pending
+        token to ask `propose` instead would cost the pipeline its overlap for nothing."""
+        return False
 
 
 class PromptLookup(Drafter):
@@ -126,10 +135,19 @@ class PromptLookup(Drafter):
                 return Proposal(mx.array(draft, dtype=mx.uint32), None, k, True)
         return None
 
-    def may_propose(self, history: list[int]) -> bool:
-        # The shortest query is (last token, next token): the last must have come before.
-        self._index(history)
-        return bool(history) and (history[-1],) in self._seen
+    def propose_ahead(
+        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
+    ) -> Proposal | None:
+        # The first token proposed guesses the unread one; the target checks the rest after
+        # whatever it is, so a wrong guess costs acceptance, never correctness.
+        proposal = self.propose(history, (free or k) + 1, sampler)
+        if proposal is None:
+            return None
+        return Proposal(proposal.tokens[1:], None, proposal.count - 1, True)
+
+    @property
+    def guesses(self) -> bool:
+        return True
 
     def _index(self, history: list[int]) -> None:
         """Index every n-gram ending before the last token: the last one is the query."""
@@ -227,9 +245,6 @@ class Chain(Drafter):
                 return proposal
         self._last = None
         return None
-
-    def may_propose(self, history: list[int]) -> bool:
-        return any(drafter.may_propose(history) for drafter in self.drafters)
 
     def accepted(self, history_len: int, proposal: Proposal, n: int) -> None:
         if self._last is not None:
