@@ -164,17 +164,6 @@ def test_prompt_lookup_proposes_what_followed_the_last_ngram() -> None:
     assert proposal.free
 
 
-def test_prompt_lookup_drafts_ahead_of_a_token_not_read_yet() -> None:
-    lookup = PromptLookup()
-    history = [5, 6, 7, 8, 9, 1, 2, 6, 7]
-    lookup.start(history)
-    # (6, 7) was followed by 8: that guesses the unread token, the drafts follow it.
-    proposal = lookup.propose_ahead(history, 3, sampler=lambda x: x)
-    assert proposal is not None and proposal.tokens.tolist() == [9, 1, 2]
-    assert proposal.count == 3
-    assert lookup.propose_ahead([1, 2, 3, 4], 3, sampler=lambda x: x) is None
-
-
 def test_a_draft_with_another_vocabulary_is_refused(tmp_path: Path, tiny_model: Path) -> None:
     other = tmp_path / "other"
     shutil.copytree(tiny_model, other)
@@ -308,27 +297,6 @@ def _solo_tokens(tiny_model: Path, prompt: list[int], drafter: PromptLookup | No
     while len(tokens) < TOKENS:
         tokens += [r.token for r in solo.step()[1]]
     return tokens
-
-
-class _Hopeless(PromptLookup):
-    """Prompt lookup that never guesses: it must never be asked after a read token."""
-
-    def propose_ahead(
-        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
-    ) -> Proposal | None:
-        return None
-
-    def propose(
-        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
-    ) -> Proposal | None:
-        raise AssertionError("asked to propose after saying it could not")
-
-
-def test_a_drafter_that_guesses_is_never_asked_after_a_read_and_keeps_greedy_output(
-    tiny_model: Path,
-) -> None:
-    prompt = [(i * 7) % 50 + 3 for i in range(16)] * 2
-    assert _solo_tokens(tiny_model, prompt, _Hopeless()) == _solo_tokens(tiny_model, prompt, None)
 
 
 def test_prompt_lookup_drafts_longer_in_a_copy_stretch_and_keeps_greedy_output(

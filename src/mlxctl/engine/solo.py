@@ -152,12 +152,7 @@ class Solo:
             self.fed += last
             if self.drafter is None:
                 _async_eval(self.pending, self.pending_logprobs)
-        ahead = self.drafter is not None and self.round is None and self.rule.ready
-        if ahead and self._ahead(out):
-            self.last = (began, "none", 0, 0)
-        elif self.drafter is not None and (
-            self.round is not None or (self.rule.ready and not self.drafter.guesses)
-        ):
+        if self.drafter is not None and (self.round is not None or self.rule.ready):
             self.last = (began, *self._speculate(out))
         else:
             self.rule.plain_step()
@@ -276,35 +271,6 @@ class Solo:
         _async_eval(logprobs, proposal.tokens)
         self.round = _Round(token, proposal, logprobs, self.generated)
         return done
-
-    def _ahead(self, out: list[SoloResponse]) -> bool:
-        """Queue a round behind the pass computing the pending token, drafted on a guess of
-        it, then read and send that token: no step loses the pipeline's overlap to start
-        speculating. False (nothing done) when the drafter cannot guess."""
-        assert self.drafter is not None
-        room = self.max_tokens - self.generated - 1  # after the pending token
-        k, free = min(self.k, room), min(self.free, room)
-        if self.pending is None or self.generated == 0 or k <= 0:
-            return False
-        if not mlxlm.can_trim_cache(self.cache, after=free + 1):
-            return False
-        proposal = self.drafter.propose_ahead(self.history, k, self.sampler, free=free)
-        if proposal is None:
-            return False
-        current, row = self.pending, self._row()
-        inputs = mx.concatenate([current.astype(mx.uint32).reshape(1), proposal.tokens])
-        logits = self.model(inputs[None], cache=self.cache)[0]
-        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        _async_eval(logprobs, proposal.tokens)
-        token = _int(current)
-        self.pending = None
-        self.round = _Round(token, proposal, logprobs, self.generated + 1)
-        if self._send(token, row, out):  # it ended the sequence: the drafts go back out
-            self.round = None
-            mx.eval(logprobs)
-            mlxlm.trim_cache(self.cache, proposal.count)
-            self.fed.append(token)
-        return True
 
     def _verify(self, out: list[SoloResponse]) -> bool:
         """Settle the round in flight: keep the drafts that stand, send them, and leave the

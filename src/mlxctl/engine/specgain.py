@@ -13,7 +13,7 @@ longer, so the quiet samples are what the work costs. The count n is this reques
 while it is under 1, for longer after each probe that still does not pay. A greedy
 request starts from the pause the model's last greedy request ended on (its first probe
 after half of it), so a workload where drafts fail does not pay a fresh run of probes per
-answer; each round that pays halves the pause.
+answer; a probe that pays brings the short pauses back.
 
 A sampled request's draws depend on where speculation ran, so its rule must not read
 the clock: it prices a round at a fixed `1 + _PRIOR_DRAFT_COST × k` plain steps (with
@@ -39,7 +39,7 @@ _PRIOR_DRAFT_COST = 0.3
 # Weight of the newest round's score in the moving average.
 _WEIGHT = 0.5
 # Plain steps after a round that did not pay; doubled after each probe that still does
-# not (up to _MAX_PAUSE), halved (down to _PAUSE) after each round that pays.
+# not (up to _MAX_PAUSE), back to _PAUSE once one pays.
 _PAUSE = 4
 _MAX_PAUSE = 32
 # Plain steps after a drafter proposed nothing, doubled while it keeps proposing nothing:
@@ -112,12 +112,13 @@ class GainRule:
         score = self.costs.gain(kept, drafted) if self.timed else None
         if score is None:
             score = (kept + 1) / (1 + _PRIOR_DRAFT_COST * drafted)
-        if score >= 1:  # halved, not reset: one round in two paying is still a loss
-            self._back_off(max(_PAUSE, self.backoff // 2))
+        probing = self.average is None
         if self.average is not None:
             score = self.average + _WEIGHT * (score - self.average)
         self.average = score
         if score >= 1:
+            if probing:
+                self._back_off(_PAUSE)
             return
         # Not paying: plain steps, then one fresh round decides again.
         self.pause, self.average = self.backoff, None

@@ -92,20 +92,6 @@ class Drafter(ABC):
     def accepted(self, history_len: int, proposal: Proposal, n: int) -> None:  # noqa: B027
         """The target kept `n` of `proposal`'s tokens after `history_len` tokens."""
 
-    def propose_ahead(
-        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
-    ) -> Proposal | None:
-        """Drafts for after `history` + a token not read yet, or None (then the caller reads
-        it and asks `propose`). A drafter that can guess that token (prompt lookup) lets a
-        round be queued behind the pass computing it, as a plain step is."""
-        return None
-
-    @property
-    def guesses(self) -> bool:
-        """Whether `propose_ahead` is all there is to ask between rounds: reading the pending
-        token to ask `propose` instead would cost the pipeline its overlap for nothing."""
-        return False
-
 
 class PromptLookup(Drafter):
     """n-gram prompt lookup: an index of where each 1..3-gram last ended, kept as tokens come."""
@@ -123,7 +109,12 @@ class PromptLookup(Drafter):
     ) -> Proposal | None:
         k = free or k
         end = len(history)
-        self._index(history)
+        # Index every n-gram ending before the last token: the last one is the query.
+        for i in range(self._indexed, end - 1):
+            for n in range(1, _MAX_NGRAM + 1):
+                if i + 1 >= n:
+                    self._seen[tuple(history[i + 1 - n : i + 1])] = i + 1
+        self._indexed = max(self._indexed, end - 1)
         for n in range(_MAX_NGRAM, _MIN_NGRAM - 1, -1):
             if end < n:
                 continue
@@ -134,29 +125,6 @@ class PromptLookup(Drafter):
                 draft = [history[follows + i % period] for i in range(k)]
                 return Proposal(mx.array(draft, dtype=mx.uint32), None, k, True)
         return None
-
-    def propose_ahead(
-        self, history: list[int], k: int, sampler: Sampler, *, free: int | None = None
-    ) -> Proposal | None:
-        # The first token proposed guesses the unread one; the target checks the rest after
-        # whatever it is, so a wrong guess costs acceptance, never correctness.
-        proposal = self.propose(history, (free or k) + 1, sampler)
-        if proposal is None:
-            return None
-        return Proposal(proposal.tokens[1:], None, proposal.count - 1, True)
-
-    @property
-    def guesses(self) -> bool:
-        return True
-
-    def _index(self, history: list[int]) -> None:
-        """Index every n-gram ending before the last token: the last one is the query."""
-        end = len(history)
-        for i in range(self._indexed, end - 1):
-            for n in range(1, _MAX_NGRAM + 1):
-                if i + 1 >= n:
-                    self._seen[tuple(history[i + 1 - n : i + 1])] = i + 1
-        self._indexed = max(self._indexed, end - 1)
 
 
 class DraftModel(Drafter):
