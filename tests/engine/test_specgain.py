@@ -105,28 +105,3 @@ def test_a_round_of_a_new_count_is_priced_from_rounds_of_its_length() -> None:
     # Kept 2 of 9, never seen: the clock's price of a 9-token round, not the prior (3.7 steps).
     assert costs.gain(2, 9) == 3 * PLAIN / (2 * PLAIN)
     assert costs.gain(2, 6) is None
-
-
-def test_a_greedy_request_starts_where_the_last_ones_pauses_had_got_to() -> None:
-    costs = _costs()
-    first = GainRule(costs, 3, timed=True)
-    _plain_steps(first)
-    for _ in range(3):
-        _round(first, 0)
-        _plain_steps(first)
-    # The next greedy answer on a workload where drafts fail: no fresh run of short pauses.
-    second = GainRule(costs, 3, timed=True)
-    assert _plain_steps(second) == 16  # its first probe waits too
-    _round(second, 0)
-    assert _plain_steps(second) == 32
-    # A sampled request's draws depend on where it speculated: it carries nothing over.
-    sampled = GainRule(costs, 3, timed=False)
-    assert _plain_steps(sampled) == 2
-    sampled.round_done(0, 3)
-    assert _plain_steps(sampled) == 4
-    # A probe that pays brings the short pauses back for the next request too.
-    _round(second, 3)
-    third = GainRule(costs, 3, timed=True)
-    assert _plain_steps(third) == 2
-    _round(third, 0)
-    assert _plain_steps(third) == 4

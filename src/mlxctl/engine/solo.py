@@ -116,7 +116,6 @@ class Solo:
         # The last decode step: (began, "plain" | "spec" | "none", kept, drafted).
         self.last: tuple[float, str, int, int] | None = None
         self.steady = False  # the last step was plain and so was the one before it
-        self.queued = 0.0  # what the step that queued the round in flight cost over a plain one
         if self.drafter is not None:
             self.drafter.start(prompt)
         self.context = mx.array(prompt[:-1], dtype=mx.uint32) if processors else None
@@ -166,17 +165,11 @@ class Solo:
             return
         began, mode, kept, drafted = self.last
         steady, self.steady = self.steady, mode == "plain"
-        queued, self.queued = self.queued, 0.0
         if mode == "plain" and steady:  # a plain step after a round is not pipelined yet
             self.costs.add_plain(now - began)
         elif mode == "spec":
-            self.costs.add_round(kept, drafted, now - began + queued)
+            self.costs.add_round(kept, drafted, now - began)
             self.rule.round_done(kept, drafted)
-        if self.round is not None and mode != "spec":
-            # A round queued after plain steps: the step that read the last plain token and
-            # queued it lost the pipeline's overlap (and on CPU ran part of the round).
-            plain = self.costs.plain_cost()
-            self.queued = max(0.0, now - began - plain) if plain is not None else 0.0
 
     def handoff(self) -> tuple[list[SoloResponse], Handoff | None]:
         """Leave the fast path: the token already drawn is sent, the rest goes to the batch.

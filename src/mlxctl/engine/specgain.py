@@ -10,10 +10,7 @@ with costs that move slowly and a count that moves fast. The costs are this mode
 plain steps and of rounds that kept n, since a step the OS set aside only ever takes
 longer, so the quiet samples are what the work costs. The count n is this request's.
 `GainRule` keeps a moving average of the scores and pauses speculation (plain steps)
-while it is under 1, for longer after each probe that still does not pay. A greedy
-request starts from the pause the model's last greedy request ended on (its first probe
-after half of it), so a workload where drafts fail does not pay a fresh run of probes per
-answer; a probe that pays brings the short pauses back.
+while it is under 1, for longer after each probe that still does not pay.
 
 A sampled request's draws depend on where speculation ran, so its rule must not read
 the clock: it prices a round at a fixed `1 + _PRIOR_DRAFT_COST × k` plain steps (with
@@ -55,10 +52,6 @@ class RoundCosts:
     def __init__(self) -> None:
         self.plain: deque[float] = deque(maxlen=_WINDOW)
         self.rounds: dict[tuple[int, int], deque[float]] = {}  # by (kept, drafted)
-        self.backoff = _PAUSE  # where the last greedy request's pauses had got to
-
-    def plain_cost(self) -> float | None:
-        return _quiet(self.plain)
 
     def add_plain(self, seconds: float) -> None:
         self.plain.append(seconds)
@@ -88,11 +81,8 @@ class GainRule:
         self.k = k
         self.timed = timed  # False for sampled requests: nothing here may read the clock
         self.average: float | None = None  # moving average of the rounds' scores
-        # A seeded request's draws depend on where it speculated: nothing carried over.
-        self.backoff = costs.backoff if timed else _PAUSE
-        # Plain steps left before drafting (first: plain steps to measure, more when the
-        # last greedy requests' probes did not pay).
-        self.pause = max(2, self.backoff // 2)
+        self.pause = 2  # plain steps left before drafting (first: plain steps to measure)
+        self.backoff = _PAUSE
         self.no_draft = _PAUSE_NO_DRAFT
 
     @property
@@ -118,16 +108,11 @@ class GainRule:
         self.average = score
         if score >= 1:
             if probing:
-                self._back_off(_PAUSE)
+                self.backoff = _PAUSE
             return
         # Not paying: plain steps, then one fresh round decides again.
         self.pause, self.average = self.backoff, None
-        self._back_off(min(2 * self.backoff, _MAX_PAUSE))
-
-    def _back_off(self, pause: int) -> None:
-        self.backoff = pause
-        if self.timed:
-            self.costs.backoff = pause
+        self.backoff = min(2 * self.backoff, _MAX_PAUSE)
 
 
 def _quiet(samples: Collection[float]) -> float | None:
