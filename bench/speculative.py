@@ -11,7 +11,9 @@ ratio to its reference measured in the same run, runs interleaved:
   - spec: the factory's trained target/draft pair (`mlxctl dev train-pair`, factory/train.py;
     trained here first if missing, minutes): the target alone vs with its draft model vs
     with prompt lookup, on held-out "rewrite this code with one change" prompts (the answer
-    repeats the context) and on free generation; tokens/s and acceptance rates.
+    repeats the context) and on free generation; tokens/s and acceptance rates. Then the
+    no-help case: free generation on a target that does not copy (--nocopy-pair, the
+    earlier briefly trained pair), target alone vs prompt lookup, --nocopy-rounds rounds.
 Single and json: decode tokens/s = (tokens - 1) / (last token time - first token time),
 and this process's CPU milliseconds per token over the same span: on a shared, loaded
 machine the wall clock swings with other jobs, the CPU an engine spends per token does not.
@@ -33,6 +35,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / ".bench"
+FREE_PROMPTS = (
+    "Write a new Python module that parses command line options.",
+    "Explain how a hash table works, with an example in Python.",
+    "Write a class for a bank account with deposits and withdrawals.",
+    "Write a function that merges two sorted lists.",
+)
 SCHEMA = {
     "type": "object",
     "properties": {
@@ -232,7 +240,6 @@ def json_schema(args: argparse.Namespace) -> None:
 def speculative(args: argparse.Namespace) -> None:
     from mlxctl.engine.generator import Engine
     from mlxctl.engine.speculative import Speculation
-    from mlxctl.engine.types import GenerationRequest, SamplingParams
     from mlxctl.factory.train import TrainPlan, train_pair
     from mlxctl.factory.traindata import edit_examples
 
@@ -257,69 +264,93 @@ def speculative(args: argparse.Namespace) -> None:
         list(tokenizer.apply_chat_template(example.messages(), add_generation_prompt=True))
         for example in examples[: args.prompts]
     ]
-    free = [
-        _chat(tokenizer, text)
-        for text in (
-            "Write a new Python module that parses command line options.",
-            "Explain how a hash table works, with an example in Python.",
-            "Write a class for a bank account with deposits and withdrawals.",
-            "Write a function that merges two sorted lists.",
-        )[: args.prompts]
-    ]
-    greedy = SamplingParams(temperature=0.0)
+    free = [_chat(tokenizer, text) for text in FREE_PROMPTS[: args.prompts]]
     for workload, prompts in (
         ("context-repeating (rewrite with one change)", edits),
         ("free generation", free),
     ):
-        # Answers end at EOS: tokens/s over all of them, request to last token (a burst of
-        # accepted drafts is not a rate), engines taking turns on each prompt.
-        spans: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in engines}
-        outputs: dict[str, list[list[int]]] = {name: [] for name in engines}
-        for engine in engines.values():
-            _engine_run(engine, GenerationRequest(prompts[0], 8, greedy))  # warm-up
-        before = {name: engine.stats() for name, engine in engines.items()}
-        for _ in range(args.rounds):
-            for prompt in prompts:
-                for name, engine in engines.items():
-                    request = GenerationRequest(prompt, args.tokens, greedy)
-                    _, tokens, (wall, cpu) = _engine_run(engine, request)
-                    spans[name][0] += len(tokens)
-                    spans[name][1] += wall
-                    spans[name][2] += cpu
-                    outputs[name].append(tokens)
-        counts = {}
-        for name, engine in engines.items():
-            after = engine.stats()
-            counts[name] = (
-                after["tokens_drafted_total"] - before[name]["tokens_drafted_total"],
-                after["tokens_draft_accepted_total"] - before[name]["tokens_draft_accepted_total"],
-            )
-        rate_of = {name: done / wall for name, (done, wall, _) in spans.items()}
-        cpu_of = {name: 1000 * cpu / done for name, (done, _, cpu) in spans.items()}
-        ref = rate_of["target alone"]
-        same = all(outputs[name] == outputs["target alone"] for name in engines)
-        mean = statistics.mean(len(t) for t in outputs["target alone"])
-        print(
-            f"\n## Speculative, trained pair, greedy, {workload}: "
-            f"{len(prompts)} prompts × {args.rounds}, at most {args.tokens} tokens"
-        )
-        print(f"(answers {mean:.0f} tokens on average; identical to the target alone: {same})")
-        print(
-            "| decoding | tok/s | vs target alone | CPU ms/token | speed by CPU "
-            "| drafted | accepted | acceptance |"
-        )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-        for name in engines:
-            rate = rate_of[name]
-            drafted, accepted = counts[name]
-            share = f"{accepted / drafted:.0%}" if drafted else "—"
-            cpu, cpu0 = cpu_of[name], cpu_of["target alone"]
-            print(
-                f"| {name} | {rate:.1f} | {rate / ref:.2f}× | {cpu:.2f} | {cpu0 / cpu:.2f}× "
-                f"| {drafted} | {accepted} | {share} |"
-            )
+        _workload(args, workload, engines, prompts, args.rounds)
     for engine in engines.values():
         engine.close()
+    # Where drafts mostly fail: free generation on a target that does not copy (the copying
+    # one loops, which prompt lookup drafts); the rule must step aside there at little cost.
+    nocopy = Path(args.nocopy_pair)
+    if not (nocopy / "target" / "config.json").exists():
+        print(f"\n(no non-copying pair at {nocopy}: the no-help workload is skipped)")
+        return
+    engines = {
+        "target alone": Engine(nocopy / "target"),
+        f"prompt lookup (k={k})": Engine(
+            nocopy / "target", speculation=Speculation(k, prompt_lookup=True)
+        ),
+    }
+    for engine in engines.values():
+        engine.start()
+    free = [_chat(engines["target alone"].tokenizer, text) for text in FREE_PROMPTS[: args.prompts]]
+    name = f"free generation on the non-copying target ({nocopy.name})"
+    _workload(args, name, engines, free, args.nocopy_rounds)
+    for engine in engines.values():
+        engine.close()
+
+
+def _workload(
+    args: argparse.Namespace,
+    workload: str,
+    engines: dict[str, Any],
+    prompts: list[Any],
+    rounds: int,
+) -> None:
+    """Greedy answers on `prompts`, engines taking turns; one table of rates and acceptance."""
+    from mlxctl.engine.types import GenerationRequest, SamplingParams
+
+    greedy = SamplingParams(temperature=0.0)
+    # Answers end at EOS: tokens/s over all of them, request to last token (a burst of
+    # accepted drafts is not a rate), engines taking turns on each prompt.
+    spans: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in engines}
+    outputs: dict[str, list[list[int]]] = {name: [] for name in engines}
+    for engine in engines.values():
+        _engine_run(engine, GenerationRequest(prompts[0], 8, greedy))  # warm-up
+    before = {name: engine.stats() for name, engine in engines.items()}
+    for _ in range(rounds):
+        for prompt in prompts:
+            for name, engine in engines.items():
+                request = GenerationRequest(prompt, args.tokens, greedy)
+                _, tokens, (wall, cpu) = _engine_run(engine, request)
+                spans[name][0] += len(tokens)
+                spans[name][1] += wall
+                spans[name][2] += cpu
+                outputs[name].append(tokens)
+    counts = {}
+    for name, engine in engines.items():
+        after = engine.stats()
+        counts[name] = (
+            after["tokens_drafted_total"] - before[name]["tokens_drafted_total"],
+            after["tokens_draft_accepted_total"] - before[name]["tokens_draft_accepted_total"],
+        )
+    rate_of = {name: done / wall for name, (done, wall, _) in spans.items()}
+    cpu_of = {name: 1000 * cpu / done for name, (done, _, cpu) in spans.items()}
+    ref = rate_of["target alone"]
+    same = all(outputs[name] == outputs["target alone"] for name in engines)
+    mean = statistics.mean(len(t) for t in outputs["target alone"])
+    print(
+        f"\n## Speculative, trained pair, greedy, {workload}: "
+        f"{len(prompts)} prompts × {rounds}, at most {args.tokens} tokens"
+    )
+    print(f"(answers {mean:.0f} tokens on average; identical to the target alone: {same})")
+    print(
+        "| decoding | tok/s | vs target alone | CPU ms/token | speed by CPU "
+        "| drafted | accepted | acceptance |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in engines:
+        rate = rate_of[name]
+        drafted, accepted = counts[name]
+        share = f"{accepted / drafted:.0%}" if drafted else "—"
+        cpu, cpu0 = cpu_of[name], cpu_of["target alone"]
+        print(
+            f"| {name} | {rate:.1f} | {rate / ref:.2f}× | {cpu:.2f} | {cpu0 / cpu:.2f}× "
+            f"| {drafted} | {accepted} | {share} |"
+        )
 
 
 def main() -> None:
@@ -331,6 +362,12 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--draft-tokens", type=int, default=3)
     parser.add_argument("--steps", type=int, default=0, help="train the pair this many steps")
+    parser.add_argument(
+        "--nocopy-pair",
+        default=str(BENCH_DIR / "home" / "factory" / "pair-old-nocopy"),
+        help="spec: a trained pair whose target does not copy (free generation, drafts fail)",
+    )
+    parser.add_argument("--nocopy-rounds", type=int, default=10, help="spec: its rounds")
     args = parser.parse_args()
     blas = _reexec_with_blas()
     print(f"BLAS: {blas}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
