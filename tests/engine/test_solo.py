@@ -9,10 +9,8 @@ import mlx.core as mx
 import pytest
 
 from mlxctl.engine import mlxlm, solo
-from mlxctl.engine.sampling import make_sampler
 from mlxctl.engine.solo import Solo, SoloResponse
-from mlxctl.engine.stats import EngineStats
-from mlxctl.engine.types import SamplingParams
+from tests.engine.streams import greedy_solo
 
 
 class Recording:
@@ -31,21 +29,7 @@ class Recording:
 
 def lone(tiny_model: Path, log: list[str], max_tokens: int) -> Solo:
     model, _ = mlxlm.load(tiny_model)
-    return Solo(
-        Recording(model, log),
-        uid=-1,
-        prompt=[5, 6, 7, 8, 9, 10],
-        cache=None,
-        cached=0,
-        max_tokens=max_tokens,
-        sampler=make_sampler(SamplingParams(temperature=0.0), 0),
-        processors=[],
-        stop=[],
-        prefill_step_size=64,
-        drafter=None,
-        num_draft_tokens=0,
-        stats=EngineStats(max_batch=1, max_queue=0),
-    )
+    return greedy_solo(Recording(model, log), [5, 6, 7, 8, 9, 10], max_tokens)
 
 
 def test_the_first_token_is_read_before_the_next_pass_and_none_follows_the_last(

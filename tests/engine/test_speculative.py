@@ -20,14 +20,12 @@ from mlxctl.engine import mlxlm
 from mlxctl.engine.cachetiers import CacheOptions
 from mlxctl.engine.generator import Engine
 from mlxctl.engine.mlxlm import Sampler
-from mlxctl.engine.sampling import SeededSampler, make_sampler
-from mlxctl.engine.solo import Solo
+from mlxctl.engine.sampling import SeededSampler
 from mlxctl.engine.speculative import PromptLookup, Proposal, Speculation, unavailable, verify
-from mlxctl.engine.stats import EngineStats
 from mlxctl.engine.types import GenerationRequest, SamplingParams
 from mlxctl.errors import InvalidInput
 from mlxctl.factory import make_model
-from tests.engine.streams import Result, collect, greedy, run
+from tests.engine.streams import Result, collect, greedy, greedy_solo, run
 
 TOKENS = 40
 
@@ -278,21 +276,7 @@ class _Recording(PromptLookup):
 
 def _solo_tokens(tiny_model: Path, prompt: list[int], drafter: PromptLookup | None) -> list[int]:
     model, _ = mlxlm.load(tiny_model)
-    solo = Solo(
-        model,
-        uid=-1,
-        prompt=prompt,
-        cache=None,
-        cached=0,
-        max_tokens=TOKENS,
-        sampler=make_sampler(SamplingParams(temperature=0.0), 0),
-        processors=[],
-        stop=[],
-        prefill_step_size=64,
-        drafter=drafter,
-        num_draft_tokens=2,
-        stats=EngineStats(max_batch=1, max_queue=1),
-    )
+    solo = greedy_solo(model, prompt, TOKENS, drafter=drafter, num_draft_tokens=2)
     tokens: list[int] = []
     while len(tokens) < TOKENS:
         tokens += [r.token for r in solo.step()[1]]
